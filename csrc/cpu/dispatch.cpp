@@ -1,0 +1,65 @@
+#include "dispatch.h"
+
+#include <cstdlib>
+
+namespace fastdl {
+namespace cpu {
+
+#if !FASTDL_X86_ISAS
+const KernelTable* avx2_table() { return nullptr; }
+const KernelTable* avx512_table() { return nullptr; }
+#endif
+
+namespace {
+
+bool cpu_has(const std::string& isa) {
+#if FASTDL_X86_ISAS && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (isa == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#endif
+  return isa == "baseline";
+}
+
+const KernelTable* table_for(const std::string& isa) {
+  if (!cpu_has(isa)) return nullptr;
+  if (isa == "avx512") return avx512_table();
+  if (isa == "avx2") return avx2_table();
+  if (isa == "baseline") return baseline_table();
+  return nullptr;
+}
+
+const KernelTable* initial_table() {
+  const char* forced = std::getenv("FASTDL_SIMD");
+  if (forced && *forced)
+    if (const KernelTable* t = table_for(forced)) return t;
+  std::vector<std::string> isas = supported_isas();
+  return table_for(isas.back());
+}
+
+const KernelTable* current = nullptr;
+
+}  // namespace
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (const char* isa : {"baseline", "avx2", "avx512"})
+    if (table_for(isa)) out.push_back(isa);
+  return out;
+}
+
+const KernelTable& kernels() {
+  if (!current) current = initial_table();
+  return *current;
+}
+
+bool select_isa(const std::string& isa) {
+  const KernelTable* t = table_for(isa);
+  if (t) current = t;
+  return t != nullptr;
+}
+
+}  // namespace cpu
+}  // namespace fastdl

@@ -1,0 +1,67 @@
+// Elementwise loops: y = f(inputs...) over contiguous arrays. Included inside the per-ISA namespace.
+#pragma once
+
+// Work per thread below which a loop stays on one thread (elements).
+constexpr int64_t kGrainCheap = int64_t(1) << 16;         // a few instructions per element
+constexpr int64_t kGrainTranscendental = int64_t(1) << 13;  // exp / tanh / erfc per element
+// Outputs at least this large, not aliasing an input, are written with streaming stores: they do
+// not fit in the last-level cache anyway, and streaming skips the read of each output line.
+constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+template <class T, class F, class... In>
+FASTDL_VI void map_range(F f, T* y, int64_t b, int64_t e, bool stream, const In*... in) {
+  constexpr int64_t W = Vec<T>::lanes;
+  int64_t i = b;
+  if (stream) {
+    // Up to the first 64-byte aligned output element, then whole aligned vectors.
+    int64_t misaligned = (int64_t)(((uintptr_t)(y + i) & 63) / sizeof(T));
+    if (misaligned) {
+      int64_t head = W - misaligned < e - i ? W - misaligned : e - i;
+      f(Vec<T>::load_partial(in + i, head, T(0))...).store_partial(y + i, head);
+      i += head;
+    }
+    for (; i + W <= e; i += W) f(Vec<T>::load(in + i)...).stream(y + i);
+    stream_fence();
+  } else {
+    for (; i + W <= e; i += W) f(Vec<T>::load(in + i)...).store(y + i);
+  }
+  if (i < e) f(Vec<T>::load_partial(in + i, e - i, T(0))...).store_partial(y + i, e - i);
+}
+
+// y[i] = f(in0[i], in1[i], ...) for i < n, split across threads.
+template <class T, class F, class... In>
+FASTDL_VI void map(F f, int64_t grain, T* y, int64_t n, const In*... in) {
+  bool aliased = ((in == y) || ...);
+  bool stream = !aliased && n * (int64_t)sizeof(T) >= kStreamBytes;
+  parallel_ranges(n, grain, 16, [&](int64_t b, int64_t e) { map_range(f, y, b, e, stream, in...); });
+}
+
+template <class T>
+void activation(Activation op, const T* x, T* y, int64_t n, double alpha) {
+  namespace k = fastdl::kernels;
+  switch (op) {
+    case Activation::sigmoid: return map(k::Sigmoid{}, kGrainTranscendental, y, n, x);
+    case Activation::tanh: return map(k::Tanh{}, kGrainTranscendental, y, n, x);
+    case Activation::relu: return map(k::Relu{}, kGrainCheap, y, n, x);
+    case Activation::leaky_relu: return map(k::LeakyRelu<T>{T(alpha)}, kGrainCheap, y, n, x);
+    case Activation::gelu: return map(k::Gelu{}, kGrainTranscendental, y, n, x);
+    case Activation::gelu_tanh: return map(k::GeluTanh{}, kGrainTranscendental, y, n, x);
+    case Activation::silu: return map(k::Silu{}, kGrainTranscendental, y, n, x);
+    case Activation::count: return;
+  }
+}
+
+template <class T>
+void activation_backward(Activation op, const T* g, const T* s, T* out, int64_t n, double alpha) {
+  namespace k = fastdl::kernels;
+  switch (op) {
+    case Activation::sigmoid: return map(k::SigmoidBackward{}, kGrainCheap, out, n, g, s);
+    case Activation::tanh: return map(k::TanhBackward{}, kGrainCheap, out, n, g, s);
+    case Activation::relu: return map(k::ReluBackward{}, kGrainCheap, out, n, g, s);
+    case Activation::leaky_relu: return map(k::LeakyReluBackward<T>{T(alpha)}, kGrainCheap, out, n, g, s);
+    case Activation::gelu: return map(k::GeluBackward{}, kGrainTranscendental, out, n, g, s);
+    case Activation::gelu_tanh: return map(k::GeluTanhBackward{}, kGrainTranscendental, out, n, g, s);
+    case Activation::silu: return map(k::SiluBackward{}, kGrainTranscendental, out, n, g, s);
+    case Activation::count: return;
+  }
+}

@@ -1,0 +1,67 @@
+// The CPU kernels' entry points, as a table of function pointers: one table per instruction set
+// (built by isa_kernels.cpp), one chosen at import time (dispatch.cpp). Types only: no code here
+// is compiled for a particular instruction set.
+#pragma once
+
+#include <cstdint>
+
+namespace fastdl {
+namespace cpu {
+
+enum class Activation : int { sigmoid = 0, tanh, relu, leaky_relu, gelu, gelu_tanh, silu, count };
+
+// Many tensors of one dtype, for the multi-tensor optimizer steps. Pointers may be null for
+// state a configuration does not use (momentum buffers without momentum, max_exp_avg_sqs
+// without amsgrad). offsets[k] = sizes of tensors 0..k-1 summed; offsets[count] = total.
+template <class T>
+struct TensorList {
+  int64_t count;
+  const int64_t* offsets;
+  T* const* params;
+  const T* const* grads;
+  T* const* state0;  // SGD momentum_buffer; Adam exp_avg
+  T* const* state1;  // Adam exp_avg_sq
+  T* const* state2;  // Adam max_exp_avg_sq (amsgrad)
+  const int64_t* steps;  // each tensor's step count, already incremented for this step
+};
+
+struct SgdOptions {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, maximize;
+};
+
+struct AdamOptions {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, decoupled, maximize;  // decoupled: AdamW's weight decay
+};
+
+template <class T>
+struct Kernels {
+  void (*activation)(Activation op, const T* x, T* y, int64_t n, double alpha);
+  // saved = y for sigmoid and tanh, x for the others.
+  void (*activation_backward)(Activation op, const T* grad, const T* saved, T* out, int64_t n, double alpha);
+  void (*softmax)(const T* x, T* y, int64_t rows, int64_t cols, bool log);
+  void (*softmax_backward)(const T* grad, const T* y, T* out, int64_t rows, int64_t cols, bool log);
+  // Losses return the mean loss and write its gradient (already divided by the count).
+  double (*mse)(const T* pred, const T* target, T* grad, int64_t n);
+  double (*bce)(const T* pred, const T* target, T* grad, int64_t n, bool from_logits);
+  double (*softmax_ce_i32)(const T* logits, const int32_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
+  double (*softmax_ce_i64)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
+  double (*softmax_ce_probs)(const T* logits, const T* target, T* grad, int64_t rows, int64_t cols, double smoothing);
+  void (*sgd)(const TensorList<T>& tensors, const SgdOptions& options);
+  void (*adam)(const TensorList<T>& tensors, const AdamOptions& options);
+};
+
+struct KernelTable {
+  const char* isa;
+  Kernels<float> f32;
+  Kernels<double> f64;
+};
+
+// Per-ISA tables; null where the build does not include that ISA.
+const KernelTable* baseline_table();
+const KernelTable* avx2_table();
+const KernelTable* avx512_table();
+
+}  // namespace cpu
+}  // namespace fastdl

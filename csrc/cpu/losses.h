@@ -1,0 +1,86 @@
+// Fused loss loops: one pass computes each term's value and gradient, writes the gradient
+// (scaled for the mean) and sums the values. Formulas: csrc/kernels/losses.h.
+// Included inside the per-ISA namespace.
+#pragma once
+
+// mean_i l(p_i, t_i) and grad_i = dl/dp_i / n; NaN for n = 0.
+template <class T, class Term>
+FASTDL_VI double elementwise_loss(Term term, const T* p, const T* t, T* grad, int64_t n) {
+  if (n == 0) return __builtin_nan("");
+  constexpr int64_t W = Vec<T>::lanes;
+  const Vec<T> scale(T(1.0 / (double)n));
+  double total = deterministic_sum(n, kGrainTranscendental, [&](int64_t b, int64_t e) {
+    LaneSum<T> acc;
+    Vec<T> dl;
+    int64_t i = b;
+    for (; i + W <= e; i += W) {
+      acc.add(term(Vec<T>::load(p + i), Vec<T>::load(t + i), dl));
+      (dl * scale).store(grad + i);
+    }
+    if (i < e) {
+      Vec<T> l = term(Vec<T>::load_partial(p + i, e - i, T(0.5)), Vec<T>::load_partial(t + i, e - i, T(0.5)), dl);
+      acc.add(where(first_lanes<T>(e - i), l, Vec<T>(T(0))));
+      (dl * scale).store_partial(grad + i, e - i);
+    }
+    return acc.sum();
+  });
+  return total / (double)n;
+}
+
+template <class T>
+double mse(const T* p, const T* t, T* grad, int64_t n) {
+  return elementwise_loss(kernels::MseTerm{}, p, t, grad, n);
+}
+
+template <class T>
+double bce(const T* p, const T* t, T* grad, int64_t n, bool from_logits) {
+  if (from_logits) return elementwise_loss(kernels::BceLogitTerm{}, p, t, grad, n);
+  return elementwise_loss(kernels::BceProbTerm{}, p, t, grad, n);
+}
+
+// Softmax cross-entropy, one fused pass per row over the logits: (1) max (and the sums the
+// target needs), (2) e = exp(x - max) into the gradient row while summing it, (3) the
+// gradient in place from e. No probabilities are materialised beyond the gradient output.
+// Labels: Label = int32_t / int64_t class ids (validated by the caller), or T for a (rows, cols)
+// probability target.
+template <class T, class Label>
+double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t cols, double smoothing) {
+  if (rows == 0) return __builtin_nan("");
+  constexpr bool probs = std::is_same<Label, T>::value;
+  const double inv_rows = 1.0 / (double)rows, uniform = smoothing / (double)cols;
+  const Vec<T> q_one_minus_eps(T((1.0 - smoothing) * inv_rows)), q_uniform(T(uniform * inv_rows));
+  int64_t grain = kGrainTranscendental / (cols > 0 ? cols : 1);
+  double total = deterministic_sum(rows, grain > 0 ? grain : 1, [&](int64_t b, int64_t e) {
+    double part = 0.0;
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * cols;
+      T* gr = g + r * cols;
+      T m = row_max(xr, cols);
+      double sum_x = smoothing != 0.0 ? row_dot(xr, (const T*)nullptr, cols) : 0.0;
+      double qsum, qx;
+      if constexpr (probs) {
+        const T* tr = (const T*)target + r * cols;
+        double sum_t = row_dot(tr, (const T*)nullptr, cols);
+        qsum = (1.0 - smoothing) * sum_t + smoothing;
+        qx = (1.0 - smoothing) * row_dot(tr, xr, cols) + uniform * sum_x;
+      } else {
+        qsum = 1.0;
+        qx = (1.0 - smoothing) * (double)xr[target[r]] + uniform * sum_x;
+      }
+      double s = row_sum_exp(xr, m, gr, cols);
+      part += kernels::softmax_ce_row_loss<double>(m, s, qsum, qx);
+      const Vec<T> a(T(qsum / s * inv_rows));
+      if constexpr (probs) {
+        const T* tr = (const T*)target + r * cols;
+        row_map([&](Vec<T> ev, Vec<T> tv) {
+          return kernels::softmax_ce_grad(ev, a, kernels::smoothed_target(tv, q_one_minus_eps, q_uniform));
+        }, gr, cols, (const T*)gr, tr);
+      } else {
+        row_map([&](Vec<T> ev) { return kernels::softmax_ce_grad(ev, a, q_uniform); }, gr, cols, (const T*)gr);
+        gr[target[r]] -= q_one_minus_eps[0];
+      }
+    }
+    return part;
+  });
+  return total * inv_rows;
+}

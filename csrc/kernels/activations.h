@@ -1,0 +1,103 @@
+// Activation functions, forward and backward: the one place their formulas live.
+//
+// Each functor's operator() is a template on V, which is a scalar (float, double: the CUDA
+// kernels) or a SIMD vector (csrc/cpu/vec.h: the CPU loops). Forward functors map x -> y.
+// Backward functors map (g, s) -> dL/dx, where g = dL/dy and s is the saved tensor named in
+// the comment (y, the forward output, or x, the forward input).
+//
+// Stability: no formula here produces NaN or inf for a finite input. Where the textbook
+// form cancels (1 + tanh(u) for u << 0), the form used is the algebraically equal stable one.
+#pragma once
+
+#include "common.h"
+#include "scalar_math.h"
+
+namespace fastdl {
+namespace kernels {
+
+// sigma(x) = 1 / (1 + exp(-x)). exp(-x) = inf for x << 0 gives exactly 0, never NaN.
+template <class V>
+FASTDL_HD V sigmoid_of(V x) { return V(1) / (V(1) + exp(-x)); }
+
+// Standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2: accurate in both tails, where the
+// form (1 + erf(x / sqrt 2)) / 2 loses all digits for x << 0.
+template <class V>
+FASTDL_HD V normal_cdf(V x) { return V(0.5) * erfc(V(-0.70710678118654752440) * x); }
+
+struct Sigmoid {  // y = 1 / (1 + exp(-x))
+  template <class V> FASTDL_HD V operator()(V x) const { return sigmoid_of(x); }
+};
+struct SigmoidBackward {  // s = y:  dx = g y (1 - y)
+  template <class V> FASTDL_HD V operator()(V g, V y) const { return g * y * (V(1) - y); }
+};
+
+struct Tanh {  // y = tanh x
+  template <class V> FASTDL_HD V operator()(V x) const { return tanh(x); }
+};
+struct TanhBackward {  // s = y:  dx = g (1 - y^2)
+  template <class V> FASTDL_HD V operator()(V g, V y) const { return g * (V(1) - y * y); }
+};
+
+struct Relu {  // y = max(x, 0); NaN passes through as in torch.relu
+  template <class V> FASTDL_HD V operator()(V x) const { return where(x < V(0), V(0), x); }
+};
+struct ReluBackward {  // s = x:  dx = g [x > 0]
+  template <class V> FASTDL_HD V operator()(V g, V x) const { return where(x > V(0), g, V(0)); }
+};
+
+template <class S>
+struct LeakyRelu {  // y = x for x >= 0, alpha x otherwise
+  S alpha;
+  template <class V> FASTDL_HD V operator()(V x) const { return where(x < V(0), V(alpha) * x, x); }
+};
+template <class S>
+struct LeakyReluBackward {  // s = x:  dx = g for x > 0, alpha g otherwise
+  S alpha;
+  template <class V> FASTDL_HD V operator()(V g, V x) const { return where(x > V(0), g, V(alpha) * g); }
+};
+
+struct Gelu {  // exact: y = x Phi(x)
+  template <class V> FASTDL_HD V operator()(V x) const { return x * normal_cdf(x); }
+};
+struct GeluBackward {  // s = x:  dx = g (Phi(x) + x phi(x)),  phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+  template <class V> FASTDL_HD V operator()(V g, V x) const {
+    V pdf = V(0.39894228040143267794) * exp(V(-0.5) * x * x);
+    return g * (normal_cdf(x) + x * pdf);
+  }
+};
+
+// tanh form: y = x (1 + tanh u) / 2 with u = sqrt(2/pi) (x + 0.044715 x^3).
+// Written as y = x sigma(2u), the same value, since 1 + tanh u = 2 sigma(2u); the tanh
+// spelling cancels to nothing for x << 0.
+template <class V>
+FASTDL_HD V gelu_tanh_2u(V x) {
+  return V(1.5957691216057307117) * (x + V(0.044715) * x * x * x);  // 2 sqrt(2/pi) (x + c x^3)
+}
+struct GeluTanh {
+  template <class V> FASTDL_HD V operator()(V x) const { return x * sigmoid_of(gelu_tanh_2u(x)); }
+};
+// s = x:  dx = g (s2 + x d(2u)/dx s2 (1 - s2)),  s2 = sigma(2u),  d(2u)/dx = 2 sqrt(2/pi) (1 + 3c x^2).
+// For |x| > 30, s2 (1 - s2) is exactly 0 in float and in double, so clamping x to +-30 inside
+// that term changes nothing, while the unclamped x d(2u)/dx overflows to inf for huge |x|
+// (|x| > 1e13 in float) and inf * 0 would be NaN.
+struct GeluTanhBackward {
+  template <class V> FASTDL_HD V operator()(V g, V x) const {
+    V s2 = sigmoid_of(gelu_tanh_2u(x));
+    V xc = where(x > V(30), V(30), where(x < V(-30), V(-30), x));
+    V slope = V(1.5957691216057307117) * (V(1) + V(0.134145) * xc * xc);
+    return g * (s2 + xc * slope * s2 * (V(1) - s2));
+  }
+};
+
+struct Silu {  // y = x sigma(x)
+  template <class V> FASTDL_HD V operator()(V x) const { return x * sigmoid_of(x); }
+};
+struct SiluBackward {  // s = x:  dx = g sigma(x) (1 + x (1 - sigma(x)))
+  template <class V> FASTDL_HD V operator()(V g, V x) const {
+    V s = sigmoid_of(x);
+    return g * s * (V(1) + x * (V(1) - s));
+  }
+};
+
+}  // namespace kernels
+}  // namespace fastdl

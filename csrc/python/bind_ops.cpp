@@ -1,0 +1,198 @@
+// Bindings for the activation, softmax and loss kernels.
+#include <string>
+
+#include "../cpu/dispatch.h"
+#include "array_args.h"
+
+namespace fastdl {
+namespace glue {
+
+using cpu::Activation;
+
+namespace {
+
+template <class T>
+const cpu::Kernels<T>& table();
+template <>
+const cpu::Kernels<float>& table<float>() { return cpu::kernels().f32; }
+template <>
+const cpu::Kernels<double>& table<double>() { return cpu::kernels().f64; }
+
+// Calls f.template operator()<T>() with T the C++ type of `dt`.
+template <class F>
+auto with_type(DType dt, F f) {
+  return dt == DType::f32 ? f(float{}) : f(double{});
+}
+
+Activation activation_op(int op) {
+  if (op < 0 || op >= static_cast<int>(Activation::count)) throw py::value_error("unknown activation id " + std::to_string(op));
+  return static_cast<Activation>(op);
+}
+
+// rows x cols view of an array over its last axis.
+void rows_cols(const py::array& a, int64_t& rows, int64_t& cols) {
+  if (a.ndim() == 0) throw py::value_error("x must have at least one dimension");
+  cols = a.shape(a.ndim() - 1);
+  rows = cols == 0 ? 0 : static_cast<int64_t>(a.size()) / cols;
+}
+
+void activation(int op, const py::array& x, py::array& out, double alpha) {
+  Activation a = activation_op(op);
+  DType dt = float_dtype(x, "x");
+  require_dtype(out, dt, "out", "x");
+  int64_t n = x.size();
+  require_size(out, n, "out", "x");
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = input<T>(x, "x");
+    T* yp = output<T>(out, "out");
+    py::gil_scoped_release nogil;
+    table<T>().activation(a, xp, yp, n, alpha);
+    return 0;
+  });
+}
+
+void activation_backward(int op, const py::array& grad, const py::array& saved, py::array& out, double alpha) {
+  Activation a = activation_op(op);
+  DType dt = float_dtype(grad, "grad");
+  require_dtype(saved, dt, "saved", "grad");
+  require_dtype(out, dt, "out", "grad");
+  int64_t n = grad.size();
+  require_size(saved, n, "saved", "grad");
+  require_size(out, n, "out", "grad");
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *gp = input<T>(grad, "grad"), *sp = input<T>(saved, "saved");
+    T* op_ = output<T>(out, "out");
+    py::gil_scoped_release nogil;
+    table<T>().activation_backward(a, gp, sp, op_, n, alpha);
+    return 0;
+  });
+}
+
+void softmax(const py::array& x, py::array& out, bool log) {
+  DType dt = float_dtype(x, "x");
+  require_dtype(out, dt, "out", "x");
+  require_size(out, x.size(), "out", "x");
+  int64_t rows, cols;
+  rows_cols(x, rows, cols);
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = input<T>(x, "x");
+    T* yp = output<T>(out, "out");
+    py::gil_scoped_release nogil;
+    table<T>().softmax(xp, yp, rows, cols, log);
+    return 0;
+  });
+}
+
+void softmax_backward(const py::array& grad, const py::array& y, py::array& out, bool log) {
+  DType dt = float_dtype(grad, "grad");
+  require_dtype(y, dt, "y", "grad");
+  require_dtype(out, dt, "out", "grad");
+  require_size(y, grad.size(), "y", "grad");
+  require_size(out, grad.size(), "out", "grad");
+  int64_t rows, cols;
+  rows_cols(grad, rows, cols);
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *gp = input<T>(grad, "grad"), *yp = input<T>(y, "y");
+    T* op_ = output<T>(out, "out");
+    py::gil_scoped_release nogil;
+    table<T>().softmax_backward(gp, yp, op_, rows, cols, log);
+    return 0;
+  });
+}
+
+// pred, target and grad of one shape; returns the mean loss.
+template <class Call>
+double elementwise_loss(const py::array& pred, const py::array& target, py::array& grad, Call call) {
+  DType dt = float_dtype(pred, "pred");
+  require_dtype(target, dt, "target", "pred");
+  require_dtype(grad, dt, "out", "pred");
+  int64_t n = pred.size();
+  require_size(target, n, "target", "pred");
+  require_size(grad, n, "out", "pred");
+  return with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *pp = input<T>(pred, "pred"), *tp = input<T>(target, "target");
+    T* gp = output<T>(grad, "out");
+    py::gil_scoped_release nogil;
+    return call(table<T>(), pp, tp, gp, n);
+  });
+}
+
+double mse(const py::array& pred, const py::array& target, py::array& grad) {
+  return elementwise_loss(pred, target, grad, [](const auto& k, auto p, auto t, auto g, int64_t n) { return k.mse(p, t, g, n); });
+}
+
+double bce(const py::array& pred, const py::array& target, py::array& grad, bool from_logits) {
+  return elementwise_loss(pred, target, grad, [&](const auto& k, auto p, auto t, auto g, int64_t n) {
+    return k.bce(p, t, g, n, from_logits);
+  });
+}
+
+template <class L>
+void check_labels(const L* y, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; ++i)
+    if (y[i] < 0 || y[i] >= cols)
+      throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(y[i]) + " is not a class id in [0, " +
+                            std::to_string(cols) + ")");
+}
+
+double softmax_cross_entropy(const py::array& logits, const py::array& target, py::array& grad, double smoothing) {
+  DType dt = float_dtype(logits, "logits");
+  if (logits.ndim() != 2) throw py::value_error("logits must be 2-D (batch, classes)");
+  int64_t rows = logits.shape(0), cols = logits.shape(1);
+  require_dtype(grad, dt, "out", "logits");
+  require_size(grad, rows * cols, "out", "logits");
+  return with_type(dt, [&](auto zero) -> double {
+    using T = decltype(zero);
+    const cpu::Kernels<T>& k = table<T>();
+    const T* xp = input<T>(logits, "logits");
+    T* gp = output<T>(grad, "out");
+    if (py::isinstance<py::array_t<int64_t>>(target) || py::isinstance<py::array_t<int32_t>>(target)) {
+      require_size(target, rows, "target", "logits' batch");
+      if (rows > 0 && cols == 0) throw py::value_error("logits has no classes");
+      if (py::isinstance<py::array_t<int64_t>>(target)) {
+        const int64_t* yp = input<int64_t>(target, "target");
+        check_labels(yp, rows, cols);
+        py::gil_scoped_release nogil;
+        return k.softmax_ce_i64(xp, yp, gp, rows, cols, smoothing);
+      }
+      const int32_t* yp = input<int32_t>(target, "target");
+      check_labels(yp, rows, cols);
+      py::gil_scoped_release nogil;
+      return k.softmax_ce_i32(xp, yp, gp, rows, cols, smoothing);
+    }
+    require_dtype(target, dt, "target", "logits");
+    require_size(target, rows * cols, "target", "logits");
+    const T* tp = input<T>(target, "target");
+    py::gil_scoped_release nogil;
+    return k.softmax_ce_probs(xp, tp, gp, rows, cols, smoothing);
+  });
+}
+
+}  // namespace
+
+void bind_ops(py::module_& m) {
+  py::dict ids;
+  const char* names[] = {"sigmoid", "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh", "silu"};
+  for (int i = 0; i < static_cast<int>(Activation::count); ++i) ids[names[i]] = i;
+  m.attr("ACTIVATIONS") = ids;
+  m.def("activation", &activation, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0,
+        "out = f(x) for the activation with id `op` (see ACTIVATIONS).");
+  m.def("activation_backward", &activation_backward, py::arg("op"), py::arg("grad"), py::arg("saved"), py::arg("out"),
+        py::arg("alpha") = 0.0, "out = dL/dx from grad = dL/dy and saved (y for sigmoid/tanh, x otherwise).");
+  m.def("softmax", &softmax, py::arg("x"), py::arg("out"), py::arg("log") = false, "Softmax over the last axis.");
+  m.def("softmax_backward", &softmax_backward, py::arg("grad"), py::arg("y"), py::arg("out"), py::arg("log") = false,
+        "Gradient of softmax (or log_softmax) over the last axis, from its output y.");
+  m.def("mse", &mse, py::arg("pred"), py::arg("target"), py::arg("out"), "Mean squared error; writes dL/dpred to out.");
+  m.def("binary_crossentropy", &bce, py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("from_logits") = false,
+        "Mean binary cross-entropy; writes dL/dpred to out.");
+  m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("target"), py::arg("out"),
+        py::arg("label_smoothing") = 0.0, "Mean softmax cross-entropy; writes dL/dlogits to out.");
+}
+
+}  // namespace glue
+}  // namespace fastdl

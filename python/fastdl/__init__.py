@@ -1,0 +1,44 @@
+"""fastdl: fused deep-learning kernels (C++/OpenMP/SIMD, CUDA) under a small Python API.
+
+    import fastdl
+    fastdl.info()                      # what is built and in use
+    y = fastdl.ops.gelu(x)             # fused activations and losses on NumPy arrays
+    opt = fastdl.optim.Adam(params)    # multi-tensor optimizers, torch.optim's update rules
+"""
+
+__version__ = "0.1.0"
+
+from . import _backend, ops, optim  # noqa: E402
+
+
+def info():
+    """What fastdl has and uses, as a dict:
+
+    version, backend ('cpu' = the C++ extension, 'numpy' = the fallback), cpu_extension (bool:
+    the module loaded), cpu_extension_error (why not, or None), simd (instruction set in use),
+    simd_supported, threads, cuda_extension, cuda_devices, cuda_device_name.
+    """
+    ext = _backend.cpu_extension()
+    err = _backend.cpu_import_error()
+    return {
+        "version": __version__,
+        "backend": _backend.name,
+        "cpu_extension": ext is not None,
+        "cpu_extension_error": None if err is None else str(err),
+        "simd": ext.simd() if ext else None,
+        "simd_supported": list(ext.supported_simd()) if ext else [],
+        "threads": ext.num_threads() if ext else 1,
+        "cuda_extension": False,
+        "cuda_devices": 0,
+        "cuda_device_name": None,
+    }
+
+
+def set_num_threads(n):
+    """Sets how many threads the C++ kernels use (default: one per core, or OMP_NUM_THREADS)."""
+    ext = _backend.cpu_extension()
+    if ext is not None:
+        ext.set_num_threads(int(n))
+
+
+__all__ = ["ops", "optim", "info", "set_num_threads", "__version__"]

@@ -1,0 +1,87 @@
+"""Argument checks shared by every op and backend: each bad input gets a TypeError or
+ValueError that names the argument, before anything is computed or written."""
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(x, name):
+    """x as a C-contiguous, aligned float32/float64 ndarray (copied only if it is not one)."""
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a float32 or float64 array, got dtype {x.dtype}")
+    if not (x.flags.c_contiguous and x.flags.aligned):
+        x = np.ascontiguousarray(x)
+        if not x.flags.aligned:
+            x = x.copy()
+    return x
+
+
+def same_as(a, ref, name, ref_name):
+    """a as a float array with ref's dtype and shape."""
+    a = float_array(a, name)
+    if a.dtype != ref.dtype:
+        raise TypeError(f"{name} has dtype {a.dtype} but {ref_name} has dtype {ref.dtype}; cast one of them")
+    if a.shape != ref.shape:
+        raise ValueError(f"{name} has shape {a.shape} but {ref_name} has shape {ref.shape}")
+    return a
+
+
+def output(out, like, like_name, inputs=()):
+    """The array to write a result shaped like `like` into: a new one, or `out` checked.
+
+    Returns (out, inputs): an input that overlaps `out` without being exactly `out` is copied
+    first, so that writing the result cannot change what is still to be read.
+    """
+    if out is None:
+        return np.empty_like(like), inputs
+    if type(out) is not np.ndarray:
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != like.dtype:
+        raise TypeError(f"out has dtype {out.dtype} but {like_name} has dtype {like.dtype}")
+    if out.shape != like.shape:
+        raise ValueError(f"out has shape {out.shape} but {like_name} has shape {like.shape}")
+    if not (out.flags.c_contiguous and out.flags.aligned):
+        raise ValueError("out must be C-contiguous (in-place results cannot go to a strided view)")
+    if not out.flags.writeable:
+        raise ValueError("out is read-only")
+    if inputs:
+        inputs = tuple(_detached(a, out) for a in inputs)
+    return out, inputs
+
+
+def _detached(a, out):
+    if a is out or not np.may_share_memory(a, out):
+        return a
+    if a.ctypes.data == out.ctypes.data and a.shape == out.shape:
+        return a  # exactly the same elements: elementwise kernels read before they write
+    return a.copy()
+
+
+def axis_index(axis, ndim, name="axis"):
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{name} must be an int, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array of {ndim} dimension(s)")
+    return int(axis) % ndim
+
+
+def real(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite float in the given range."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
+    bad = not np.isfinite(v)
+    if low is not None:
+        bad |= v <= low if low_open else v < low
+    if high is not None:
+        bad |= v >= high if high_open else v > high
+    if bad:
+        lo = "(" if low_open else "["
+        hi = ")" if high_open else "]"
+        raise ValueError(f"{name}={value!r} must be in {lo}{'-inf' if low is None else low}, "
+                         f"{'inf' if high is None else high}{hi}")
+    return v

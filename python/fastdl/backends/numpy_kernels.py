@@ -1,0 +1,219 @@
+"""The pure-NumPy fallback: every kernel of the C++ extension, same names and arguments.
+
+Used when the extension is missing or FASTDL_BACKEND=numpy. This is the one other spelling of
+each formula in csrc/kernels/; the tests hold both against float64 references. Formulas are
+the stable ones (no overflow and no warnings for any finite input). Arguments arrive checked
+by fastdl.ops / fastdl.optim, except the class ids, checked here as the extension does.
+"""
+
+import math
+
+import numpy as np
+
+ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "gelu_tanh": 5, "silu": 6}
+
+_SQRT_HALF = 0.70710678118654752440
+_INV_SQRT_2PI = 0.39894228040143267794
+_TWO_SQRT_2_OVER_PI = 1.5957691216057307117
+_GELU_C = 0.044715
+_erfc_object = np.frompyfunc(math.erfc, 1, 1)
+
+
+def _erfc(x):
+    return _erfc_object(x).astype(x.dtype)
+
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)), from exp(-|x|) so nothing overflows."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _normal_cdf(x):
+    return 0.5 * _erfc(-_SQRT_HALF * x)
+
+
+def _gelu_tanh_2u(x):
+    return _TWO_SQRT_2_OVER_PI * (x + x.dtype.type(_GELU_C) * x * x * x)
+
+
+def _forward(op, x, alpha):
+    if op == 0:
+        return _sigmoid(x)
+    if op == 1:
+        return np.tanh(x)
+    if op == 2:
+        return np.where(x < 0, 0, x)
+    if op == 3:
+        return np.where(x < 0, x.dtype.type(alpha) * x, x)
+    if op == 4:
+        return x * _normal_cdf(x)
+    if op == 5:
+        return x * _sigmoid(_gelu_tanh_2u(x))
+    if op == 6:
+        return x * _sigmoid(x)
+    raise ValueError(f"unknown activation id {op}")
+
+
+def _backward(op, g, s, alpha):
+    if op == 0:
+        return g * s * (1 - s)
+    if op == 1:
+        return g * (1 - s * s)
+    if op == 2:
+        return np.where(s > 0, g, 0)
+    if op == 3:
+        return np.where(s > 0, g, s.dtype.type(alpha) * g)
+    if op == 4:
+        return g * (_normal_cdf(s) + s * _INV_SQRT_2PI * np.exp(-0.5 * s * s))
+    if op == 5:
+        s2 = _sigmoid(_gelu_tanh_2u(s))
+        xc = np.clip(s, -30, 30)  # see GeluTanhBackward in csrc/kernels/activations.h
+        return g * (s2 + xc * _TWO_SQRT_2_OVER_PI * (1 + 3 * _GELU_C * xc * xc) * s2 * (1 - s2))
+    if op == 6:
+        sg = _sigmoid(s)
+        return g * sg * (1 + s * (1 - sg))
+    raise ValueError(f"unknown activation id {op}")
+
+
+def activation(op, x, out, alpha=0.0):
+    with np.errstate(over="ignore", under="ignore"):
+        out[...] = _forward(op, x, alpha)
+
+
+def activation_backward(op, grad, saved, out, alpha=0.0):
+    with np.errstate(over="ignore", under="ignore"):  # x^2 = inf for huge x is handled by the formulas
+        out[...] = _backward(op, grad, saved, alpha)
+
+
+def softmax(x, out, log=False):
+    if x.size == 0:
+        return
+    m = x.max(axis=-1, keepdims=True)
+    with np.errstate(under="ignore"):
+        if log:
+            out[...] = (x - m) - np.log(np.exp(x - m).sum(axis=-1, keepdims=True, dtype=np.float64)).astype(x.dtype)
+        else:
+            e = np.exp(x - m)
+            out[...] = e / e.sum(axis=-1, keepdims=True, dtype=np.float64).astype(x.dtype)
+
+
+def softmax_backward(grad, y, out, log=False):
+    if grad.size == 0:
+        return
+    with np.errstate(under="ignore"):
+        if log:
+            out[...] = grad - np.exp(y) * grad.sum(axis=-1, keepdims=True, dtype=np.float64).astype(y.dtype)
+        else:
+            dot = (grad * y).sum(axis=-1, keepdims=True, dtype=np.float64).astype(y.dtype)
+            out[...] = y * (grad - dot)
+
+
+def _mean_loss(terms, dldp, out):
+    n = terms.size
+    if n == 0:
+        return math.nan
+    out[...] = dldp * dldp.dtype.type(1.0 / n)
+    return float(terms.sum(dtype=np.float64)) / n
+
+
+def mse(pred, target, out):
+    d = pred - target
+    return _mean_loss(d * d, 2 * d, out)
+
+
+def binary_crossentropy(pred, target, out, from_logits=False):
+    t = pred.dtype.type
+    with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
+        if from_logits:
+            terms = np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred)))
+            return _mean_loss(terms, _sigmoid(pred) - target, out)
+        lo, hi = t(1e-7), t(1) - t(1e-7)
+        pc = np.clip(pred, lo, hi)
+        terms = -(target * np.log(pc) + (1 - target) * np.log(1 - pc))
+        inside = (pred >= lo) & (pred <= hi)
+        return _mean_loss(terms, np.where(inside, (pc - target) / (pc * (1 - pc)), 0), out)
+
+
+def _check_labels(y, classes):
+    bad = np.flatnonzero((y < 0) | (y >= classes))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"target[{i}] = {int(y[i])} is not a class id in [0, {classes})")
+
+
+def softmax_cross_entropy(logits, target, out, label_smoothing=0.0):
+    rows, cols = logits.shape
+    if rows == 0:
+        return math.nan
+    if rows and not cols:
+        raise ValueError("logits has no classes")
+    eps = float(label_smoothing)
+    m = logits.max(axis=1, keepdims=True)
+    with np.errstate(under="ignore"):
+        e = np.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True, dtype=np.float64)
+    lse = m[:, 0] + np.log(s[:, 0])
+    sum_x = logits.sum(axis=1, dtype=np.float64)
+    if target.dtype.kind in "iu":
+        _check_labels(target, cols)
+        idx = np.arange(rows)
+        qsum = np.ones(rows)
+        qx = (1 - eps) * logits[idx, target].astype(np.float64) + eps / cols * sum_x
+        q = np.full(logits.shape, eps / cols)
+        q[idx, target] += 1 - eps
+    else:
+        qsum = (1 - eps) * target.sum(axis=1, dtype=np.float64) + eps
+        qx = (1 - eps) * (target.astype(np.float64) * logits).sum(axis=1) + eps / cols * sum_x
+        q = (1 - eps) * target + eps / cols
+    loss = qsum * lse - qx
+    out[...] = (e * (qsum[:, None] / s) - q) / rows
+    return float(loss.sum()) / rows
+
+
+# ---- optimizers: torch.optim's single-tensor updates, one tensor at a time ------------------
+
+def sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize):
+    for i, (p, g) in enumerate(zip(params, grads)):
+        t = p.dtype.type
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            g = g + t(weight_decay) * p
+        if momentum != 0:
+            buf = momentum_buffers[i]
+            if steps[i] == 1:
+                buf[...] = g
+            else:
+                buf *= t(momentum)
+                buf += t(1 - dampening) * g
+            g = g + t(momentum) * buf if nesterov else buf
+        p -= t(lr) * g
+
+
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay,
+              amsgrad, decoupled, maximize):
+    w = 1 - beta1  # lerp weight, as torch's exp_avg.lerp_(grad, 1 - beta1)
+    for i, (p, g) in enumerate(zip(params, grads)):
+        t = p.dtype.type
+        m, v = exp_avgs[i], exp_avg_sqs[i]
+        if maximize:
+            g = -g
+        if weight_decay != 0:
+            if decoupled:
+                p *= t(1 - lr * weight_decay)
+            else:
+                g = g + t(weight_decay) * p
+        if w < 0.5:
+            m += t(w) * (g - m)
+        else:
+            m[...] = g - (g - m) * t(1 - w)
+        v *= t(beta2)
+        v += t(1 - beta2) * g * g
+        if amsgrad:
+            np.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
+            v = max_exp_avg_sqs[i]
+        step = int(steps[i])
+        step_size = lr / (1 - beta1 ** step)
+        bc2_sqrt = math.sqrt(1 - beta2 ** step)
+        p -= t(step_size) * (m / (np.sqrt(v) / t(bc2_sqrt) + t(eps)))

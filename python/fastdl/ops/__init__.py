@@ -1,0 +1,15 @@
+"""fastdl.ops: fused activations and losses on NumPy arrays (C++ kernels, or NumPy when the
+extension is absent or FASTDL_BACKEND=numpy)."""
+
+from .activations import (
+    gelu, gelu_backward, leaky_relu, leaky_relu_backward, log_softmax, log_softmax_backward, relu,
+    relu_backward, sigmoid, sigmoid_backward, silu, silu_backward, softmax, softmax_backward, tanh,
+    tanh_backward,
+)
+from .losses import binary_crossentropy, mse, softmax_cross_entropy
+
+__all__ = [
+    "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward", "leaky_relu",
+    "leaky_relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "softmax", "softmax_backward",
+    "log_softmax", "log_softmax_backward", "mse", "binary_crossentropy", "softmax_cross_entropy",
+]

@@ -1,0 +1,159 @@
+"""Activation functions, forward and backward, on NumPy arrays.
+
+Every function takes float32 or float64 arrays of any shape (non-contiguous inputs are
+copied), computes in the input's dtype, and writes into ``out`` when given (same shape and
+dtype, C-contiguous; ``out=x`` works in place). Backward functions take ``grad`` = dL/dy and
+the tensor the formula needs (the forward output ``y``, or its input ``x``) and return dL/dx.
+"""
+
+import numpy as np
+
+from .. import _backend
+from .._checks import float_array, output, same_as, axis_index
+
+_IDS = _backend.ACTIVATIONS
+
+
+def _forward(op, x, out, alpha=0.0):
+    x = float_array(x, "x")
+    out, (x,) = output(out, x, "x", (x,))
+    _backend.kernels.activation(op, x, out, alpha)
+    return out
+
+
+def _backward(op, grad, saved, saved_name, out, alpha=0.0):
+    grad = float_array(grad, "grad")
+    saved = same_as(saved, grad, saved_name, "grad")
+    out, (grad, saved) = output(out, grad, "grad", (grad, saved))
+    _backend.kernels.activation_backward(op, grad, saved, out, alpha)
+    return out
+
+
+def sigmoid(x, out=None):
+    """Logistic sigmoid: y = 1 / (1 + exp(-x)). Exact 0 and 1 in the tails, never NaN."""
+    return _forward(_IDS["sigmoid"], x, out)
+
+
+def sigmoid_backward(grad, y, out=None):
+    """dL/dx = grad * y * (1 - y), with y = sigmoid(x)."""
+    return _backward(_IDS["sigmoid"], grad, y, "y", out)
+
+
+def tanh(x, out=None):
+    """Hyperbolic tangent: y = tanh(x) = (exp(x) - exp(-x)) / (exp(x) + exp(-x))."""
+    return _forward(_IDS["tanh"], x, out)
+
+
+def tanh_backward(grad, y, out=None):
+    """dL/dx = grad * (1 - y^2), with y = tanh(x)."""
+    return _backward(_IDS["tanh"], grad, y, "y", out)
+
+
+def relu(x, out=None):
+    """Rectified linear unit: y = max(x, 0) (NaN stays NaN)."""
+    return _forward(_IDS["relu"], x, out)
+
+
+def relu_backward(grad, x, out=None):
+    """dL/dx = grad where x > 0, else 0."""
+    return _backward(_IDS["relu"], grad, x, "x", out)
+
+
+def _alpha(alpha):
+    try:
+        return float(alpha)
+    except (TypeError, ValueError):
+        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__}") from None
+
+
+def leaky_relu(x, alpha=0.01, out=None):
+    """Leaky ReLU: y = x for x >= 0, alpha * x for x < 0."""
+    return _forward(_IDS["leaky_relu"], x, out, _alpha(alpha))
+
+
+def leaky_relu_backward(grad, x, alpha=0.01, out=None):
+    """dL/dx = grad where x > 0, else alpha * grad."""
+    return _backward(_IDS["leaky_relu"], grad, x, "x", out, _alpha(alpha))
+
+
+def _gelu_id(approximate):
+    if approximate in (False, None, "none"):
+        return _IDS["gelu"]
+    if approximate in (True, "tanh"):
+        return _IDS["gelu_tanh"]
+    raise ValueError(f"approximate must be False/'none' or True/'tanh', got {approximate!r}")
+
+
+def gelu(x, approximate=False, out=None):
+    """Gaussian error linear unit.
+
+    Exact (approximate=False):  y = x * Phi(x) = x * erfc(-x / sqrt(2)) / 2.
+    Tanh form (approximate=True or 'tanh'):  y = x/2 * (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3),
+    computed as x * sigmoid(2u), which is equal and does not cancel for x << 0.
+    """
+    return _forward(_gelu_id(approximate), x, out)
+
+
+def gelu_backward(grad, x, approximate=False, out=None):
+    """dL/dx for gelu.
+
+    Exact:  grad * (Phi(x) + x * phi(x)), phi(x) = exp(-x^2/2) / sqrt(2 pi).
+    Tanh form:  grad * (s + x * u2' * s * (1 - s)), s = sigmoid(2u), u2' = 2 sqrt(2/pi) (1 + 3 * 0.044715 x^2).
+    """
+    return _backward(_gelu_id(approximate), grad, x, "x", out)
+
+
+def silu(x, out=None):
+    """SiLU / swish: y = x * sigmoid(x)."""
+    return _forward(_IDS["silu"], x, out)
+
+
+def silu_backward(grad, x, out=None):
+    """dL/dx = grad * s * (1 + x * (1 - s)), s = sigmoid(x)."""
+    return _backward(_IDS["silu"], grad, x, "x", out)
+
+
+# ---- softmax family: along one axis ------------------------------------------------------------
+
+def _along_last(run, arrays, axis, out, like_name):
+    """Runs a last-axis row kernel for any axis: moves `axis` last (a copy) when it is not."""
+    ref = arrays[0]
+    if ref.ndim == 0:
+        raise ValueError(f"{like_name} must have at least one dimension")
+    ax = axis_index(axis, ref.ndim)
+    if ax == ref.ndim - 1:
+        out, arrays = output(out, ref, like_name, arrays)
+        run(*arrays, out)
+        return out
+    out, _ = output(out, ref, like_name)
+    moved = [float_array(a.swapaxes(ax, -1), like_name) for a in arrays]
+    result = np.empty_like(moved[0])
+    run(*moved, result)
+    out[...] = result.swapaxes(ax, -1)
+    return out
+
+
+def softmax(x, axis=-1, out=None):
+    """Softmax along `axis`: y_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j (stable for any finite x)."""
+    x = float_array(x, "x")
+    return _along_last(lambda a, o: _backend.kernels.softmax(a, o, False), (x,), axis, out, "x")
+
+
+def softmax_backward(grad, y, axis=-1, out=None):
+    """dL/dx_i = y_i * (grad_i - sum_j grad_j y_j), with y = softmax(x) along `axis`."""
+    grad = float_array(grad, "grad")
+    y = same_as(y, grad, "y", "grad")
+    return _along_last(lambda g, s, o: _backend.kernels.softmax_backward(g, s, o, False), (grad, y), axis, out, "grad")
+
+
+def log_softmax(x, axis=-1, out=None):
+    """Log-softmax along `axis`: y_i = (x_i - m) - log(sum_j exp(x_j - m)), m = max_j x_j."""
+    x = float_array(x, "x")
+    return _along_last(lambda a, o: _backend.kernels.softmax(a, o, True), (x,), axis, out, "x")
+
+
+def log_softmax_backward(grad, y, axis=-1, out=None):
+    """dL/dx_i = grad_i - exp(y_i) * sum_j grad_j, with y = log_softmax(x) along `axis`."""
+    grad = float_array(grad, "grad")
+    y = same_as(y, grad, "y", "grad")
+    return _along_last(lambda g, s, o: _backend.kernels.softmax_backward(g, s, o, True), (grad, y), axis, out, "grad")

@@ -1,0 +1,72 @@
+"""Fused losses: one call returns ``(loss, grad)``, the mean loss as a 0-d array of the
+prediction's dtype and its gradient with respect to the prediction (already divided by the
+count for the mean). ``out`` receives the gradient when given (``out=pred`` works)."""
+
+import numpy as np
+
+from .. import _backend
+from .._checks import float_array, output, same_as, real
+
+
+def _result(loss, dtype, grad):
+    return np.asarray(loss, dtype=dtype), grad
+
+
+def mse(pred, target, out=None):
+    """Mean squared error over all elements: L = mean((pred - target)^2); dL/dpred = 2 (pred - target) / n."""
+    pred = float_array(pred, "pred")
+    target = same_as(target, pred, "target", "pred")
+    out, (pred, target) = output(out, pred, "pred", (pred, target))
+    return _result(_backend.kernels.mse(pred, target, out), pred.dtype, out)
+
+
+def binary_crossentropy(pred, target, from_logits=False, out=None):
+    """Mean binary cross-entropy over all elements.
+
+    Probabilities (Keras's definition, p clipped to [1e-7, 1 - 1e-7]):
+        L = -mean(t log p + (1 - t) log(1 - p)),  dL/dp = (p - t) / (p (1 - p)) / n  (0 where p was clipped).
+    Logits (from_logits=True), stable for any finite z:
+        L = mean(max(z, 0) - z t + log(1 + exp(-|z|))),  dL/dz = (sigmoid(z) - t) / n.
+    """
+    pred = float_array(pred, "pred")
+    target = same_as(target, pred, "target", "pred")
+    out, (pred, target) = output(out, pred, "pred", (pred, target))
+    return _result(_backend.kernels.binary_crossentropy(pred, target, out, bool(from_logits)), pred.dtype, out)
+
+
+def _class_ids(target):
+    if target.dtype in (np.int64, np.int32):
+        return target if target.flags.c_contiguous else np.ascontiguousarray(target)
+    return target.astype(np.int64)
+
+
+def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
+    """Mean softmax cross-entropy of logits (..., C) against class ids (...) or probabilities (..., C).
+
+    With lse = log(sum_c exp(x_c)) per row and the target distribution q (one-hot of the id, or the
+    given probabilities), smoothed as q <- (1 - eps) q + eps / C:
+        L = mean_rows(sum_c q_c (lse - x_c)),   dL/dx_c = (sum(q) softmax(x)_c - q_c) / rows.
+    One fused pass per row (max, then exp-sum into the gradient, then the gradient in place);
+    stable for any finite logits. Class ids must lie in [0, C).
+    """
+    logits = float_array(logits, "logits")
+    if logits.ndim == 0:
+        raise ValueError("logits must have a class axis: shape (..., C)")
+    eps = real(label_smoothing, "label_smoothing", 0.0, 1.0)
+    target = np.asarray(target)
+    if target.dtype.kind in "iu":
+        if target.shape != logits.shape[:-1]:
+            raise ValueError(f"target (class ids) has shape {target.shape} but logits {logits.shape} "
+                             f"needs {logits.shape[:-1]}")
+        target = _class_ids(target).reshape(-1)
+    elif target.dtype.kind == "f":
+        if target.shape != logits.shape:
+            raise ValueError(f"target has shape {target.shape}; expected class ids of shape {logits.shape[:-1]} "
+                             f"or probabilities of shape {logits.shape}")
+        target = same_as(target, logits, "target", "logits").reshape(-1, logits.shape[-1])
+    else:
+        raise TypeError(f"target must be integer class ids or float probabilities, got dtype {target.dtype}")
+    grad, (logits2,) = output(out, logits, "logits", (logits,))
+    rows = logits2.reshape(-1, logits.shape[-1])
+    loss = _backend.kernels.softmax_cross_entropy(rows, target, grad.reshape(rows.shape), eps)
+    return _result(loss, logits.dtype, grad)

@@ -1,0 +1,70 @@
+"""Adam and AdamW."""
+
+from .. import _backend
+from .._checks import real
+from .optimizer import Optimizer
+
+
+def _betas(betas):
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError):
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+    return (real(b1, "betas[0]", 0.0, 1.0, high_open=True), real(b2, "betas[1]", 0.0, 1.0, high_open=True))
+
+
+class Adam(Optimizer):
+    """Adam, torch.optim.Adam's update to the letter (L2 weight decay added to the gradient):
+
+        g <- -g if maximize;  g <- g + weight_decay * p
+        m <- beta1 m + (1 - beta1) g          v <- beta2 v + (1 - beta2) g^2
+        v_hat <- max(v_hat, v) (amsgrad, else v_hat = v)
+        p <- p - lr / (1 - beta1^t) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
+
+    with t each parameter's own step count. ``step(grads)`` updates every parameter in one
+    multi-tensor kernel call.
+    """
+
+    state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    _decoupled = False
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, self._hyperparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                                   amsgrad=amsgrad, maximize=maximize))
+
+    @staticmethod
+    def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False):
+        return {"lr": real(lr, "lr", 0.0), "betas": _betas(betas), "eps": real(eps, "eps", 0.0),
+                "weight_decay": real(weight_decay, "weight_decay", 0.0), "amsgrad": bool(amsgrad),
+                "maximize": bool(maximize)}
+
+    def _state_names_for(self, hyperparams):
+        return self.state_names if hyperparams["amsgrad"] else self.state_names[:2]
+
+    def _update(self, idx, grads):
+        params, grads, state, steps = self._lists(idx, grads)
+        h = self.hyperparams
+        b1, b2 = h["betas"]
+        _backend.kernels.adam_step(params, grads, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                                   steps, h["lr"], b1, b2, h["eps"], h["weight_decay"], h["amsgrad"], self._decoupled,
+                                   h["maximize"])
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay, torch.optim.AdamW's update to the letter:
+
+        p <- p (1 - lr * weight_decay), then Adam's update without weight decay in the gradient.
+    """
+
+    _decoupled = True
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, *,
+                 maximize=False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                         maximize=maximize)
+
+    @staticmethod
+    def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, maximize=False):
+        return Adam._hyperparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+                                 maximize=maximize)

@@ -1,0 +1,171 @@
+"""The base of fastdl's array optimizers: parameters, per-parameter state and step counts,
+checked arguments, and state_dict / load_state_dict."""
+
+import numpy as np
+
+from .._checks import FLOAT_DTYPES, real
+
+
+class Optimizer:
+    """Updates a list of NumPy arrays in place, one multi-tensor kernel call per step.
+
+    Subclasses name their per-parameter state arrays (``state_names``), check their
+    hyperparameters in ``_hyperparams(**kwargs) -> dict`` and implement ``_update(idx, grads)``,
+    one kernel call for the parameters ``idx`` (all of one dtype).
+    """
+
+    state_names = ()
+
+    def __init__(self, params, hyperparams):
+        self.params = self._check_params(params)
+        self.hyperparams = dict(hyperparams)
+        self._steps = np.zeros(len(self.params), dtype=np.int64)
+        self.state = {name: [np.zeros_like(p) for p in self.params] for name in self._active_state_names()}
+        # Parameters of one dtype are stepped together; usually there is one group.
+        dtypes = sorted({p.dtype.str for p in self.params})
+        self._groups = [[i for i, p in enumerate(self.params) if p.dtype.str == d] for d in dtypes]
+
+    # -- hyperparameters ---------------------------------------------------------------------
+    @property
+    def lr(self):
+        """The learning rate; assign to change it (schedules do)."""
+        return self.hyperparams["lr"]
+
+    @lr.setter
+    def lr(self, value):
+        self.hyperparams["lr"] = real(value, "lr", 0.0)
+
+    @property
+    def steps(self):
+        """Each parameter's step count (a copy)."""
+        return self._steps.copy()
+
+    def _active_state_names(self):
+        return self._state_names_for(self.hyperparams)
+
+    def _state_names_for(self, hyperparams):
+        return self.state_names
+
+    @staticmethod
+    def _hyperparams(**kwargs):
+        raise NotImplementedError
+
+    # -- stepping ----------------------------------------------------------------------------
+    def step(self, grads):
+        """Applies one update: grads[i] is the gradient of params[i] (None skips that parameter).
+
+        All arguments are checked before any parameter changes: either every parameter with a
+        gradient is updated, or an exception is raised and none is.
+        """
+        grads = self._check_grads(grads)
+        active = [i for i, g in enumerate(grads) if g is not None]
+        if not active:
+            return
+        if len(active) == len(grads):
+            self._steps += 1
+        else:
+            self._steps[active] += 1
+        for group in self._groups:
+            idx = group if len(active) == len(grads) else [i for i in group if grads[i] is not None]
+            if idx:
+                self._update(idx, grads)
+
+    def _lists(self, idx, grads):
+        """(params, grads, {state name: arrays}, steps) for the parameters idx."""
+        if len(idx) == len(self.params):
+            return self.params, grads, self.state, self._steps
+        return ([self.params[i] for i in idx], [grads[i] for i in idx],
+                {k: [v[i] for i in idx] for k, v in self.state.items()}, self._steps[idx])
+
+    def _update(self, idx, grads):
+        raise NotImplementedError
+
+    # -- checks ------------------------------------------------------------------------------
+    @staticmethod
+    def _check_params(params):
+        if isinstance(params, np.ndarray):
+            raise TypeError("params must be a list of arrays, not one array: wrap it in a list")
+        params = list(params)
+        if not params:
+            raise ValueError("params is empty: the optimizer has nothing to update")
+        seen = set()
+        for i, p in enumerate(params):
+            if type(p) is not np.ndarray:
+                raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
+            if p.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"params[{i}] must be float32 or float64, got dtype {p.dtype}")
+            if not (p.flags.c_contiguous and p.flags.aligned):
+                raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
+            if not p.flags.writeable:
+                raise ValueError(f"params[{i}] is read-only")
+            if id(p) in seen:
+                raise ValueError(f"params[{i}] appears twice in params")
+            seen.add(id(p))
+        return params
+
+    def _check_grads(self, grads):
+        if isinstance(grads, np.ndarray):
+            raise TypeError("grads must be a list of arrays, one per parameter: wrap it in a list")
+        grads = list(grads)
+        if len(grads) != len(self.params):
+            raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(self.params)} params")
+        for i, (g, p) in enumerate(zip(grads, self.params)):
+            if g is None:
+                continue
+            if type(g) is not np.ndarray:
+                raise TypeError(f"grads[{i}] must be a numpy.ndarray or None, got {type(g).__name__}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"grads[{i}] has dtype {g.dtype} but params[{i}] has dtype {p.dtype}")
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has shape {p.shape}")
+            if not (g.flags.c_contiguous and g.flags.aligned):
+                grads[i] = np.ascontiguousarray(g)
+        return grads
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self):
+        """A copy of the optimizer's state: plain dicts, lists, numbers and NumPy arrays (no
+        Python objects), so that fastdl's save format stores it without pickle."""
+        return {
+            "optimizer": type(self).__name__,
+            "hyperparams": dict(self.hyperparams),
+            "steps": self._steps.copy(),
+            "state": {k: [a.copy() for a in v] for k, v in self.state.items()},
+        }
+
+    def load_state_dict(self, state_dict):
+        """Restores a state_dict of an optimizer of the same kind over parameters of the same
+        shapes and dtypes. Checks everything before changing anything."""
+        d = state_dict
+        for key in ("optimizer", "hyperparams", "steps", "state"):
+            if key not in d:
+                raise ValueError(f"state_dict has no {key!r} entry")
+        if d["optimizer"] != type(self).__name__:
+            raise ValueError(f"state_dict is from a {d['optimizer']} optimizer, not {type(self).__name__}")
+        steps = np.asarray(d["steps"])
+        if steps.shape != self._steps.shape or steps.dtype.kind not in "iu":
+            raise ValueError(f"state_dict['steps'] must be {len(self.params)} integers")
+        names = set(self._active_state_names())
+        if set(d["state"]) != names:
+            raise ValueError(f"state_dict['state'] has {sorted(d['state'])} but this optimizer keeps {sorted(names)}")
+        for name in names:
+            arrays = d["state"][name]
+            if len(arrays) != len(self.params):
+                raise ValueError(f"state_dict['state'][{name!r}] has {len(arrays)} arrays for {len(self.params)} params")
+            for i, (a, p) in enumerate(zip(arrays, self.params)):
+                a = np.asarray(a)
+                if a.shape != p.shape or a.dtype != p.dtype:
+                    raise ValueError(f"state_dict['state'][{name!r}][{i}] is {a.dtype}{list(a.shape)} but params[{i}] "
+                                     f"is {p.dtype}{list(p.shape)}")
+        hyper = self._hyperparams(**d["hyperparams"])
+        if self._state_names_for(hyper) != self._active_state_names():
+            raise ValueError("state_dict's hyperparameters need other state than this optimizer keeps")
+        for name in names:
+            for dst, src in zip(self.state[name], d["state"][name]):
+                np.copyto(dst, src)
+        self._steps[...] = steps
+        self.hyperparams = hyper
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
+        return f"{type(self).__name__}({len(self.params)} params, {args})"
