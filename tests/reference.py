@@ -89,11 +89,15 @@ def d_silu(x):
 
 def softmax(x, axis=-1):
     x = f64(x)
+    if x.size == 0:
+        return x.copy()
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 
 
 def log_softmax(x, axis=-1):
     x = f64(x)
+    if x.size == 0:
+        return x.copy()
     z = x - x.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))

@@ -90,7 +90,7 @@ def softmax(x, out, log=False):
     if x.size == 0:
         return
     m = x.max(axis=-1, keepdims=True)
-    with np.errstate(under="ignore"):
+    with np.errstate(over="ignore", under="ignore"):  # x - m = -inf for |x| ~ 3e38: exp gives 0
         if log:
             out[...] = (x - m) - np.log(np.exp(x - m).sum(axis=-1, keepdims=True, dtype=np.float64)).astype(x.dtype)
         else:
@@ -150,7 +150,7 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0):
         raise ValueError("logits has no classes")
     eps = float(label_smoothing)
     m = logits.max(axis=1, keepdims=True)
-    with np.errstate(under="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
         e = np.exp(logits - m)
     s = e.sum(axis=1, keepdims=True, dtype=np.float64)
     lse = m[:, 0] + np.log(s[:, 0])

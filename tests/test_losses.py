@@ -1,0 +1,252 @@
+"""Fused losses: value and gradient against float64 references, on every backend."""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastdl import ops
+from conftest import SIZES, assert_close
+
+
+def _pair(rng, n, dtype):
+    return rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+
+
+def _check_loss(loss, expected, dtype, n):
+    assert loss.shape == () and loss.dtype == dtype
+    if n == 0:
+        assert math.isnan(float(loss))
+    else:
+        np.testing.assert_allclose(float(loss), expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-30)
+
+
+# ---- mse ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", SIZES)
+def test_mse(backend, n, dtype, rng):
+    p, t = _pair(rng, n, dtype)
+    loss, grad = ops.mse(p, t)
+    d = p.astype(np.float64) - t
+    _check_loss(loss, np.mean(d * d) if n else None, dtype, n)
+    assert_close(grad, 2 * d / max(n, 1), dtype, atol=4 * np.finfo(dtype).eps * np.abs(d) / max(n, 1))
+
+
+def test_mse_2d_is_mean_over_all_elements(backend, rng):
+    p, t = rng.standard_normal((8, 3)), rng.standard_normal((8, 3))
+    loss, grad = ops.mse(p, t)
+    np.testing.assert_allclose(loss, np.mean((p - t) ** 2), rtol=1e-13)
+    assert grad.shape == (8, 3)
+
+
+# ---- binary cross-entropy ---------------------------------------------------------------------------
+
+def _bce_prob_ref(p, t, dtype):
+    eps = dtype.type(1e-7)
+    lo, hi = float(eps), float(dtype.type(1) - eps)  # Keras clips with epsilon in the input's dtype
+    p64, t64 = p.astype(np.float64), t.astype(np.float64)
+    pc = np.clip(p64, lo, hi)
+    terms = -(t64 * np.log(pc) + (1 - t64) * np.log(1 - pc))
+    inside = (p64 >= lo) & (p64 <= hi)
+    grad = np.where(inside, (pc - t64) / (pc * (1 - pc)), 0.0)
+    return terms, grad
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_bce_probabilities(backend, n, dtype, rng):
+    p = rng.uniform(0, 1, n).astype(dtype)
+    t = (rng.uniform(0, 1, n) > 0.5).astype(dtype)
+    loss, grad = ops.binary_crossentropy(p, t)
+    terms, g = _bce_prob_ref(p, t, dtype)
+    _check_loss(loss, terms.mean() if n else None, dtype, n)
+    assert_close(grad, g / max(n, 1), dtype, rtol=2e-5 if dtype == np.float32 else 1e-10)
+
+
+def test_bce_probabilities_at_0_and_1(backend, dtype):
+    p = np.array([0.0, 1.0, 0.0, 1.0, 1e-9, 0.5], dtype=dtype)
+    t = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.3], dtype=dtype)
+    loss, grad = ops.binary_crossentropy(p, t)
+    terms, g = _bce_prob_ref(p, t, dtype)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(float(loss), terms.mean(), rtol=1e-5)
+    assert_close(grad, g / 6, dtype, rtol=2e-5 if dtype == np.float32 else 1e-10)
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_bce_logits(backend, n, dtype, rng):
+    z = (rng.standard_normal(n) * 4).astype(dtype)
+    t = rng.uniform(0, 1, n).astype(dtype)
+    loss, grad = ops.binary_crossentropy(z, t, from_logits=True)
+    z64, t64 = z.astype(np.float64), t.astype(np.float64)
+    terms = np.log1p(np.exp(-np.abs(z64))) + np.maximum(z64, 0) - z64 * t64
+    _check_loss(loss, terms.mean() if n else None, dtype, n)
+    sig = 1 / (1 + np.exp(-z64))
+    assert_close(grad, (sig - t64) / max(n, 1), dtype, atol=4 * np.finfo(dtype).eps / max(n, 1))
+
+
+def test_bce_logits_extremes(backend, dtype):
+    z = np.array([1e4, -1e4, 100.0, -100.0, 3e38, -3e38, 0.0], dtype=dtype)
+    t = np.array([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 1.0], dtype=dtype)
+    loss, grad = ops.binary_crossentropy(z, t, from_logits=True)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    z64 = z.astype(np.float64)
+    expected = np.mean(np.maximum(z64, 0) - z64 * t + np.log1p(np.exp(-np.abs(z64))))
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-6)
+    np.testing.assert_allclose(grad * 7, [0, 0, 1, -1, 0.5, -0.5, -0.5], atol=1e-7)
+
+
+def test_bce_logits_tiny_loss_keeps_its_digits(backend, dtype):
+    # log1p(exp(-z)) for z = 30 is 9.4e-14: log(1 + exp(-z)) would round it to 0.
+    z = np.full(4, 30.0, dtype=dtype)
+    loss, _ = ops.binary_crossentropy(z, np.ones_like(z), from_logits=True)
+    np.testing.assert_allclose(float(loss), math.log1p(math.exp(-30.0)), rtol=1e-5)
+
+
+# ---- softmax cross-entropy ----------------------------------------------------------------------
+
+def _ce_ref(x, q):
+    x = x.astype(np.float64)
+    m = x.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+    p = np.exp(x - lse)
+    loss = np.mean(np.sum(q * (lse - x), axis=1))
+    grad = (q.sum(axis=1, keepdims=True) * p - q) / x.shape[0]
+    return loss, grad
+
+
+def _onehot(y, c):
+    q = np.zeros((len(y), c))
+    q[np.arange(len(y)), y] = 1
+    return q
+
+
+def _ce_tol(dtype):
+    return dict(rtol=2e-5, atol=1e-8) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-300)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (5, 3), (33, 10), (256, 1000), (3, 100_003)], ids=str)
+@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8])
+def test_softmax_ce_int_labels(backend, shape, label_dtype, dtype, rng):
+    n, c = shape
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = rng.integers(0, min(c, 255), n).astype(label_dtype)
+    loss, grad = ops.softmax_cross_entropy(x, y)
+    eloss, egrad = _ce_ref(x, _onehot(y, c))
+    _check_loss(loss, eloss, dtype, n)
+    tol = _ce_tol(dtype)
+    assert_close(grad, egrad, dtype, rtol=tol["rtol"], atol=tol["atol"] / n)
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.5, 1.0])
+def test_softmax_ce_label_smoothing(backend, smoothing, dtype, rng):
+    n, c = 40, 7
+    x = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    y = rng.integers(0, c, n)
+    q = (1 - smoothing) * _onehot(y, c) + smoothing / c
+    loss, grad = ops.softmax_cross_entropy(x, y, label_smoothing=smoothing)
+    eloss, egrad = _ce_ref(x, q)
+    _check_loss(loss, eloss, dtype, n)
+    assert_close(grad, egrad, dtype, rtol=_ce_tol(dtype)["rtol"], atol=_ce_tol(dtype)["atol"] / n)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_softmax_ce_probability_targets(backend, smoothing, dtype, rng):
+    n, c = 50, 13
+    x = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    t = rng.uniform(0, 1, (n, c))
+    t = (t / t.sum(axis=1, keepdims=True)).astype(dtype)
+    loss, grad = ops.softmax_cross_entropy(x, t, label_smoothing=smoothing)
+    eloss, egrad = _ce_ref(x, (1 - smoothing) * t.astype(np.float64) + smoothing / c)
+    _check_loss(loss, eloss, dtype, n)
+    assert_close(grad, egrad, dtype, rtol=_ce_tol(dtype)["rtol"], atol=_ce_tol(dtype)["atol"] / n)
+
+
+def test_softmax_ce_probabilities_equal_ids(backend, dtype, rng):
+    x = rng.standard_normal((20, 6)).astype(dtype)
+    y = rng.integers(0, 6, 20)
+    l1, g1 = ops.softmax_cross_entropy(x, y)
+    l2, g2 = ops.softmax_cross_entropy(x, _onehot(y, 6).astype(dtype))
+    np.testing.assert_allclose(l1, l2, rtol=1e-6)
+    np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-8)
+
+
+def test_softmax_ce_extreme_logits(backend, dtype):
+    x = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0], [0.0, 0.0, 0.0], [3e38, -3e38, 0.0]], dtype=dtype)
+    y = np.array([0, 0, 2, 1])
+    loss, grad = ops.softmax_cross_entropy(x, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    eloss, egrad = _ce_ref(x, _onehot(y, 3))
+    np.testing.assert_allclose(float(loss), eloss, rtol=1e-6)
+    np.testing.assert_allclose(grad, egrad, atol=1e-7)
+
+
+def test_softmax_ce_nd_logits(backend, rng):
+    x = rng.standard_normal((2, 5, 4))
+    y = rng.integers(0, 4, (2, 5))
+    loss, grad = ops.softmax_cross_entropy(x, y)
+    eloss, egrad = _ce_ref(x.reshape(10, 4), _onehot(y.ravel(), 4))
+    np.testing.assert_allclose(loss, eloss, rtol=1e-12)
+    np.testing.assert_allclose(grad.reshape(10, 4), egrad, rtol=1e-11, atol=1e-300)
+
+
+def test_softmax_ce_empty_batch(backend, dtype):
+    loss, grad = ops.softmax_cross_entropy(np.zeros((0, 4), dtype), np.zeros(0, np.int64))
+    assert math.isnan(float(loss)) and grad.shape == (0, 4)
+
+
+def test_softmax_ce_gradient_matches_finite_differences(backend, rng):
+    x = rng.standard_normal((3, 5))
+    y = np.array([4, 0, 2])
+    _, grad = ops.softmax_cross_entropy(x, y, label_smoothing=0.1)
+    h = 1e-6
+    numeric = np.zeros_like(x)
+    for idx in np.ndindex(*x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[idx] += h
+        xm[idx] -= h
+        numeric[idx] = (float(ops.softmax_cross_entropy(xp, y, 0.1)[0]) - float(ops.softmax_cross_entropy(xm, y, 0.1)[0])) / (2 * h)
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("which", ["mse", "bce", "bce_logits"])
+def test_elementwise_loss_gradients_match_finite_differences(backend, which, rng):
+    p = rng.uniform(0.05, 0.95, 6) if which == "bce" else rng.standard_normal(6)
+    t = rng.uniform(0, 1, 6)
+    f = {"mse": lambda a: ops.mse(a, t), "bce": lambda a: ops.binary_crossentropy(a, t),
+         "bce_logits": lambda a: ops.binary_crossentropy(a, t, from_logits=True)}[which]
+    _, grad = f(p)
+    h = 1e-6
+    numeric = np.array([(float(f(p + h * e)[0]) - float(f(p - h * e)[0])) / (2 * h) for e in np.eye(6)])
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-10)
+
+
+def test_gradient_into_out_and_in_place(backend, dtype, rng):
+    x = rng.standard_normal((8, 5)).astype(dtype)
+    y = rng.integers(0, 5, 8)
+    loss, grad = ops.softmax_cross_entropy(x, y)
+    out = np.empty_like(x)
+    l2, g2 = ops.softmax_cross_entropy(x, y, out=out)
+    assert g2 is out
+    np.testing.assert_array_equal(out, grad)
+    l3, g3 = ops.softmax_cross_entropy(x, y, out=x)  # overwrite the logits with their gradient
+    assert g3 is x and float(l3) == float(loss)
+    np.testing.assert_array_equal(x, grad)
+
+
+def test_loss_is_deterministic_across_thread_counts(rng):
+    import fastdl
+    from fastdl import _backend
+    if _backend.name != "cpu":
+        pytest.skip("needs the C++ extension")
+    ext = _backend.cpu_extension()
+    p, t = rng.standard_normal(1_000_003).astype(np.float32), rng.standard_normal(1_000_003).astype(np.float32)
+    x, y = rng.standard_normal((3000, 100)).astype(np.float32), rng.integers(0, 100, 3000)
+    before = ext.num_threads()
+    try:
+        results = []
+        for n in (1, 2, 3):
+            fastdl.set_num_threads(n)
+            results.append((float(ops.mse(p, t)[0]), float(ops.softmax_cross_entropy(x, y)[0])))
+    finally:
+        fastdl.set_num_threads(before)
+    assert results[0] == results[1] == results[2]
