@@ -78,7 +78,7 @@ def test_fastdl_simd_env_forces_an_isa():
 @needs_extension
 def test_isa_builds_agree(rng=np.random.default_rng(3)):
     """Every SIMD build runs the same algorithm on the same lane layout. The FMA builds (AVX2,
-    AVX-512) agree bit for bit; the baseline build rounds a*b+c twice, which shows in GELU's
+    AVX-512) agree bit for bit on normal results; the baseline build rounds a*b+c twice, which shows in GELU's
     ill-conditioned tail (see test_activations._rtol)."""
     ext = _backend.cpu_extension()
     x = (rng.standard_normal(100_001) * 5).astype(np.float32)
@@ -95,8 +95,11 @@ def test_isa_builds_agree(rng=np.random.default_rng(3)):
         for a, b, rtol in zip(first, outs, (2e-6, 2e-5, 2e-6)):
             np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-37, err_msg=isa)
     if "avx2" in results and "avx512" in results:
+        # equal bits, except below 2.5e-38 where the AVX2 exp flushes to 0 and AVX-512 keeps the value
         for a, b in zip(results["avx2"], results["avx512"]):
-            np.testing.assert_array_equal(a, b)
+            normal = np.abs(b) >= 3e-38
+            np.testing.assert_array_equal(a[normal], b[normal])
+            assert np.all(np.abs(a[~normal]) < 3e-38)
 
 
 @needs_extension

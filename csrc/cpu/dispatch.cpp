@@ -1,5 +1,7 @@
 #include "dispatch.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 namespace fastdl {
@@ -9,6 +11,21 @@ namespace cpu {
 const KernelTable* avx2_table() { return nullptr; }
 const KernelTable* avx512_table() { return nullptr; }
 #endif
+
+namespace {
+
+int64_t half_last_level_cache() {
+  long bytes = 0;
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+  bytes = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  if (bytes <= 0) bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+  return bytes > 0 ? bytes / 2 : int64_t(8) << 20;
+}
+
+}  // namespace
+
+int64_t stream_threshold_bytes = half_last_level_cache();
 
 namespace {
 

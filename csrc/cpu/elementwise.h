@@ -4,9 +4,14 @@
 // Work per thread below which a loop stays on one thread (elements).
 constexpr int64_t kGrainCheap = int64_t(1) << 16;         // a few instructions per element
 constexpr int64_t kGrainTranscendental = int64_t(1) << 13;  // exp / tanh / erfc per element
-// Outputs at least this large, not aliasing an input, are written with streaming stores: they do
-// not fit in the last-level cache anyway, and streaming skips the read of each output line.
-constexpr int64_t kStreamBytes = int64_t(8) << 20;
+
+// Whether an output of n elements should be written with streaming stores: outputs too large to
+// stay in the last-level cache, not aliasing an input. Streaming skips the read of each output
+// line that a plain store makes.
+template <class T>
+FASTDL_VI bool should_stream(int64_t n, bool aliases_an_input) {
+  return !aliases_an_input && n * (int64_t)sizeof(T) >= stream_threshold_bytes;
+}
 
 template <class T, class F, class... In>
 FASTDL_VI void map_range(F f, T* y, int64_t b, int64_t e, bool stream, const In*... in) {
@@ -31,8 +36,7 @@ FASTDL_VI void map_range(F f, T* y, int64_t b, int64_t e, bool stream, const In*
 // y[i] = f(in0[i], in1[i], ...) for i < n, split across threads.
 template <class T, class F, class... In>
 FASTDL_VI void map(F f, int64_t grain, T* y, int64_t n, const In*... in) {
-  bool aliased = ((in == y) || ...);
-  bool stream = !aliased && n * (int64_t)sizeof(T) >= kStreamBytes;
+  bool stream = should_stream<T>(n, ((in == y) || ...));
   parallel_ranges(n, grain, 16, [&](int64_t b, int64_t e) { map_range(f, y, b, e, stream, in...); });
 }
 

@@ -58,6 +58,11 @@ struct KernelTable {
   Kernels<double> f64;
 };
 
+// Outputs at least this large (bytes) that do not alias an input are written with streaming
+// stores: half the last-level cache, so that data that would stay cached is not pushed out to
+// DRAM. Set once from the cache size (dispatch.cpp); read by the kernels.
+extern int64_t stream_threshold_bytes;
+
 // Per-ISA tables; null where the build does not include that ISA.
 const KernelTable* baseline_table();
 const KernelTable* avx2_table();

@@ -39,8 +39,9 @@ double bce(const T* p, const T* t, T* grad, int64_t n, bool from_logits) {
 }
 
 // Softmax cross-entropy, one fused pass per row over the logits: (1) max (and the sums the
-// target needs), (2) e = exp(x - max) into the gradient row while summing it, (3) the
-// gradient in place from e. No probabilities are materialised beyond the gradient output.
+// target needs), (2) e = exp(x - max) while summing it, into a stack buffer (or the gradient row
+// when the row is long or the output small), (3) the gradient from e. No probabilities are
+// materialised beyond the gradient output, and a large gradient is written with streaming stores.
 // Labels: Label = int32_t / int64_t class ids (validated by the caller), or T for a (rows, cols)
 // probability target.
 template <class T, class Label>
@@ -49,12 +50,16 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
   constexpr bool probs = std::is_same<Label, T>::value;
   const double inv_rows = 1.0 / (double)rows, uniform = smoothing / (double)cols;
   const Vec<T> q_one_minus_eps(T((1.0 - smoothing) * inv_rows)), q_uniform(T(uniform * inv_rows));
+  const bool stream = should_stream<T>(rows * cols, g == x || (const void*)g == (const void*)target);
+  const bool staged = stream && cols * (int64_t)sizeof(T) <= kRowScratchBytes;
   int64_t grain = kGrainTranscendental / (cols > 0 ? cols : 1);
   double total = deterministic_sum(rows, grain > 0 ? grain : 1, [&](int64_t b, int64_t e) {
     double part = 0.0;
+    alignas(64) T scratch[kRowScratchBytes / sizeof(T)];
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
       T* gr = g + r * cols;
+      T* er = staged ? scratch : gr;
       T m = row_max(xr, cols);
       double sum_x = smoothing != 0.0 ? row_dot(xr, (const T*)nullptr, cols) : 0.0;
       double qsum, qx;
@@ -67,17 +72,20 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
         qsum = 1.0;
         qx = (1.0 - smoothing) * (double)xr[target[r]] + uniform * sum_x;
       }
-      double s = row_sum_exp(xr, m, gr, cols);
+      double s = row_sum_exp(xr, m, er, cols);
       part += kernels::softmax_ce_row_loss<double>(m, s, qsum, qx);
       const Vec<T> a(T(qsum / s * inv_rows));
       if constexpr (probs) {
         const T* tr = (const T*)target + r * cols;
         row_map([&](Vec<T> ev, Vec<T> tv) {
           return kernels::softmax_ce_grad(ev, a, kernels::smoothed_target(tv, q_one_minus_eps, q_uniform));
-        }, gr, cols, (const T*)gr, tr);
+        }, gr, cols, staged, (const T*)er, tr);
       } else {
-        row_map([&](Vec<T> ev) { return kernels::softmax_ce_grad(ev, a, q_uniform); }, gr, cols, (const T*)gr);
-        gr[target[r]] -= q_one_minus_eps[0];
+        // The label's class also has q = (1 - eps) / rows: folded into its e as e - (1 - eps) s
+        // (then e a - q_uniform is its gradient), so that the row is written in one pass and a
+        // streamed row is never read back.
+        er[target[r]] = T((double)er[target[r]] - (1.0 - smoothing) * s);
+        row_map([&](Vec<T> ev) { return kernels::softmax_ce_grad(ev, a, q_uniform); }, gr, cols, staged, (const T*)er);
       }
     }
     return part;

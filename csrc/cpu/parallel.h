@@ -64,7 +64,7 @@ struct LaneSum {
     if (++pending == kFlush) flush();
   }
   FASTDL_VI void flush() {
-    for (int i = 0; i < Vec<T>::lanes; ++i) total += (double)lanes.v[i];
+    for (int i = 0; i < Vec<T>::lanes; ++i) total += (double)lanes[i];
     lanes = Vec<T>(T(0));
     pending = 0;
   }

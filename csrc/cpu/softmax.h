@@ -47,11 +47,15 @@ FASTDL_VI double row_dot(const T* a, const T* b, int64_t n) {
   return s.sum();
 }
 
-// out = f(in0, in1, ...) over one row (no threads, no streaming).
+// out = f(in0, in1, ...) over one row (no threads).
 template <class T, class F, class... In>
-FASTDL_VI void row_map(F f, T* out, int64_t n, const In*... in) {
-  map_range(f, out, 0, n, false, in...);
+FASTDL_VI void row_map(F f, T* out, int64_t n, bool stream, const In*... in) {
+  map_range(f, out, 0, n, stream, in...);
 }
+
+// Rows up to this many bytes stage their exponentials in a stack buffer rather than in the
+// output, so that a streamed output row is written once, with streaming stores, and never read.
+constexpr int64_t kRowScratchBytes = 16384;
 
 template <class F>
 FASTDL_VI void parallel_rows(int64_t rows, int64_t cols, F body) {
@@ -65,16 +69,20 @@ FASTDL_VI void parallel_rows(int64_t rows, int64_t cols, F body) {
 template <class T>
 void softmax(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
   if (cols == 0) return;
+  const bool stream = should_stream<T>(rows * cols, x == y);
+  const bool staged = stream && cols * (int64_t)sizeof(T) <= kRowScratchBytes;
   parallel_rows(rows, cols, [&](int64_t r) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     T m = row_max(xr, cols);
     if (log) {
       const Vec<T> vm(m), vls(T(__builtin_log(row_sum_exp(xr, m, (T*)nullptr, cols))));
-      row_map([&](Vec<T> v) { return kernels::log_softmax_value(v, vm, vls); }, yr, cols, xr);
+      row_map([&](Vec<T> v) { return kernels::log_softmax_value(v, vm, vls); }, yr, cols, stream, xr);
     } else {
-      const Vec<T> inv(T(1.0 / row_sum_exp(xr, m, yr, cols)));
-      row_map([&](Vec<T> e) { return kernels::softmax_from_exp(e, inv); }, yr, cols, (const T*)yr);
+      alignas(64) T scratch[kRowScratchBytes / sizeof(T)];
+      T* e = staged ? scratch : yr;
+      const Vec<T> inv(T(1.0 / row_sum_exp(xr, m, e, cols)));
+      row_map([&](Vec<T> ev) { return kernels::softmax_from_exp(ev, inv); }, yr, cols, staged, (const T*)e);
     }
   });
 }
@@ -82,15 +90,17 @@ void softmax(const T* x, T* y, int64_t rows, int64_t cols, bool log) {
 template <class T>
 void softmax_backward(const T* g, const T* y, T* out, int64_t rows, int64_t cols, bool log) {
   if (cols == 0) return;
+  const bool stream = should_stream<T>(rows * cols, out == g || out == y);
   parallel_rows(rows, cols, [&](int64_t r) {
     const T* gr = g + r * cols;
     const T* yr = y + r * cols;
+    T* outr = out + r * cols;
     if (log) {
       const Vec<T> sg(T(row_dot(gr, (const T*)nullptr, cols)));
-      row_map([&](Vec<T> gv, Vec<T> yv) { return kernels::log_softmax_grad(gv, yv, sg); }, out + r * cols, cols, gr, yr);
+      row_map([&](Vec<T> gv, Vec<T> yv) { return kernels::log_softmax_grad(gv, yv, sg); }, outr, cols, stream, gr, yr);
     } else {
       const Vec<T> dot(T(row_dot(gr, yr, cols)));
-      row_map([&](Vec<T> gv, Vec<T> yv) { return kernels::softmax_grad(gv, yv, dot); }, out + r * cols, cols, gr, yr);
+      row_map([&](Vec<T> gv, Vec<T> yv) { return kernels::softmax_grad(gv, yv, dot); }, outr, cols, stream, gr, yr);
     }
   });
 }

@@ -1,7 +1,9 @@
-// A 64-byte SIMD vector of float (16 lanes) or double (8 lanes), written with GCC/Clang vector
-// extensions and compiled once per instruction set: the same source becomes 4 SSE2 ops, 2 AVX2
-// ops or 1 AVX-512 op per vector op. Every ISA build therefore runs the same algorithm with the
-// same lane layout and summation order.
+// A 64-byte SIMD vector of float (16 lanes) or double (8 lanes), made of native registers of the
+// instruction set this copy is compiled for: 1 zmm (AVX-512), 2 ymm (AVX2) or 4 xmm (SSE2 /
+// NEON), written with GCC/Clang vector extensions. Every ISA build therefore runs the same
+// algorithm with the same lane layout and the same summation order. (One 64-byte extension
+// vector would be simpler, but GCC lowers selects wider than the target's registers to scalar
+// code, 7x slower.)
 //
 // This header must be included inside the per-ISA namespace opened by isa_kernels.cpp (see
 // there), so that nothing here is shared between the differently compiled copies.
@@ -10,169 +12,246 @@
 
 #define FASTDL_VI inline __attribute__((always_inline))
 
+#if defined(__AVX512F__)
+constexpr int kNativeBytes = 64;
+#elif defined(__AVX__)
+constexpr int kNativeBytes = 32;
+#else
+constexpr int kNativeBytes = 16;
+#endif
+constexpr int kParts = 64 / kNativeBytes;
+
 template <class T> struct VecTraits;
 template <> struct VecTraits<float> {
-  typedef float raw __attribute__((vector_size(64)));
-  typedef int32_t bits __attribute__((vector_size(64)));
+  typedef float part __attribute__((vector_size(kNativeBytes)));
+  typedef float unaligned_part __attribute__((vector_size(kNativeBytes), aligned(4), may_alias));
+  typedef int32_t ipart __attribute__((vector_size(kNativeBytes)));
   typedef int32_t lane_int;
-  static constexpr int lanes = 16;
 };
 template <> struct VecTraits<double> {
-  typedef double raw __attribute__((vector_size(64)));
-  typedef int64_t bits __attribute__((vector_size(64)));
+  typedef double part __attribute__((vector_size(kNativeBytes)));
+  typedef double unaligned_part __attribute__((vector_size(kNativeBytes), aligned(8), may_alias));
+  typedef int64_t ipart __attribute__((vector_size(kNativeBytes)));
   typedef int64_t lane_int;
-  static constexpr int lanes = 8;
 };
 
-template <class T> struct Mask {
-  typename VecTraits<T>::bits m;  // all-ones or zero per lane
+#define FASTDL_PARTS(i) _Pragma("GCC unroll 4") for (int i = 0; i < kParts; ++i)
+
+// Integer lanes of the same width as T's: bit patterns, exponents, and the masks comparisons
+// return (all ones or zero per lane).
+template <class T>
+struct IVec {
+  typedef typename VecTraits<T>::ipart part;
+  typedef typename VecTraits<T>::lane_int lane;
+  static constexpr int lanes = 64 / sizeof(T);
+  static constexpr int part_lanes = kNativeBytes / sizeof(T);
+  part p[kParts];
+
+  FASTDL_VI IVec() = default;
+  FASTDL_VI IVec(lane s) { FASTDL_PARTS(i) p[i] = part{} + s; }
+  FASTDL_VI lane operator[](int k) const { return p[k / part_lanes][k % part_lanes]; }
 };
-template <class T> FASTDL_VI Mask<T> operator&(Mask<T> a, Mask<T> b) { return {a.m & b.m}; }
-template <class T> FASTDL_VI Mask<T> operator|(Mask<T> a, Mask<T> b) { return {a.m | b.m}; }
+template <class T> using Mask = IVec<T>;
+
+#define FASTDL_IVEC_BINARY(op)                                                  \
+  template <class T> FASTDL_VI IVec<T> operator op(IVec<T> a, IVec<T> b) {      \
+    IVec<T> r;                                                                  \
+    FASTDL_PARTS(i) r.p[i] = a.p[i] op b.p[i];                                  \
+    return r;                                                                   \
+  }
+FASTDL_IVEC_BINARY(+)
+FASTDL_IVEC_BINARY(-)
+FASTDL_IVEC_BINARY(&)
+FASTDL_IVEC_BINARY(|)
+#undef FASTDL_IVEC_BINARY
+template <class T> FASTDL_VI IVec<T> operator~(IVec<T> a) { FASTDL_PARTS(i) a.p[i] = ~a.p[i]; return a; }
+template <class T> FASTDL_VI IVec<T> operator<<(IVec<T> a, int s) { FASTDL_PARTS(i) a.p[i] = a.p[i] << s; return a; }
+template <class T> FASTDL_VI IVec<T> operator>>(IVec<T> a, int s) { FASTDL_PARTS(i) a.p[i] = a.p[i] >> s; return a; }
+template <class T> FASTDL_VI IVec<T> operator<(IVec<T> a, IVec<T> b) {
+  IVec<T> r;
+  FASTDL_PARTS(i) r.p[i] = a.p[i] < b.p[i];
+  return r;
+}
 
 template <class T>
 struct Vec {
-  typedef typename VecTraits<T>::raw raw;
-  typedef typename VecTraits<T>::bits bits;
-  static constexpr int lanes = VecTraits<T>::lanes;
-  raw v;
+  typedef typename VecTraits<T>::part part;
+  static constexpr int lanes = 64 / sizeof(T);
+  static constexpr int part_lanes = kNativeBytes / sizeof(T);
+  part p[kParts];
 
   FASTDL_VI Vec() = default;
-  FASTDL_VI Vec(raw r) : v(r) {}
-  FASTDL_VI Vec(T s) : v(raw{} + s) {}  // broadcast
+  FASTDL_VI Vec(T s) { FASTDL_PARTS(i) p[i] = part{} + s; }  // broadcast
 
-  FASTDL_VI static Vec load(const T* p) { Vec r; __builtin_memcpy(&r.v, p, sizeof(raw)); return r; }
-  FASTDL_VI void store(T* p) const { __builtin_memcpy(p, &v, sizeof(raw)); }
-  // The first n (< lanes) elements from p, the other lanes set to fill.
-  FASTDL_VI static Vec load_partial(const T* p, int64_t n, T fill) {
-    Vec r(fill);
-    for (int64_t i = 0; i < n; ++i) r.v[i] = p[i];
+  // One native load / store per register (a single 64-byte memcpy goes through the stack).
+  typedef typename VecTraits<T>::unaligned_part unaligned_part;
+  FASTDL_VI static Vec load(const T* src) {
+    Vec r;
+    FASTDL_PARTS(i) r.p[i] = *reinterpret_cast<const unaligned_part*>(src + i * part_lanes);
     return r;
   }
-  FASTDL_VI void store_partial(T* p, int64_t n) const {
-    for (int64_t i = 0; i < n; ++i) p[i] = v[i];
+  FASTDL_VI void store(T* dst) const {
+    FASTDL_PARTS(i) *reinterpret_cast<unaligned_part*>(dst + i * part_lanes) = p[i];
+  }
+  // The first n (< lanes) elements from src, the other lanes set to fill.
+  FASTDL_VI static Vec load_partial(const T* src, int64_t n, T fill) {
+    T buf[lanes];
+    for (int k = 0; k < lanes; ++k) buf[k] = k < n ? src[k] : fill;
+    return load(buf);
+  }
+  FASTDL_VI void store_partial(T* dst, int64_t n) const {
+    T buf[lanes];
+    store(buf);
+    for (int64_t k = 0; k < n; ++k) dst[k] = buf[k];
   }
   // Non-temporal store to a 64-byte aligned address: the line bypasses the cache, which saves
   // the read-for-ownership of a plain store when a large output will not be read again soon.
-  FASTDL_VI void stream(T* p) const;
+  FASTDL_VI void stream(T* dst) const;
 
-  FASTDL_VI T operator[](int i) const { return v[i]; }
+  FASTDL_VI T operator[](int k) const { return p[k / part_lanes][k % part_lanes]; }
 };
 
-template <class T> FASTDL_VI Vec<T> operator+(Vec<T> a, Vec<T> b) { return a.v + b.v; }
-template <class T> FASTDL_VI Vec<T> operator-(Vec<T> a, Vec<T> b) { return a.v - b.v; }
-template <class T> FASTDL_VI Vec<T> operator*(Vec<T> a, Vec<T> b) { return a.v * b.v; }
-template <class T> FASTDL_VI Vec<T> operator/(Vec<T> a, Vec<T> b) { return a.v / b.v; }
-template <class T> FASTDL_VI Vec<T> operator-(Vec<T> a) { return -a.v; }
-template <class T> FASTDL_VI Mask<T> operator<(Vec<T> a, Vec<T> b) { return {a.v < b.v}; }
-template <class T> FASTDL_VI Mask<T> operator>(Vec<T> a, Vec<T> b) { return {a.v > b.v}; }
-template <class T> FASTDL_VI Mask<T> operator==(Vec<T> a, Vec<T> b) { return {a.v == b.v}; }
+#define FASTDL_VEC_BINARY(op)                                                   \
+  template <class T> FASTDL_VI Vec<T> operator op(Vec<T> a, Vec<T> b) {         \
+    Vec<T> r;                                                                   \
+    FASTDL_PARTS(i) r.p[i] = a.p[i] op b.p[i];                                  \
+    return r;                                                                   \
+  }
+FASTDL_VEC_BINARY(+)
+FASTDL_VEC_BINARY(-)
+FASTDL_VEC_BINARY(*)
+FASTDL_VEC_BINARY(/)
+#undef FASTDL_VEC_BINARY
 
-template <class T> FASTDL_VI Vec<T> where(Mask<T> c, Vec<T> a, Vec<T> b) { return c.m ? a.v : b.v; }
+#define FASTDL_VEC_COMPARE(op)                                                  \
+  template <class T> FASTDL_VI Mask<T> operator op(Vec<T> a, Vec<T> b) {        \
+    Mask<T> r;                                                                  \
+    FASTDL_PARTS(i) r.p[i] = a.p[i] op b.p[i];                                  \
+    return r;                                                                   \
+  }
+FASTDL_VEC_COMPARE(<)
+FASTDL_VEC_COMPARE(>)
+FASTDL_VEC_COMPARE(==)
+#undef FASTDL_VEC_COMPARE
+
+template <class T> FASTDL_VI Vec<T> operator-(Vec<T> a) { FASTDL_PARTS(i) a.p[i] = -a.p[i]; return a; }
+
+template <class T> FASTDL_VI Vec<T> where(Mask<T> c, Vec<T> a, Vec<T> b) {
+  Vec<T> r;
+  FASTDL_PARTS(i) r.p[i] = c.p[i] ? a.p[i] : b.p[i];
+  return r;
+}
 template <class T> FASTDL_VI Vec<T> max(Vec<T> a, Vec<T> b) { return where(a < b, b, a); }
 template <class T> FASTDL_VI Vec<T> min(Vec<T> a, Vec<T> b) { return where(b < a, b, a); }
 
-template <class T> FASTDL_VI typename Vec<T>::bits as_bits(Vec<T> a) { return (typename Vec<T>::bits)a.v; }
-template <class T> FASTDL_VI Vec<T> from_bits(typename Vec<T>::bits b) { return (typename Vec<T>::raw)b; }
-
-template <class T> FASTDL_VI Vec<T> abs(Vec<T> a) {
-  typedef typename VecTraits<T>::lane_int I;
-  I all_but_sign = ~((I)1 << (sizeof(I) * 8 - 1));
-  return from_bits<T>(as_bits(a) & all_but_sign);
+template <class T> FASTDL_VI IVec<T> as_bits(Vec<T> a) {
+  IVec<T> r;
+  FASTDL_PARTS(i) r.p[i] = (typename IVec<T>::part)a.p[i];
+  return r;
 }
+template <class T> FASTDL_VI Vec<T> from_bits(IVec<T> b) {
+  Vec<T> r;
+  FASTDL_PARTS(i) r.p[i] = (typename Vec<T>::part)b.p[i];
+  return r;
+}
+// Value conversions (float -> int truncates toward zero).
+template <class T> FASTDL_VI IVec<T> to_int(Vec<T> a) {
+  IVec<T> r;
+  FASTDL_PARTS(i) r.p[i] = __builtin_convertvector(a.p[i], typename IVec<T>::part);
+  return r;
+}
+template <class T> FASTDL_VI Vec<T> to_float(IVec<T> a) {
+  Vec<T> r;
+  FASTDL_PARTS(i) r.p[i] = __builtin_convertvector(a.p[i], typename Vec<T>::part);
+  return r;
+}
+
+template <class T> FASTDL_VI typename IVec<T>::lane sign_bit() {
+  typedef typename IVec<T>::lane I;
+  return (I)((typename std::make_unsigned<I>::type)1 << (sizeof(I) * 8 - 1));
+}
+template <class T> FASTDL_VI Vec<T> abs(Vec<T> a) { return from_bits<T>(as_bits(a) & IVec<T>(~sign_bit<T>())); }
 // |mag| with the sign of sgn.
 template <class T> FASTDL_VI Vec<T> copysign(Vec<T> mag, Vec<T> sgn) {
-  typedef typename VecTraits<T>::lane_int I;
-  I sign = (I)1 << (sizeof(I) * 8 - 1);
-  return from_bits<T>((as_bits(mag) & ~sign) | (as_bits(sgn) & sign));
+  const IVec<T> s(sign_bit<T>());
+  return from_bits<T>((as_bits(mag) & ~s) | (as_bits(sgn) & s));
 }
 
 // Lanes 0..n-1 set: the valid lanes of a partial vector.
 template <class T> FASTDL_VI Mask<T> first_lanes(int64_t n) {
-  typename Vec<T>::bits idx;
-  for (int i = 0; i < Vec<T>::lanes; ++i) idx[i] = i;
-  return {idx < (typename VecTraits<T>::lane_int)n};
+  IVec<T> idx;
+  for (int k = 0; k < IVec<T>::lanes; ++k) idx.p[k / IVec<T>::part_lanes][k % IVec<T>::part_lanes] = k;
+  return idx < IVec<T>((typename IVec<T>::lane)n);
 }
 
 template <class T> FASTDL_VI T reduce_add(Vec<T> a) {
   T s = 0;
-  for (int i = 0; i < Vec<T>::lanes; ++i) s += a.v[i];
+  for (int k = 0; k < Vec<T>::lanes; ++k) s += a[k];
   return s;
 }
 template <class T> FASTDL_VI T reduce_max(Vec<T> a) {
-  T m = a.v[0];
-  for (int i = 1; i < Vec<T>::lanes; ++i) m = m < a.v[i] ? a.v[i] : m;
+  T m = a[0];
+  for (int k = 1; k < Vec<T>::lanes; ++k) m = m < a[k] ? a[k] : m;
   return m;
 }
 
-// ---- instruction-set specific pieces: sqrt and streaming stores ---------------------------
+// ---- instruction-set specific pieces: sqrt and streaming stores, per native register ---------
 #if defined(__AVX512F__)
-template <> FASTDL_VI void Vec<float>::stream(float* p) const { _mm512_stream_ps(p, (__m512)v); }
-template <> FASTDL_VI void Vec<double>::stream(double* p) const { _mm512_stream_pd(p, (__m512d)v); }
-FASTDL_VI Vec<float> sqrt(Vec<float> a) { return (Vec<float>::raw)_mm512_sqrt_ps((__m512)a.v); }
-FASTDL_VI Vec<double> sqrt(Vec<double> a) { return (Vec<double>::raw)_mm512_sqrt_pd((__m512d)a.v); }
+#define FASTDL_MAX_PS _mm512_max_ps
+#define FASTDL_MIN_PS _mm512_min_ps
+#define FASTDL_SQRT_PS _mm512_sqrt_ps
+#define FASTDL_SQRT_PD _mm512_sqrt_pd
+#define FASTDL_STREAM_PS _mm512_stream_ps
+#define FASTDL_STREAM_PD _mm512_stream_pd
+typedef __m512 native_ps;
+typedef __m512d native_pd;
 #elif defined(__AVX__)
-template <class T, class H, class F>
-FASTDL_VI Vec<T> by_halves(Vec<T> a, F f) {
-  H h[2];
-  __builtin_memcpy(h, &a.v, 64);
-  h[0] = f(h[0]);
-  h[1] = f(h[1]);
-  Vec<T> r;
-  __builtin_memcpy(&r.v, h, 64);
-  return r;
-}
-template <> FASTDL_VI void Vec<float>::stream(float* p) const {
-  __m256 h[2];
-  __builtin_memcpy(h, &v, 64);
-  _mm256_stream_ps(p, h[0]);
-  _mm256_stream_ps(p + 8, h[1]);
-}
-template <> FASTDL_VI void Vec<double>::stream(double* p) const {
-  __m256d h[2];
-  __builtin_memcpy(h, &v, 64);
-  _mm256_stream_pd(p, h[0]);
-  _mm256_stream_pd(p + 4, h[1]);
-}
-FASTDL_VI Vec<float> sqrt(Vec<float> a) { return by_halves<float, __m256>(a, [](__m256 x) { return _mm256_sqrt_ps(x); }); }
-FASTDL_VI Vec<double> sqrt(Vec<double> a) { return by_halves<double, __m256d>(a, [](__m256d x) { return _mm256_sqrt_pd(x); }); }
+#define FASTDL_MAX_PS _mm256_max_ps
+#define FASTDL_MIN_PS _mm256_min_ps
+#define FASTDL_SQRT_PS _mm256_sqrt_ps
+#define FASTDL_SQRT_PD _mm256_sqrt_pd
+#define FASTDL_STREAM_PS _mm256_stream_ps
+#define FASTDL_STREAM_PD _mm256_stream_pd
+typedef __m256 native_ps;
+typedef __m256d native_pd;
 #elif defined(__SSE2__)
-template <> FASTDL_VI void Vec<float>::stream(float* p) const {
-  __m128 q[4];
-  __builtin_memcpy(q, &v, 64);
-  for (int i = 0; i < 4; ++i) _mm_stream_ps(p + 4 * i, q[i]);
-}
-template <> FASTDL_VI void Vec<double>::stream(double* p) const {
-  __m128d q[4];
-  __builtin_memcpy(q, &v, 64);
-  for (int i = 0; i < 4; ++i) _mm_stream_pd(p + 2 * i, q[i]);
-}
-FASTDL_VI Vec<float> sqrt(Vec<float> a) {
-  __m128 q[4];
-  __builtin_memcpy(q, &a.v, 64);
-  for (int i = 0; i < 4; ++i) q[i] = _mm_sqrt_ps(q[i]);
-  Vec<float> r;
-  __builtin_memcpy(&r.v, q, 64);
-  return r;
-}
-FASTDL_VI Vec<double> sqrt(Vec<double> a) {
-  __m128d q[4];
-  __builtin_memcpy(q, &a.v, 64);
-  for (int i = 0; i < 4; ++i) q[i] = _mm_sqrt_pd(q[i]);
-  Vec<double> r;
-  __builtin_memcpy(&r.v, q, 64);
-  return r;
-}
-#else  // portable: the compiler vectorizes what it can
-template <class T> FASTDL_VI void Vec<T>::stream(T* p) const { store(p); }
-template <class T> FASTDL_VI Vec<T> sqrt(Vec<T> a) {
-  for (int i = 0; i < Vec<T>::lanes; ++i) a.v[i] = __builtin_sqrt(a.v[i]);
-  return a;
-}
+#define FASTDL_MAX_PS _mm_max_ps
+#define FASTDL_MIN_PS _mm_min_ps
+#define FASTDL_SQRT_PS _mm_sqrt_ps
+#define FASTDL_SQRT_PD _mm_sqrt_pd
+#define FASTDL_STREAM_PS _mm_stream_ps
+#define FASTDL_STREAM_PD _mm_stream_pd
+typedef __m128 native_ps;
+typedef __m128d native_pd;
 #endif
 
 #if defined(__SSE2__)
+FASTDL_VI Vec<float> sqrt(Vec<float> a) { FASTDL_PARTS(i) a.p[i] = (Vec<float>::part)FASTDL_SQRT_PS((native_ps)a.p[i]); return a; }
+FASTDL_VI Vec<double> sqrt(Vec<double> a) { FASTDL_PARTS(i) a.p[i] = (Vec<double>::part)FASTDL_SQRT_PD((native_pd)a.p[i]); return a; }
+template <> FASTDL_VI void Vec<float>::stream(float* dst) const {
+  FASTDL_PARTS(i) FASTDL_STREAM_PS(dst + i * part_lanes, (native_ps)p[i]);
+}
+template <> FASTDL_VI void Vec<double>::stream(double* dst) const {
+  FASTDL_PARTS(i) FASTDL_STREAM_PD(dst + i * part_lanes, (native_pd)p[i]);
+}
 FASTDL_VI void stream_fence() { _mm_sfence(); }
-#else
+// lo <= x <= hi, and NaN stays NaN: x86 min/max return their second operand when either is NaN.
+FASTDL_VI Vec<float> clamp(Vec<float> x, float lo, float hi) {
+  FASTDL_PARTS(i) {
+    native_ps v = FASTDL_MAX_PS((native_ps)Vec<float>(lo).p[i], (native_ps)x.p[i]);
+    x.p[i] = (Vec<float>::part)FASTDL_MIN_PS((native_ps)Vec<float>(hi).p[i], v);
+  }
+  return x;
+}
+#else  // portable: the compiler vectorizes what it can
+template <class T> FASTDL_VI Vec<T> clamp(Vec<T> x, T lo, T hi) {
+  x = where(x < Vec<T>(lo), Vec<T>(lo), x);
+  return where(x > Vec<T>(hi), Vec<T>(hi), x);
+}
+template <class T> FASTDL_VI Vec<T> sqrt(Vec<T> a) {
+  for (int k = 0; k < Vec<T>::lanes; ++k) a.p[k / Vec<T>::part_lanes][k % Vec<T>::part_lanes] = __builtin_sqrt(a[k]);
+  return a;
+}
+template <class T> FASTDL_VI void Vec<T>::stream(T* dst) const { store(dst); }
 FASTDL_VI void stream_fence() {}
 #endif

@@ -13,46 +13,83 @@ FASTDL_VI Vec<float> round_small(Vec<float> x) {
   return (x + magic) - magic;
 }
 
-// exp(x) = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 in [-ln2/2, ln2/2] (Cody-Waite split of
-// ln 2 keeps r exact), e^r by its Taylor series through r^7 (truncation error < 6e-9).
-// Results below 2.5e-38 flush to 0 (x < -86.6), above FLT_MAX give inf, NaN gives NaN.
-FASTDL_VI Vec<float> exp(Vec<float> x) {
-  const Vec<float> hi(88.72283905f), lo(-86.6f);
-  Vec<float> xc = where(x > hi, hi, x);
-  xc = where(xc < lo, lo, xc);
+// x = n ln 2 + r with n = round(x / ln 2) and r in [-ln2/2, ln2/2]; the Cody-Waite split of
+// ln 2 keeps r exact. x is first clamped to [lo, hi] (NaN passes).
+struct ExpReduced {
+  Vec<float> n, r;
+};
+FASTDL_VI ExpReduced exp_reduce(Vec<float> x, float lo, float hi) {
+  Vec<float> xc = clamp(x, lo, hi);
   Vec<float> n = round_small(xc * Vec<float>(1.44269504088896341f));
   Vec<float> r = xc - n * Vec<float>(0.693359375f);  // ln 2, high bits: n * this is exact
-  r = r - n * Vec<float>(-2.12194440e-4f);           // ln 2, the rest
-  Vec<float> p(1.0f / 5040);
-  p = p * r + Vec<float>(1.0f / 720);
-  p = p * r + Vec<float>(1.0f / 120);
-  p = p * r + Vec<float>(1.0f / 24);
-  p = p * r + Vec<float>(1.0f / 6);
-  p = p * r + Vec<float>(0.5f);
+  return {n, r - n * Vec<float>(-2.12194440e-4f)};   // ln 2, the rest
+}
+
+// e^r - 1 on [-ln2/2, ln2/2]: r times a degree-5 minimax polynomial (tools/fit_exp_poly.py 6;
+// relative error < 2e-9), written without the constant term so that it keeps full relative
+// accuracy for tiny r.
+FASTDL_VI Vec<float> expm1_reduced(Vec<float> r) {
+  Vec<float> p(0.0013843651f);
+  p = p * r + Vec<float>(0.0083741555f);
+  p = p * r + Vec<float>(0.041668f);
+  p = p * r + Vec<float>(0.16666432f);
+  p = p * r + Vec<float>(0.49999994f);
   p = p * r + Vec<float>(1.0f);
-  p = p * r + Vec<float>(1.0f);
-  // 2^(n-1) then * 2: keeps the exponent field in range for n = 128 (x near ln FLT_MAX).
-  Vec<float>::bits e = __builtin_convertvector(n.v, Vec<float>::bits);
-  Vec<float> scale = from_bits<float>((e + 126) << 23);
-  Vec<float> y = p * scale * Vec<float>(2.0f);
-  y = where(x > hi, Vec<float>(__builtin_inff()), y);
-  return where(x < lo, Vec<float>(0.0f), y);
+  return p * r;
+}
+
+// 2^n for integral n in [-125, 128] (AVX-512: any n, with IEEE overflow / underflow).
+FASTDL_VI Vec<float> pow2(Vec<float> n) {
+#if defined(__AVX512F__)
+  Vec<float> r;
+  r.p[0] = (Vec<float>::part)_mm512_scalef_ps(_mm512_set1_ps(1.0f), (__m512)n.p[0]);
+  return r;
+#else
+  // 2^(n-1) * 2 keeps the exponent field in range for n = 128
+  return from_bits<float>((to_int(n) + IVec<float>(126)) << 23) * Vec<float>(2.0f);
+#endif
+}
+
+// exp(x) = 2^n e^r. Overflow gives inf, NaN gives NaN. AVX-512's scalef forms the result with
+// IEEE overflow and underflow (subnormal results kept); the other builds flush results below
+// 2.5e-38 (x < -86.6) to 0.
+FASTDL_VI Vec<float> exp(Vec<float> x) {
+#if defined(__AVX512F__)
+  ExpReduced e = exp_reduce(x, -104.0f, 89.0f);  // beyond: 0 and inf; keeps n finite for +-inf
+  Vec<float> p = expm1_reduced(e.r) + Vec<float>(1.0f);
+  p.p[0] = (Vec<float>::part)_mm512_scalef_ps((__m512)p.p[0], (__m512)e.n.p[0]);
+  return p;
+#else
+  const float lo = -86.6f, hi = 88.72283905f;  // n in [-125, 128]
+  ExpReduced e = exp_reduce(x, lo, hi);
+  Vec<float> y = (expm1_reduced(e.r) + Vec<float>(1.0f)) * pow2(e.n);
+  y = where(x > Vec<float>(hi), Vec<float>(__builtin_inff()), y);
+  return where(x < Vec<float>(lo), Vec<float>(0.0f), y);
+#endif
+}
+
+// exp(x) - 1 for x <= 0 (all tanh needs): 2^n (e^r - 1) + (2^n - 1), exact to ~1 ulp relative
+// also where x is tiny; -1 below x = -86.6.
+FASTDL_VI Vec<float> expm1_nonpositive(Vec<float> x) {
+  ExpReduced e = exp_reduce(x, -86.6f, 0.0f);
+  Vec<float> s = pow2(e.n);
+  return expm1_reduced(e.r) * s + (s - Vec<float>(1.0f));
 }
 
 // log(x) = k ln 2 + log(m), x = 2^k m with m in [sqrt(1/2), sqrt 2); log m = 2 atanh(f),
 // f = (m - 1)/(m + 1), |f| <= 0.172, by its series through f^9 (error < 1e-9).
 // log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, log(NaN) = NaN; subnormals are rescaled first.
 FASTDL_VI Vec<float> log(Vec<float> x) {
-  typedef Vec<float>::bits B;
+  typedef IVec<float> B;
   Mask<float> tiny = x < Vec<float>(1.17549435e-38f);
   Vec<float> xs = where(tiny, x * Vec<float>(8388608.0f), x);  // * 2^23
   B b = as_bits(xs);
-  B k = ((b >> 23) & 0xff) - 127;
-  Vec<float> m = from_bits<float>((b & 0x007fffff) | 0x3f800000);  // [1, 2)
+  B k = ((b >> 23) & B(0xff)) - B(127);
+  Vec<float> m = from_bits<float>((b & B(0x007fffff)) | B(0x3f800000));  // [1, 2)
   Mask<float> big = m > Vec<float>(1.41421356f);
   m = where(big, m * Vec<float>(0.5f), m);
-  k = k + (big.m & 1);
-  k = k - (tiny.m & 23);
+  k = k + (big & B(1));
+  k = k - (tiny & B(23));
   Vec<float> f = (m - Vec<float>(1.0f)) / (m + Vec<float>(1.0f));
   Vec<float> f2 = f * f;
   Vec<float> s(1.0f / 9);
@@ -60,8 +97,7 @@ FASTDL_VI Vec<float> log(Vec<float> x) {
   s = s * f2 + Vec<float>(1.0f / 5);
   s = s * f2 + Vec<float>(1.0f / 3);
   s = s * f2 + Vec<float>(1.0f);
-  Vec<float> kf = __builtin_convertvector(k, Vec<float>::raw);
-  Vec<float> y = kf * Vec<float>(0.693147180559945309f) + Vec<float>(2.0f) * f * s;
+  Vec<float> y = to_float(k) * Vec<float>(0.693147180559945309f) + Vec<float>(2.0f) * f * s;
   y = where(x == Vec<float>(__builtin_inff()), x, y);
   y = where(x == Vec<float>(0.0f), Vec<float>(-__builtin_inff()), y);
   y = where(x < Vec<float>(0.0f), Vec<float>(__builtin_nanf("")), y);
@@ -78,21 +114,11 @@ FASTDL_VI Vec<float> log1p(Vec<float> u) {
   return where(w == Vec<float>(__builtin_inff()), w, y);
 }
 
-// tanh: |x| < 0.4 by its odd Taylor series through x^13 (relative error < 5e-9);
-// otherwise (1 - e) / (1 + e) with e = exp(-2|x|), well conditioned there, sign restored.
+// tanh x = -sign(x) t / (2 + t), t = expm1(-2|x|): no cancellation anywhere, so no separate
+// small-|x| branch is needed.
 FASTDL_VI Vec<float> tanh(Vec<float> x) {
-  Vec<float> a = abs(x);
-  Vec<float> e = exp(Vec<float>(-2.0f) * a);
-  Vec<float> big = copysign((Vec<float>(1.0f) - e) / (Vec<float>(1.0f) + e), x);
-  Vec<float> x2 = x * x;
-  Vec<float> p(21844.0f / 6081075);
-  p = p * x2 + Vec<float>(-1382.0f / 155925);
-  p = p * x2 + Vec<float>(62.0f / 2835);
-  p = p * x2 + Vec<float>(-17.0f / 315);
-  p = p * x2 + Vec<float>(2.0f / 15);
-  p = p * x2 + Vec<float>(-1.0f / 3);
-  Vec<float> small = x + x * x2 * p;
-  return where(a < Vec<float>(0.4f), small, big);
+  Vec<float> t = expm1_nonpositive(Vec<float>(-2.0f) * abs(x));
+  return copysign(t / (Vec<float>(2.0f) + t), x);  // copysign takes only the magnitude of its first argument
 }
 
 // erfc(x), Numerical Recipes' Chebyshev fit (erfcc), fractional error < 1.2e-7 for all x:
@@ -117,8 +143,10 @@ FASTDL_VI Vec<float> erfc(Vec<float> x) {
 // ---- double: lane by lane through libm ---------------------------------------------------
 template <class F>
 FASTDL_VI Vec<double> lanewise(Vec<double> x, F f) {
-  for (int i = 0; i < Vec<double>::lanes; ++i) x.v[i] = f(x.v[i]);
-  return x;
+  double buf[Vec<double>::lanes];
+  x.store(buf);
+  for (double& v : buf) v = f(v);
+  return Vec<double>::load(buf);
 }
 FASTDL_VI Vec<double> exp(Vec<double> x) { return lanewise(x, [](double a) { return __builtin_exp(a); }); }
 FASTDL_VI Vec<double> log(Vec<double> x) { return lanewise(x, [](double a) { return __builtin_log(a); }); }
