@@ -72,7 +72,8 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
         qsum = 1.0;
         qx = (1.0 - smoothing) * (double)xr[target[r]] + uniform * sum_x;
       }
-      double s = row_sum_exp(xr, m, er, cols);
+      const bool more = r + 1 < e;
+      double s = row_sum_exp(xr, m, er, cols, more ? xr + cols : nullptr, more && !staged ? gr + cols : nullptr);
       part += kernels::softmax_ce_row_loss<double>(m, s, qsum, qx);
       const Vec<T> a(T(qsum / s * inv_rows));
       if constexpr (probs) {

@@ -13,14 +13,18 @@ FASTDL_VI T row_max(const T* x, int64_t n) {
   return reduce_max(m);
 }
 
-// sum_i exp(x_i - m); writes the exponentials to e when e is not null.
+// sum_i exp(x_i - m); writes the exponentials to e when e is not null. While the exps are
+// computed (this loop is compute-bound), the next row's lines are prefetched (next_x for reading,
+// next_out for writing; either may be null), so that its memory traffic overlaps this row's math.
 template <class T>
-FASTDL_VI double row_sum_exp(const T* x, T m, T* e, int64_t n) {
+FASTDL_VI double row_sum_exp(const T* x, T m, T* e, int64_t n, const T* next_x = nullptr, T* next_out = nullptr) {
   constexpr int64_t W = Vec<T>::lanes;
   const Vec<T> vm(m);
   LaneSum<T> s;
   int64_t i = 0;
   for (; i + W <= n; i += W) {
+    if (next_x) __builtin_prefetch(next_x + i, 0, 3);
+    if (next_out) __builtin_prefetch(next_out + i, 1, 3);
     Vec<T> v = exp(Vec<T>::load(x + i) - vm);
     if (e) v.store(e + i);
     s.add(v);

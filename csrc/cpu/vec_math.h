@@ -9,8 +9,13 @@
 // Round to nearest integer (ties to even) for |x| < 2^22: adding 1.5 * 2^23 pushes the
 // fraction bits out of the mantissa.
 FASTDL_VI Vec<float> round_small(Vec<float> x) {
+#if defined(__AVX512F__)
+  x.p[0] = (Vec<float>::part)_mm512_roundscale_ps((__m512)x.p[0], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return x;
+#else
   const Vec<float> magic(12582912.0f);
   return (x + magic) - magic;
+#endif
 }
 
 // x = n ln 2 + r with n = round(x / ln 2) and r in [-ln2/2, ln2/2]; the Cody-Waite split of

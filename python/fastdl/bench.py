@@ -1,0 +1,340 @@
+"""The benchmark report: every fastdl kernel timed beside NumPy and PyTorch (when installed), in
+one run, with the memory-bandwidth floor of each.
+
+    python -m fastdl.bench            # or: python bench/report.py, or: fastdl bench
+    python -m fastdl.bench --quick --only adam
+
+Competitors are timed interleaved (A, B, C, A, B, C, ...) so that the machine's drift and
+noise hit them alike; each time is the median of the repetitions. The floor of a kernel is
+the bytes it must move (each input read once, each output written once) divided by the
+bandwidth this machine reaches on a pass of the same kind over 256 MiB: in place (read and
+write back the same lines: the optimizers) or out of place (read one array, write another:
+activations, softmax, losses), both timed with fastdl's cheapest kernel, relu.
+"""
+
+import argparse
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _backend, info, ops, optim
+from .backends import numpy_kernels
+
+try:  # PyTorch is an optional competitor
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # pragma: no cover - exercised where torch is absent
+    torch = None
+
+
+@dataclass
+class Case:
+    """One kernel call to time: `impls` maps a label ("fastdl", "numpy", "torch ...") to a
+    zero-argument callable; `bytes` is the minimum traffic of one call."""
+
+    name: str
+    bytes: int
+    impls: dict
+    note: str = ""
+    group: str = ""
+    in_place: bool = False  # updates its arrays in place (the optimizers)
+    times: dict = field(default_factory=dict)
+
+
+def _median_ms(samples):
+    return float(np.median(samples)) * 1e3
+
+
+def measure(impls, repeats=15, warmup=2, budget_s=None):
+    """Interleaved timing: {label: [seconds, ...]}. Stops early once budget_s has passed."""
+    for f in impls.values():
+        for _ in range(warmup):
+            f()
+    samples = {k: [] for k in impls}
+    start = time.perf_counter()
+    for _ in range(repeats):
+        for k, f in impls.items():
+            t = time.perf_counter()
+            f()
+            samples[k].append(time.perf_counter() - t)
+        if budget_s is not None and time.perf_counter() - start > budget_s and len(samples[k]) >= 3:
+            break
+    return samples
+
+
+def bandwidth_gbs(mib=256, repeats=9):
+    """Memory bandwidth this machine reaches, bytes read + written per second, on arrays far
+    larger than the caches: {"in_place": relu(x, out=x), "out_of_place": relu(x, out=y)}."""
+    x = np.ones(mib * 2**20 // 4, dtype=np.float32)
+    y = np.empty_like(x)
+    t = measure({"in_place": lambda: ops.relu(x, out=x), "out_of_place": lambda: ops.relu(x, out=y)},
+                repeats=repeats, warmup=1)
+    return {k: 2 * x.nbytes / (_median_ms(v) / 1e3) / 1e9 for k, v in t.items()}
+
+
+# ---- the cases -------------------------------------------------------------------------------
+
+def activation_cases(n):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    y = np.empty_like(x)
+    fwd, bwd = 2 * x.nbytes, 3 * x.nbytes
+    tx, ty, tg = (torch.from_numpy(a) for a in (x, y, g)) if torch else (None,) * 3
+    k, c = np.float32(0.7978845608), np.float32(0.044715)
+
+    def np_sigmoid():
+        with np.errstate(over="ignore"):
+            np.exp(-x, out=y)
+        np.add(y, 1, out=y)
+        np.reciprocal(y, out=y)
+
+    def np_gelu_tanh():
+        u = x * x
+        u *= c
+        u += 1
+        u *= x
+        u *= k
+        np.tanh(u, out=u)
+        u += 1
+        u *= 0.5
+        np.multiply(x, u, out=y)
+
+    def np_silu():
+        with np.errstate(over="ignore"):
+            np.exp(-x, out=y)
+        np.add(y, 1, out=y)
+        np.divide(x, y, out=y)
+
+    label = f"{n / 1e6:g}M f32"
+    cases = [
+        Case(f"copy {label} (reference)", fwd, {"numpy copyto": lambda: np.copyto(y, x)},
+             group="activation"),
+        Case(f"sigmoid {label}", fwd, {"fastdl": lambda: ops.sigmoid(x, out=y), "numpy": np_sigmoid,
+                                       **({"torch": lambda: torch.sigmoid(tx, out=ty)} if torch else {})},
+             group="activation"),
+        Case(f"tanh {label}", fwd, {"fastdl": lambda: ops.tanh(x, out=y), "numpy": lambda: np.tanh(x, out=y),
+                                    **({"torch": lambda: torch.tanh(tx, out=ty)} if torch else {})},
+             group="activation"),
+        Case(f"relu {label}", fwd, {"fastdl": lambda: ops.relu(x, out=y), "numpy": lambda: np.maximum(x, 0, out=y),
+                                    **({"torch": lambda: torch.clamp_min(tx, 0, out=ty)} if torch else {})},
+             group="activation"),
+        Case(f"gelu tanh-form {label}", fwd, {
+            "fastdl": lambda: ops.gelu(x, approximate=True, out=y), "numpy": np_gelu_tanh,
+            **({"torch": lambda: torch._C._nn.gelu(tx, approximate="tanh", out=ty)} if torch else {})},
+            group="activation"),
+        Case(f"gelu exact {label}", fwd, {
+            "fastdl": lambda: ops.gelu(x, out=y),
+            **({"torch": lambda: torch._C._nn.gelu(tx, out=ty)} if torch else {})},
+            note="NumPy has no erf", group="activation"),
+        Case(f"silu {label}", fwd, {"fastdl": lambda: ops.silu(x, out=y), "numpy": np_silu,
+                                    **({"torch": lambda: torch.ops.aten.silu.out(tx, out=ty)} if torch else {})},
+             group="activation"),
+        Case(f"tanh backward {label}", bwd, {
+            "fastdl": lambda: ops.tanh_backward(g, x, out=y),
+            "numpy": lambda: np.multiply(g, 1 - x * x, out=y),
+            **({"torch": lambda: torch.ops.aten.tanh_backward.grad_input(tg, tx, grad_input=ty)} if torch else {})},
+            group="activation"),
+        Case(f"gelu tanh-form backward {label}", bwd, {
+            "fastdl": lambda: ops.gelu_backward(g, x, approximate=True, out=y),
+            **({"torch": lambda: torch.ops.aten.gelu_backward.grad_input(tg, tx, approximate="tanh", grad_input=ty)}
+               if torch else {})},
+            group="activation"),
+    ]
+    return cases
+
+
+def softmax_cases(rows, cols):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    y = np.empty_like(x)
+    labels = rng.integers(0, cols, rows)
+    idx = np.arange(rows)
+
+    def np_softmax():
+        m = x.max(axis=1, keepdims=True)
+        np.subtract(x, m, out=y)
+        np.exp(y, out=y)
+        np.divide(y, y.sum(axis=1, keepdims=True), out=y)
+
+    def np_ce():  # value and gradient, the textbook NumPy way
+        m = x.max(axis=1, keepdims=True)
+        e = np.exp(x - m)
+        s = e.sum(axis=1, keepdims=True)
+        loss = np.mean(np.log(s[:, 0]) + m[:, 0] - x[idx, labels])
+        grad = e / s
+        grad[idx, labels] -= 1
+        grad /= rows
+        return loss, grad
+
+    impls_sm = {"fastdl": lambda: ops.softmax(x, out=y), "numpy": np_softmax}
+    impls_ce = {"fastdl": lambda: ops.softmax_cross_entropy(x, labels, out=y), "numpy": np_ce}
+    if torch:
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        tl = torch.from_numpy(labels)
+        txg = tx.clone().requires_grad_(True)
+
+        def torch_ce():
+            txg.grad = None
+            F.cross_entropy(txg, tl).backward()
+
+        impls_sm["torch"] = lambda: torch.ops.aten._softmax.out(tx, -1, False, out=ty)
+        impls_ce["torch"] = torch_ce
+    shape = f"{rows}x{cols} f32"
+    return [
+        Case(f"softmax {shape}", 2 * x.nbytes, impls_sm, group="softmax"),
+        Case(f"softmax cross-entropy fwd+bwd {shape}, int labels", 2 * x.nbytes + labels.nbytes, impls_ce,
+             note="torch: F.cross_entropy + backward", group="loss"),
+    ]
+
+
+def loss_cases(n):
+    rng = np.random.default_rng(2)
+    p = rng.standard_normal(n).astype(np.float32)
+    t = rng.standard_normal(n).astype(np.float32)
+    g = np.empty_like(p)
+
+    def np_mse():
+        d = p - t
+        loss = np.mean(d * d)
+        np.multiply(d, np.float32(2 / n), out=g)
+        return loss
+
+    impls = {"fastdl": lambda: ops.mse(p, t, out=g), "numpy": np_mse}
+    if torch:
+        tp = torch.from_numpy(p.copy()).requires_grad_(True)
+        tt = torch.from_numpy(t)
+
+        def torch_mse():
+            tp.grad = None
+            F.mse_loss(tp, tt).backward()
+
+        impls["torch"] = torch_mse
+    return [Case(f"mse fwd+bwd {n / 1e6:g}M f32", 3 * p.nbytes, impls, note="torch: F.mse_loss + backward",
+                 group="loss")]
+
+
+def resnet50_like_shapes(width=0.62):
+    """Parameter shapes of a ResNet-50 with batch norm folded into conv biases, channels scaled
+    by `width`: 108 tensors, 10.3M elements at 0.62, half of them under 1k elements."""
+    def w(c):
+        return int(c * width)
+    shapes = [(w(64), 3, 7, 7), (w(64),)]
+    cin = w(64)
+    for c, blocks in [(64, 3), (128, 4), (256, 6), (512, 3)]:
+        for b in range(blocks):
+            mid, out = w(c), w(c * 4)
+            shapes += [(mid, cin, 1, 1), (mid,), (mid, mid, 3, 3), (mid,), (out, mid, 1, 1), (out,)]
+            if b == 0:
+                shapes += [(out, cin, 1, 1), (out,)]
+            cin = out
+    return shapes + [(1000, cin), (1000,)]
+
+
+def optimizer_cases(n, shapes):
+    cases = []
+    configs = [
+        ("Adam", dict(lr=1e-3), 28),
+        ("AdamW", dict(lr=1e-3, weight_decay=0.01), 28),
+        ("SGD momentum", dict(lr=0.01, momentum=0.9), 20),
+    ]
+    for label, tensor_shapes in [(f"1x{n / 1e6:g}M", [(n,)]),
+                                 (f"ResNet-50-like {len(shapes)} tensors", shapes)]:
+        for name, kw, bytes_per in configs:
+            if name != "Adam" and label.startswith("ResNet"):
+                continue
+            rng = np.random.default_rng(3)
+            params = [rng.standard_normal(s).astype(np.float32) for s in tensor_shapes]
+            grads = [rng.standard_normal(s).astype(np.float32) for s in tensor_shapes]
+            total = sum(p.size for p in params)
+            cls = getattr(optim, name.split()[0])
+            fd = cls(params, **kw)
+            np_params = [p.copy() for p in params]
+            np_opt = cls(np_params, **kw)
+
+            def numpy_step(o=np_opt, g=grads):
+                saved = _backend.kernels
+                _backend.kernels = numpy_kernels
+                try:
+                    o.step(g)
+                finally:
+                    _backend.kernels = saved
+
+            impls = {"fastdl": lambda o=fd, g=grads: o.step(g), "numpy": numpy_step}
+            if torch:
+                tcls = getattr(torch.optim, name.split()[0])
+                for variant in ("fused", "foreach"):
+                    tps = [torch.from_numpy(p.copy()) for p in params]
+                    for tp, gr in zip(tps, grads):
+                        tp.grad = torch.from_numpy(gr)
+                    topt = tcls(tps, **kw, **{variant: True})
+                    impls[f"torch {variant}"] = topt.step
+            cases.append(Case(f"{name} step {label} f32 ({total / 1e6:.1f}M)", bytes_per * total, impls,
+                              note="numpy: fastdl's own NumPy fallback", group="optimizer", in_place=True))
+    return cases
+
+
+def all_cases(quick=False):
+    n = 1_000_000 if quick else 10_000_000
+    rows = 512 if quick else 4096
+    return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n)
+            + optimizer_cases(n, resnet50_like_shapes(0.2 if quick else 0.62)))
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+def run(quick=False, only=None, repeats=None):
+    cases = [c for c in all_cases(quick) if not only or only.lower() in c.name.lower()]
+    repeats = repeats or (7 if quick else 21)
+    for c in cases:
+        c.times = {k: _median_ms(v) for k, v in measure(c.impls, repeats=repeats, budget_s=20).items()}
+    return cases
+
+
+def machine_line():
+    i = info()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or platform.machine()
+    tv = f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", torch not installed"
+    return (f"{cpu}, {os.cpu_count()} cores; fastdl {i['version']} backend={i['backend']} simd={i['simd']} "
+            f"threads={i['threads']}; numpy {np.__version__}{tv}")
+
+
+def format_table(cases, bw):
+    lines = ["| kernel | fastdl | others: time (fastdl speed-up) | floor | fastdl / floor |",
+             "| --- | ---: | --- | ---: | ---: |"]
+    for c in cases:
+        floor = c.bytes / (bw["in_place" if c.in_place else "out_of_place"] * 1e9) * 1e3
+        fd = c.times.get("fastdl")
+        others = ", ".join(f"{k} {t:.2f} ms" + (f" ({t / fd:.2f}x)" if fd else "")
+                           for k, t in c.times.items() if k != "fastdl")
+        if c.note:
+            others += f"; {c.note}"
+        lines.append(f"| {c.name} | {f'{fd:.2f} ms' if fd else '-'} | {others} | {floor:.2f} ms | "
+                     f"{f'{fd / floor:.2f}' if fd else '-'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastdl bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions (a smoke run)")
+    parser.add_argument("--only", help="run the cases whose name contains this text")
+    parser.add_argument("--repeats", type=int, help="repetitions per case (default 21, quick 7)")
+    args = parser.parse_args(argv)
+    print(machine_line())
+    mib = 64 if args.quick else 256
+    bw = bandwidth_gbs(mib)
+    print(f"measured bandwidth over {mib} MiB: {bw['in_place']:.1f} GB/s in place, "
+          f"{bw['out_of_place']:.1f} GB/s out of place (bytes read + written per second)\n")
+    cases = run(quick=args.quick, only=args.only, repeats=args.repeats)
+    print(format_table(cases, bw))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
