@@ -40,32 +40,29 @@ FASTDL_VI void map(F f, int64_t grain, T* y, int64_t n, const In*... in) {
   parallel_ranges(n, grain, 16, [&](int64_t b, int64_t e) { map_range(f, y, b, e, stream, in...); });
 }
 
-template <class T>
-void activation(Activation op, const T* x, T* y, int64_t n, double alpha) {
+// Calls f(forward functor, backward functor, grain) for the activation op.
+template <class T, class F>
+FASTDL_VI void visit_activation(Activation op, double alpha, F f) {
   namespace k = fastdl::kernels;
   switch (op) {
-    case Activation::sigmoid: return map(k::Sigmoid{}, kGrainTranscendental, y, n, x);
-    case Activation::tanh: return map(k::Tanh{}, kGrainTranscendental, y, n, x);
-    case Activation::relu: return map(k::Relu{}, kGrainCheap, y, n, x);
-    case Activation::leaky_relu: return map(k::LeakyRelu<T>{T(alpha)}, kGrainCheap, y, n, x);
-    case Activation::gelu: return map(k::Gelu{}, kGrainTranscendental, y, n, x);
-    case Activation::gelu_tanh: return map(k::GeluTanh{}, kGrainTranscendental, y, n, x);
-    case Activation::silu: return map(k::Silu{}, kGrainTranscendental, y, n, x);
+    case Activation::sigmoid: return f(k::Sigmoid{}, k::SigmoidBackward{}, kGrainTranscendental);
+    case Activation::tanh: return f(k::Tanh{}, k::TanhBackward{}, kGrainTranscendental);
+    case Activation::relu: return f(k::Relu{}, k::ReluBackward{}, kGrainCheap);
+    case Activation::leaky_relu: return f(k::LeakyRelu<T>{T(alpha)}, k::LeakyReluBackward<T>{T(alpha)}, kGrainCheap);
+    case Activation::gelu: return f(k::Gelu{}, k::GeluBackward{}, kGrainTranscendental);
+    case Activation::gelu_tanh: return f(k::GeluTanh{}, k::GeluTanhBackward{}, kGrainTranscendental);
+    case Activation::silu: return f(k::Silu{}, k::SiluBackward{}, kGrainTranscendental);
+    case Activation::identity: return f(k::Identity{}, k::IdentityBackward{}, kGrainCheap);
     case Activation::count: return;
   }
 }
 
 template <class T>
+void activation(Activation op, const T* x, T* y, int64_t n, double alpha) {
+  visit_activation<T>(op, alpha, [&](auto fwd, auto, int64_t grain) { map(fwd, grain, y, n, x); });
+}
+
+template <class T>
 void activation_backward(Activation op, const T* g, const T* s, T* out, int64_t n, double alpha) {
-  namespace k = fastdl::kernels;
-  switch (op) {
-    case Activation::sigmoid: return map(k::SigmoidBackward{}, kGrainCheap, out, n, g, s);
-    case Activation::tanh: return map(k::TanhBackward{}, kGrainCheap, out, n, g, s);
-    case Activation::relu: return map(k::ReluBackward{}, kGrainCheap, out, n, g, s);
-    case Activation::leaky_relu: return map(k::LeakyReluBackward<T>{T(alpha)}, kGrainCheap, out, n, g, s);
-    case Activation::gelu: return map(k::GeluBackward{}, kGrainTranscendental, out, n, g, s);
-    case Activation::gelu_tanh: return map(k::GeluTanhBackward{}, kGrainTranscendental, out, n, g, s);
-    case Activation::silu: return map(k::SiluBackward{}, kGrainTranscendental, out, n, g, s);
-    case Activation::count: return;
-  }
+  visit_activation<T>(op, alpha, [&](auto, auto bwd, int64_t grain) { map(bwd, grain, out, n, g, s); });
 }

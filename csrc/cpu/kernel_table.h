@@ -8,7 +8,10 @@
 namespace fastdl {
 namespace cpu {
 
-enum class Activation : int { sigmoid = 0, tanh, relu, leaky_relu, gelu, gelu_tanh, silu, count };
+enum class Activation : int { sigmoid = 0, tanh, relu, leaky_relu, gelu, gelu_tanh, silu, identity, count };
+
+// Which tensor an activation's backward needs: its output y (sigmoid, tanh) or its input x.
+inline bool backward_uses_output(Activation op) { return op == Activation::sigmoid || op == Activation::tanh; }
 
 // Many tensors of one dtype, for the multi-tensor optimizer steps. Pointers may be null for
 // state a configuration does not use (momentum buffers without momentum, max_exp_avg_sqs
@@ -40,6 +43,13 @@ struct Kernels {
   void (*activation)(Activation op, const T* x, T* y, int64_t n, double alpha);
   // saved = y for sigmoid and tanh, x for the others.
   void (*activation_backward)(Activation op, const T* grad, const T* saved, T* out, int64_t n, double alpha);
+  // Dense layer epilogue: y = act(z + bias) (bias broadcast over rows; null = none); writes the
+  // pre-activation z + bias to pre when pre is not null. y may alias z.
+  void (*bias_activation)(Activation op, const T* z, const T* bias, T* pre, T* y, int64_t rows, int64_t cols,
+                          double alpha);
+  // Its backward: dz = act'(saved) * grad and dbias = column sums of dz (when dbias is not null).
+  void (*bias_activation_backward)(Activation op, const T* grad, const T* saved, T* dz, T* dbias, int64_t rows,
+                                   int64_t cols, double alpha);
   void (*softmax)(const T* x, T* y, int64_t rows, int64_t cols, bool log);
   void (*softmax_backward)(const T* grad, const T* y, T* out, int64_t rows, int64_t cols, bool log);
   // Losses return the mean loss and write its gradient (already divided by the count).

@@ -24,6 +24,13 @@ FASTDL_HD V sigmoid_of(V x) { return V(1) / (V(1) + exp(-x)); }
 template <class V>
 FASTDL_HD V normal_cdf(V x) { return V(0.5) * erfc(V(-0.70710678118654752440) * x); }
 
+struct Identity {  // y = x (a Dense layer without activation)
+  template <class V> FASTDL_HD V operator()(V x) const { return x; }
+};
+struct IdentityBackward {  // dx = g
+  template <class V> FASTDL_HD V operator()(V g, V) const { return g; }
+};
+
 struct Sigmoid {  // y = 1 / (1 + exp(-x))
   template <class V> FASTDL_HD V operator()(V x) const { return sigmoid_of(x); }
 };

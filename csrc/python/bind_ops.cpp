@@ -70,6 +70,74 @@ void activation_backward(int op, const py::array& grad, const py::array& saved, 
   });
 }
 
+// (rows, cols) of a 2-D array, or a ValueError naming it.
+void matrix_shape(const py::array& a, const char* name, int64_t& rows, int64_t& cols) {
+  if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D (batch, features)");
+  rows = a.shape(0);
+  cols = a.shape(1);
+}
+
+void bias_activation(int op, const py::array& z, const py::object& bias, const py::object& pre, py::array& y,
+                     double alpha) {
+  Activation a = activation_op(op);
+  DType dt = float_dtype(z, "z");
+  int64_t rows, cols;
+  matrix_shape(z, "z", rows, cols);
+  require_dtype(y, dt, "y", "z");
+  require_size(y, rows * cols, "y", "z");
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* bp = nullptr;
+    T* pp = nullptr;
+    py::array b, p;
+    if (!bias.is_none()) {
+      b = bias.cast<py::array>();
+      require_dtype(b, dt, "bias", "z");
+      require_size(b, cols, "bias", "z's last axis");
+      bp = input<T>(b, "bias");
+    }
+    if (!pre.is_none()) {
+      p = pre.cast<py::array>();
+      require_dtype(p, dt, "pre", "z");
+      require_size(p, rows * cols, "pre", "z");
+      pp = output<T>(p, "pre");
+    }
+    const T* zp = input<T>(z, "z");
+    T* yp = output<T>(y, "y");
+    py::gil_scoped_release nogil;
+    table<T>().bias_activation(a, zp, bp, pp, yp, rows, cols, alpha);
+    return 0;
+  });
+}
+
+void bias_activation_backward(int op, const py::array& grad, const py::array& saved, py::array& dz,
+                              const py::object& dbias, double alpha) {
+  Activation a = activation_op(op);
+  DType dt = float_dtype(grad, "grad");
+  int64_t rows, cols;
+  matrix_shape(grad, "grad", rows, cols);
+  require_dtype(saved, dt, "saved", "grad");
+  require_size(saved, rows * cols, "saved", "grad");
+  require_dtype(dz, dt, "dz", "grad");
+  require_size(dz, rows * cols, "dz", "grad");
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    T* dbp = nullptr;
+    py::array db;
+    if (!dbias.is_none()) {
+      db = dbias.cast<py::array>();
+      require_dtype(db, dt, "dbias", "grad");
+      require_size(db, cols, "dbias", "grad's last axis");
+      dbp = output<T>(db, "dbias");
+    }
+    const T *gp = input<T>(grad, "grad"), *sp = input<T>(saved, "saved");
+    T* dzp = output<T>(dz, "dz");
+    py::gil_scoped_release nogil;
+    table<T>().bias_activation_backward(a, gp, sp, dzp, dbp, rows, cols, alpha);
+    return 0;
+  });
+}
+
 void softmax(const py::array& x, py::array& out, bool log) {
   DType dt = float_dtype(x, "x");
   require_dtype(out, dt, "out", "x");
@@ -177,13 +245,18 @@ double softmax_cross_entropy(const py::array& logits, const py::array& target, p
 
 void bind_ops(py::module_& m) {
   py::dict ids;
-  const char* names[] = {"sigmoid", "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh", "silu"};
+  const char* names[] = {"sigmoid", "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "identity"};
   for (int i = 0; i < static_cast<int>(Activation::count); ++i) ids[names[i]] = i;
   m.attr("ACTIVATIONS") = ids;
   m.def("activation", &activation, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0,
         "out = f(x) for the activation with id `op` (see ACTIVATIONS).");
   m.def("activation_backward", &activation_backward, py::arg("op"), py::arg("grad"), py::arg("saved"), py::arg("out"),
         py::arg("alpha") = 0.0, "out = dL/dx from grad = dL/dy and saved (y for sigmoid/tanh, x otherwise).");
+  m.def("bias_activation", &bias_activation, py::arg("op"), py::arg("z"), py::arg("bias"), py::arg("pre"), py::arg("y"),
+        py::arg("alpha") = 0.0, "y = act(z + bias) for a (batch, features) z; pre = z + bias when pre is given.");
+  m.def("bias_activation_backward", &bias_activation_backward, py::arg("op"), py::arg("grad"), py::arg("saved"),
+        py::arg("dz"), py::arg("dbias"), py::arg("alpha") = 0.0,
+        "dz = act'(saved) * grad and dbias = dz summed over the batch (when dbias is given).");
   m.def("softmax", &softmax, py::arg("x"), py::arg("out"), py::arg("log") = false, "Softmax over the last axis.");
   m.def("softmax_backward", &softmax_backward, py::arg("grad"), py::arg("y"), py::arg("out"), py::arg("log") = false,
         "Gradient of softmax (or log_softmax) over the last axis, from its output y.");

@@ -10,7 +10,8 @@ import math
 
 import numpy as np
 
-ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "gelu_tanh": 5, "silu": 6}
+ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "gelu_tanh": 5, "silu": 6,
+               "identity": 7}
 
 _SQRT_HALF = 0.70710678118654752440
 _INV_SQRT_2PI = 0.39894228040143267794
@@ -52,6 +53,8 @@ def _forward(op, x, alpha):
         return x * _sigmoid(_gelu_tanh_2u(x))
     if op == 6:
         return x * _sigmoid(x)
+    if op == 7:
+        return x
     raise ValueError(f"unknown activation id {op}")
 
 
@@ -73,6 +76,8 @@ def _backward(op, g, s, alpha):
     if op == 6:
         sg = _sigmoid(s)
         return g * sg * (1 + s * (1 - sg))
+    if op == 7:
+        return g
     raise ValueError(f"unknown activation id {op}")
 
 
@@ -84,6 +89,19 @@ def activation(op, x, out, alpha=0.0):
 def activation_backward(op, grad, saved, out, alpha=0.0):
     with np.errstate(over="ignore", under="ignore"):  # x^2 = inf for huge x is handled by the formulas
         out[...] = _backward(op, grad, saved, alpha)
+
+
+def bias_activation(op, z, bias, pre, y, alpha=0.0):
+    x = z if bias is None else z + bias
+    if pre is not None:
+        pre[...] = x
+    activation(op, x, y, alpha)
+
+
+def bias_activation_backward(op, grad, saved, dz, dbias, alpha=0.0):
+    activation_backward(op, grad, saved, dz, alpha)
+    if dbias is not None:
+        dbias[...] = dz.sum(axis=0, dtype=np.float64)
 
 
 def softmax(x, out, log=False):
