@@ -64,7 +64,7 @@ struct LaneSum {
     if (++pending == kFlush) flush();
   }
   FASTDL_VI void flush() {
-    for (int i = 0; i < Vec<T>::lanes; ++i) total += (double)lanes[i];
+    total += reduce_add_double(lanes);
     lanes = Vec<T>(T(0));
     pending = 0;
   }

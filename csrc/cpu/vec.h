@@ -93,17 +93,11 @@ struct Vec {
   FASTDL_VI void store(T* dst) const {
     FASTDL_PARTS(i) *reinterpret_cast<unaligned_part*>(dst + i * part_lanes) = p[i];
   }
-  // The first n (< lanes) elements from src, the other lanes set to fill.
-  FASTDL_VI static Vec load_partial(const T* src, int64_t n, T fill) {
-    T buf[lanes];
-    for (int k = 0; k < lanes; ++k) buf[k] = k < n ? src[k] : fill;
-    return load(buf);
-  }
-  FASTDL_VI void store_partial(T* dst, int64_t n) const {
-    T buf[lanes];
-    store(buf);
-    for (int64_t k = 0; k < n; ++k) dst[k] = buf[k];
-  }
+  // The first n (0 <= n < lanes) elements from src, the other lanes set to fill; never reads
+  // past src + n. Masked loads on AVX-512 / AVX2, a scalar loop otherwise.
+  FASTDL_VI static Vec load_partial(const T* src, int64_t n, T fill);
+  // Stores the first n (< lanes) lanes to dst; never writes past dst + n.
+  FASTDL_VI void store_partial(T* dst, int64_t n) const;
   // Non-temporal store to a 64-byte aligned address: the line bypasses the cache, which saves
   // the read-for-ownership of a plain store when a large output will not be read again soon.
   FASTDL_VI void stream(T* dst) const;
@@ -184,15 +178,26 @@ template <class T> FASTDL_VI Mask<T> first_lanes(int64_t n) {
   return idx < IVec<T>((typename IVec<T>::lane)n);
 }
 
-template <class T> FASTDL_VI T reduce_add(Vec<T> a) {
-  T s = 0;
-  for (int k = 0; k < Vec<T>::lanes; ++k) s += a[k];
-  return s;
+// Horizontal reductions as a pairwise tree over lane indices (lane i with lane i + w for
+// w = lanes/2, ..., 1): depth log2(lanes) instead of a lanes-long dependency chain, and the same
+// order, hence the same bits, on every ISA build.
+template <class T, class A, class F>
+FASTDL_VI A tree_reduce(Vec<T> a, F combine) {
+  T lanes_[Vec<T>::lanes];
+  a.store(lanes_);
+  A buf[Vec<T>::lanes];
+  for (int k = 0; k < Vec<T>::lanes; ++k) buf[k] = (A)lanes_[k];
+  for (int w = Vec<T>::lanes / 2; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) buf[k] = combine(buf[k], buf[k + w]);
+  return buf[0];
+}
+template <class T> FASTDL_VI T reduce_add(Vec<T> a) { return tree_reduce<T, T>(a, [](T x, T y) { return x + y; }); }
+// The lanes summed in double (exact for float lanes up to the final roundings of the tree).
+template <class T> FASTDL_VI double reduce_add_double(Vec<T> a) {
+  return tree_reduce<T, double>(a, [](double x, double y) { return x + y; });
 }
 template <class T> FASTDL_VI T reduce_max(Vec<T> a) {
-  T m = a[0];
-  for (int k = 1; k < Vec<T>::lanes; ++k) m = m < a[k] ? a[k] : m;
-  return m;
+  return tree_reduce<T, T>(a, [](T x, T y) { return x < y ? y : x; });
 }
 
 // ---- instruction-set specific pieces: sqrt and streaming stores, per native register ---------
@@ -254,4 +259,67 @@ template <class T> FASTDL_VI Vec<T> sqrt(Vec<T> a) {
 }
 template <class T> FASTDL_VI void Vec<T>::stream(T* dst) const { store(dst); }
 FASTDL_VI void stream_fence() {}
+#endif
+
+// ---- partial loads and stores -----------------------------------------------------------------
+#if defined(__AVX512F__)
+template <> FASTDL_VI Vec<float> Vec<float>::load_partial(const float* src, int64_t n, float fill) {
+  Vec r;
+  r.p[0] = (part)_mm512_mask_loadu_ps(_mm512_set1_ps(fill), (__mmask16)((1u << n) - 1), src);
+  return r;
+}
+template <> FASTDL_VI void Vec<float>::store_partial(float* dst, int64_t n) const {
+  _mm512_mask_storeu_ps(dst, (__mmask16)((1u << n) - 1), (__m512)p[0]);
+}
+template <> FASTDL_VI Vec<double> Vec<double>::load_partial(const double* src, int64_t n, double fill) {
+  Vec r;
+  r.p[0] = (part)_mm512_mask_loadu_pd(_mm512_set1_pd(fill), (__mmask8)((1u << n) - 1), src);
+  return r;
+}
+template <> FASTDL_VI void Vec<double>::store_partial(double* dst, int64_t n) const {
+  _mm512_mask_storeu_pd(dst, (__mmask8)((1u << n) - 1), (__m512d)p[0]);
+}
+#elif defined(__AVX2__)
+// Part i covers lanes [8i, 8i + 8) (float) / [4i, 4i + 4) (double); lanes >= n are masked off.
+template <> FASTDL_VI Vec<float> Vec<float>::load_partial(const float* src, int64_t n, float fill) {
+  Vec r;
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  FASTDL_PARTS(i) {
+    __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i * 8)), iota);
+    __m256 v = _mm256_maskload_ps(src + i * 8, m);
+    r.p[i] = (part)_mm256_blendv_ps(_mm256_set1_ps(fill), v, _mm256_castsi256_ps(m));
+  }
+  return r;
+}
+template <> FASTDL_VI void Vec<float>::store_partial(float* dst, int64_t n) const {
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  FASTDL_PARTS(i) _mm256_maskstore_ps(dst + i * 8, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n - i * 8)), iota),
+                                      (__m256)p[i]);
+}
+template <> FASTDL_VI Vec<double> Vec<double>::load_partial(const double* src, int64_t n, double fill) {
+  Vec r;
+  const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+  FASTDL_PARTS(i) {
+    __m256i m = _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - i * 4), iota);
+    __m256d v = _mm256_maskload_pd(src + i * 4, m);
+    r.p[i] = (part)_mm256_blendv_pd(_mm256_set1_pd(fill), v, _mm256_castsi256_pd(m));
+  }
+  return r;
+}
+template <> FASTDL_VI void Vec<double>::store_partial(double* dst, int64_t n) const {
+  const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+  FASTDL_PARTS(i) _mm256_maskstore_pd(dst + i * 4, _mm256_cmpgt_epi64(_mm256_set1_epi64x(n - i * 4), iota),
+                                      (__m256d)p[i]);
+}
+#else
+template <class T> FASTDL_VI Vec<T> Vec<T>::load_partial(const T* src, int64_t n, T fill) {
+  T buf[lanes];
+  for (int k = 0; k < lanes; ++k) buf[k] = k < n ? src[k] : fill;
+  return load(buf);
+}
+template <class T> FASTDL_VI void Vec<T>::store_partial(T* dst, int64_t n) const {
+  T buf[lanes];
+  store(buf);
+  for (int64_t k = 0; k < n; ++k) dst[k] = buf[k];
+}
 #endif

@@ -4,11 +4,14 @@
     fastdl.info()                      # what is built and in use
     y = fastdl.ops.gelu(x)             # fused activations and losses on NumPy arrays
     opt = fastdl.optim.Adam(params)    # multi-tensor optimizers, torch.optim's update rules
+    from fastdl import layers, models  # Keras's Sequential API
 """
 
 __version__ = "0.1.0"
 
 from . import _backend, ops, optim  # noqa: E402
+from . import activations, callbacks, data, initializers, layers, losses, metrics, models, optimizers  # noqa: E402
+from ._random import set_seed  # noqa: E402
 
 
 def info():
@@ -41,4 +44,5 @@ def set_num_threads(n):
         ext.set_num_threads(int(n))
 
 
-__all__ = ["ops", "optim", "info", "set_num_threads", "__version__"]
+__all__ = ["ops", "optim", "layers", "models", "losses", "metrics", "callbacks", "optimizers", "data", "info",
+           "set_seed", "set_num_threads", "__version__"]

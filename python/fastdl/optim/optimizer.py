@@ -35,6 +35,8 @@ class Optimizer:
     def lr(self, value):
         self.hyperparams["lr"] = real(value, "lr", 0.0)
 
+    learning_rate = lr  # Keras's name for it
+
     @property
     def steps(self):
         """Each parameter's step count (a copy)."""

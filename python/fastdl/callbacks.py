@@ -1,0 +1,257 @@
+"""Callbacks, Keras's names and hooks: History, EarlyStopping, ModelCheckpoint,
+LearningRateScheduler, and ProgbarLogger (the progress bar fit() shows with verbose)."""
+
+import math
+import sys
+import time
+
+import numpy as np
+
+
+class Callback:
+    """Hooks called by fit(); `self.model` is the model being trained. Set
+    `model.stop_training = True` to stop after the current epoch."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None): pass
+    def on_train_end(self, logs=None): pass
+    def on_epoch_begin(self, epoch, logs=None): pass
+    def on_epoch_end(self, epoch, logs=None): pass
+    def on_train_batch_begin(self, batch, logs=None): pass
+    def on_train_batch_end(self, batch, logs=None): pass
+    def on_test_begin(self, logs=None): pass
+    def on_test_end(self, logs=None): pass
+
+
+def _overrides(cb, hook):
+    return getattr(type(cb), hook) is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Calls every callback's hook in order. Batch hooks run only for callbacks that define
+    them, so an epoch of small batches pays for none it does not use."""
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+        self.batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_end")]
+        self.batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_begin")]
+
+    def __getattr__(self, hook):
+        def call(*args):
+            for cb in self.callbacks:
+                getattr(cb, hook)(*args)
+        return call
+
+
+class History(Callback):
+    """Records each epoch's logs: history.history = {'loss': [...], 'accuracy': [...], ...}."""
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_train_begin(self, logs=None):
+        self.epoch = []  # a new fit() on the same model appends to history, as in Keras
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for k, v in (logs or {}).items():
+            self.history.setdefault(k, []).append(v)
+
+
+def _monitor_mode(monitor, mode):
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        mode = "max" if any(s in monitor for s in ("acc", "precision", "recall", "f1", "auc")) else "min"
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stops training when `monitor` has not improved by more than min_delta for `patience`
+    epochs; restore_best_weights puts back the weights of the best epoch."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
+                 restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor, self.min_delta, self.patience = monitor, abs(float(min_delta)), int(patience)
+        self.verbose, self.mode = verbose, _monitor_mode(monitor, mode)
+        self.baseline, self.restore_best_weights = baseline, bool(restore_best_weights)
+        self.start_from_epoch = int(start_from_epoch)
+
+    def _better(self, value, reference):
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = 0
+        self.best = self.baseline if self.baseline is not None else (math.inf if self.mode == "min" else -math.inf)
+        self.best_epoch = 0
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(f"EarlyStopping monitors {self.monitor!r} but the logs have {sorted(logs or {})}")
+        if epoch < self.start_from_epoch:
+            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights = self.model.get_weights()
+        self.wait += 1
+        if self._better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.stopped_epoch and self.verbose:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
+        if self.restore_best_weights and self.best_weights is not None:
+            if self.verbose:
+                print(f"Restoring model weights from the end of the best epoch: {self.best_epoch + 1}.")
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model (model.save) after each epoch, to filepath formatted with the epoch and
+    the logs ('model-{epoch:02d}-{val_loss:.3f}.fastdl'); save_best_only keeps the best
+    `monitor` value only."""
+
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+        super().__init__()
+        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
+        self.save_best_only, self.mode = bool(save_best_only), _monitor_mode(monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_best_only:
+            value = logs.get(self.monitor)
+            if value is None:
+                raise KeyError(f"ModelCheckpoint monitors {self.monitor!r} but the logs have {sorted(logs)}")
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not better:
+                return
+            if self.verbose:
+                print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {value:.5f}, saving to {path}")
+            self.best = value
+        self.model.save(path)
+
+
+class LearningRateScheduler(Callback):
+    """Sets the optimizer's learning rate at the start of each epoch to schedule(epoch, lr)."""
+
+    def __init__(self, schedule, verbose=0):
+        super().__init__()
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        lr = float(self.schedule(epoch, float(self.model.optimizer.lr)))
+        if not math.isfinite(lr) or lr < 0:
+            raise ValueError(f"the schedule returned learning rate {lr} for epoch {epoch}")
+        self.model.optimizer.lr = lr
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(self.model.optimizer.lr)
+
+
+class ProgbarLogger(Callback):
+    """Keras's progress output. verbose=1: a live bar with the running loss and metrics and an
+    ETA, redrawn in place (at most 10 times a second) when the stream is a terminal; when it
+    is not (a log file, CI), one line per epoch and no carriage returns. verbose=2: one line
+    per epoch."""
+
+    def __init__(self, verbose=1, stream=None, width=30):
+        super().__init__()
+        self.verbose, self.stream, self.width = verbose, stream, width
+
+    def _out(self):
+        return self.stream or sys.stdout
+
+    def on_train_begin(self, logs=None):
+        out = self._out()
+        self.live = self.verbose == 1 and hasattr(out, "isatty") and out.isatty()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.verbose:
+            self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
+        self.start = time.perf_counter()
+        self.last_draw = 0.0
+
+    def update(self, step, logs_fn):
+        """Called by fit after each batch (steps counted from 1); logs_fn() builds the running logs."""
+        if not self.live:
+            return
+        now = time.perf_counter()
+        total = self.params.get("steps")
+        if now - self.last_draw < 0.1 and step != total:
+            return
+        self.last_draw = now
+        elapsed = now - self.start
+        eta = elapsed / step * (total - step) if total else 0.0
+        self._write("\r" + self._bar(step, total) + f" - ETA: {_duration(eta)}" + _format_logs(logs_fn()) + "\x1b[K")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.verbose:
+            return
+        total = self.params.get("steps") or 0
+        elapsed = time.perf_counter() - self.start
+        per_step = elapsed / max(total, 1)
+        timing = f"{_duration(elapsed)} {per_step * 1e3:.0f}ms/step" if per_step >= 1e-3 else \
+            f"{_duration(elapsed)} {per_step * 1e6:.0f}us/step"
+        if self.verbose == 1:
+            self._write(("\r" if self.live else "") + self._bar(total, total) + f" - {timing}" + _format_logs(logs)
+                        + ("\x1b[K" if self.live else "") + "\n")
+        else:
+            self._write(f"{total}/{total} - {timing}" + _format_logs(logs) + "\n")
+
+    def _bar(self, step, total):
+        if not total:
+            return f"{step}"
+        digits = len(str(total))
+        done = int(round(self.width * step / total))
+        return f"{step:>{digits}}/{total} " + "━" * done + "─" * (self.width - done)
+
+    def _write(self, text):
+        out = self._out()
+        out.write(text)
+        out.flush()
+
+
+def _duration(seconds):
+    if seconds >= 3600:
+        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+    if seconds >= 60:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+    return f"{seconds:.0f}s" if seconds >= 1 else f"{seconds * 1e3:.0f}ms"
+
+
+def _format_logs(logs):
+    parts = []
+    for k, v in (logs or {}).items():
+        if isinstance(v, (float, int, np.floating)):
+            parts.append(f"{k}: {v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{k}: {v:.4e}")
+    return "".join(" - " + p for p in parts)

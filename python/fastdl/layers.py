@@ -1,0 +1,311 @@
+"""Layers, Keras's names and arguments: Dense, Activation, Dropout, Flatten, Input.
+
+A layer declares its weights in build(); the model then places every weight in one contiguous
+parameter buffer and every gradient in one gradient buffer (layers hold views), so that an
+optimizer step is one fused call over the whole model. Each layer keeps its activations in
+buffers allocated once per batch size: a training step allocates nothing.
+"""
+
+import numpy as np
+
+from . import _backend, _random, activations, initializers
+
+_IDENTITY = _backend.ACTIVATIONS["identity"]
+_names = {}
+
+
+def _auto_name(prefix):
+    _names[prefix] = _names.get(prefix, 0) + 1
+    return prefix if _names[prefix] == 1 else f"{prefix}_{_names[prefix] - 1}"
+
+
+class Layer:
+    """Base class. Subclasses implement build (declaring weights, returning the output shape),
+    forward(x, training) and backward(dy, need_dx)."""
+
+    def __init__(self, name=None, input_shape=None):
+        self.name = name or _auto_name(_snake(type(self).__name__))
+        self.input_shape = None if input_shape is None else _shape(input_shape, "input_shape")
+        self.output_shape = None
+        self.built = False
+        self.weight_specs = []  # (name, shape, initializer)
+        self.weights = []       # arrays: views into the model's parameter buffer
+        self.gradients = []     # views into its gradient buffer
+        self._buffers = {}
+
+    # -- structure -----------------------------------------------------------------------------
+    def add_weight(self, name, shape, initializer):
+        self.weight_specs.append((name, tuple(int(s) for s in shape), initializers.check(initializer)))
+
+    def build(self, input_shape):
+        """Declares weights for inputs of shape (batch,) + input_shape; returns the output shape."""
+        return input_shape
+
+    def _build(self, input_shape):
+        self.input_shape = tuple(input_shape)
+        self.weight_specs = []
+        self.output_shape = tuple(self.build(self.input_shape))
+        self.built = True
+        return self.output_shape
+
+    def count_params(self):
+        return int(sum(np.prod(s) for _, s, _ in self.weight_specs))
+
+    def get_config(self):
+        return {"name": self.name}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- running ---------------------------------------------------------------------------------
+    def forward(self, x, training=False):
+        return x
+
+    def backward(self, dy, need_dx=True):
+        return dy
+
+    def __call__(self, x):
+        """Applies the layer (inference) to an array; the layer must belong to a built model."""
+        return self.forward(np.ascontiguousarray(x, dtype=np.float32), training=False).copy()
+
+    def _buffer(self, key, shape):
+        """An array kept for reuse: allocated on first use for each shape (usually one or two
+        batch sizes), then the same memory every step."""
+        shape = tuple(shape)
+        buf = self._buffers.get((key, shape))
+        if buf is None:
+            if len(self._buffers) > 64:  # many distinct batch sizes: start over rather than grow
+                self._buffers.clear()
+            buf = self._buffers[(key, shape)] = np.empty(shape, dtype=np.float32)
+        return buf
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class InputLayer(Layer):
+    """Marks the input shape of a Sequential model: models.Sequential([layers.Input((100,)), ...])."""
+
+    def __init__(self, shape=None, name=None, input_shape=None):
+        shape = shape if shape is not None else input_shape
+        if shape is None:
+            raise ValueError("Input needs a shape, e.g. layers.Input(shape=(100,))")
+        super().__init__(name=name, input_shape=shape)
+
+    @property
+    def shape(self):
+        return (None,) + self.input_shape
+
+    def get_config(self):
+        return {"name": self.name, "shape": list(self.input_shape)}
+
+
+def Input(shape=None, name=None, **kwargs):
+    """The input of a Sequential model, as keras.Input(shape): shape excludes the batch axis."""
+    if "batch_size" in kwargs or "batch_shape" in kwargs:
+        raise ValueError("fastdl models take any batch size: give Input only shape=(features...)")
+    if kwargs:
+        raise TypeError(f"Input() got unexpected arguments {sorted(kwargs)}")
+    return InputLayer(shape=shape, name=name)
+
+
+class Dense(Layer):
+    """y = activation(x @ kernel + bias) for inputs of shape (batch, features).
+
+    The matmul is NumPy's BLAS; bias and activation are one fused pass after it, and their
+    backward (with the bias gradient) one fused pass before the two gradient matmuls.
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
+                 bias_initializer="zeros", input_shape=None, input_dim=None, name=None):
+        if input_dim is not None and input_shape is None:
+            input_shape = (input_dim,)
+        super().__init__(name=name, input_shape=input_shape)
+        if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
+            raise ValueError(f"units must be a positive int, got {units!r}")
+        self.units = int(units)
+        self.activation = activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.check(kernel_initializer)
+        self.bias_initializer = initializers.check(bias_initializer)
+        self.logits_out = False  # set by the model when the loss takes this layer's logits
+
+    def build(self, input_shape):
+        if len(input_shape) != 1:
+            raise ValueError(f"{self.name}: Dense takes inputs of shape (batch, features), got (batch,) + "
+                             f"{input_shape}; add layers.Flatten() before it")
+        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
+        return (self.units,)
+
+    def forward(self, x, training=False):
+        k = _backend.kernels
+        act = self.activation
+        kernel = self.weights[0]
+        bias = self.weights[1] if self.use_bias else None
+        z = self._buffer("z", (len(x), self.units))
+        np.matmul(x, kernel, out=z)
+        self._x = x
+        if act.is_softmax or act.is_identity or self.logits_out:
+            k.bias_activation(_IDENTITY, z, bias, None, z, 0.0)
+            self._saved = z
+            if act.is_softmax and not self.logits_out:
+                y = self._buffer("y", z.shape)
+                k.softmax(z, y, False)
+                self._saved = y
+                return y
+            return z
+        if act.uses_output:  # y overwrites z: the backward needs only y
+            k.bias_activation(act.kernel, z, bias, None, z, act.alpha)
+            self._saved = z
+            return z
+        y = self._buffer("y", z.shape)  # z becomes x = z + bias, kept for the backward
+        k.bias_activation(act.kernel, z, bias, z, y, act.alpha)
+        self._saved = z
+        return y
+
+    def backward(self, dy, need_dx=True):
+        """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
+        weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
+        k = _backend.kernels
+        act = self.activation
+        db = self.gradients[1] if self.use_bias else None
+        if act.is_softmax and not self.logits_out:
+            k.softmax_backward(dy, self._saved, dy, False)
+            op, alpha = _IDENTITY, 0.0
+        elif act.is_identity or self.logits_out or act.is_softmax:
+            op, alpha = _IDENTITY, 0.0
+        else:
+            op, alpha = act.kernel, act.alpha
+        if op == _IDENTITY:
+            if db is not None:
+                np.sum(dy, axis=0, out=db)
+        else:
+            k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
+        np.matmul(self._x.T, dy, out=self.gradients[0])
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", self._x.shape)
+        np.matmul(dy, self.weights[0].T, out=dx)
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "units": self.units, "activation": self.activation.name,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                "bias_initializer": self.bias_initializer}
+
+
+class Activation(Layer):
+    """Applies an activation: layers.Activation('relu'), ..., Activation('softmax') over the last axis."""
+
+    def __init__(self, activation, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.activation = activations.get(activation)
+        self.logits_out = False
+
+    def forward(self, x, training=False):
+        act = self.activation
+        if act.is_identity or self.logits_out:
+            return x
+        y = self._buffer("y", x.shape)
+        if act.is_softmax:
+            _backend.kernels.softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), False)
+        else:
+            _backend.kernels.activation(act.kernel, x, y, act.alpha)
+        self._saved = y if act.uses_output else x
+        return y
+
+    def backward(self, dy, need_dx=True):
+        act = self.activation
+        if act.is_identity or self.logits_out or not need_dx:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        if act.is_softmax:
+            c = dy.shape[-1]
+            _backend.kernels.softmax_backward(dy.reshape(-1, c), self._saved.reshape(-1, c), dx.reshape(-1, c), False)
+        else:
+            _backend.kernels.activation_backward(act.kernel, dy, self._saved, dx, act.alpha)
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "activation": self.activation.name}
+
+
+class Dropout(Layer):
+    """Training only: zeroes each input with probability `rate` and scales the rest by
+    1 / (1 - rate); the identity at inference. Draws from fastdl's seeded random state."""
+
+    def __init__(self, rate, name=None, input_shape=None, seed=None):
+        super().__init__(name=name, input_shape=input_shape)
+        rate = float(rate)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"rate must be in [0, 1), got {rate}")
+        self.rate = rate
+        self.seed = seed
+        self._rng = None if seed is None else np.random.default_rng(seed)
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        rng = self._rng if self._rng is not None else _random.generator()
+        draw = self._buffer("draw", x.shape)
+        rng.random(out=draw, dtype=np.float32)
+        mask = self._buffer("mask", x.shape)
+        np.greater_equal(draw, self.rate, out=mask, casting="unsafe")
+        mask *= np.float32(1.0 / (1.0 - self.rate))
+        self._mask = mask
+        y = self._buffer("y", x.shape)
+        np.multiply(x, mask, out=y)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if self._mask is None or not need_dx:
+            return dy
+        dx = self._buffer("dx", dy.shape)
+        np.multiply(dy, self._mask, out=dx)
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "rate": self.rate, "seed": self.seed}
+
+
+class Flatten(Layer):
+    """(batch, d1, d2, ...) -> (batch, d1 * d2 * ...)."""
+
+    def build(self, input_shape):
+        return (int(np.prod(input_shape)),)
+
+    def forward(self, x, training=False):
+        self._shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape(self._shape)
+
+
+LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten)}
+
+
+def from_config(class_name, config):
+    if class_name not in LAYERS:
+        raise ValueError(f"unknown layer class {class_name!r} in the saved model")
+    return LAYERS[class_name].from_config(dict(config))
+
+
+def _shape(shape, name):
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from None
+    if any(s < 1 for s in shape):
+        raise ValueError(f"{name}={shape} must have positive sizes")
+    return shape
+
+
+def _snake(name):
+    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))

@@ -1,0 +1,267 @@
+"""Losses with Keras's names and argument order (y_true, y_pred).
+
+Classes (MeanSquaredError, BinaryCrossentropy, CategoricalCrossentropy,
+SparseCategoricalCrossentropy) return the batch mean, as Keras's default reduction does; the
+functions (mean_squared_error, binary_crossentropy, ...) return one loss per sample.
+
+In training, a model fuses its last activation with the loss when they cancel: softmax with
+categorical / sparse categorical cross-entropy and sigmoid with binary cross-entropy are then
+computed from the logits in one stable kernel (csrc/kernels/losses.h).
+"""
+
+import numpy as np
+
+from . import _backend
+from .activations import get as _activation
+
+EPSILON = 1e-7  # Keras's clip for probabilities
+
+
+class Loss:
+    """Base class. `fuses_with` names the activation whose logits the loss can take instead."""
+
+    name = "loss"
+    fuses_with = None
+    from_logits = False
+
+    def __call__(self, y_true, y_pred):
+        """The batch mean of the loss (Keras order)."""
+        return float(np.mean(self.per_sample(y_true, y_pred)))
+
+    def get_config(self):
+        return {}
+
+    # -- for the model ---------------------------------------------------------------------------
+    def prepare_targets(self, y, output_shape):
+        """y converted once, before training, to what value_and_grad takes."""
+        return _float_targets(y, output_shape)
+
+    def value_and_grad(self, y, out, logits, grad):
+        """Mean loss of the batch; writes dL/d(out) to grad. out: the last layer's output, or
+        its logits (pre-activation) when logits is True (a fused pair)."""
+        raise NotImplementedError
+
+
+def _float_targets(y, output_shape):
+    """y as a contiguous float32 array shaped like the model's output ((n,) is taken as (n, 1))."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iufb":
+        raise TypeError(f"y must be numeric, got dtype {y.dtype}")
+    y = y.astype(np.float32)
+    if y.shape[1:] != tuple(output_shape):
+        if y.ndim == 1 and tuple(output_shape) == (1,):
+            y = y[:, None]
+        else:
+            raise ValueError(f"y has shape {y.shape} but the model's output is (batch,) + {tuple(output_shape)}")
+    return np.ascontiguousarray(y)
+
+
+class MeanSquaredError(Loss):
+    """mean((y_true - y_pred)^2)"""
+
+    name = "mean_squared_error"
+
+    def per_sample(self, y_true, y_pred):
+        d = np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
+        return np.mean(d * d, axis=-1)
+
+    def value_and_grad(self, y, out, logits, grad):
+        return _backend.kernels.mse(out, y, grad)
+
+
+class BinaryCrossentropy(Loss):
+    """-mean(t log p + (1 - t) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]; from logits z it is
+    mean(max(z, 0) - z t + log(1 + exp(-|z|))). label_smoothing: t -> t (1 - s) + s / 2."""
+
+    name = "binary_crossentropy"
+    fuses_with = "sigmoid"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def per_sample(self, y_true, y_pred):
+        t = np.asarray(y_true, dtype=np.float64)
+        t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
+        z = np.asarray(y_pred, dtype=np.float64)
+        if self.from_logits:
+            terms = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
+        else:
+            p = np.clip(z, EPSILON, 1 - EPSILON)
+            terms = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+        return np.mean(terms, axis=-1)
+
+    def prepare_targets(self, y, output_shape):
+        y = _float_targets(y, output_shape)
+        s = self.label_smoothing
+        return y * np.float32(1 - s) + np.float32(0.5 * s) if s else y
+
+    def value_and_grad(self, y, out, logits, grad):
+        return _backend.kernels.binary_crossentropy(out, y, grad, logits or self.from_logits)
+
+
+class CategoricalCrossentropy(Loss):
+    """-sum_c t_c log p_c per sample, for one-hot (or probability) targets. From logits it is
+    computed as logsumexp(z) - sum_c t_c z_c. label_smoothing: t -> t (1 - s) + s / C."""
+
+    name = "categorical_crossentropy"
+    fuses_with = "softmax"
+
+    def __init__(self, from_logits=False, label_smoothing=0.0):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = _smoothing(label_smoothing)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+    def per_sample(self, y_true, y_pred):
+        t = np.asarray(y_true, dtype=np.float64)
+        c = t.shape[-1]
+        t = t * (1 - self.label_smoothing) + self.label_smoothing / c
+        return _categorical_per_sample(t, np.asarray(y_pred, dtype=np.float64), self.from_logits)
+
+    def prepare_targets(self, y, output_shape):
+        y = np.asarray(y)
+        if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and output_shape[-1] > 1):
+            raise ValueError(f"categorical_crossentropy needs one-hot targets of shape (batch, {output_shape[-1]}), "
+                             f"got {y.shape}: use data.to_categorical(y) or loss='sparse_categorical_crossentropy'")
+        return _float_targets(y, output_shape)
+
+    def value_and_grad(self, y, out, logits, grad):
+        if logits or self.from_logits:
+            return _backend.kernels.softmax_cross_entropy(out, y, grad, self.label_smoothing)
+        c = y.shape[-1]
+        return _categorical_on_probabilities(y * (1 - self.label_smoothing) + self.label_smoothing / c, out, grad)
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """-log p_y per sample for integer class ids y; from logits, logsumexp(z) - z_y."""
+
+    name = "sparse_categorical_crossentropy"
+    fuses_with = "softmax"
+
+    def __init__(self, from_logits=False):
+        self.from_logits = bool(from_logits)
+
+    def get_config(self):
+        return {"from_logits": self.from_logits}
+
+    def per_sample(self, y_true, y_pred):
+        ids = _class_ids(y_true)
+        p = np.asarray(y_pred, dtype=np.float64)
+        t = np.zeros(p.shape)
+        t[np.arange(len(ids)), ids] = 1
+        return _categorical_per_sample(t, p, self.from_logits)
+
+    def prepare_targets(self, y, output_shape):
+        ids = _class_ids(y)
+        if ids.size and (ids.min() < 0 or ids.max() >= output_shape[-1]):
+            raise ValueError(f"y holds class ids outside [0, {output_shape[-1]}) for a model with "
+                             f"{output_shape[-1]} outputs")
+        return ids
+
+    def value_and_grad(self, y, out, logits, grad):
+        if logits or self.from_logits:
+            return _backend.kernels.softmax_cross_entropy(out, y, grad, 0.0)
+        t = np.zeros(out.shape, dtype=np.float32)
+        t[np.arange(len(y)), y] = 1
+        return _categorical_on_probabilities(t, out, grad)
+
+
+def _class_ids(y):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"sparse targets must be class ids of shape (batch,), got {y.shape}")
+    if y.dtype.kind == "f":
+        if np.any(y != np.round(y)):
+            raise ValueError("sparse targets must be integer class ids")
+    elif y.dtype.kind not in "iu":
+        raise TypeError(f"sparse targets must be integer class ids, got dtype {y.dtype}")
+    return np.ascontiguousarray(y, dtype=np.int64)
+
+
+def _categorical_per_sample(t, p, from_logits):
+    if from_logits:
+        m = p.max(axis=-1, keepdims=True)
+        lse = m[..., 0] + np.log(np.exp(p - m).sum(axis=-1))
+        return lse * t.sum(axis=-1) - (t * p).sum(axis=-1)
+    p = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    return -(t * np.log(p)).sum(axis=-1)
+
+
+def _categorical_on_probabilities(t, p, grad):
+    """Keras's cross-entropy on probabilities that did not come from a fusable softmax: p is
+    renormalised, q = p / S with S = sum_c p_c, then clipped to [eps, 1 - eps]:
+        L = -mean_rows sum_c t_c log q_c
+        dL/dp_j = -(w_j - sum_c w_c q_c) / S / rows,   w_c = t_c / q_c inside the clip, 0 outside.
+    The rare path (a model ending in softmax is fused instead), so it is written in NumPy."""
+    p = p.astype(np.float64)
+    s = p.sum(axis=-1, keepdims=True)
+    q = p / s
+    qc = np.clip(q, EPSILON, 1 - EPSILON)
+    inside = (q >= EPSILON) & (q <= 1 - EPSILON)
+    rows = len(p)
+    w = np.where(inside, t / qc, 0.0)
+    grad[...] = (-(w - (w * q).sum(axis=-1, keepdims=True)) / s) / rows
+    return float(-(t * np.log(qc)).sum() / rows)
+
+
+def _smoothing(value):
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {value}")
+    return value
+
+
+# ---- Keras-style functions: one loss per sample ---------------------------------------------------
+
+def mean_squared_error(y_true, y_pred):
+    """Per-sample mean((y_true - y_pred)^2) over the last axis."""
+    return MeanSquaredError().per_sample(y_true, y_pred)
+
+
+def binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+    """Per-sample binary cross-entropy, averaged over the last axis."""
+    return BinaryCrossentropy(from_logits, label_smoothing).per_sample(y_true, y_pred)
+
+
+def categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0):
+    """Per-sample categorical cross-entropy for one-hot / probability targets."""
+    return CategoricalCrossentropy(from_logits, label_smoothing).per_sample(y_true, y_pred)
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False):
+    """Per-sample cross-entropy for integer class ids."""
+    return SparseCategoricalCrossentropy(from_logits).per_sample(y_true, y_pred)
+
+
+mse = mean_squared_error
+
+_CLASSES = {"mean_squared_error": MeanSquaredError, "mse": MeanSquaredError,
+            "binary_crossentropy": BinaryCrossentropy, "categorical_crossentropy": CategoricalCrossentropy,
+            "sparse_categorical_crossentropy": SparseCategoricalCrossentropy}
+
+
+def get(identifier):
+    """A Loss from a Keras name ('categorical_crossentropy', 'mse', ...) or a Loss instance."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, type) and issubclass(identifier, Loss):
+        return identifier()
+    if isinstance(identifier, str) and identifier in _CLASSES:
+        return _CLASSES[identifier]()
+    raise ValueError(f"unknown loss {identifier!r}; use one of {sorted(_CLASSES)} or a fastdl.losses.Loss")
+
+
+def from_config(name, config):
+    return _CLASSES[name](**config)
+
+
+def fusable(loss, activation):
+    """Whether the model can hand `loss` the logits of a last layer with `activation`."""
+    return not loss.from_logits and loss.fuses_with is not None and _activation(activation).name == loss.fuses_with

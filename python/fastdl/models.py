@@ -1,0 +1,481 @@
+"""Sequential models with Keras's API: add, compile, fit, evaluate, predict, summary,
+get_weights / set_weights, save / load_model, export.
+
+How a training step stays fast: all weights live in one float32 buffer and all gradients in
+another (layers hold views), so the optimizer step is one fused kernel call over the whole
+model; every activation, gradient and batch buffer is allocated once per batch size; a last
+softmax (or sigmoid) is fused with its cross-entropy and computed from the logits.
+"""
+
+import numpy as np
+
+from . import _random, callbacks as callbacks_module, layers as layers_module, losses, metrics as metrics_module
+from . import optimizers
+from .layers import InputLayer, Layer
+
+
+class Sequential:
+    """A linear stack of layers: Sequential([layer, ...]) or Sequential() then .add(layer)."""
+
+    def __init__(self, layers=None, name=None):
+        self.name = name or "sequential"
+        self.layers = []
+        self.built = False
+        self.compiled = False
+        self.optimizer = None
+        self.loss = None
+        self.metrics = []
+        self.stop_training = False
+        self.history = None
+        self._optimizer_spec = None
+        self._params = None
+        self._grads = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # -- structure -----------------------------------------------------------------------------
+    def add(self, layer):
+        """Appends a layer (an Input first, if any). The model is built as soon as its input shape
+        is known (from an Input or the first layer's input_shape); weights already built are kept."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential.add takes a fastdl layer, got {type(layer).__name__}")
+        if isinstance(layer, InputLayer) and self.layers:
+            raise ValueError("an Input can only be the first layer")
+        if any(existing is layer for existing in self.layers):
+            raise ValueError(f"layer {layer.name} is already in the model")
+        self.layers.append(layer)
+        if self.built:
+            self.build(self._input_shape)
+        elif self._declared_input_shape() is not None and self._compute_layers:
+            self.build()  # as Keras: the weights exist once the input shape is known
+
+    @property
+    def _compute_layers(self):
+        return [layer for layer in self.layers if not isinstance(layer, InputLayer)]
+
+    def _declared_input_shape(self):
+        return self.layers[0].input_shape if self.layers else None
+
+    def build(self, input_shape=None):
+        """Creates the weights for inputs of shape (batch,) + input_shape (input_shape may
+        include a leading None or batch dimension, as Keras's build takes)."""
+        if input_shape is None:
+            input_shape = self._declared_input_shape()
+            if input_shape is None:
+                raise ValueError("the model does not know its input shape: give the first layer input_shape=..., "
+                                 "start with layers.Input(shape), or call build(input_shape)")
+        else:
+            input_shape = tuple(input_shape)
+            declared = self._declared_input_shape()
+            if declared is not None and len(input_shape) == len(declared) + 1:
+                input_shape = input_shape[1:]
+            if declared is not None and tuple(input_shape) != tuple(declared):
+                raise ValueError(f"input shape {input_shape} does not match the declared {declared}")
+        if not self._compute_layers:
+            raise ValueError("the model has no layers")
+        old = {id(layer): [w.copy() for w in layer.weights] for layer in self.layers if layer.built}
+        shape = tuple(int(s) for s in input_shape)
+        for layer in self._compute_layers:
+            shape = layer._build(shape)
+        specs = [(layer, name, s, init) for layer in self._compute_layers for name, s, init in layer.weight_specs]
+        total = int(sum(np.prod(s) for _, _, s, _ in specs))
+        self._params = np.zeros(total, dtype=np.float32)
+        self._grads = np.zeros(total, dtype=np.float32)
+        offset = 0
+        for layer in self._compute_layers:
+            layer.weights, layer.gradients = [], []
+            for name, s, init in layer.weight_specs:
+                size = int(np.prod(s))
+                w = self._params[offset:offset + size].reshape(s)
+                layer.weights.append(w)
+                layer.gradients.append(self._grads[offset:offset + size].reshape(s))
+                offset += size
+            kept = old.get(id(layer))
+            for (name, s, init), w, i in zip(layer.weight_specs, layer.weights, range(len(layer.weights))):
+                if kept is not None and i < len(kept) and kept[i].shape == w.shape:
+                    w[...] = kept[i]
+                else:
+                    from .initializers import initialize
+                    initialize(init, s, w)
+        self._input_shape = tuple(input_shape)
+        self.output_shape = shape
+        self.built = True
+        if self._optimizer_spec is not None:
+            self.optimizer = self._optimizer_spec.build([self._params])
+        self._configure_loss()
+
+    @property
+    def input_shape(self):
+        return (None,) + self._input_shape if self.built else None
+
+    @property
+    def weights(self):
+        """The weight arrays (views into the parameter buffer), layer by layer."""
+        return [w for layer in self._compute_layers for w in layer.weights]
+
+    trainable_weights = weights
+
+    def count_params(self):
+        return int(self._params.size) if self.built else sum(layer.count_params() for layer in self._compute_layers)
+
+    def get_weights(self):
+        """Copies of the weights, in layer order (kernel, bias, kernel, bias, ...)."""
+        return [w.copy() for w in self.weights]
+
+    def set_weights(self, weights):
+        """Sets every weight from a list shaped like get_weights(); checks all before writing."""
+        self._require_built()
+        current = self.weights
+        weights = list(weights)
+        if len(weights) != len(current):
+            raise ValueError(f"set_weights got {len(weights)} arrays but the model has {len(current)} weights")
+        arrays = []
+        for i, (new, w) in enumerate(zip(weights, current)):
+            new = np.asarray(new)
+            if new.shape != w.shape:
+                raise ValueError(f"weights[{i}] has shape {new.shape} but the model's weight {i} is {w.shape}")
+            arrays.append(new)
+        for new, w in zip(arrays, current):
+            w[...] = new
+
+    # -- compile -------------------------------------------------------------------------------
+    def compile(self, optimizer="adam", loss=None, metrics=None):
+        """Sets the optimizer ('adam', 'sgd', 'adamw' or a fastdl.optimizers spec), the loss
+        ('categorical_crossentropy', 'sparse_categorical_crossentropy', 'binary_crossentropy',
+        'mse' or a fastdl.losses.Loss) and the metrics ('accuracy', 'precision', 'recall',
+        'f1_score', 'mse', 'mae' or fastdl.metrics objects)."""
+        self._optimizer_spec = optimizers.get(optimizer)
+        self.loss = losses.get(loss) if loss is not None else None
+        if metrics is None:
+            metrics = []
+        if isinstance(metrics, (str, metrics_module.Metric)):
+            metrics = [metrics]
+        self.metrics = [metrics_module.get(m) for m in metrics]
+        names = [m.name for m in self.metrics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric names must be unique, got {names}")
+        self.compiled = True
+        if not self.built and self._declared_input_shape() is not None:
+            self.build()
+        elif self.built:
+            self.optimizer = self._optimizer_spec.build([self._params])
+            self._configure_loss()
+
+    def _configure_loss(self):
+        """Decides whether the loss takes the last layer's logits, and how 'accuracy' reads."""
+        self._fused = False
+        last = self._compute_layers[-1] if self._compute_layers else None
+        for layer in self._compute_layers:
+            if hasattr(layer, "logits_out"):
+                layer.logits_out = False
+        self._last = last
+        if self.loss is None or last is None or not hasattr(last, "activation"):
+            return
+        self._fused = losses.fusable(self.loss, last.activation.name)
+        # what the model's output means: probabilities, or logits (fused, or from_logits)
+        self._logits_output = self._fused or self.loss.from_logits
+        for m in self.metrics:
+            if type(m) is metrics_module.Accuracy:
+                m.variant = self._accuracy_variant()
+
+    def _accuracy_variant(self):
+        if isinstance(self.loss, losses.SparseCategoricalCrossentropy):
+            return "sparse"
+        if isinstance(self.loss, losses.BinaryCrossentropy) or (self.built and self.output_shape[-1] == 1):
+            return "binary"
+        return "categorical"
+
+    # -- running ---------------------------------------------------------------------------------
+    def _require_built(self):
+        if not self.built:
+            raise RuntimeError("the model is not built yet: fit it, call build(input_shape), or give the first "
+                               "layer an input_shape")
+
+    def _require_compiled(self):
+        if not self.compiled or self.loss is None:
+            raise RuntimeError("compile the model with a loss before fit / evaluate: model.compile(optimizer, loss)")
+
+    def _as_input(self, x):
+        x = np.asarray(x)
+        if x.dtype.kind not in "iufb":
+            raise TypeError(f"x must be numeric, got dtype {x.dtype}")
+        if not self.built:
+            self.build(x.shape[1:])
+        if x.shape[1:] != self._input_shape:
+            raise ValueError(f"x has shape {x.shape} but the model takes (batch,) + {self._input_shape}")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _forward(self, x, training, logits):
+        """The output, or the last layer's logits when `logits` (the flag stays set on the layer
+        for the backward pass that follows; every forward sets it anew)."""
+        if self._last is not None and hasattr(self._last, "logits_out"):
+            self._last.logits_out = logits
+        h = x
+        for layer in self._compute_layers:
+            h = layer.forward(h, training)
+        return h
+
+    def __call__(self, x, training=False):
+        """The model's output for x, in one pass (no batching)."""
+        return self._forward(self._as_input(x), training, False).copy()
+
+    def predict(self, x, batch_size=32, verbose=0):
+        """Outputs for x, batch by batch (probabilities for a softmax / sigmoid output)."""
+        x = self._as_input(x)
+        batch_size = _positive(batch_size, "batch_size")
+        out = np.empty((len(x),) + tuple(self.output_shape), dtype=np.float32)
+        for start in range(0, len(x), batch_size):
+            out[start:start + batch_size] = self._forward(x[start:start + batch_size], False, False)
+        if verbose:
+            print(f"{-(-len(x) // batch_size)}/{-(-len(x) // batch_size)} predicted")
+        return out
+
+    # -- training --------------------------------------------------------------------------------
+    def _prepare(self, x, y):
+        x = self._as_input(x)
+        y = self.loss.prepare_targets(y, self.output_shape)
+        if len(y) != len(x):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+        return x, y
+
+    def _true_classes(self, y):
+        """Class ids of the targets, for the classification metrics (None if there are none)."""
+        if not any(m.kind == "classes" for m in self.metrics):
+            return None
+        if y.ndim == 1:
+            return y.astype(np.int64)
+        if y.shape[1] == 1:
+            return (y[:, 0] > 0.5).astype(np.int64)
+        return np.argmax(y, axis=1)
+
+    def _predicted_classes(self, out):
+        if out.shape[-1] == 1:
+            return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)
+        return np.argmax(out, axis=1)
+
+    def _probabilities(self, out):
+        """The outputs as the user sees them (applies a fused activation to logits)."""
+        if not self._fused:
+            return out
+        from . import ops
+        return ops.softmax(out) if self._last.activation.is_softmax else ops.sigmoid(out)
+
+    def _update_metrics(self, y, out, true_classes):
+        pred = None
+        for m in self.metrics:
+            if m.kind == "classes":
+                if pred is None:
+                    pred = self._predicted_classes(out)
+                m._update(true_classes, pred)
+            else:
+                m._update(y, self._probabilities(out))
+
+    def _train_step(self, xb, yb):
+        """One step: forward, fused loss and gradient, backward, one optimizer call."""
+        h = self._forward(xb, True, self._fused)
+        grad = self._grad_buffers.get(h.shape)
+        if grad is None:
+            grad = self._grad_buffers[h.shape] = np.empty(h.shape, dtype=np.float32)
+        loss = self.loss.value_and_grad(yb, h, self._fused, grad)
+        d = grad
+        for layer, need_dx in self._backward_plan:
+            d = layer.backward(d, need_dx)
+        self.optimizer.step(self._grad_list)
+        return loss, h
+
+    def _plan_backward(self):
+        """(layer, need_dx) from last to first, stopping at the first layer with weights: nothing
+        before it needs a gradient."""
+        plan = []
+        layers = self._compute_layers
+        for i in range(len(layers) - 1, -1, -1):
+            earlier_weights = any(layer.weight_specs for layer in layers[:i])
+            plan.append((layers[i], earlier_weights))
+            if not earlier_weights:
+                break
+        return plan
+
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, initial_epoch=0, augment=None):
+        """Trains for `epochs` epochs of mini-batches; returns a History (history.history holds a
+        list per metric, val_ ones with validation data).
+
+        validation_split takes the last fraction of x / y (before any shuffling), as Keras does.
+        augment: a function applied to each training batch of x (see fastdl.data.augmentation).
+        """
+        self._require_compiled()
+        batch_size = _positive(batch_size, "batch_size")
+        if verbose == "auto":
+            verbose = 1
+        if not 0.0 <= float(validation_split) < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
+        x, y = self._prepare(x, y)
+        if validation_data is None and validation_split:
+            cut = int(len(x) * (1.0 - float(validation_split)))
+            if cut in (0, len(x)):
+                raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples")
+            validation_data = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+            val = validation_data
+        elif validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (x_val, y_val)")
+            val = self._prepare(*validation_data)
+        else:
+            val = None
+        if len(x) == 0:
+            raise ValueError("x has no samples")
+        n = len(x)
+        steps = -(-n // batch_size)
+        self._grad_buffers = {}
+        self._grad_list = [self._grads]
+        self._backward_plan = self._plan_backward()
+        true_classes = self._true_classes(y)
+
+        history = self.history if isinstance(self.history, callbacks_module.History) else callbacks_module.History()
+        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
+        cbs = list(callbacks or [])
+        cb_list = callbacks_module.CallbackList(cbs + [history] + ([progbar] if progbar else []), self,
+                                                {"epochs": epochs, "steps": steps, "verbose": verbose})
+        self.history = history
+        self.stop_training = False
+        rng = _random.generator()
+        batch_buffers = {}
+
+        def batch(src, idx):
+            key = (id(src), len(idx))
+            buf = batch_buffers.get(key)
+            if buf is None:
+                buf = batch_buffers[key] = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
+            return np.take(src, idx, axis=0, out=buf)
+
+        cb_list.on_train_begin({})
+        logs = {}
+        for epoch in range(initial_epoch, epochs):
+            cb_list.on_epoch_begin(epoch, {})
+            for m in self.metrics:
+                m.reset_state()
+            order = rng.permutation(n) if shuffle else None
+            total_loss, seen = 0.0, 0
+
+            def running_logs():
+                out = {"loss": total_loss / max(seen, 1)}
+                out.update((m.name, m.result()) for m in self.metrics)
+                return out
+
+            for step in range(steps):
+                start = step * batch_size
+                if order is not None:
+                    idx = order[start:start + batch_size]
+                    xb, yb = batch(x, idx), batch(y, idx)
+                    tb = None if true_classes is None else batch(true_classes, idx)
+                else:
+                    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+                    tb = None if true_classes is None else true_classes[start:start + batch_size]
+                if augment is not None:
+                    xb = np.ascontiguousarray(augment(xb), dtype=np.float32)
+                    if xb.shape[1:] != self._input_shape:
+                        raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
+                                         f"(batch,) + {self._input_shape}")
+                for cb in cb_list.batch_begin:
+                    cb.on_train_batch_begin(step, {})
+                loss, out = self._train_step(xb, yb)
+                if not np.isfinite(loss):
+                    pass  # reported in the logs; TerminateOnNaN-style stopping is the user's call
+                total_loss += loss * len(xb)
+                seen += len(xb)
+                if self.metrics:
+                    self._update_metrics(yb, out, tb)
+                if progbar is not None:
+                    progbar.update(step + 1, running_logs)
+                for cb in cb_list.batch_end:
+                    cb.on_train_batch_end(step, running_logs())
+            logs = running_logs()
+            if val is not None:
+                val_logs = self._evaluate_arrays(val[0], val[1], batch_size)
+                logs.update(("val_" + k, v) for k, v in val_logs.items())
+            cb_list.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        cb_list.on_train_end(logs)
+        return history
+
+    def _evaluate_arrays(self, x, y, batch_size):
+        """Mean loss and metrics over prepared arrays (no callbacks)."""
+        for m in self.metrics:
+            m.reset_state()
+        true_classes = self._true_classes(y)
+        total, grad_buffers = 0.0, {}
+        for start in range(0, len(x), batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            out = self._forward(xb, False, self._fused)
+            grad = grad_buffers.get(out.shape)
+            if grad is None:
+                grad = grad_buffers[out.shape] = np.empty(out.shape, dtype=np.float32)
+            total += self.loss.value_and_grad(yb, out, self._fused, grad) * len(xb)
+            if self.metrics:
+                self._update_metrics(yb, out, None if true_classes is None else true_classes[start:start + batch_size])
+        logs = {"loss": total / max(len(x), 1)}
+        logs.update((m.name, m.result()) for m in self.metrics)
+        return logs
+
+    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
+        """The loss (and metrics) over x, y: loss if there are no metrics, else [loss, *metrics]
+        in compile order (return_dict: a dict)."""
+        self._require_compiled()
+        x, y = self._prepare(x, y)
+        logs = self._evaluate_arrays(x, y, _positive(batch_size, "batch_size"))
+        if verbose:
+            steps = -(-len(x) // batch_size)
+            print(f"{steps}/{steps}" + callbacks_module._format_logs(logs))
+        if return_dict:
+            return logs
+        if not self.metrics:
+            return logs["loss"]
+        return [logs["loss"]] + [logs[m.name] for m in self.metrics]
+
+    # -- description, saving, export ---------------------------------------------------------------
+    def summary(self, print_fn=print):
+        """Prints a table of the layers, their output shapes and parameter counts."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer in self._compute_layers:
+            shape = str((None,) + tuple(layer.output_shape)) if layer.built else "?"
+            rows.append((f"{layer.name} ({type(layer).__name__})", shape, f"{layer.count_params():,}"))
+        widths = [max(len(r[i]) for r in rows) + 2 for i in range(3)]
+        rule = "─" * sum(widths)
+        lines = [f'Model: "{self.name}"', rule]
+        for i, r in enumerate(rows):
+            lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+            lines.append("═" * sum(widths) if i == 0 else rule)
+        lines.append(f" Total params: {self.count_params():,}")
+        for line in lines:
+            print_fn(line)
+
+    def get_config(self):
+        return {"name": self.name, "input_shape": list(self._input_shape) if self.built else None,
+                "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+
+    def save(self, filepath):
+        """Writes the model to one file: architecture, compile settings and weights, with the
+        optimizer state so that training resumes exactly. No pickle; the write is atomic."""
+        from . import saving
+        saving.save_model(self, filepath)
+
+    def export(self, filepath, format="onnx"):
+        """Exports the model for inference; format 'onnx' (needs the `onnx` package)."""
+        if format != "onnx":
+            raise ValueError(f"format must be 'onnx', got {format!r}")
+        from . import onnx_export
+        onnx_export.export(self, filepath)
+
+
+def load_model(filepath):
+    """Loads a model written by Model.save (compiled, with its optimizer state, if it was)."""
+    from . import saving
+    return saving.load_model(filepath)
+
+
+def _positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)

@@ -1,0 +1,94 @@
+"""Keras-style optimizer specifications for model.compile: they carry Keras's argument names
+and defaults and become a fastdl.optim optimizer over the model's one parameter buffer when
+the model is built. The update rules are torch.optim's (see fastdl.optim): eps is added to
+sqrt(v) / sqrt(1 - beta2^t), where Keras adds it to sqrt(v) before the bias correction."""
+
+from . import optim
+
+
+class OptimizerSpec:
+    """Base: name + arguments; build(params) makes the fastdl.optim optimizer."""
+
+    name = None
+
+    def get_config(self):
+        return dict(self._config)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._config.items())})"
+
+
+class SGD(OptimizerSpec):
+    """SGD: learning_rate 0.01, momentum 0, nesterov False. weight_decay is added to the
+    gradient (torch.optim.SGD's L2 form)."""
+
+    name = "sgd"
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None):
+        self._config = {"learning_rate": learning_rate, "momentum": momentum, "nesterov": nesterov,
+                        "weight_decay": weight_decay}
+        self.build([])  # checks the arguments now
+
+    def build(self, params):
+        c = self._config
+        if not params:
+            optim.SGD._hyperparams(lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
+                                   weight_decay=c["weight_decay"] or 0.0)
+            return None
+        return optim.SGD(params, lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
+                         weight_decay=c["weight_decay"] or 0.0)
+
+
+class Adam(OptimizerSpec):
+    """Adam: learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7 (Keras's defaults).
+    With weight_decay, the decay is decoupled (AdamW), as in Keras 3."""
+
+    name = "adam"
+    _decoupled_default = None
+
+    def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
+                 weight_decay=None):
+        if weight_decay is None:
+            weight_decay = self._decoupled_default
+        self._config = {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon,
+                        "amsgrad": amsgrad, "weight_decay": weight_decay}
+        self.build([])
+
+    def build(self, params):
+        c = self._config
+        kw = dict(lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"], amsgrad=c["amsgrad"])
+        if c["weight_decay"]:
+            kw["weight_decay"] = c["weight_decay"]
+            cls = optim.AdamW
+        else:
+            cls = optim.Adam
+        if not params:
+            cls._hyperparams(**kw)
+            return None
+        return cls(params, **kw)
+
+
+class AdamW(Adam):
+    """AdamW: Adam with decoupled weight decay, weight_decay 0.004 by default (Keras's)."""
+
+    name = "adamw"
+    _decoupled_default = 0.004
+
+
+_BY_NAME = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def get(identifier):
+    """An OptimizerSpec from a name ('adam', 'sgd', 'adamw') or an OptimizerSpec."""
+    if isinstance(identifier, OptimizerSpec):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()]()
+    if isinstance(identifier, optim.Optimizer):
+        raise TypeError("compile takes an optimizer name or a fastdl.optimizers spec (e.g. "
+                        "fastdl.optimizers.Adam(learning_rate=1e-3)), not a fastdl.optim optimizer bound to arrays")
+    raise ValueError(f"unknown optimizer {identifier!r}; use one of {sorted(_BY_NAME)} or a fastdl.optimizers spec")
+
+
+def from_config(name, config):
+    return _BY_NAME[name](**config)

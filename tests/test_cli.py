@@ -1,0 +1,79 @@
+"""The `fastdl` command: train (digits, .npz, .csv), info, bench."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def _fastdl(*args, cwd=None, timeout=300):
+    exe = shutil.which("fastdl")
+    cmd = [exe, *args] if exe else [sys.executable, "-m", "fastdl.cli", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def test_console_script_is_installed():
+    assert shutil.which("fastdl"), "pip install should put the `fastdl` console script on PATH"
+
+
+def test_train_main_job(tmp_path):
+    r = _fastdl("train", "--epochs", "8", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "1797 samples" in out and "Epoch 8/8" in out
+    accuracy = float(out.split("test accuracy:")[1].split()[0])
+    f1 = float(out.split("test F1 (macro):")[1].split()[0])
+    assert accuracy > 0.9 and f1 > 0.9
+    assert (tmp_path / "fastdl-model.fastdl").exists()
+    try:
+        import matplotlib  # noqa: F401
+        assert (tmp_path / "fastdl-model-history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    except ImportError:
+        assert "install matplotlib" in out
+    from fastdl import models
+    model = models.load_model(tmp_path / "fastdl-model.fastdl")
+    assert model.output_shape == (10,)
+
+
+def test_train_on_npz_and_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 5)).astype(np.float32)
+    y = np.where(x[:, 0] + x[:, 1] > 0, "yes", "no")
+    np.savez(tmp_path / "d.npz", x=x, y=(y == "yes").astype(int))
+    r = _fastdl("train", "--data", "d.npz", "--epochs", "5", "--verbose", "0", "--no-plot", "--output", "n.fastdl",
+                cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "2 classes" in r.stdout and (tmp_path / "n.fastdl").exists()
+    with open(tmp_path / "d.csv", "w") as f:
+        f.write("a,b,label,c,d,e\n")
+        for row, label in zip(x, y):
+            f.write(f"{row[0]},{row[1]},{label},{row[2]},{row[3]},{row[4]}\n")
+    r = _fastdl("train", "--data", "d.csv", "--label-column", "label", "--epochs", "5", "--verbose", "2",
+                "--no-plot", "--output", "c.fastdl", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "300 samples, 5 features, 2 classes" in r.stdout
+    assert float(r.stdout.split("test accuracy:")[1].split()[0]) > 0.8
+
+
+def test_train_reports_bad_arguments(tmp_path):
+    r = _fastdl("train", "--data", "missing.csv", cwd=tmp_path)
+    assert r.returncode != 0 and "no such file" in r.stderr
+    r = _fastdl("train", "--epochs", "0", cwd=tmp_path)
+    assert r.returncode != 0 and "--epochs" in r.stderr
+
+
+def test_info():
+    r = _fastdl("info")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert info["version"] and info["backend"] in ("cpu", "numpy")
+
+
+def test_bench_quick():
+    r = _fastdl("bench", "--quick", "--only", "relu", "--repeats", "3", timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "| relu 1M f32 |" in r.stdout and "GB/s" in r.stdout

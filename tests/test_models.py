@@ -1,0 +1,259 @@
+"""Sequential models: gradients, fused losses, fit / evaluate / predict semantics, weights."""
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import data, layers, losses, metrics, models
+
+
+def _model_gradient(model, x, y):
+    """(analytic, numeric) gradients of the loss w.r.t. every parameter on one batch."""
+    xp, yp = model._prepare(x, y)
+    model._backward_plan = model._plan_backward()
+
+    def loss_at():
+        out = model._forward(xp, False, model._fused)
+        return model.loss.value_and_grad(yp, out, model._fused, np.empty_like(out))
+
+    h = model._forward(xp, True, model._fused)
+    d = np.empty_like(h)
+    model.loss.value_and_grad(yp, h, model._fused, d)
+    for layer, need_dx in model._backward_plan:
+        d = layer.backward(d, need_dx)
+    analytic = model._grads.astype(np.float64)
+    numeric = np.zeros_like(analytic)
+    eps = 1e-2
+    for i in range(model._params.size):
+        old = model._params[i]
+        model._params[i] = old + eps
+        up = loss_at()
+        model._params[i] = old - eps
+        down = loss_at()
+        model._params[i] = old
+        numeric[i] = (up - down) / (2 * eps)
+    return analytic, numeric
+
+
+CASES = [
+    ("softmax", "categorical_crossentropy"),
+    ("softmax", "sparse_categorical_crossentropy"),
+    ("sigmoid", "binary_crossentropy"),
+    ("linear", "mse"),
+    ("tanh", "mse"),
+    ("softmax", "mse"),          # not fused: softmax backward + mse
+    ("sigmoid", "categorical_crossentropy"),  # not fused: cross-entropy on probabilities
+]
+
+
+@pytest.mark.parametrize("last,loss", CASES)
+@pytest.mark.parametrize("hidden", ["tanh", "gelu", "silu", "sigmoid"])  # smooth: no kinks for the differences
+def test_model_gradients_match_finite_differences(backend, last, loss, hidden, rng):
+    fastdl.set_seed(3)
+    units = 1 if loss == "binary_crossentropy" else 3
+    x = rng.standard_normal((16, 5)).astype(np.float32)
+    y = {"binary_crossentropy": (x[:, 0] > 0).astype(np.float32),
+         "sparse_categorical_crossentropy": rng.integers(0, 3, 16),
+         "mse": rng.uniform(0.1, 0.9, (16, 3))}.get(loss, np.eye(3)[rng.integers(0, 3, 16)])
+    model = models.Sequential([layers.Dense(4, hidden, input_shape=(5,)), layers.Dense(units, last)])
+    model.compile("sgd", loss)
+    fusable = {("categorical_crossentropy", "softmax"), ("sparse_categorical_crossentropy", "softmax"),
+               ("binary_crossentropy", "sigmoid")}
+    assert model._fused == ((loss, last) in fusable)
+    analytic, numeric = _model_gradient(model, x, y)
+    np.testing.assert_allclose(analytic, numeric, atol=2e-3 * np.abs(numeric).max(), rtol=2e-2)
+
+
+def test_fused_and_unfused_cross_entropy_agree(backend, rng):
+    """Softmax + CE from the logits equals CE on the softmax probabilities (away from the clip)."""
+    fastdl.set_seed(0)
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    y = np.eye(4)[rng.integers(0, 4, 64)]
+    fused = models.Sequential([layers.Dense(4, "softmax", input_shape=(8,))])
+    fused.compile("sgd", "categorical_crossentropy")
+    plain = models.Sequential([layers.Dense(4, input_shape=(8,)), layers.Activation("softmax")])
+    plain.compile("sgd", "categorical_crossentropy")
+    plain.set_weights(fused.get_weights())
+    assert fused._fused and plain._fused  # an Activation('softmax') last layer fuses too
+    np.testing.assert_allclose(fused.evaluate(x, y, verbose=0), plain.evaluate(x, y, verbose=0), rtol=1e-6)
+    loss_fn = losses.CategoricalCrossentropy()
+    np.testing.assert_allclose(fused.evaluate(x, y, verbose=0), loss_fn(y, fused.predict(x)), rtol=1e-5)
+
+
+def _digits():
+    x, y = data.load_digits()
+    x_train, x_test, y_train, y_test = data.train_test_split(x, y, test_size=0.2, seed=0, stratify=y)
+    scaler = data.StandardScaler().fit(x_train)
+    return scaler.transform(x_train), scaler.transform(x_test), y_train, y_test
+
+
+def test_digits_test_accuracy_at_least_95_percent(backend):
+    fastdl.set_seed(0)
+    x_train, x_test, y_train, y_test = _digits()
+    model = models.Sequential([layers.Dense(64, activation="relu", input_shape=(64,)),
+                               layers.Dense(64, activation="relu"), layers.Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, data.to_categorical(y_train, 10), epochs=20, verbose=0)
+    loss, accuracy = model.evaluate(x_test, data.to_categorical(y_test, 10), verbose=0)
+    assert accuracy >= 0.95
+    assert metrics.accuracy(y_test, model.predict(x_test)) == pytest.approx(accuracy)
+
+
+def test_sparse_labels_and_validation_split_semantics(rng):
+    fastdl.set_seed(0)
+    x = rng.standard_normal((100, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 100)
+    model = models.Sequential([layers.Input((6,)), layers.Dense(8, "relu"), layers.Dense(3, "softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy", "f1_score"])
+    hist = model.fit(x, y, batch_size=7, epochs=3, validation_split=0.2, verbose=0)
+    assert set(hist.history) == {"loss", "accuracy", "f1_score", "val_loss", "val_accuracy", "val_f1_score"}
+    assert all(len(v) == 3 for v in hist.history.values()) and hist.epoch == [0, 1, 2]
+    # validation_split takes the last 20 samples, before shuffling
+    val = model.evaluate(x[80:], y[80:], verbose=0, return_dict=True)
+    assert val["loss"] == pytest.approx(hist.history["val_loss"][-1], rel=1e-6)
+    assert val["accuracy"] == pytest.approx(hist.history["val_accuracy"][-1])
+
+
+def test_evaluate_returns_keras_shapes(rng):
+    x = rng.standard_normal((10, 3)).astype(np.float32)
+    y = rng.standard_normal((10, 2)).astype(np.float32)
+    model = models.Sequential([layers.Dense(2, input_shape=(3,))])
+    model.compile("sgd", "mse")
+    loss = model.evaluate(x, y, verbose=0)
+    assert isinstance(loss, float)
+    model.compile("sgd", "mse", metrics=["mae"])
+    loss2, mae = model.evaluate(x, y, verbose=0)
+    out = model.predict(x)
+    assert loss2 == pytest.approx(np.mean((out - y) ** 2), rel=1e-5)
+    assert mae == pytest.approx(np.mean(np.abs(out - y)), rel=1e-5)
+
+
+def test_accuracy_variant_follows_the_loss(rng):
+    x = rng.standard_normal((50, 4)).astype(np.float32)
+    yb = (x[:, 0] > 0).astype(np.float32)
+    model = models.Sequential([layers.Dense(1, "sigmoid", input_shape=(4,))])
+    model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+    _, acc = model.evaluate(x, yb, verbose=0)
+    assert acc == pytest.approx(np.mean((model.predict(x)[:, 0] > 0.5) == yb))
+
+
+def test_predict_batching_and_call(rng):
+    fastdl.set_seed(0)
+    model = models.Sequential([layers.Dense(5, "gelu", input_shape=(3,)), layers.Dropout(0.5), layers.Dense(2, "softmax")])
+    x = rng.standard_normal((37, 3))
+    full = model(x)
+    np.testing.assert_allclose(model.predict(x, batch_size=4), full, rtol=1e-6)
+    np.testing.assert_allclose(full.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))  # dropout is off at inference
+
+
+def test_one_parameter_buffer_and_weights_roundtrip(rng):
+    model = models.Sequential([layers.Dense(4, "relu", input_shape=(3,)), layers.Dense(2)])
+    assert model.count_params() == 3 * 4 + 4 + 4 * 2 + 2
+    w = model.get_weights()
+    assert [a.shape for a in w] == [(3, 4), (4,), (4, 2), (2,)]
+    for a in model.weights:
+        assert np.shares_memory(a, model._params)
+    new = [rng.standard_normal(a.shape) for a in w]
+    model.set_weights(new)
+    for a, b in zip(model.get_weights(), new):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"weights\[1\] has shape"):
+        model.set_weights([new[0], np.zeros(5), new[2], new[3]])
+    np.testing.assert_allclose(model.get_weights()[0], new[0], rtol=1e-6)  # nothing written
+
+
+def test_glorot_uniform_init_and_zero_bias():
+    fastdl.set_seed(0)
+    model = models.Sequential([layers.Dense(300, input_shape=(200,))])
+    kernel, bias = model.get_weights()
+    limit = np.sqrt(6 / 500)
+    assert np.all(np.abs(kernel) <= limit) and abs(kernel.std() - limit / np.sqrt(3)) < 0.01 * limit
+    assert np.all(bias == 0)
+
+
+def test_set_seed_reproduces_training(rng):
+    x = rng.standard_normal((64, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+
+    def run():
+        fastdl.set_seed(42)
+        model = models.Sequential([layers.Dense(8, "relu", input_shape=(5,)), layers.Dropout(0.3),
+                                   layers.Dense(3, "softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        return model.get_weights()
+
+    for a, b in zip(run(), run()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_summary_lists_layers():
+    model = models.Sequential([layers.Input((4,)), layers.Dense(3, name="hidden"), layers.Dense(1)])
+    lines = []
+    model.summary(print_fn=lines.append)
+    text = "\n".join(lines)
+    assert "hidden (Dense)" in text and "(None, 3)" in text and "Total params: 19" in text
+
+
+def test_image_model_with_flatten_and_augmentation(rng):
+    fastdl.set_seed(0)
+    x, y = data.load_digits(flatten=False)
+    x = x[:200] / 16.0
+    model = models.Sequential([layers.Input((8, 8, 1)), layers.Flatten(), layers.Dense(32, "relu"),
+                               layers.Dense(10, "softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    seen = []
+
+    def augment(batch):
+        seen.append(batch.shape)
+        return data.random_crop(batch, padding=1)
+
+    model.fit(x, y[:200], batch_size=50, epochs=2, verbose=0, augment=augment)
+    assert seen == [(50, 8, 8, 1)] * 8
+
+
+def test_training_needs_compile_and_good_shapes(rng):
+    model = models.Sequential([layers.Dense(2, input_shape=(3,))])
+    with pytest.raises(RuntimeError, match="compile"):
+        model.fit(np.zeros((4, 3)), np.zeros((4, 2)))
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match=r"x has shape \(4, 5\)"):
+        model.fit(np.zeros((4, 5)), np.zeros((4, 2)), verbose=0)
+    with pytest.raises(ValueError, match="y has shape"):
+        model.fit(np.zeros((4, 3)), np.zeros((4, 7)), verbose=0)
+    with pytest.raises(ValueError, match="samples"):
+        model.fit(np.zeros((4, 3)), np.zeros((5, 2)), verbose=0)
+    with pytest.raises(ValueError, match="unknown loss"):
+        model.compile("sgd", "hinge")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        model.compile("rmsprop2", "mse")
+    with pytest.raises(ValueError, match="to_categorical"):
+        m = models.Sequential([layers.Dense(3, "softmax", input_shape=(3,))])
+        m.compile("sgd", "categorical_crossentropy")
+        m.fit(np.zeros((4, 3)), np.array([0, 1, 2, 1]), verbose=0)
+    with pytest.raises(ValueError, match="Flatten"):
+        models.Sequential([layers.Dense(2, input_shape=(3, 3))]).build()
+    with pytest.raises(ValueError, match="unknown activation"):
+        layers.Dense(2, activation="softplus2")
+
+
+def test_keras_style_optimizer_objects(rng):
+    x = rng.standard_normal((32, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], dtype=np.float32)
+    model = models.Sequential([layers.Dense(1, input_shape=(3,))])
+    model.compile(optimizer=fastdl.optimizers.SGD(learning_rate=0.1, momentum=0.9), loss="mse")
+    assert model.optimizer.lr == 0.1 and model.optimizer.hyperparams["momentum"] == 0.9
+    model.fit(x, y, epochs=300, verbose=0, batch_size=32)
+    np.testing.assert_allclose(model.get_weights()[0][:, 0], [1.0, -2.0, 0.5], atol=1e-2)
+    model.compile(optimizer=fastdl.optimizers.Adam(learning_rate=0.01, weight_decay=0.1), loss="mse")
+    assert type(model.optimizer).__name__ == "AdamW"
+
+
+def test_adding_a_layer_keeps_trained_weights():
+    model = models.Sequential([layers.Dense(3, input_shape=(2,))])
+    before = model.get_weights()
+    model.add(layers.Dense(1))
+    after = model.get_weights()
+    np.testing.assert_array_equal(before[0], after[0])
+    assert len(after) == 4

@@ -1,0 +1,130 @@
+"""save / load_model: identical predictions, exact resume, no pickle, atomic writes, clear errors."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import layers, models
+
+
+def _trained(rng, compile_=True):
+    fastdl.set_seed(0)
+    model = models.Sequential([layers.Input((6,)), layers.Dense(8, "gelu"), layers.Dense(8, "leaky_relu"),
+                               layers.Dropout(0.2), layers.Dense(3, "softmax")], name="net")
+    if compile_:
+        model.compile(fastdl.optimizers.Adam(learning_rate=0.01, amsgrad=True), "categorical_crossentropy",
+                      metrics=["accuracy", fastdl.metrics.F1Score(average="micro")])
+        x = rng.standard_normal((40, 6)).astype(np.float32)
+        model.fit(x, np.eye(3)[rng.integers(0, 3, 40)], epochs=2, batch_size=8, verbose=0)
+    return model
+
+
+def test_load_gives_identical_predictions_and_config(tmp_path, rng):
+    model = _trained(rng)
+    path = tmp_path / "m.fastdl"
+    model.save(path)
+    loaded = models.load_model(path)
+    x = rng.standard_normal((17, 6))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.name == "net" and [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    assert loaded.layers[2].activation.name == "leaky_relu" and loaded.layers[3].rate == 0.2
+    assert [m.name for m in loaded.metrics] == ["accuracy", "f1_score"]
+    assert loaded.optimizer.hyperparams == model.optimizer.hyperparams
+
+
+def test_resume_equals_uninterrupted_training(tmp_path, rng):
+    x = rng.standard_normal((48, 6)).astype(np.float32)
+    y = np.eye(3)[rng.integers(0, 3, 48)]
+    model = _trained(rng)
+    path = tmp_path / "m.fastdl"
+    model.save(path)
+    fastdl.set_seed(7)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    resumed = models.load_model(path)
+    fastdl.set_seed(7)  # the same shuffles and dropout masks as the uninterrupted run
+    resumed.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    for a, b in zip(model.get_weights(), resumed.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.optimizer.steps, resumed.optimizer.steps)
+
+
+def test_file_holds_json_and_npy_only(tmp_path, rng):
+    path = tmp_path / "m.fastdl"
+    _trained(rng).save(path)
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        assert "fastdl_model.json" in names and "params.npy" in names
+        assert all(n.endswith((".json", ".npy")) for n in names)
+        config = json.loads(z.read("fastdl_model.json"))
+    assert config["format"] == "fastdl-model" and config["format_version"] == 1
+    assert config["compile"]["loss"]["name"] == "categorical_crossentropy"
+
+
+def test_uncompiled_model_roundtrip(tmp_path, rng):
+    model = _trained(rng, compile_=False)
+    model.save(tmp_path / "u.fastdl")
+    loaded = models.load_model(tmp_path / "u.fastdl")
+    assert not loaded.compiled
+    x = rng.standard_normal((3, 6))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_junk_and_newer_files_raise_clear_errors(tmp_path, rng):
+    junk = tmp_path / "junk.fastdl"
+    junk.write_bytes(b"\x00not a zip at all")
+    with pytest.raises(ValueError, match="not a fastdl model file"):
+        models.load_model(junk)
+    other = tmp_path / "other.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("hello.txt", "hi")
+    with pytest.raises(ValueError, match="not a fastdl model file"):
+        models.load_model(other)
+    good = tmp_path / "m.fastdl"
+    _trained(rng).save(good)
+    newer = tmp_path / "newer.fastdl"
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(newer, "w") as dst:
+        for item in src.namelist():
+            data = src.read(item)
+            if item == "fastdl_model.json":
+                cfg = json.loads(data)
+                cfg["format_version"] = 99
+                data = json.dumps(cfg)
+            dst.writestr(item, data)
+    with pytest.raises(ValueError, match="newer fastdl"):
+        models.load_model(newer)
+    with pytest.raises(FileNotFoundError):
+        models.load_model(tmp_path / "missing.fastdl")
+
+
+def test_pickled_arrays_are_refused(tmp_path, rng):
+    good = tmp_path / "m.fastdl"
+    _trained(rng).save(good)
+    evil = tmp_path / "evil.fastdl"
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(evil, "w") as dst:
+        for item in src.namelist():
+            dst.writestr(item, buf.getvalue() if item == "params.npy" else src.read(item))
+    with pytest.raises(ValueError, match="pickle"):
+        models.load_model(evil)
+
+
+def test_save_is_atomic(tmp_path, rng, monkeypatch):
+    model = _trained(rng)
+    path = tmp_path / "m.fastdl"
+    model.save(path)
+    before = path.read_bytes()
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before  # the old file is untouched
+    assert sorted(os.listdir(tmp_path)) == ["m.fastdl"]  # no temporary file left behind
