@@ -61,6 +61,15 @@ def test_forward_extremes_finite_and_exact(backend, name, dtype):
     assert_close(y, reference(x), dtype, rtol=_rtol(name, dtype), atol=1e-36 if dtype == np.float32 else None)
 
 
+@pytest.mark.parametrize("name", ["sigmoid", "silu"])
+def test_near_the_float32_exp_overflow(backend, name):
+    """exp(x) for x just below ln(FLT_MAX) = 88.72 is finite: sigmoid(-88.5) = 3.7e-39, not 0."""
+    fwd, reference = FORWARD[name]
+    x = np.array([-86.0, -87.0, -88.0, -88.4, -88.5, -88.7], dtype=np.float32)
+    # the results are subnormal for x < -87.3: about 2^-23 / (result / 2^-149) relative precision
+    assert_close(fwd(x), reference(x), np.float32, rtol=1e-5, atol=2e-45 * np.abs(x))
+
+
 @pytest.mark.parametrize("name", BACKWARD)
 @pytest.mark.parametrize("n", SIZES)
 def test_backward_matches_reference(backend, name, n, dtype, rng):

@@ -99,8 +99,11 @@ def test_optimizer_param_checks(backend):
     with pytest.raises(TypeError, match="list of arrays, not one array"):
         optim.Adam(np.ones(3))
     p = np.ones(3)
-    with pytest.raises(ValueError, match="appears twice"):
+    with pytest.raises(ValueError, match=r"params\[1\] shares memory with params\[0\]"):
         optim.SGD([p, p])
+    w = np.ones((2, 3))
+    with pytest.raises(ValueError, match="shares memory"):
+        optim.SGD([w, w.reshape(-1)])  # two views of one buffer would be updated twice
 
 
 def test_hyperparameter_checks(backend):
@@ -182,3 +185,64 @@ def test_extension_checks_its_own_arguments():
     with pytest.raises(ValueError, match=r"steps\[0\] must be >= 1"):
         ext.adam_step([np.ones(3)], [np.ones(3)], [np.ones(3)], [np.ones(3)], None, np.zeros(1, np.int64),
                       0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+
+
+def test_a_failed_step_changes_no_parameter_and_no_step_count(backend):
+    a, b = np.ones(3, np.float32), np.ones(3)  # two dtypes: two kernel calls
+    opt = optim.Adam([a, b], lr=0.1)
+    b.flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\[1\] is read-only"):
+        opt.step([np.ones(3, np.float32), np.ones(3)])
+    np.testing.assert_array_equal(a, 1.0)
+    assert list(opt.steps) == [0, 0]
+    b.flags.writeable = True
+    opt.step([np.ones(3, np.float32), np.ones(3)])
+    assert list(opt.steps) == [1, 1] and np.all(a < 1)
+
+
+def test_load_state_dict_rejects_bad_step_counts(backend):
+    opt = optim.SGD([np.ones(2)], lr=0.1)
+    sd = opt.state_dict()
+    for bad in (np.array([-3]), np.array([2**64 - 1], np.uint64), np.array([1.5])):
+        sd["steps"] = bad
+        with pytest.raises(ValueError, match="step counts"):
+            opt.load_state_dict(sd)
+    assert list(opt.steps) == [0]
+
+
+def test_softmax_ce_zero_classes(backend):
+    with pytest.raises(ValueError, match="no classes"):
+        ops.softmax_cross_entropy(np.zeros((3, 0)), np.zeros((3, 0)))
+    with pytest.raises(ValueError, match="no classes"):
+        ops.softmax_cross_entropy(np.zeros((3, 0)), np.zeros(3, np.int64))
+
+
+def test_extension_keeps_arrays_alive_and_refuses_temporaries():
+    """Sequences that hold no reference to the arrays they hand out, and list arguments that
+    would become discarded temporaries."""
+    from fastdl import _backend
+    ext = _backend.cpu_extension()
+    if _backend.name != "cpu":
+        pytest.skip("needs the C++ extension in use")
+
+    class Fresh:  # each item is a new array, referenced only by the extension once returned
+        def __init__(self, value):
+            self.value = value
+
+        def __len__(self):
+            return 1
+
+        def __getitem__(self, i):
+            if i != 0:
+                raise IndexError(i)
+            return np.full(1 << 20, self.value, np.float32)
+
+    ext.sgd_step(Fresh(1.0), Fresh(2.0), None, np.ones(1, np.int64), 0.1, 0.0, 0.0, 0.0, False, False)
+    g = np.ones((2, 4), np.float32)
+    with pytest.raises(TypeError, match="dbias must be a NumPy array"):
+        ext.bias_activation_backward(7, g, g, np.empty_like(g), [0.0] * 4)
+    with pytest.raises(TypeError, match="pre must be a NumPy array"):
+        ext.bias_activation(7, g, None, [[0.0] * 4] * 2, np.empty_like(g))
+    t = np.full((2, 4), 0.25, np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with target"):
+        ext.softmax_cross_entropy(g, t, t, 0.0)

@@ -189,6 +189,16 @@ def test_softmax_ce_nd_logits(backend, rng):
     np.testing.assert_allclose(grad.reshape(10, 4), egrad, rtol=1e-11, atol=1e-300)
 
 
+def test_softmax_ce_gradient_into_the_target(backend, dtype, rng):
+    x = rng.standard_normal((4, 10)).astype(dtype)
+    t = rng.uniform(0, 1, (4, 10)).astype(dtype)
+    t /= t.sum(axis=1, keepdims=True)
+    loss, grad = ops.softmax_cross_entropy(x, t.copy())
+    l2, g2 = ops.softmax_cross_entropy(x, t, out=t)  # the gradient overwrites the target it needs
+    assert g2 is t and float(l2) == float(loss)
+    np.testing.assert_array_equal(g2, grad)
+
+
 def test_softmax_ce_empty_batch(backend, dtype):
     loss, grad = ops.softmax_cross_entropy(np.zeros((0, 4), dtype), np.zeros(0, np.int64))
     assert math.isnan(float(loss)) and grad.shape == (0, 4)

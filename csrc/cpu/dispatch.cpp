@@ -1,7 +1,9 @@
 #include "dispatch.h"
 
+#include <omp.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 
 namespace fastdl {
@@ -26,6 +28,7 @@ int64_t half_last_level_cache() {
 }  // namespace
 
 int64_t stream_threshold_bytes = half_last_level_cache();
+int thread_limit = omp_get_max_threads();  // OMP_NUM_THREADS, or one per core
 
 namespace {
 
@@ -56,7 +59,7 @@ const KernelTable* initial_table() {
   return table_for(isas.back());
 }
 
-const KernelTable* current = nullptr;
+std::atomic<const KernelTable*> current{nullptr};
 
 }  // namespace
 
@@ -68,13 +71,17 @@ std::vector<std::string> supported_isas() {
 }
 
 const KernelTable& kernels() {
-  if (!current) current = initial_table();
-  return *current;
+  const KernelTable* t = current.load(std::memory_order_acquire);
+  if (!t) {  // first use happens at import (module.cpp), with the GIL held
+    t = initial_table();
+    current.store(t, std::memory_order_release);
+  }
+  return *t;
 }
 
 bool select_isa(const std::string& isa) {
   const KernelTable* t = table_for(isa);
-  if (t) current = t;
+  if (t) current.store(t, std::memory_order_release);
   return t != nullptr;
 }
 

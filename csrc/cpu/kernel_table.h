@@ -55,8 +55,8 @@ struct Kernels {
   // Losses return the mean loss and write its gradient (already divided by the count).
   double (*mse)(const T* pred, const T* target, T* grad, int64_t n);
   double (*bce)(const T* pred, const T* target, T* grad, int64_t n, bool from_logits);
-  double (*softmax_ce_i32)(const T* logits, const int32_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
-  double (*softmax_ce_i64)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
+  // labels: class ids in [0, cols), checked by the caller
+  double (*softmax_ce_labels)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
   double (*softmax_ce_probs)(const T* logits, const T* target, T* grad, int64_t rows, int64_t cols, double smoothing);
   void (*sgd)(const TensorList<T>& tensors, const SgdOptions& options);
   void (*adam)(const TensorList<T>& tensors, const AdamOptions& options);
@@ -72,6 +72,10 @@ struct KernelTable {
 // stores: half the last-level cache, so that data that would stay cached is not pushed out to
 // DRAM. Set once from the cache size (dispatch.cpp); read by the kernels.
 extern int64_t stream_threshold_bytes;
+
+// The most threads a kernel uses: one process-wide setting (fastdl.set_num_threads), where
+// omp_set_num_threads would only affect the calling thread.
+extern int thread_limit;
 
 // Per-ISA tables; null where the build does not include that ISA.
 const KernelTable* baseline_table();

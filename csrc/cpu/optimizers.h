@@ -67,7 +67,7 @@ void adam(const TensorList<T>& L, const AdamOptions& o) {
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     kernels::AdamTensorScalars ts = kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]);
     kernels::AdamScalars<V> s = base;
-    s.step_size = V(T(ts.step_size));
+    s.neg_step_size = V(T(-ts.step_size));
     s.bc2_sqrt = V(T(ts.bc2_sqrt));
     T *p = L.params[k], *m = L.state0[k], *v = L.state1[k], *vmax = o.amsgrad ? L.state2[k] : nullptr;
     const T* g = L.grads[k];

@@ -5,7 +5,7 @@
 // small inputs run inline, where starting the team would cost more than it saves.
 FASTDL_VI int threads_for(int64_t work, int64_t grain) {
   int64_t t = work / (grain > 0 ? grain : 1);
-  int max_t = omp_get_max_threads();
+  int max_t = thread_limit;
   if (omp_in_parallel()) return 1;
   return t < 1 ? 1 : (t < max_t ? (int)t : max_t);
 }

@@ -1,7 +1,9 @@
 // A 64-byte SIMD vector of float (16 lanes) or double (8 lanes), made of native registers of the
 // instruction set this copy is compiled for: 1 zmm (AVX-512), 2 ymm (AVX2) or 4 xmm (SSE2 /
 // NEON), written with GCC/Clang vector extensions. Every ISA build therefore runs the same
-// algorithm with the same lane layout and the same summation order. (One 64-byte extension
+// algorithm with the same lane layout and the same summation order; the FMA builds (AVX2,
+// AVX-512) give the same bits on normal results, the baseline build rounds a*b+c twice where they
+// fuse it. (One 64-byte extension
 // vector would be simpler, but GCC lowers selects wider than the target's registers to scalar
 // code, 7x slower.)
 //
@@ -180,7 +182,7 @@ template <class T> FASTDL_VI Mask<T> first_lanes(int64_t n) {
 
 // Horizontal reductions as a pairwise tree over lane indices (lane i with lane i + w for
 // w = lanes/2, ..., 1): depth log2(lanes) instead of a lanes-long dependency chain, and the same
-// order, hence the same bits, on every ISA build.
+// order on every ISA build.
 template <class T, class A, class F>
 FASTDL_VI A tree_reduce(Vec<T> a, F combine) {
   T lanes_[Vec<T>::lanes];

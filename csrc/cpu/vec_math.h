@@ -43,15 +43,14 @@ FASTDL_VI Vec<float> expm1_reduced(Vec<float> r) {
   return p * r;
 }
 
-// 2^n for integral n in [-125, 128] (AVX-512: any n, with IEEE overflow / underflow).
-FASTDL_VI Vec<float> pow2(Vec<float> n) {
+// p 2^n for integral n in [-125, 128] (AVX-512: any n), with IEEE overflow: formed as
+// (p 2^(n-1)) 2 so that n = 128 (x near ln FLT_MAX, p < 1) does not overflow before p scales it.
+FASTDL_VI Vec<float> scale_by_pow2(Vec<float> p, Vec<float> n) {
 #if defined(__AVX512F__)
-  Vec<float> r;
-  r.p[0] = (Vec<float>::part)_mm512_scalef_ps(_mm512_set1_ps(1.0f), (__m512)n.p[0]);
-  return r;
+  p.p[0] = (Vec<float>::part)_mm512_scalef_ps((__m512)p.p[0], (__m512)n.p[0]);
+  return p;
 #else
-  // 2^(n-1) * 2 keeps the exponent field in range for n = 128
-  return from_bits<float>((to_int(n) + IVec<float>(126)) << 23) * Vec<float>(2.0f);
+  return (p * from_bits<float>((to_int(n) + IVec<float>(126)) << 23)) * Vec<float>(2.0f);
 #endif
 }
 
@@ -61,13 +60,11 @@ FASTDL_VI Vec<float> pow2(Vec<float> n) {
 FASTDL_VI Vec<float> exp(Vec<float> x) {
 #if defined(__AVX512F__)
   ExpReduced e = exp_reduce(x, -104.0f, 89.0f);  // beyond: 0 and inf; keeps n finite for +-inf
-  Vec<float> p = expm1_reduced(e.r) + Vec<float>(1.0f);
-  p.p[0] = (Vec<float>::part)_mm512_scalef_ps((__m512)p.p[0], (__m512)e.n.p[0]);
-  return p;
+  return scale_by_pow2(expm1_reduced(e.r) + Vec<float>(1.0f), e.n);
 #else
   const float lo = -86.6f, hi = 88.72283905f;  // n in [-125, 128]
   ExpReduced e = exp_reduce(x, lo, hi);
-  Vec<float> y = (expm1_reduced(e.r) + Vec<float>(1.0f)) * pow2(e.n);
+  Vec<float> y = scale_by_pow2(expm1_reduced(e.r) + Vec<float>(1.0f), e.n);
   y = where(x > Vec<float>(hi), Vec<float>(__builtin_inff()), y);
   return where(x < Vec<float>(lo), Vec<float>(0.0f), y);
 #endif
@@ -77,7 +74,7 @@ FASTDL_VI Vec<float> exp(Vec<float> x) {
 // also where x is tiny; -1 below x = -86.6.
 FASTDL_VI Vec<float> expm1_nonpositive(Vec<float> x) {
   ExpReduced e = exp_reduce(x, -86.6f, 0.0f);
-  Vec<float> s = pow2(e.n);
+  Vec<float> s = scale_by_pow2(Vec<float>(1.0f), e.n);  // 2^n, n in [-125, 0]
   return expm1_reduced(e.r) * s + (s - Vec<float>(1.0f));
 }
 

@@ -41,11 +41,11 @@ FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V
 // m <- lerp(m, g, 1 - beta1)        (torch's lerp: m + w (g - m) for w < 0.5, else g - (g - m)(1 - w))
 // v <- beta2 v + (1 - beta2) g^2
 // vmax <- max(vmax, v) and use vmax for v   (amsgrad)
-// p <- p - step_size m / (sqrt(v) / sqrt(bc2) + eps),  step_size = lr / bc1,  bck = 1 - beta_k^step
+// p <- p + (-step_size m) / (sqrt(v) / sqrt(bc2) + eps),  step_size = lr / bc1,  bck = 1 - beta_k^step
 template <class V>
 struct AdamScalars {
   V beta2, one_minus_beta2, lerp_weight, one_minus_lerp_weight, eps, weight_decay, decay_factor;
-  V step_size, bc2_sqrt;  // per tensor: depend on its step count
+  V neg_step_size, bc2_sqrt;  // per tensor: depend on its step count
   bool lerp_low;          // lerp weight < 0.5
   bool has_weight_decay, decoupled, amsgrad, maximize;
 };
@@ -75,7 +75,7 @@ FASTDL_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamScalars<V>&
     second = vmax;
   }
   V denom = sqrt(second) / s.bc2_sqrt + s.eps;
-  p = p - s.step_size * (m / denom);
+  p = p + (s.neg_step_size * m) / denom;  // torch's addcdiv_(m, denom, value=-step_size) order
 }
 
 }  // namespace kernels

@@ -43,6 +43,15 @@ inline void require_size(const py::array& a, int64_t n, const char* name, const 
                           " has " + std::to_string(n));
 }
 
+// An optional array argument: a NumPy array or a TypeError (never a converted temporary, whose
+// contents a kernel would write into and lose).
+inline py::array as_array(const py::object& o, const char* name) {
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string(name) + " must be a NumPy array or None, got " +
+                         py::str(py::type::of(o).attr("__name__")).cast<std::string>());
+  return o.cast<py::array>();
+}
+
 template <class T>
 const T* input(const py::array& a, const char* name) {
   require_layout(a, name);

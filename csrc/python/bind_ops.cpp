@@ -91,13 +91,13 @@ void bias_activation(int op, const py::array& z, const py::object& bias, const p
     T* pp = nullptr;
     py::array b, p;
     if (!bias.is_none()) {
-      b = bias.cast<py::array>();
+      b = as_array(bias, "bias");
       require_dtype(b, dt, "bias", "z");
       require_size(b, cols, "bias", "z's last axis");
       bp = input<T>(b, "bias");
     }
     if (!pre.is_none()) {
-      p = pre.cast<py::array>();
+      p = as_array(pre, "pre");
       require_dtype(p, dt, "pre", "z");
       require_size(p, rows * cols, "pre", "z");
       pp = output<T>(p, "pre");
@@ -125,7 +125,7 @@ void bias_activation_backward(int op, const py::array& grad, const py::array& sa
     T* dbp = nullptr;
     py::array db;
     if (!dbias.is_none()) {
-      db = dbias.cast<py::array>();
+      db = as_array(dbias, "dbias");
       require_dtype(db, dt, "dbias", "grad");
       require_size(db, cols, "dbias", "grad's last axis");
       dbp = output<T>(db, "dbias");
@@ -200,12 +200,21 @@ double bce(const py::array& pred, const py::array& target, py::array& grad, bool
   });
 }
 
+// The class ids as int64, copied and checked while the GIL is held: the kernel indexes memory
+// with them after the GIL is released, when another thread could change the caller's array.
 template <class L>
-void check_labels(const L* y, int64_t rows, int64_t cols) {
+void copy_labels(const py::array& target, int64_t rows, int64_t cols, std::vector<int64_t>& out) {
+  const L* y = input<L>(target, "target");
+  out.assign(y, y + rows);
   for (int64_t i = 0; i < rows; ++i)
-    if (y[i] < 0 || y[i] >= cols)
-      throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(y[i]) + " is not a class id in [0, " +
-                            std::to_string(cols) + ")");
+    if (out[i] < 0 || out[i] >= cols)
+      throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(out[i]) +
+                            " is not a class id in [0, " + std::to_string(cols) + ")");
+}
+
+bool overlap(const py::array& a, const py::array& b) {
+  auto lo_a = reinterpret_cast<uintptr_t>(a.data()), lo_b = reinterpret_cast<uintptr_t>(b.data());
+  return a.nbytes() > 0 && b.nbytes() > 0 && lo_a < lo_b + b.nbytes() && lo_b < lo_a + a.nbytes();
 }
 
 double softmax_cross_entropy(const py::array& logits, const py::array& target, py::array& grad, double smoothing) {
@@ -214,6 +223,7 @@ double softmax_cross_entropy(const py::array& logits, const py::array& target, p
   int64_t rows = logits.shape(0), cols = logits.shape(1);
   require_dtype(grad, dt, "out", "logits");
   require_size(grad, rows * cols, "out", "logits");
+  if (rows > 0 && cols == 0) throw py::value_error("logits has no classes");
   return with_type(dt, [&](auto zero) -> double {
     using T = decltype(zero);
     const cpu::Kernels<T>& k = table<T>();
@@ -221,20 +231,15 @@ double softmax_cross_entropy(const py::array& logits, const py::array& target, p
     T* gp = output<T>(grad, "out");
     if (py::isinstance<py::array_t<int64_t>>(target) || py::isinstance<py::array_t<int32_t>>(target)) {
       require_size(target, rows, "target", "logits' batch");
-      if (rows > 0 && cols == 0) throw py::value_error("logits has no classes");
-      if (py::isinstance<py::array_t<int64_t>>(target)) {
-        const int64_t* yp = input<int64_t>(target, "target");
-        check_labels(yp, rows, cols);
-        py::gil_scoped_release nogil;
-        return k.softmax_ce_i64(xp, yp, gp, rows, cols, smoothing);
-      }
-      const int32_t* yp = input<int32_t>(target, "target");
-      check_labels(yp, rows, cols);
+      std::vector<int64_t> labels;
+      if (py::isinstance<py::array_t<int64_t>>(target)) copy_labels<int64_t>(target, rows, cols, labels);
+      else copy_labels<int32_t>(target, rows, cols, labels);
       py::gil_scoped_release nogil;
-      return k.softmax_ce_i32(xp, yp, gp, rows, cols, smoothing);
+      return k.softmax_ce_labels(xp, labels.data(), gp, rows, cols, smoothing);
     }
     require_dtype(target, dt, "target", "logits");
     require_size(target, rows * cols, "target", "logits");
+    if (overlap(target, grad)) throw py::value_error("out must not share memory with target");
     const T* tp = input<T>(target, "target");
     py::gil_scoped_release nogil;
     return k.softmax_ce_probs(xp, tp, gp, rows, cols, smoothing);

@@ -14,11 +14,16 @@ namespace {
 std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
 
 // The pointers of one call's tensors, checked against params (dtype, size, layout, writeable).
+// It keeps a reference to every array it points into until the kernel has returned: the
+// sequences passed in need not hold their own references (a generator-like sequence, or a
+// list another thread changes while the GIL is released).
 template <class T>
 struct Tensors {
+  std::vector<py::array> owners;
   std::vector<int64_t> offsets{0};
   std::vector<T*> params, state0, state1, state2;
   std::vector<const T*> grads;
+  std::vector<int64_t> step_copy;
   const int64_t* steps = nullptr;
 
   static std::vector<py::array> arrays(const py::sequence& seq, const char* name, size_t count) {
@@ -49,9 +54,14 @@ struct Tensors {
       grads.push_back(input<T>(gs[i], gn.c_str()));
       offsets.push_back(offsets.back() + static_cast<int64_t>(ps[i].size()));
     }
+    owners.insert(owners.end(), ps.begin(), ps.end());
+    owners.insert(owners.end(), gs.begin(), gs.end());
     if (!py::isinstance<py::array_t<int64_t>>(step_counts)) throw py::type_error("steps must be an int64 array");
     require_size(step_counts, static_cast<int64_t>(count), "steps", "params");
-    steps = input<int64_t>(step_counts, "steps");
+    // a copy: the kernel reads the counts after the GIL is released
+    const int64_t* sp = input<int64_t>(step_counts, "steps");
+    step_copy.assign(sp, sp + count);
+    steps = step_copy.data();
     for (size_t i = 0; i < count; ++i)
       if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
   }
@@ -67,6 +77,7 @@ struct Tensors {
       require_size(ss[i], offsets[i + 1] - offsets[i], sn.c_str(), item("params", i).c_str());
       dst.push_back(output<T>(ss[i], sn.c_str()));
     }
+    owners.insert(owners.end(), ss.begin(), ss.end());
   }
 
   cpu::TensorList<T> list() const {
@@ -96,7 +107,8 @@ void sgd_step(const py::sequence& params, const py::sequence& grads, const py::o
     using T = decltype(zero);
     Tensors<T> t(params, grads, steps);
     if (momentum != 0.0) {
-      if (momentum_buffers.is_none()) throw py::value_error("momentum_buffers are required when momentum != 0");
+      if (!py::isinstance<py::sequence>(momentum_buffers))
+        throw py::type_error("momentum_buffers must be a list of arrays when momentum != 0");
       t.add_state(t.state0, momentum_buffers.cast<py::sequence>(), "momentum_buffers");
     }
     cpu::TensorList<T> list = t.list();
@@ -116,7 +128,8 @@ void adam_step(const py::sequence& params, const py::sequence& grads, const py::
     t.add_state(t.state0, exp_avgs, "exp_avgs");
     t.add_state(t.state1, exp_avg_sqs, "exp_avg_sqs");
     if (amsgrad) {
-      if (max_exp_avg_sqs.is_none()) throw py::value_error("max_exp_avg_sqs are required when amsgrad=True");
+      if (!py::isinstance<py::sequence>(max_exp_avg_sqs))
+        throw py::type_error("max_exp_avg_sqs must be a list of arrays when amsgrad=True");
       t.add_state(t.state2, max_exp_avg_sqs.cast<py::sequence>(), "max_exp_avg_sqs");
     }
     cpu::TensorList<T> list = t.list();

@@ -55,8 +55,8 @@ def output(out, like, like_name, inputs=()):
 def _detached(a, out):
     if a is out or not np.may_share_memory(a, out):
         return a
-    if a.ctypes.data == out.ctypes.data and a.shape == out.shape:
-        return a  # exactly the same elements: elementwise kernels read before they write
+    if a.ctypes.data == out.ctypes.data and a.shape == out.shape and a.dtype == out.dtype:
+        return a  # exactly the same elements: the kernels read each element before writing it
     return a.copy()
 
 

@@ -234,4 +234,4 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, 
         step = int(steps[i])
         step_size = lr / (1 - beta1 ** step)
         bc2_sqrt = math.sqrt(1 - beta2 ** step)
-        p -= t(step_size) * (m / (np.sqrt(v) / t(bc2_sqrt) + t(eps)))
+        p += (t(-step_size) * m) / (np.sqrt(v) / t(bc2_sqrt) + t(eps))  # torch's addcdiv_ order

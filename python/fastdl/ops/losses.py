@@ -52,6 +52,8 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
     logits = float_array(logits, "logits")
     if logits.ndim == 0:
         raise ValueError("logits must have a class axis: shape (..., C)")
+    if logits.shape[-1] == 0 and logits.size == 0 and np.prod(logits.shape[:-1]) > 0:
+        raise ValueError("logits has no classes")
     eps = real(label_smoothing, "label_smoothing", 0.0, 1.0)
     target = np.asarray(target)
     if target.dtype.kind in "iu":
@@ -63,10 +65,14 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
         if target.shape != logits.shape:
             raise ValueError(f"target has shape {target.shape}; expected class ids of shape {logits.shape[:-1]} "
                              f"or probabilities of shape {logits.shape}")
-        target = same_as(target, logits, "target", "logits").reshape(-1, logits.shape[-1])
+        target = same_as(target, logits, "target", "logits")
     else:
         raise TypeError(f"target must be integer class ids or float probabilities, got dtype {target.dtype}")
-    grad, (logits2,) = output(out, logits, "logits", (logits,))
-    rows = logits2.reshape(-1, logits.shape[-1])
+    grad, (logits,) = output(out, logits, "logits", (logits,))  # out may be the logits themselves
+    rows = logits.reshape(-1, logits.shape[-1])
+    if target.ndim == logits.ndim:
+        if np.may_share_memory(target, grad):  # the kernel reads the target after writing out
+            target = target.copy()
+        target = target.reshape(rows.shape)
     loss = _backend.kernels.softmax_cross_entropy(rows, target, grad.reshape(rows.shape), eps)
     return _result(loss, logits.dtype, grad)

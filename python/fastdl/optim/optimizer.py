@@ -63,14 +63,22 @@ class Optimizer:
         active = [i for i, g in enumerate(grads) if g is not None]
         if not active:
             return
-        if len(active) == len(grads):
+        for i in active:  # a parameter may have been made read-only (or replaced) since
+            self._check_param(self.params[i], i)
+        everything = len(active) == len(grads)
+        before = self._steps.copy()
+        if everything:
             self._steps += 1
         else:
             self._steps[active] += 1
-        for group in self._groups:
-            idx = group if len(active) == len(grads) else [i for i in group if grads[i] is not None]
-            if idx:
-                self._update(idx, grads)
+        try:
+            for group in self._groups:
+                idx = group if everything else [i for i in group if grads[i] is not None]
+                if idx:
+                    self._update(idx, grads)
+        except BaseException:
+            self._steps[...] = before  # nothing is expected to fail here: the arguments were checked
+            raise
 
     def _lists(self, idx, grads):
         """(params, grads, {state name: arrays}, steps) for the parameters idx."""
@@ -90,20 +98,25 @@ class Optimizer:
         params = list(params)
         if not params:
             raise ValueError("params is empty: the optimizer has nothing to update")
-        seen = set()
         for i, p in enumerate(params):
-            if type(p) is not np.ndarray:
-                raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
-            if p.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"params[{i}] must be float32 or float64, got dtype {p.dtype}")
-            if not (p.flags.c_contiguous and p.flags.aligned):
-                raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
-            if not p.flags.writeable:
-                raise ValueError(f"params[{i}] is read-only")
-            if id(p) in seen:
-                raise ValueError(f"params[{i}] appears twice in params")
-            seen.add(id(p))
+            Optimizer._check_param(p, i)
+        # two parameters sharing memory would be updated twice (and by two threads at once)
+        spans = sorted((p.ctypes.data, p.ctypes.data + p.nbytes, i) for i, p in enumerate(params) if p.nbytes)
+        for (_, end, i), (start, _, j) in zip(spans, spans[1:]):
+            if start < end:
+                raise ValueError(f"params[{max(i, j)}] shares memory with params[{min(i, j)}]")
         return params
+
+    @staticmethod
+    def _check_param(p, i):
+        if type(p) is not np.ndarray:
+            raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"params[{i}] must be float32 or float64, got dtype {p.dtype}")
+        if not (p.flags.c_contiguous and p.flags.aligned):
+            raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
+        if not p.flags.writeable:
+            raise ValueError(f"params[{i}] is read-only")
 
     def _check_grads(self, grads):
         if isinstance(grads, np.ndarray):
@@ -145,8 +158,10 @@ class Optimizer:
         if d["optimizer"] != type(self).__name__:
             raise ValueError(f"state_dict is from a {d['optimizer']} optimizer, not {type(self).__name__}")
         steps = np.asarray(d["steps"])
-        if steps.shape != self._steps.shape or steps.dtype.kind not in "iu":
-            raise ValueError(f"state_dict['steps'] must be {len(self.params)} integers")
+        if (steps.shape != self._steps.shape or steps.dtype.kind not in "iu"
+                or (steps.size and (steps.min() < 0 or steps.max() > np.iinfo(np.int64).max))):
+            raise ValueError(f"state_dict['steps'] must be {len(self.params)} step counts >= 0")
+        steps = steps.astype(np.int64)
         names = set(self._active_state_names())
         if set(d["state"]) != names:
             raise ValueError(f"state_dict['state'] has {sorted(d['state'])} but this optimizer keeps {sorted(names)}")

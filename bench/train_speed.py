@@ -1,0 +1,121 @@
+"""Training speed: the MLP 100 -> 64 -> 64 -> 10 (relu, relu, softmax; Adam; categorical
+cross-entropy) for one epoch on the same synthetic 60,000 x 100 data, in samples per second:
+
+    fastdl      model.fit(x, y, batch_size=B, epochs=1, verbose=0)
+    torch loop  a plain PyTorch 2 loop: randperm, index, zero_grad, forward, cross_entropy, backward, Adam.step
+    keras       Keras 3 on its torch backend, model.fit(..., verbose=0) (a reference; if installed)
+
+Each repetition runs every competitor once, interleaved; the table shows medians.
+
+    python bench/train_speed.py [--repeats 5] [--batch-sizes 32 1024] [--no-keras]
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+N, FEATURES, CLASSES = 60_000, 100, 10
+
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, FEATURES)).astype(np.float32)
+    labels = np.argmax(x @ rng.standard_normal((FEATURES, CLASSES)), axis=1)
+    return x, labels
+
+
+def fastdl_epoch(x, labels, batch_size):
+    import fastdl
+    from fastdl import layers, models
+    y = fastdl.data.to_categorical(labels, CLASSES)
+    model = models.Sequential([layers.Dense(64, activation="relu", input_shape=(FEATURES,)),
+                               layers.Dense(64, activation="relu"), layers.Dense(CLASSES, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+
+    def run():
+        t = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+        return time.perf_counter() - t
+    return run
+
+
+def torch_epoch(x, labels, batch_size):
+    import torch
+    xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
+    model = torch.nn.Sequential(torch.nn.Linear(FEATURES, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
+                                torch.nn.ReLU(), torch.nn.Linear(64, CLASSES))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def run():
+        t = time.perf_counter()
+        perm = torch.randperm(N)
+        for start in range(0, N, batch_size):
+            idx = perm[start:start + batch_size]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+        return time.perf_counter() - t
+    return run
+
+
+def keras_epoch(x, labels, batch_size):
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+    y = np.eye(CLASSES, dtype=np.float32)[labels]
+    model = keras.Sequential([keras.Input((FEATURES,)), keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(64, activation="relu"),
+                              keras.layers.Dense(CLASSES, activation="softmax")])
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+
+    def run():
+        t = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+        return time.perf_counter() - t
+    return run
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1024])
+    parser.add_argument("--no-keras", action="store_true")
+    args = parser.parse_args(argv)
+    x, labels = data()
+    makers = {"fastdl": fastdl_epoch, "torch loop": torch_epoch}
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        del makers["torch loop"]
+    if not args.no_keras:
+        try:
+            os.environ.setdefault("KERAS_BACKEND", "torch")
+            import keras  # noqa: F401
+            makers["keras 3 (torch)"] = keras_epoch
+        except ImportError:
+            pass
+    from fastdl.bench import machine_line
+    print(machine_line())
+    rows = []
+    for bs in args.batch_sizes:
+        runs = {name: make(x, labels, bs) for name, make in makers.items()}
+        for run in runs.values():  # warm-up epoch (allocations, imports, first-call costs)
+            run()
+        times = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, run in runs.items():
+                times[name].append(run())
+        rate = {name: N / float(np.median(t)) for name, t in times.items()}
+        rows.append((bs, rate))
+    print("\n| batch | " + " | ".join(f"{n} samples/s" for n in makers) + " | fastdl vs torch loop | fastdl vs keras |")
+    print("| ---: | " + " | ".join("---:" for _ in makers) + " | ---: | ---: |")
+    for bs, rate in rows:
+        vs_torch = f"{rate['fastdl'] / rate['torch loop']:.2f}x" if "torch loop" in rate else "-"
+        vs_keras = f"{rate['fastdl'] / rate['keras 3 (torch)']:.1f}x" if "keras 3 (torch)" in rate else "-"
+        print(f"| {bs} | " + " | ".join(f"{rate[n]:,.0f}" for n in makers) + f" | {vs_torch} | {vs_keras} |")
+
+
+if __name__ == "__main__":
+    main()
