@@ -31,11 +31,13 @@ struct TensorList {
 struct SgdOptions {
   double lr, momentum, dampening, weight_decay;
   bool nesterov, maximize;
+  double grad_scale;  // gradients are multiplied by this first (1: not at all)
 };
 
 struct AdamOptions {
   double lr, beta1, beta2, eps, weight_decay;
   bool amsgrad, decoupled, maximize;  // decoupled: AdamW's weight decay
+  double grad_scale;
 };
 
 template <class T>
@@ -58,6 +60,8 @@ struct Kernels {
   // labels: class ids in [0, cols), checked by the caller
   double (*softmax_ce_labels)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
   double (*softmax_ce_probs)(const T* logits, const T* target, T* grad, int64_t rows, int64_t cols, double smoothing);
+  // sum over all tensors of grads[k][i]^2 (the squared global norm); the same bits whatever the thread count
+  double (*grad_sum_squares)(const TensorList<T>& tensors);
   void (*sgd)(const TensorList<T>& tensors, const SgdOptions& options);
   void (*adam)(const TensorList<T>& tensors, const AdamOptions& options);
 };

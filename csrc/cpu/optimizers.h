@@ -38,11 +38,38 @@ FASTDL_VI void for_each_vector(int64_t b, int64_t e, F f) {
   if (i < e) f(Lanes<T>{i, e - i});
 }
 
+// Sum of squares of every gradient element. Blocks of the global index space have sizes that
+// depend only on the total, so the result does not depend on the thread count.
+template <class T>
+double grad_sum_squares(const TensorList<T>& L) {
+  constexpr int64_t W = Vec<T>::lanes;
+  const int64_t* off = L.offsets;
+  return deterministic_sum(off[L.count], kGrainCheap, [&](int64_t b, int64_t e) {
+    LaneSum<T> acc;
+    int64_t k = 0;
+    while (off[k + 1] <= b) ++k;
+    for (; k < L.count && off[k] < e; ++k) {
+      const T* g = L.grads[k];
+      int64_t i = (b > off[k] ? b : off[k]) - off[k], end = (e < off[k + 1] ? e : off[k + 1]) - off[k];
+      for (; i + W <= end; i += W) {
+        Vec<T> v = Vec<T>::load(g + i);
+        acc.add(v * v);
+      }
+      if (i < end) {
+        Vec<T> v = Vec<T>::load_partial(g + i, end - i, T(0));
+        acc.add(v * v);
+      }
+    }
+    return acc.sum();
+  });
+}
+
 template <class T>
 void sgd(const TensorList<T>& L, const SgdOptions& o) {
   typedef Vec<T> V;
   const kernels::SgdScalars<V> s{V(T(o.lr)), V(T(o.weight_decay)), V(T(o.momentum)), V(T(1.0 - o.dampening)),
-                                 o.weight_decay != 0.0, o.momentum != 0.0, o.nesterov, o.maximize};
+                                 V(T(o.grad_scale)), o.weight_decay != 0.0, o.momentum != 0.0, o.nesterov,
+                                 o.maximize, o.grad_scale != 1.0};
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     T* p = L.params[k];
     const T* g = L.grads[k];
@@ -62,8 +89,9 @@ void adam(const TensorList<T>& L, const AdamOptions& o) {
   typedef Vec<T> V;
   const double w = 1.0 - o.beta1;  // lerp weight
   kernels::AdamScalars<V> base{V(T(o.beta2)), V(T(1.0 - o.beta2)), V(T(w)), V(T(1.0 - w)), V(T(o.eps)),
-                               V(T(o.weight_decay)), V(T(1.0 - o.lr * o.weight_decay)), V(T(0)), V(T(0)),
-                               w < 0.5, o.weight_decay != 0.0, o.decoupled, o.amsgrad, o.maximize};
+                               V(T(o.weight_decay)), V(T(1.0 - o.lr * o.weight_decay)), V(T(o.grad_scale)),
+                               V(T(0)), V(T(0)), w < 0.5, o.weight_decay != 0.0, o.decoupled, o.amsgrad,
+                               o.maximize, o.grad_scale != 1.0};
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     kernels::AdamTensorScalars ts = kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]);
     kernels::AdamScalars<V> s = base;

@@ -13,19 +13,24 @@
 namespace fastdl {
 namespace kernels {
 
+// Every update first multiplies the gradient by grad_scale when it is not 1: the clipping
+// coefficient of global-norm gradient clipping (min(1, max_norm / (norm + 1e-6)), as
+// torch.nn.utils.clip_grad_norm_), applied on the fly so the gradients are not rewritten.
+
 // ---- SGD --------------------------------------------------------------------------------
-// g <- -g if maximize;  g <- g + wd p
+// g <- g * grad_scale;  g <- -g if maximize;  g <- g + wd p
 // momentum mu != 0:  b <- g on the tensor's first step, else b <- mu b + (1 - dampening) g
 //                    g <- g + mu b (nesterov) or g <- b
 // p <- p - lr g
 template <class V>
 struct SgdScalars {
-  V lr, weight_decay, momentum, one_minus_dampening;
-  bool has_weight_decay, has_momentum, nesterov, maximize;
+  V lr, weight_decay, momentum, one_minus_dampening, grad_scale;
+  bool has_weight_decay, has_momentum, nesterov, maximize, has_grad_scale;
 };
 
 template <class V>
 FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V>& s) {
+  if (s.has_grad_scale) g = g * s.grad_scale;
   if (s.maximize) g = -g;
   if (s.has_weight_decay) g = g + s.weight_decay * p;
   if (s.has_momentum) {
@@ -36,7 +41,7 @@ FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V
 }
 
 // ---- Adam / AdamW -------------------------------------------------------------------------
-// g <- -g if maximize
+// g <- g * grad_scale;  g <- -g if maximize
 // AdamW (decoupled):  p <- p (1 - lr wd)          Adam (L2):  g <- g + wd p
 // m <- lerp(m, g, 1 - beta1)        (torch's lerp: m + w (g - m) for w < 0.5, else g - (g - m)(1 - w))
 // v <- beta2 v + (1 - beta2) g^2
@@ -44,10 +49,10 @@ FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V
 // p <- p + (-step_size m) / (sqrt(v) / sqrt(bc2) + eps),  step_size = lr / bc1,  bck = 1 - beta_k^step
 template <class V>
 struct AdamScalars {
-  V beta2, one_minus_beta2, lerp_weight, one_minus_lerp_weight, eps, weight_decay, decay_factor;
+  V beta2, one_minus_beta2, lerp_weight, one_minus_lerp_weight, eps, weight_decay, decay_factor, grad_scale;
   V neg_step_size, bc2_sqrt;  // per tensor: depend on its step count
   bool lerp_low;          // lerp weight < 0.5
-  bool has_weight_decay, decoupled, amsgrad, maximize;
+  bool has_weight_decay, decoupled, amsgrad, maximize, has_grad_scale;
 };
 
 // Per-tensor scalars, in double, from the tensor's step count (>= 1).
@@ -62,6 +67,7 @@ FASTDL_FN AdamTensorScalars adam_tensor_scalars(double lr, double beta1, double 
 
 template <class V>
 FASTDL_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamScalars<V>& s) {
+  if (s.has_grad_scale) g = g * s.grad_scale;
   if (s.maximize) g = -g;
   if (s.has_weight_decay) {
     if (s.decoupled) p = p * s.decay_factor;

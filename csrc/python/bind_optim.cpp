@@ -1,5 +1,11 @@
-// Bindings for the multi-tensor optimizer steps: the lists of arrays are checked and turned into
-// one table of pointers, then one call updates every tensor.
+// Bindings for the multi-tensor optimizer steps: the tensors are checked and turned into one
+// table of pointers, then one call updates every tensor.
+//
+// Two ways in: lists of NumPy arrays (fastdl.optim; every array checked), and, for
+// fastdl.torch, lists of raw addresses and sizes taken from live torch tensors (the _raw
+// functions). Reading an address from a torch tensor costs 0.2 us where making a NumPy view of
+// it costs 4 us, which decides the step time of a model with a hundred small tensors. The _raw
+// functions trust their caller for the addresses; fastdl.torch checks the tensors first.
 #include <string>
 #include <vector>
 
@@ -13,18 +19,21 @@ namespace {
 
 std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
 
-// The pointers of one call's tensors, checked against params (dtype, size, layout, writeable).
-// It keeps a reference to every array it points into until the kernel has returned: the
-// sequences passed in need not hold their own references (a generator-like sequence, or a
-// list another thread changes while the GIL is released).
+template <class T>
+constexpr DType dtype_of() { return std::is_same<T, float>::value ? DType::f32 : DType::f64; }
+
+// One call's tensors. When built from arrays it keeps a reference to each of them until the
+// kernel has returned: the sequences passed in need not hold their own references (a
+// generator-like sequence, or a list another thread changes while the GIL is released).
 template <class T>
 struct Tensors {
   std::vector<py::array> owners;
   std::vector<int64_t> offsets{0};
   std::vector<T*> params, state0, state1, state2;
   std::vector<const T*> grads;
-  std::vector<int64_t> step_copy;
-  const int64_t* steps = nullptr;
+  std::vector<int64_t> steps;
+
+  size_t count() const { return offsets.size() - 1; }
 
   static std::vector<py::array> arrays(const py::sequence& seq, const char* name, size_t count) {
     if (static_cast<size_t>(py::len(seq)) != count)
@@ -40,15 +49,14 @@ struct Tensors {
     return out;
   }
 
-  Tensors(const py::sequence& p, const py::sequence& g, const py::array& step_counts) {
-    size_t count = py::len(p);
-    std::vector<py::array> ps = arrays(p, "params", count), gs = arrays(g, "grads", count);
-    params.reserve(count);
-    grads.reserve(count);
-    for (size_t i = 0; i < count; ++i) {
+  // From NumPy arrays: params (written), grads (read).
+  void from_arrays(const py::sequence& p, const py::sequence& g) {
+    size_t n = py::len(p);
+    std::vector<py::array> ps = arrays(p, "params", n), gs = arrays(g, "grads", n);
+    for (size_t i = 0; i < n; ++i) {
       std::string pn = item("params", i), gn = item("grads", i);
-      require_dtype(ps[i], std::is_same<T, float>::value ? DType::f32 : DType::f64, pn.c_str(), "params[0]");
-      require_dtype(gs[i], std::is_same<T, float>::value ? DType::f32 : DType::f64, gn.c_str(), pn.c_str());
+      require_dtype(ps[i], dtype_of<T>(), pn.c_str(), "params[0]");
+      require_dtype(gs[i], dtype_of<T>(), gn.c_str(), pn.c_str());
       require_size(gs[i], ps[i].size(), gn.c_str(), pn.c_str());
       params.push_back(output<T>(ps[i], pn.c_str()));
       grads.push_back(input<T>(gs[i], gn.c_str()));
@@ -56,36 +64,72 @@ struct Tensors {
     }
     owners.insert(owners.end(), ps.begin(), ps.end());
     owners.insert(owners.end(), gs.begin(), gs.end());
-    if (!py::isinstance<py::array_t<int64_t>>(step_counts)) throw py::type_error("steps must be an int64 array");
-    require_size(step_counts, static_cast<int64_t>(count), "steps", "params");
-    // a copy: the kernel reads the counts after the GIL is released
-    const int64_t* sp = input<int64_t>(step_counts, "steps");
-    step_copy.assign(sp, sp + count);
-    steps = step_copy.data();
-    for (size_t i = 0; i < count; ++i)
-      if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
   }
 
-  // One state list (exp_avg, ...): same sizes as params, writeable.
-  void add_state(std::vector<T*>& dst, const py::sequence& seq, const char* name) {
-    size_t count = params.size();
-    std::vector<py::array> ss = arrays(seq, name, count);
-    dst.reserve(count);
-    for (size_t i = 0; i < count; ++i) {
+  // One state list (exp_avg, ...) of arrays: the sizes of params, writeable.
+  void add_state(std::vector<T*>& dst, const py::object& seq, const char* name) {
+    if (!py::isinstance<py::sequence>(seq)) throw py::type_error(std::string(name) + " must be a list of arrays");
+    std::vector<py::array> ss = arrays(seq.cast<py::sequence>(), name, count());
+    for (size_t i = 0; i < count(); ++i) {
       std::string sn = item(name, i);
-      require_dtype(ss[i], std::is_same<T, float>::value ? DType::f32 : DType::f64, sn.c_str(), "params");
+      require_dtype(ss[i], dtype_of<T>(), sn.c_str(), "params");
       require_size(ss[i], offsets[i + 1] - offsets[i], sn.c_str(), item("params", i).c_str());
       dst.push_back(output<T>(ss[i], sn.c_str()));
     }
     owners.insert(owners.end(), ss.begin(), ss.end());
   }
 
+  // From raw addresses (fastdl.torch): sizes in elements.
+  static std::vector<uintptr_t> addresses(const py::sequence& seq, const char* name, size_t count) {
+    if (static_cast<size_t>(py::len(seq)) != count)
+      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(seq)) + " entries, expected " +
+                            std::to_string(count));
+    std::vector<uintptr_t> out(count);
+    for (size_t i = 0; i < count; ++i) {
+      out[i] = seq[i].cast<uintptr_t>();
+      if (out[i] == 0 || out[i] % alignof(T) != 0) throw py::value_error(item(name, i) + " is not a valid address");
+    }
+    return out;
+  }
+
+  void from_addresses(const py::sequence& p, const py::sequence& g, const py::sequence& sizes) {
+    size_t n = py::len(sizes);
+    for (size_t i = 0; i < n; ++i) {
+      int64_t s = sizes[i].cast<int64_t>();
+      if (s < 0) throw py::value_error(item("sizes", i) + " is negative");
+      offsets.push_back(offsets.back() + s);
+    }
+    for (uintptr_t a : addresses(p, "params", n)) params.push_back(reinterpret_cast<T*>(a));
+    for (uintptr_t a : addresses(g, "grads", n)) grads.push_back(reinterpret_cast<const T*>(a));
+  }
+
+  void add_state_addresses(std::vector<T*>& dst, const py::object& seq, const char* name) {
+    if (!py::isinstance<py::sequence>(seq)) throw py::type_error(std::string(name) + " must be a list of addresses");
+    for (uintptr_t a : addresses(seq.cast<py::sequence>(), name, count())) dst.push_back(reinterpret_cast<T*>(a));
+  }
+
+  // Each tensor's step count including this step, copied: the kernel reads them without the GIL.
+  void set_steps(const py::array& step_counts) {
+    if (!py::isinstance<py::array_t<int64_t>>(step_counts)) throw py::type_error("steps must be an int64 array");
+    require_size(step_counts, static_cast<int64_t>(count()), "steps", "params");
+    const int64_t* sp = input<int64_t>(step_counts, "steps");
+    steps.assign(sp, sp + count());
+    for (size_t i = 0; i < count(); ++i)
+      if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
+  }
+
   cpu::TensorList<T> list() const {
     auto ptr = [](const std::vector<T*>& v) { return v.empty() ? nullptr : v.data(); };
-    return {static_cast<int64_t>(params.size()), offsets.data(), params.data(), grads.data(),
-            ptr(state0), ptr(state1), ptr(state2), steps};
+    return {static_cast<int64_t>(count()), offsets.data(), params.data(), grads.data(),
+            ptr(state0), ptr(state1), ptr(state2), steps.empty() ? nullptr : steps.data()};
   }
 };
+
+template <class T>
+const cpu::Kernels<T>& table() {
+  if constexpr (std::is_same<T, float>::value) return cpu::kernels().f32;
+  else return cpu::kernels().f64;
+}
 
 DType params_dtype(const py::sequence& params) {
   if (py::len(params) == 0) return DType::f32;
@@ -94,50 +138,142 @@ DType params_dtype(const py::sequence& params) {
   return float_dtype(first.cast<py::array>(), "params[0]");
 }
 
+DType named_dtype(const std::string& name) {
+  if (name == "float32") return DType::f32;
+  if (name == "float64") return DType::f64;
+  throw py::type_error("dtype must be 'float32' or 'float64', got '" + name + "'");
+}
+
+template <class F>
+auto with_dtype(DType dt, F f) {
+  return dt == DType::f32 ? f(float{}) : f(double{});
+}
+
+// ---- SGD ---------------------------------------------------------------------------------------
+struct SgdArgs {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov, maximize;
+  double grad_scale;
+  cpu::SgdOptions options() const { return {lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale}; }
+};
+
 template <class T>
-const cpu::Kernels<T>& table() {
-  if constexpr (std::is_same<T, float>::value) return cpu::kernels().f32;
-  else return cpu::kernels().f64;
+void run_sgd(Tensors<T>& t, const SgdArgs& a) {
+  cpu::TensorList<T> list = t.list();
+  cpu::SgdOptions o = a.options();
+  py::gil_scoped_release nogil;
+  table<T>().sgd(list, o);
 }
 
 void sgd_step(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
               const py::array& steps, double lr, double momentum, double dampening, double weight_decay, bool nesterov,
-              bool maximize) {
-  auto run = [&](auto zero) {
+              bool maximize, double grad_scale) {
+  with_dtype(params_dtype(params), [&](auto zero) {
     using T = decltype(zero);
-    Tensors<T> t(params, grads, steps);
-    if (momentum != 0.0) {
-      if (!py::isinstance<py::sequence>(momentum_buffers))
-        throw py::type_error("momentum_buffers must be a list of arrays when momentum != 0");
-      t.add_state(t.state0, momentum_buffers.cast<py::sequence>(), "momentum_buffers");
-    }
-    cpu::TensorList<T> list = t.list();
-    cpu::SgdOptions o{lr, momentum, dampening, weight_decay, nesterov, maximize};
-    py::gil_scoped_release nogil;
-    table<T>().sgd(list, o);
-  };
-  if (params_dtype(params) == DType::f32) run(float{}); else run(double{});
+    Tensors<T> t;
+    t.from_arrays(params, grads);
+    t.set_steps(steps);
+    if (momentum != 0.0) t.add_state(t.state0, momentum_buffers, "momentum_buffers");
+    run_sgd(t, {lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale});
+    return 0;
+  });
 }
 
-void adam_step(const py::sequence& params, const py::sequence& grads, const py::sequence& exp_avgs,
-               const py::sequence& exp_avg_sqs, const py::object& max_exp_avg_sqs, const py::array& steps, double lr,
-               double beta1, double beta2, double eps, double weight_decay, bool amsgrad, bool decoupled, bool maximize) {
-  auto run = [&](auto zero) {
+void sgd_step_raw(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
+                  const py::object& momentum_buffers, const py::sequence& sizes, const py::array& steps, double lr,
+                  double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
+                  double grad_scale) {
+  with_dtype(named_dtype(dtype), [&](auto zero) {
     using T = decltype(zero);
-    Tensors<T> t(params, grads, steps);
+    Tensors<T> t;
+    t.from_addresses(params, grads, sizes);
+    t.set_steps(steps);
+    if (momentum != 0.0) t.add_state_addresses(t.state0, momentum_buffers, "momentum_buffers");
+    run_sgd(t, {lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale});
+    return 0;
+  });
+}
+
+// ---- Adam / AdamW ----------------------------------------------------------------------------
+struct AdamArgs {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, decoupled, maximize;
+  double grad_scale;
+};
+
+template <class T>
+void run_adam(Tensors<T>& t, const AdamArgs& a) {
+  cpu::TensorList<T> list = t.list();
+  cpu::AdamOptions o{a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.amsgrad, a.decoupled, a.maximize, a.grad_scale};
+  py::gil_scoped_release nogil;
+  table<T>().adam(list, o);
+}
+
+void adam_step(const py::sequence& params, const py::sequence& grads, const py::object& exp_avgs,
+               const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs, const py::array& steps, double lr,
+               double beta1, double beta2, double eps, double weight_decay, bool amsgrad, bool decoupled, bool maximize,
+               double grad_scale) {
+  with_dtype(params_dtype(params), [&](auto zero) {
+    using T = decltype(zero);
+    Tensors<T> t;
+    t.from_arrays(params, grads);
+    t.set_steps(steps);
     t.add_state(t.state0, exp_avgs, "exp_avgs");
     t.add_state(t.state1, exp_avg_sqs, "exp_avg_sqs");
-    if (amsgrad) {
-      if (!py::isinstance<py::sequence>(max_exp_avg_sqs))
-        throw py::type_error("max_exp_avg_sqs must be a list of arrays when amsgrad=True");
-      t.add_state(t.state2, max_exp_avg_sqs.cast<py::sequence>(), "max_exp_avg_sqs");
+    if (amsgrad) t.add_state(t.state2, max_exp_avg_sqs, "max_exp_avg_sqs");
+    run_adam(t, {lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, grad_scale});
+    return 0;
+  });
+}
+
+void adam_step_raw(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
+                   const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
+                   const py::sequence& sizes, const py::array& steps, double lr, double beta1, double beta2, double eps,
+                   double weight_decay, bool amsgrad, bool decoupled, bool maximize, double grad_scale) {
+  with_dtype(named_dtype(dtype), [&](auto zero) {
+    using T = decltype(zero);
+    Tensors<T> t;
+    t.from_addresses(params, grads, sizes);
+    t.set_steps(steps);
+    t.add_state_addresses(t.state0, exp_avgs, "exp_avgs");
+    t.add_state_addresses(t.state1, exp_avg_sqs, "exp_avg_sqs");
+    if (amsgrad) t.add_state_addresses(t.state2, max_exp_avg_sqs, "max_exp_avg_sqs");
+    run_adam(t, {lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, grad_scale});
+    return 0;
+  });
+}
+
+// ---- global gradient norm ----------------------------------------------------------------------
+template <class T>
+double run_sum_squares(Tensors<T>& t) {
+  cpu::TensorList<T> list = t.list();
+  py::gil_scoped_release nogil;
+  return table<T>().grad_sum_squares(list);
+}
+
+double grad_sum_squares(const py::sequence& grads) {
+  return with_dtype(params_dtype(grads), [&](auto zero) {
+    using T = decltype(zero);
+    Tensors<T> t;
+    std::vector<py::array> gs = Tensors<T>::arrays(grads, "grads", py::len(grads));
+    for (size_t i = 0; i < gs.size(); ++i) {
+      std::string gn = item("grads", i);
+      require_dtype(gs[i], dtype_of<T>(), gn.c_str(), "grads[0]");
+      t.grads.push_back(input<T>(gs[i], gn.c_str()));
+      t.offsets.push_back(t.offsets.back() + static_cast<int64_t>(gs[i].size()));
     }
-    cpu::TensorList<T> list = t.list();
-    cpu::AdamOptions o{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize};
-    py::gil_scoped_release nogil;
-    table<T>().adam(list, o);
-  };
-  if (params_dtype(params) == DType::f32) run(float{}); else run(double{});
+    t.owners = gs;
+    return run_sum_squares(t);
+  });
+}
+
+double grad_sum_squares_raw(const std::string& dtype, const py::sequence& grads, const py::sequence& sizes) {
+  return with_dtype(named_dtype(dtype), [&](auto zero) {
+    using T = decltype(zero);
+    Tensors<T> t;
+    t.from_addresses(grads, grads, sizes);
+    return run_sum_squares(t);
+  });
 }
 
 }  // namespace
@@ -145,11 +281,26 @@ void adam_step(const py::sequence& params, const py::sequence& grads, const py::
 void bind_optim(py::module_& m) {
   m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("steps"),
         py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
-        py::arg("maximize"), "One SGD step over all params (torch.optim.SGD's update), in one multi-tensor call.");
+        py::arg("maximize"), py::arg("grad_scale") = 1.0,
+        "One SGD step over all params (torch.optim.SGD's update), in one multi-tensor call.");
   m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
         py::arg("max_exp_avg_sqs"), py::arg("steps"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
         py::arg("weight_decay"), py::arg("amsgrad"), py::arg("decoupled"), py::arg("maximize"),
-        "One Adam / AdamW step over all params (torch.optim's update), in one multi-tensor call.");
+        py::arg("grad_scale") = 1.0, "One Adam / AdamW step over all params (torch.optim's update), in one call.");
+  m.def("grad_sum_squares", &grad_sum_squares, py::arg("grads"),
+        "Sum of the squares of every element of the arrays (the squared global norm).");
+  m.def("_sgd_step_raw", &sgd_step_raw, py::arg("dtype"), py::arg("params"), py::arg("grads"),
+        py::arg("momentum_buffers"), py::arg("sizes"), py::arg("steps"), py::arg("lr"), py::arg("momentum"),
+        py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"),
+        py::arg("grad_scale") = 1.0,
+        "sgd_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked.");
+  m.def("_adam_step_raw", &adam_step_raw, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
+        py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("lr"),
+        py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
+        py::arg("decoupled"), py::arg("maximize"), py::arg("grad_scale") = 1.0,
+        "adam_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked.");
+  m.def("_grad_sum_squares_raw", &grad_sum_squares_raw, py::arg("dtype"), py::arg("grads"), py::arg("sizes"),
+        "grad_sum_squares on raw addresses (for fastdl.torch): unchecked.");
 }
 
 }  // namespace glue

@@ -277,11 +277,40 @@ def optimizer_cases(n, shapes):
     return cases
 
 
+def torch_optimizer_cases(n, shapes):
+    """fastdl.torch optimizers on torch tensors, beside torch.optim fused and foreach."""
+    if torch is None or _backend.name != "cpu":
+        return []
+    from . import torch as fastdl_torch
+    cases = []
+    configs = [("Adam", dict(lr=1e-3), 28), ("AdamW", dict(lr=1e-3, weight_decay=0.01), 28),
+               ("SGD", dict(lr=0.01, momentum=0.9), 20)]
+    for label, tensor_shapes in [(f"1x{n / 1e6:g}M", [(n,)]), (f"ResNet-50-like {len(shapes)} tensors", shapes)]:
+        for name, kw, bytes_per in configs:
+            g = torch.Generator().manual_seed(4)
+            base = [torch.randn(s, generator=g) for s in tensor_shapes]
+            grads = [torch.randn(s, generator=g) for s in tensor_shapes]
+            total = sum(t.numel() for t in base)
+            impls = {}
+            for impl, make in [("fastdl", lambda ps: getattr(fastdl_torch, name)(ps, **kw)),
+                               ("torch fused", lambda ps: getattr(torch.optim, name)(ps, fused=True, **kw)),
+                               ("torch foreach", lambda ps: getattr(torch.optim, name)(ps, foreach=True, **kw))]:
+                ps = [torch.nn.Parameter(t.clone()) for t in base]
+                for p, gr in zip(ps, grads):
+                    p.grad = gr
+                impls[impl] = make(ps).step
+            cases.append(Case(f"fastdl.torch {name}{' momentum' if name == 'SGD' else ''} step {label} f32 "
+                              f"({total / 1e6:.1f}M)", bytes_per * total, impls, group="torch optimizer",
+                              in_place=True))
+    return cases
+
+
 def all_cases(quick=False):
     n = 1_000_000 if quick else 10_000_000
     rows = 512 if quick else 4096
-    return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n)
-            + optimizer_cases(n, resnet50_like_shapes(0.2 if quick else 0.62)))
+    shapes = resnet50_like_shapes(0.2 if quick else 0.62)
+    return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n) + optimizer_cases(n, shapes)
+            + torch_optimizer_cases(n, shapes))
 
 
 # ---- the report ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ the model is built. The update rules are torch.optim's (see fastdl.optim): eps i
 sqrt(v) / sqrt(1 - beta2^t), where Keras adds it to sqrt(v) before the bias correction."""
 
 from . import optim
+from .optim import schedules
 
 
 class OptimizerSpec:
@@ -12,51 +13,57 @@ class OptimizerSpec:
     name = None
 
     def get_config(self):
-        return dict(self._config)
+        config = dict(self._config)
+        config["learning_rate"] = schedules.to_config(config["learning_rate"])
+        return config
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._config.items())})"
 
 
 class SGD(OptimizerSpec):
-    """SGD: learning_rate 0.01, momentum 0, nesterov False. weight_decay is added to the
-    gradient (torch.optim.SGD's L2 form)."""
+    """SGD: learning_rate 0.01 (or a schedule), momentum 0, nesterov False. weight_decay is
+    added to the gradient (torch.optim.SGD's L2 form); global_clipnorm clips the gradients'
+    global norm inside the step."""
 
     name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None):
-        self._config = {"learning_rate": learning_rate, "momentum": momentum, "nesterov": nesterov,
-                        "weight_decay": weight_decay}
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, global_clipnorm=None):
+        self._config = {"learning_rate": schedules.from_config(learning_rate), "momentum": momentum,
+                        "nesterov": nesterov, "weight_decay": weight_decay, "global_clipnorm": global_clipnorm}
         self.build([])  # checks the arguments now
 
     def build(self, params):
         c = self._config
+        kw = dict(lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
+                  weight_decay=c["weight_decay"] or 0.0, max_grad_norm=c["global_clipnorm"])
         if not params:
-            optim.SGD._hyperparams(lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
-                                   weight_decay=c["weight_decay"] or 0.0)
+            optim.SGD._hyperparams(**kw)
             return None
-        return optim.SGD(params, lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
-                         weight_decay=c["weight_decay"] or 0.0)
+        return optim.SGD(params, **kw)
 
 
 class Adam(OptimizerSpec):
-    """Adam: learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7 (Keras's defaults).
-    With weight_decay, the decay is decoupled (AdamW), as in Keras 3."""
+    """Adam: learning_rate 0.001 (or a schedule), beta_1 0.9, beta_2 0.999, epsilon 1e-7
+    (Keras's defaults). With weight_decay, the decay is decoupled (AdamW), as in Keras 3;
+    global_clipnorm clips the gradients' global norm inside the step."""
 
     name = "adam"
     _decoupled_default = None
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 weight_decay=None):
+                 weight_decay=None, global_clipnorm=None):
         if weight_decay is None:
             weight_decay = self._decoupled_default
-        self._config = {"learning_rate": learning_rate, "beta_1": beta_1, "beta_2": beta_2, "epsilon": epsilon,
-                        "amsgrad": amsgrad, "weight_decay": weight_decay}
+        self._config = {"learning_rate": schedules.from_config(learning_rate), "beta_1": beta_1, "beta_2": beta_2,
+                        "epsilon": epsilon, "amsgrad": amsgrad, "weight_decay": weight_decay,
+                        "global_clipnorm": global_clipnorm}
         self.build([])
 
     def build(self, params):
         c = self._config
-        kw = dict(lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"], amsgrad=c["amsgrad"])
+        kw = dict(lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"], amsgrad=c["amsgrad"],
+                  max_grad_norm=c["global_clipnorm"])
         if c["weight_decay"]:
             kw["weight_decay"] = c["weight_decay"]
             cls = optim.AdamW

@@ -69,7 +69,7 @@ def save_model(model, path):
         if model.optimizer is not None:
             state = model.optimizer.state_dict()
             config["compile"]["optimizer_state"] = {"class": state["optimizer"], "hyperparams": state["hyperparams"],
-                                                    "names": sorted(state["state"])}
+                                                    "iterations": state["iterations"], "names": sorted(state["state"])}
             arrays["optimizer/steps.npy"] = state["steps"]
             for name, values in state["state"].items():
                 arrays[f"optimizer/{name}.npy"] = values[0]
@@ -139,6 +139,7 @@ def load_model(path):
             if saved and model.optimizer is not None:
                 model.optimizer.load_state_dict({
                     "optimizer": saved["class"], "hyperparams": saved["hyperparams"],
+                    "iterations": saved.get("iterations", 0),
                     "steps": _read_array(z, "optimizer/steps.npy"),
                     "state": {name: [_read_array(z, f"optimizer/{name}.npy")] for name in saved["names"]},
                 })

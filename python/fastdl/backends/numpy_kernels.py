@@ -191,9 +191,16 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0):
 
 # ---- optimizers: torch.optim's single-tensor updates, one tensor at a time ------------------
 
-def sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize):
+def grad_sum_squares(grads):
+    return float(sum(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64)) for g in grads))
+
+
+def sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
+             grad_scale=1.0):
     for i, (p, g) in enumerate(zip(params, grads)):
         t = p.dtype.type
+        if grad_scale != 1.0:
+            g = g * t(grad_scale)
         if maximize:
             g = -g
         if weight_decay != 0:
@@ -210,11 +217,13 @@ def sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, we
 
 
 def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay,
-              amsgrad, decoupled, maximize):
+              amsgrad, decoupled, maximize, grad_scale=1.0):
     w = 1 - beta1  # lerp weight, as torch's exp_avg.lerp_(grad, 1 - beta1)
     for i, (p, g) in enumerate(zip(params, grads)):
         t = p.dtype.type
         m, v = exp_avgs[i], exp_avg_sqs[i]
+        if grad_scale != 1.0:
+            g = g * t(grad_scale)
         if maximize:
             g = -g
         if weight_decay != 0:

@@ -2,7 +2,7 @@
 
 from .. import _backend
 from .._checks import real
-from .optimizer import Optimizer
+from .optimizer import Optimizer, learning_rate, max_norm
 
 
 def _betas(betas):
@@ -22,22 +22,24 @@ class Adam(Optimizer):
         p <- p - lr / (1 - beta1^t) * m / (sqrt(v_hat) / sqrt(1 - beta2^t) + eps)
 
     with t each parameter's own step count. ``step(grads)`` updates every parameter in one
-    multi-tensor kernel call.
+    multi-tensor kernel call. lr may be a schedule; max_grad_norm clips the gradients' global
+    norm inside the update (see Optimizer).
     """
 
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False):
+                 maximize=False, max_grad_norm=None):
         super().__init__(params, self._hyperparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                                   amsgrad=amsgrad, maximize=maximize))
+                                                   amsgrad=amsgrad, maximize=maximize, max_grad_norm=max_grad_norm))
 
     @staticmethod
-    def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False):
-        return {"lr": real(lr, "lr", 0.0), "betas": _betas(betas), "eps": real(eps, "eps", 0.0),
+    def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
+                     max_grad_norm=None):
+        return {"lr": learning_rate(lr), "betas": _betas(betas), "eps": real(eps, "eps", 0.0),
                 "weight_decay": real(weight_decay, "weight_decay", 0.0), "amsgrad": bool(amsgrad),
-                "maximize": bool(maximize)}
+                "maximize": bool(maximize), "max_grad_norm": max_norm(max_grad_norm)}
 
     def _state_names_for(self, hyperparams):
         return self.state_names if hyperparams["amsgrad"] else self.state_names[:2]
@@ -47,8 +49,8 @@ class Adam(Optimizer):
         h = self.hyperparams
         b1, b2 = h["betas"]
         _backend.kernels.adam_step(params, grads, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                                   steps, h["lr"], b1, b2, h["eps"], h["weight_decay"], h["amsgrad"], self._decoupled,
-                                   h["maximize"])
+                                   steps, self._lr_now, b1, b2, h["eps"], h["weight_decay"], h["amsgrad"],
+                                   self._decoupled, h["maximize"], self._grad_scale)
 
 
 class AdamW(Adam):
@@ -60,11 +62,12 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, *,
-                 maximize=False):
+                 maximize=False, max_grad_norm=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize)
+                         maximize=maximize, max_grad_norm=max_grad_norm)
 
     @staticmethod
-    def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, maximize=False):
+    def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, maximize=False,
+                     max_grad_norm=None):
         return Adam._hyperparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                 maximize=maximize)
+                                 maximize=maximize, max_grad_norm=max_grad_norm)

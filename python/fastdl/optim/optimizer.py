@@ -1,9 +1,31 @@
 """The base of fastdl's array optimizers: parameters, per-parameter state and step counts,
-checked arguments, and state_dict / load_state_dict."""
+checked arguments, learning-rate schedules, global-norm gradient clipping, and state_dict /
+load_state_dict."""
+
+import math
 
 import numpy as np
 
+from .. import _backend
 from .._checks import FLOAT_DTYPES, real
+from . import schedules
+
+
+def learning_rate(lr):
+    """A learning rate argument: a number >= 0 or a schedule (fastdl.optim.schedules)."""
+    lr = schedules.from_config(lr)
+    if isinstance(lr, schedules.Schedule):
+        return lr
+    return real(lr, "lr", 0.0)
+
+
+def max_norm(value):
+    return None if value is None else real(value, "max_grad_norm", 0.0, low_open=True)
+
+
+def clip_coefficient(norm, max_grad_norm):
+    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6))."""
+    return min(1.0, max_grad_norm / (norm + 1e-6)) if math.isfinite(norm) else max_grad_norm / (norm + 1e-6)
 
 
 class Optimizer:
@@ -12,6 +34,12 @@ class Optimizer:
     Subclasses name their per-parameter state arrays (``state_names``), check their
     hyperparameters in ``_hyperparams(**kwargs) -> dict`` and implement ``_update(idx, grads)``,
     one kernel call for the parameters ``idx`` (all of one dtype).
+
+    Every optimizer takes ``lr`` as a number or a schedule (fastdl.optim.schedules, evaluated at
+    ``iterations``, the number of steps taken) and ``max_grad_norm``: when set, each step scales
+    all gradients by min(1, max_grad_norm / (global L2 norm + 1e-6)), as
+    torch.nn.utils.clip_grad_norm_, inside the update kernel (the gradients are not rewritten);
+    ``last_grad_norm`` is the norm before clipping.
     """
 
     state_names = ()
@@ -19,6 +47,8 @@ class Optimizer:
     def __init__(self, params, hyperparams):
         self.params = self._check_params(params)
         self.hyperparams = dict(hyperparams)
+        self.iterations = 0
+        self.last_grad_norm = None
         self._steps = np.zeros(len(self.params), dtype=np.int64)
         self.state = {name: [np.zeros_like(p) for p in self.params] for name in self._active_state_names()}
         # Parameters of one dtype are stepped together; usually there is one group.
@@ -28,12 +58,14 @@ class Optimizer:
     # -- hyperparameters ---------------------------------------------------------------------
     @property
     def lr(self):
-        """The learning rate; assign to change it (schedules do)."""
-        return self.hyperparams["lr"]
+        """The learning rate of the next step (a schedule's value at `iterations`). Assign a
+        number or a schedule to change it."""
+        lr = self.hyperparams["lr"]
+        return float(lr(self.iterations)) if isinstance(lr, schedules.Schedule) else lr
 
     @lr.setter
     def lr(self, value):
-        self.hyperparams["lr"] = real(value, "lr", 0.0)
+        self.hyperparams["lr"] = learning_rate(value)
 
     learning_rate = lr  # Keras's name for it
 
@@ -66,6 +98,16 @@ class Optimizer:
         for i in active:  # a parameter may have been made read-only (or replaced) since
             self._check_param(self.params[i], i)
         everything = len(active) == len(grads)
+        self._lr_now = self.lr
+        self._grad_scale = 1.0
+        if self.hyperparams.get("max_grad_norm") is not None:
+            total = 0.0
+            for group in self._groups:
+                idx = [i for i in group if grads[i] is not None]
+                if idx:
+                    total += _backend.kernels.grad_sum_squares([grads[i] for i in idx])
+            self.last_grad_norm = math.sqrt(total)
+            self._grad_scale = clip_coefficient(self.last_grad_norm, self.hyperparams["max_grad_norm"])
         before = self._steps.copy()
         if everything:
             self._steps += 1
@@ -79,6 +121,7 @@ class Optimizer:
         except BaseException:
             self._steps[...] = before  # nothing is expected to fail here: the arguments were checked
             raise
+        self.iterations += 1
 
     def _lists(self, idx, grads):
         """(params, grads, {state name: arrays}, steps) for the parameters idx."""
@@ -141,9 +184,12 @@ class Optimizer:
     def state_dict(self):
         """A copy of the optimizer's state: plain dicts, lists, numbers and NumPy arrays (no
         Python objects), so that fastdl's save format stores it without pickle."""
+        hyper = dict(self.hyperparams)
+        hyper["lr"] = schedules.to_config(hyper["lr"])
         return {
             "optimizer": type(self).__name__,
-            "hyperparams": dict(self.hyperparams),
+            "hyperparams": hyper,
+            "iterations": self.iterations,
             "steps": self._steps.copy(),
             "state": {k: [a.copy() for a in v] for k, v in self.state.items()},
         }
@@ -177,10 +223,14 @@ class Optimizer:
         hyper = self._hyperparams(**d["hyperparams"])
         if self._state_names_for(hyper) != self._active_state_names():
             raise ValueError("state_dict's hyperparameters need other state than this optimizer keeps")
+        iterations = int(d.get("iterations", int(steps.max(initial=0))))
+        if iterations < 0:
+            raise ValueError("state_dict['iterations'] must be >= 0")
         for name in names:
             for dst, src in zip(self.state[name], d["state"][name]):
                 np.copyto(dst, src)
         self._steps[...] = steps
+        self.iterations = iterations
         self.hyperparams = hyper
 
     def __repr__(self):

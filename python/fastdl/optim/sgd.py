@@ -2,7 +2,7 @@
 
 from .. import _backend
 from .._checks import real
-from .optimizer import Optimizer
+from .optimizer import Optimizer, learning_rate, max_norm
 
 
 class SGD(Optimizer):
@@ -13,21 +13,25 @@ class SGD(Optimizer):
                            g <- g + mu b (nesterov) or g <- b
         p <- p - lr * g
 
-    ``step(grads)`` updates every parameter in one multi-tensor kernel call.
+    ``step(grads)`` updates every parameter in one multi-tensor kernel call. lr may be a
+    schedule; max_grad_norm clips the gradients' global norm inside the update (see Optimizer).
     """
 
     state_names = ("momentum_buffer",)
 
     def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, *,
-                 maximize=False):
+                 maximize=False, max_grad_norm=None):
         super().__init__(params, self._hyperparams(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                                                   weight_decay=weight_decay, maximize=maximize))
+                                                   weight_decay=weight_decay, maximize=maximize,
+                                                   max_grad_norm=max_grad_norm))
 
     @staticmethod
-    def _hyperparams(lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False):
-        h = {"lr": real(lr, "lr", 0.0), "momentum": real(momentum, "momentum", 0.0),
+    def _hyperparams(lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False,
+                     max_grad_norm=None):
+        h = {"lr": learning_rate(lr), "momentum": real(momentum, "momentum", 0.0),
              "dampening": real(dampening, "dampening"), "nesterov": bool(nesterov),
-             "weight_decay": real(weight_decay, "weight_decay", 0.0), "maximize": bool(maximize)}
+             "weight_decay": real(weight_decay, "weight_decay", 0.0), "maximize": bool(maximize),
+             "max_grad_norm": max_norm(max_grad_norm)}
         if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
             raise ValueError("nesterov=True requires momentum > 0 and dampening = 0")
         return h
@@ -38,5 +42,5 @@ class SGD(Optimizer):
     def _update(self, idx, grads):
         params, grads, state, steps = self._lists(idx, grads)
         h = self.hyperparams
-        _backend.kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, h["lr"], h["momentum"],
-                                  h["dampening"], h["weight_decay"], h["nesterov"], h["maximize"])
+        _backend.kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, self._lr_now, h["momentum"],
+                                  h["dampening"], h["weight_decay"], h["nesterov"], h["maximize"], self._grad_scale)

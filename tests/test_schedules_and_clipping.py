@@ -1,0 +1,104 @@
+"""Learning-rate schedules and global-norm gradient clipping (fastdl.optim and the model API)."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastdl
+from fastdl import layers, models, optim
+from fastdl.optim import CosineDecay, ExponentialDecay, StepDecay
+
+
+def test_schedule_values():
+    s = StepDecay(0.1, step_size=3, gamma=0.5)
+    assert [s(t) for t in range(7)] == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025])
+    e = ExponentialDecay(1.0, decay_steps=10, decay_rate=0.5)
+    assert e(5) == pytest.approx(0.5 ** 0.5) and e(20) == pytest.approx(0.25)
+    assert ExponentialDecay(1.0, 10, 0.5, staircase=True)(15) == pytest.approx(0.5)
+    c = CosineDecay(0.0, decay_steps=10, alpha=0.1, warmup_target=1.0, warmup_steps=4)
+    assert [c(t) for t in range(5)] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0])
+    assert c(4 + 5) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down the cosine
+    assert c(4 + 10) == pytest.approx(0.1) and c(100) == pytest.approx(0.1)
+    plain = CosineDecay(2.0, decay_steps=8)
+    assert plain(0) == 2.0 and plain(4) == pytest.approx(1.0) and plain(8) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="decay_steps"):
+        CosineDecay(1.0, decay_steps=0)
+
+
+def test_optimizer_follows_a_schedule(backend, rng):
+    sched = ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)
+    p1, p2 = [rng.standard_normal(5)], None
+    p2 = [p1[0].copy()]
+    o1 = optim.SGD(p1, lr=sched, momentum=0.5)
+    o2 = optim.SGD(p2, lr=1.0, momentum=0.5)
+    for t in range(6):
+        g = [np.full(5, float(t + 1))]
+        assert o1.lr == pytest.approx(sched(t))
+        o2.lr = sched(t)
+        o1.step(g)
+        o2.step(g)
+    np.testing.assert_array_equal(p1[0], p2[0])
+    assert o1.iterations == 6
+    o1.lr = 0.01  # a number replaces the schedule
+    assert o1.lr == 0.01
+
+
+def test_state_dict_keeps_the_schedule_and_iterations(backend):
+    o = optim.Adam([np.ones(3)], lr=CosineDecay(0.1, 10))
+    for _ in range(4):
+        o.step([np.ones(3)])
+    sd = o.state_dict()
+    assert sd["hyperparams"]["lr"]["schedule"] == "CosineDecay" and sd["iterations"] == 4
+    o2 = optim.Adam([np.ones(3)])
+    o2.load_state_dict(sd)
+    assert o2.lr == pytest.approx(CosineDecay(0.1, 10)(4)) and o2.iterations == 4
+
+
+@pytest.mark.parametrize("cls", [optim.SGD, optim.Adam, optim.AdamW])
+def test_max_grad_norm_equals_clipping_then_stepping(backend, cls, rng):
+    params = [rng.standard_normal(s) for s in [(4, 3), (7,), (1,)]]
+    ref = [p.copy() for p in params]
+    o1 = cls(params, lr=0.1, max_grad_norm=0.5)
+    o2 = cls(ref, lr=0.1)
+    for step in range(5):
+        grads = [rng.standard_normal(p.shape) * (step + 1) for p in params]
+        norm = math.sqrt(sum(float(np.sum(g * g)) for g in grads))
+        clipped = [g * min(1.0, 0.5 / (norm + 1e-6)) for g in grads]
+        o1.step(grads)
+        o2.step(clipped)
+        assert o1.last_grad_norm == pytest.approx(norm, rel=1e-12)
+    for a, b in zip(params, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_clip_grad_norm_function(backend):
+    grads = [np.array([3.0, 0.0]), np.array([[4.0]])]
+    norm = optim.clip_grad_norm(grads, 1.0)
+    assert norm == pytest.approx(5.0)
+    np.testing.assert_allclose(grads[0], [3 / (5 + 1e-6), 0])
+    small = [np.array([0.1])]
+    optim.clip_grad_norm(small, 1.0)
+    assert small[0][0] == 0.1  # below the limit: untouched
+
+
+def test_model_with_schedule_and_global_clipnorm_saves_and_resumes(tmp_path, rng):
+    fastdl.set_seed(0)
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 64)
+    spec = fastdl.optimizers.Adam(learning_rate=CosineDecay(0.0, 20, warmup_target=0.01, warmup_steps=4),
+                                  global_clipnorm=1.0)
+    model = models.Sequential([layers.Dense(8, "relu", input_shape=(4,)), layers.Dense(3, "softmax")])
+    model.compile(spec, "sparse_categorical_crossentropy")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    assert model.optimizer.iterations == 8 and model.optimizer.last_grad_norm > 0
+    model.save(tmp_path / "m.fastdl")
+    loaded = models.load_model(tmp_path / "m.fastdl")
+    assert loaded.optimizer.iterations == 8
+    assert loaded.optimizer.lr == pytest.approx(model.optimizer.lr)
+    fastdl.set_seed(1)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    fastdl.set_seed(1)
+    loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)

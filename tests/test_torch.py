@@ -1,0 +1,315 @@
+"""fastdl.torch: drop-in torch.optim optimizers, held against torch.optim itself."""
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fastdl.torch as fdt  # noqa: E402
+from fastdl.optim import CosineDecay  # noqa: E402
+
+
+def _model(dtype, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 16), torch.nn.GELU(),
+                               torch.nn.Linear(16, 4)).to(dtype)
+
+
+def _data(dtype, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(64, 12, generator=g).to(dtype), torch.randint(0, 4, (64,), generator=g)
+
+
+def _train(model, opt, x, y, steps, scheduler=None, closure=False):
+    # maximize=True optimizers maximise the negative loss: gradient ascent on the loss itself
+    # diverges, and a diverging run amplifies rounding differences without bound
+    sign = -1.0 if opt.param_groups[0].get("maximize") else 1.0
+    for _ in range(steps):
+        def loss_fn():
+            opt.zero_grad()
+            loss = sign * torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+        if closure:
+            opt.step(loss_fn)
+        else:
+            loss_fn()
+            opt.step()
+        if scheduler is not None:
+            scheduler.step()
+
+
+def _close(m1, m2, dtype):
+    tol = 1e-9 if dtype == torch.float64 else 5e-5
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=tol, atol=tol * b.abs().max().item())
+
+
+CASES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2, weight_decay=1e-3)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
+    ("Adam", dict(lr=1e-2)),
+    ("Adam", dict(lr=1e-2, amsgrad=True, weight_decay=0.05)),
+    ("Adam", dict(lr=1e-2, betas=(0.3, 0.999), eps=1e-6, maximize=True)),  # beta1 < 0.5: lerp's other branch
+    ("Adam", dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("AdamW", dict(lr=1e-2)),
+    ("AdamW", dict(lr=1e-2, amsgrad=True, weight_decay=0.3)),
+]
+
+
+def _ids(case):
+    name, kw = case
+    return name + "-" + ",".join(f"{k}={v}" for k, v in kw.items())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
+def test_trajectory_matches_torch_optim(case, dtype):
+    name, kw = case
+    x, y = _data(dtype)
+    m1, m2 = _model(dtype), _model(dtype)
+    o1 = getattr(fdt, name)(m1.parameters(), **kw)
+    o2 = getattr(torch.optim, name)(m2.parameters(), foreach=False, **kw)
+    _train(m1, o1, x, y, 100)
+    _train(m2, o2, x, y, 100)
+    _close(m1, m2, dtype)
+    assert o1.state_dict()["state"].keys() == o2.state_dict()["state"].keys()
+    for k, st in o2.state_dict()["state"].items():
+        assert set(o1.state_dict()["state"][k]) == set(st)
+
+
+def test_short_second_moment_memory_float64():
+    """beta2 = 0.9 with eps = 1e-6: in float32 this run is sensitive to last-bit differences (an
+    element whose v is near 0 amplifies them: 8e-5 after 100 steps, 3e-7 after 10), so it is held
+    to torch in float64, where the formulas show."""
+    x, y = _data(torch.float64)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    kw = dict(lr=1e-2, betas=(0.3, 0.9), eps=1e-6)
+    o1, o2 = fdt.Adam(m1.parameters(), **kw), torch.optim.Adam(m2.parameters(), foreach=False, **kw)
+    _train(m1, o1, x, y, 100)
+    _train(m2, o2, x, y, 100)
+    _close(m1, m2, torch.float64)
+
+
+def test_per_group_hyperparameters_and_skipped_parameters():
+    x, y = _data(torch.float64)
+    models = [_model(torch.float64), _model(torch.float64)]
+    opts = []
+    for m, cls in zip(models, (fdt.Adam, torch.optim.Adam)):
+        layers = list(m)
+        groups = [{"params": layers[0].parameters(), "lr": 1e-2, "weight_decay": 0.1},
+                  {"params": layers[2].parameters(), "lr": 3e-3, "amsgrad": True},
+                  {"params": layers[4].parameters()}]
+        kw = {} if cls is fdt.Adam else {"foreach": False}
+        opts.append(cls(groups, lr=1e-3, **kw))
+    for m in models:
+        m[2].weight.requires_grad_(False)  # a parameter without a gradient is skipped
+    for m, o in zip(models, opts):
+        _train(m, o, x, y, 30)
+    _close(*models, torch.float64)
+    assert models[0][2].weight not in opts[0].state  # no state for a parameter never stepped, as in torch
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD"])
+def test_checkpoints_move_between_torch_and_fastdl(name, tmp_path):
+    kw = dict(lr=0.05, momentum=0.9) if name == "SGD" else dict(lr=1e-2, amsgrad=True)
+    x, y = _data(torch.float64)
+    # torch trains 20 steps and saves; fastdl loads and continues; torch continues alongside
+    m_t = _model(torch.float64)
+    o_t = getattr(torch.optim, name)(m_t.parameters(), foreach=False, **kw)
+    _train(m_t, o_t, x, y, 20)
+    torch.save({"model": m_t.state_dict(), "opt": o_t.state_dict()}, tmp_path / "ckpt.pt")
+    ckpt = torch.load(tmp_path / "ckpt.pt")
+    m_f = _model(torch.float64, seed=5)
+    m_f.load_state_dict(ckpt["model"])
+    o_f = getattr(fdt, name)(m_f.parameters(), lr=123.0)
+    o_f.load_state_dict(ckpt["opt"])
+    assert o_f.param_groups[0]["lr"] == kw["lr"]
+    _train(m_t, o_t, x, y, 20)
+    _train(m_f, o_f, x, y, 20)
+    _close(m_f, m_t, torch.float64)
+    # and back: fastdl's checkpoint into torch.optim
+    m_back = copy.deepcopy(m_f)
+    o_back = getattr(torch.optim, name)(m_back.parameters(), foreach=False, **kw)
+    o_back.load_state_dict(o_f.state_dict())
+    _train(m_f, o_f, x, y, 10)
+    _train(m_back, o_back, x, y, 10)
+    _close(m_f, m_back, torch.float64)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+def test_resume_is_bit_exact(name):
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True) if name == "SGD" else dict(lr=1e-2, amsgrad=True)
+    x, y = _data(torch.float32)
+    m1 = _model(torch.float32)
+    o1 = getattr(fdt, name)(m1.parameters(), **kw)
+    _train(m1, o1, x, y, 10)
+    m2 = copy.deepcopy(m1)
+    sd = o1.state_dict()
+    o2 = getattr(fdt, name)(m2.parameters(), **kw)
+    o2.load_state_dict(sd)
+    _train(m1, o1, x, y, 15)
+    _train(m2, o2, x, y, 15)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+
+
+SCHEDULERS = [
+    ("StepLR", lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5)),
+    ("CosineAnnealingLR", lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=40)),
+    ("LambdaLR", lambda o: torch.optim.lr_scheduler.LambdaLR(o, lambda e: 1 / (1 + e))),
+    ("OneCycleLR", lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=40)),
+]
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD"])
+@pytest.mark.parametrize("sched", SCHEDULERS, ids=[s[0] for s in SCHEDULERS])
+def test_lr_schedulers(name, sched):
+    kw = dict(lr=0.01, momentum=0.9) if name == "SGD" else dict(lr=0.01)
+    x, y = _data(torch.float64)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    o1 = getattr(fdt, name)(m1.parameters(), **kw)
+    o2 = getattr(torch.optim, name)(m2.parameters(), foreach=False, **kw)
+    s1, s2 = sched[1](o1), sched[1](o2)
+    _train(m1, o1, x, y, 40, s1)
+    _train(m2, o2, x, y, 40, s2)
+    _close(m1, m2, torch.float64)
+    if sched[0] == "OneCycleLR":  # momentum cycling reached the optimizer
+        key = "momentum" if name == "SGD" else "betas"
+        assert o1.param_groups[0][key] == o2.param_groups[0][key]
+
+
+def test_tensor_lr_and_closure():
+    x, y = _data(torch.float64)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    # a float64 tensor: torch computes with the lr tensor's precision
+    o1 = fdt.Adam(m1.parameters(), lr=torch.tensor(0.01, dtype=torch.float64))
+    o2 = torch.optim.Adam(m2.parameters(), lr=torch.tensor(0.01, dtype=torch.float64), foreach=False)
+    _train(m1, o1, x, y, 10, closure=True)
+    _train(m2, o2, x, y, 10, closure=True)
+    _close(m1, m2, torch.float64)
+
+    def closure():
+        o1.zero_grad()
+        loss = torch.nn.functional.cross_entropy(m1(x), y)
+        loss.backward()
+        return loss
+    assert isinstance(o1.step(closure), torch.Tensor)
+
+
+def test_zero_grad_set_to_none_and_zeros():
+    m = _model(torch.float32)
+    o = fdt.SGD(m.parameters(), lr=0.1)
+    x, y = _data(torch.float32)
+    _train(m, o, x, y, 1)
+    o.zero_grad(set_to_none=False)
+    assert all(torch.count_nonzero(p.grad) == 0 for p in m.parameters())
+    before = [p.detach().clone() for p in m.parameters()]
+    o.step()  # zero gradients: plain SGD leaves the parameters as they are
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+    o.zero_grad()
+    assert all(p.grad is None for p in m.parameters())
+
+
+def test_grad_scaler_skips_steps_with_inf():
+    m1, m2 = _model(torch.float32), _model(torch.float32)
+    x, y = _data(torch.float32)
+    runs = []
+    for m, o in ((m1, fdt.Adam(m1.parameters(), lr=1e-2)), (m2, torch.optim.Adam(m2.parameters(), lr=1e-2,
+                                                                                    foreach=False))):
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10)
+        for step in range(6):
+            o.zero_grad()
+            loss = torch.nn.functional.cross_entropy(m(x), y)
+            scaler.scale(loss).backward()
+            if step == 3:
+                m[0].weight.grad[0, 0] = float("inf")
+            before = [p.detach().clone() for p in m.parameters()]
+            scaler.step(o)
+            scaler.update()
+            if step == 3:
+                assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))
+        runs.append(scaler.get_scale())
+    assert runs[0] == runs[1] == 2.0 ** 9
+    _close(m1, m2, torch.float32)
+
+
+def test_sparse_gradients_are_refused_before_anything_changes():
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    lin = torch.nn.Linear(3, 1)
+    o = fdt.Adam([{"params": lin.parameters()}, {"params": emb.parameters()}], lr=0.1)
+    lin(emb(torch.tensor([1, 2]))).sum().backward()
+    before = [p.detach().clone() for p in lin.parameters()]
+    with pytest.raises(RuntimeError, match="sparse gradients"):
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, lin.parameters()))
+    assert len(o.state) == 0
+
+
+def test_refusals():
+    meta = torch.nn.Parameter(torch.empty(3, device="meta"))
+    with pytest.raises(RuntimeError, match="CPU kernels only"):
+        fdt.Adam([meta])
+    with pytest.raises(TypeError, match="float32 and float64"):
+        fdt.SGD([torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))])
+    with pytest.raises(ValueError, match="differentiable"):
+        fdt.Adam([torch.nn.Parameter(torch.ones(3))], differentiable=True)
+    with pytest.raises(ValueError, match="capturable"):
+        fdt.AdamW([torch.nn.Parameter(torch.ones(3))], capturable=True)
+    with pytest.raises(ValueError, match="Invalid learning rate"):
+        fdt.Adam([torch.nn.Parameter(torch.ones(3))], lr=-1.0)
+    with pytest.raises(ValueError, match="Nesterov"):
+        fdt.SGD([torch.nn.Parameter(torch.ones(3))], nesterov=True)
+    fdt.Adam([torch.nn.Parameter(torch.ones(3))], foreach=True, fused=True)  # accepted: fastdl is always fused
+
+
+def test_parameters_of_two_dtypes_and_a_strided_gradient():
+    a = torch.nn.Parameter(torch.ones(4, dtype=torch.float32))
+    b = torch.nn.Parameter(torch.ones(2, 3, dtype=torch.float64))
+    ra, rb = copy.deepcopy(a), copy.deepcopy(b)
+    o1 = fdt.AdamW([a, b], lr=0.1)
+    o2 = torch.optim.AdamW([ra, rb], lr=0.1, foreach=False)
+    for _ in range(3):
+        for p in (a, ra):
+            p.grad = torch.arange(8.0)[::2].clone()[:4] if p is ra else torch.arange(8.0)[::2]  # strided view
+        for p in (b, rb):
+            p.grad = torch.full((3, 2), 0.5, dtype=torch.float64).t()  # a transposed, non-contiguous gradient
+        o1.step()
+        o2.step()
+    np.testing.assert_allclose(a.detach().numpy(), ra.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(b.detach().numpy(), rb.detach().numpy(), rtol=1e-12)
+
+
+def test_max_grad_norm_equals_clip_grad_norm_then_step():
+    x, y = _data(torch.float64)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    o1 = fdt.Adam(m1.parameters(), lr=1e-2, max_grad_norm=0.5)
+    o2 = torch.optim.Adam(m2.parameters(), lr=1e-2, foreach=False)
+    for _ in range(20):
+        for m in (m1, m2):
+            m.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+        norm = torch.nn.utils.clip_grad_norm_(m2.parameters(), 0.5)
+        o1.step()
+        o2.step()
+        assert o1.last_grad_norm == pytest.approx(norm.item(), rel=1e-12)
+    _close(m1, m2, torch.float64)
+    assert all(p.grad.abs().sum() > 0 for p in m1.parameters())  # fastdl did not rewrite the gradients
+
+
+def test_fastdl_schedule_as_lr():
+    x, y = _data(torch.float64)
+    sched = CosineDecay(0.0, 30, warmup_target=0.02, warmup_steps=5)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    o1 = fdt.SGD(m1.parameters(), lr=sched, momentum=0.9)
+    o2 = torch.optim.SGD(m2.parameters(), lr=0.0, momentum=0.9, foreach=False)
+    for step in range(30):
+        o2.param_groups[0]["lr"] = sched(step)
+        _train(m1, o1, x, y, 1)
+        _train(m2, o2, x, y, 1)
+    _close(m1, m2, torch.float64)
+    assert o1.iterations == 30
