@@ -26,6 +26,14 @@ def data():
     return x, labels
 
 
+def _timed_fit(model, x, y, batch_size):
+    def run():
+        t = time.perf_counter()
+        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
+        return time.perf_counter() - t
+    return run
+
+
 def fastdl_epoch(x, labels, batch_size):
     import fastdl
     from fastdl import layers, models
@@ -33,12 +41,7 @@ def fastdl_epoch(x, labels, batch_size):
     model = models.Sequential([layers.Dense(64, activation="relu", input_shape=(FEATURES,)),
                                layers.Dense(64, activation="relu"), layers.Dense(CLASSES, activation="softmax")])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-
-    def run():
-        t = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-        return time.perf_counter() - t
-    return run
+    return _timed_fit(model, x, y, batch_size)
 
 
 def torch_epoch(x, labels, batch_size):
@@ -69,12 +72,7 @@ def keras_epoch(x, labels, batch_size):
                               keras.layers.Dense(64, activation="relu"),
                               keras.layers.Dense(CLASSES, activation="softmax")])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-
-    def run():
-        t = time.perf_counter()
-        model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
-        return time.perf_counter() - t
-    return run
+    return _timed_fit(model, x, y, batch_size)
 
 
 def main(argv=None):

@@ -4,7 +4,7 @@ the NumPy fallback, and the C++ extension once per SIMD build this CPU can run."
 import numpy as np
 import pytest
 
-import fastdl
+
 from fastdl import _backend
 from fastdl.backends import numpy_kernels
 

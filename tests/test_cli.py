@@ -1,13 +1,11 @@
 """The `fastdl` command: train (digits, .npz, .csv), info, bench."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 
 def _fastdl(*args, cwd=None, timeout=300):

@@ -10,7 +10,7 @@
 __version__ = "0.1.0"
 
 from . import _backend, ops, optim  # noqa: E402
-from . import activations, callbacks, data, initializers, layers, losses, metrics, models, optimizers  # noqa: E402
+from . import activations, callbacks, data, initializers, layers, losses, metrics, models, optimizers  # noqa: E402,F401
 from ._random import set_seed  # noqa: E402
 
 

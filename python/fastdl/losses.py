@@ -69,12 +69,8 @@ class MeanSquaredError(Loss):
         return _backend.kernels.mse(out, y, grad)
 
 
-class BinaryCrossentropy(Loss):
-    """-mean(t log p + (1 - t) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]; from logits z it is
-    mean(max(z, 0) - z t + log(1 + exp(-|z|))). label_smoothing: t -> t (1 - s) + s / 2."""
-
-    name = "binary_crossentropy"
-    fuses_with = "sigmoid"
+class _Crossentropy(Loss):
+    """Cross-entropies take from_logits and label_smoothing."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0):
         self.from_logits = bool(from_logits)
@@ -82,6 +78,14 @@ class BinaryCrossentropy(Loss):
 
     def get_config(self):
         return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+
+
+class BinaryCrossentropy(_Crossentropy):
+    """-mean(t log p + (1 - t) log(1 - p)), p clipped to [1e-7, 1 - 1e-7]; from logits z it is
+    mean(max(z, 0) - z t + log(1 + exp(-|z|))). label_smoothing: t -> t (1 - s) + s / 2."""
+
+    name = "binary_crossentropy"
+    fuses_with = "sigmoid"
 
     def per_sample(self, y_true, y_pred):
         t = np.asarray(y_true, dtype=np.float64)
@@ -103,19 +107,12 @@ class BinaryCrossentropy(Loss):
         return _backend.kernels.binary_crossentropy(out, y, grad, logits or self.from_logits)
 
 
-class CategoricalCrossentropy(Loss):
+class CategoricalCrossentropy(_Crossentropy):
     """-sum_c t_c log p_c per sample, for one-hot (or probability) targets. From logits it is
     computed as logsumexp(z) - sum_c t_c z_c. label_smoothing: t -> t (1 - s) + s / C."""
 
     name = "categorical_crossentropy"
     fuses_with = "softmax"
-
-    def __init__(self, from_logits=False, label_smoothing=0.0):
-        self.from_logits = bool(from_logits)
-        self.label_smoothing = _smoothing(label_smoothing)
-
-    def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
 
     def per_sample(self, y_true, y_pred):
         t = np.asarray(y_true, dtype=np.float64)

@@ -9,8 +9,7 @@ softmax (or sigmoid) is fused with its cross-entropy and computed from the logit
 
 import numpy as np
 
-from . import _random, callbacks as callbacks_module, layers as layers_module, losses, metrics as metrics_module
-from . import optimizers
+from . import _random, callbacks as callbacks_module, initializers, losses, metrics as metrics_module, optimizers
 from .layers import InputLayer, Layer
 
 
@@ -91,12 +90,11 @@ class Sequential:
                 layer.gradients.append(self._grads[offset:offset + size].reshape(s))
                 offset += size
             kept = old.get(id(layer))
-            for (name, s, init), w, i in zip(layer.weight_specs, layer.weights, range(len(layer.weights))):
+            for i, ((name, s, init), w) in enumerate(zip(layer.weight_specs, layer.weights)):
                 if kept is not None and i < len(kept) and kept[i].shape == w.shape:
                     w[...] = kept[i]
                 else:
-                    from .initializers import initialize
-                    initialize(init, s, w)
+                    initializers.initialize(init, s, w)
         self._input_shape = tuple(input_shape)
         self.output_shape = shape
         self.built = True
@@ -380,8 +378,6 @@ class Sequential:
                 for cb in cb_list.batch_begin:
                     cb.on_train_batch_begin(step, {})
                 loss, out = self._train_step(xb, yb)
-                if not np.isfinite(loss):
-                    pass  # reported in the logs; TerminateOnNaN-style stopping is the user's call
                 total_loss += loss * len(xb)
                 seen += len(xb)
                 if self.metrics:
