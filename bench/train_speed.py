@@ -5,13 +5,18 @@ cross-entropy) for one epoch on the same synthetic 60,000 x 100 data, in samples
     torch loop  a plain PyTorch 2 loop: randperm, index, zero_grad, forward, cross_entropy, backward, Adam.step
     keras       Keras 3 on its torch backend, model.fit(..., verbose=0) (a reference; if installed)
 
-Each repetition runs every competitor once, interleaved; the table shows medians.
+fastdl and the torch loop run interleaved in one process (each repetition runs each once); the
+table shows medians. Keras runs afterwards in a process of its own: importing it in the same
+process slowed both others by 2x-5x here (its torch backend changes process-wide settings).
 
     python bench/train_speed.py [--repeats 5] [--batch-sizes 32 1024] [--no-keras]
 """
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -75,44 +80,65 @@ def keras_epoch(x, labels, batch_size):
     return _timed_fit(model, x, y, batch_size)
 
 
+def measure(makers, batch_sizes, repeats):
+    """{batch size: {name: samples/s}}, medians of interleaved repetitions after a warm-up epoch."""
+    x, labels = data()
+    rates = {}
+    for bs in batch_sizes:
+        runs = {name: make(x, labels, bs) for name, make in makers.items()}
+        for run in runs.values():  # warm-up epoch (allocations, imports, first-call costs)
+            run()
+        times = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                times[name].append(run())
+        rates[bs] = {name: N / float(np.median(t)) for name, t in times.items()}
+    return rates
+
+
+def keras_rates(batch_sizes, repeats):
+    """Keras's samples/s, measured in a separate process (None if Keras is not installed)."""
+    cmd = [sys.executable, __file__, "--keras-only", "--repeats", str(repeats), "--batch-sizes",
+           *map(str, batch_sizes)]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, KERAS_BACKEND="torch"))
+    if r.returncode != 0:
+        return None
+    return {int(k): v for k, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1024])
     parser.add_argument("--no-keras", action="store_true")
+    parser.add_argument("--keras-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    x, labels = data()
+    if args.keras_only:
+        rates = measure({"keras 3 (torch)": keras_epoch}, args.batch_sizes, args.repeats)
+        print(json.dumps({bs: r["keras 3 (torch)"] for bs, r in rates.items()}))
+        return
     makers = {"fastdl": fastdl_epoch, "torch loop": torch_epoch}
     try:
         import torch  # noqa: F401
     except ImportError:
         del makers["torch loop"]
-    if not args.no_keras:
-        try:
-            os.environ.setdefault("KERAS_BACKEND", "torch")
-            import keras  # noqa: F401
-            makers["keras 3 (torch)"] = keras_epoch
-        except ImportError:
-            pass
     from fastdl.bench import machine_line
     print(machine_line())
+    rates = measure(makers, args.batch_sizes, args.repeats)
+    keras = None if args.no_keras else keras_rates(args.batch_sizes, args.repeats)
+    names = list(makers) + (["keras 3 (torch)"] if keras else [])
     rows = []
     for bs in args.batch_sizes:
-        runs = {name: make(x, labels, bs) for name, make in makers.items()}
-        for run in runs.values():  # warm-up epoch (allocations, imports, first-call costs)
-            run()
-        times = {name: [] for name in runs}
-        for _ in range(args.repeats):
-            for name, run in runs.items():
-                times[name].append(run())
-        rate = {name: N / float(np.median(t)) for name, t in times.items()}
+        rate = dict(rates[bs])
+        if keras:
+            rate["keras 3 (torch)"] = keras[bs]
         rows.append((bs, rate))
-    print("\n| batch | " + " | ".join(f"{n} samples/s" for n in makers) + " | fastdl vs torch loop | fastdl vs keras |")
-    print("| ---: | " + " | ".join("---:" for _ in makers) + " | ---: | ---: |")
+    print("\n| batch | " + " | ".join(f"{n} samples/s" for n in names) + " | fastdl vs torch loop | fastdl vs keras |")
+    print("| ---: | " + " | ".join("---:" for _ in names) + " | ---: | ---: |")
     for bs, rate in rows:
         vs_torch = f"{rate['fastdl'] / rate['torch loop']:.2f}x" if "torch loop" in rate else "-"
         vs_keras = f"{rate['fastdl'] / rate['keras 3 (torch)']:.1f}x" if "keras 3 (torch)" in rate else "-"
-        print(f"| {bs} | " + " | ".join(f"{rate[n]:,.0f}" for n in makers) + f" | {vs_torch} | {vs_keras} |")
+        print(f"| {bs} | " + " | ".join(f"{rate[n]:,.0f}" for n in names) + f" | {vs_torch} | {vs_keras} |")
 
 
 if __name__ == "__main__":
