@@ -260,3 +260,23 @@ def test_loss_is_deterministic_across_thread_counts(rng):
     finally:
         fastdl.set_num_threads(before)
     assert results[0] == results[1] == results[2]
+
+
+def test_keras_per_sample_loss_functions(rng):
+    from fastdl import losses
+    t = np.eye(4)[rng.integers(0, 4, 6)]
+    z = rng.standard_normal((6, 4)) * 3
+    p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    expected = -np.sum(t * np.log(p), axis=1)
+    np.testing.assert_allclose(losses.categorical_crossentropy(t, z, from_logits=True), expected, rtol=1e-12)
+    np.testing.assert_allclose(losses.categorical_crossentropy(t, p), expected, rtol=1e-6)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy(np.argmax(t, 1), p), expected, rtol=1e-6)
+    smoothed = 0.9 * t + 0.1 / 4
+    np.testing.assert_allclose(losses.categorical_crossentropy(t, z, from_logits=True, label_smoothing=0.1),
+                               -np.sum(smoothed * np.log(p), axis=1), rtol=1e-12)
+    b = rng.uniform(0, 1, (6, 3))
+    q = rng.uniform(0.05, 0.95, (6, 3))
+    np.testing.assert_allclose(losses.binary_crossentropy(b, q),
+                               -np.mean(b * np.log(q) + (1 - b) * np.log(1 - q), axis=1), rtol=1e-12)
+    np.testing.assert_allclose(losses.mean_squared_error(b, q), np.mean((b - q) ** 2, axis=1), rtol=1e-12)
+    assert losses.CategoricalCrossentropy(from_logits=True)(t, z) == pytest.approx(expected.mean())

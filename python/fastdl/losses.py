@@ -13,6 +13,7 @@ import numpy as np
 
 from . import _backend
 from .activations import get as _activation
+from .backends import numpy_kernels
 
 EPSILON = 1e-7  # Keras's clip for probabilities
 
@@ -90,12 +91,7 @@ class BinaryCrossentropy(_Crossentropy):
     def per_sample(self, y_true, y_pred):
         t = np.asarray(y_true, dtype=np.float64)
         t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        z = np.asarray(y_pred, dtype=np.float64)
-        if self.from_logits:
-            terms = np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
-        else:
-            p = np.clip(z, EPSILON, 1 - EPSILON)
-            terms = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+        terms, _ = numpy_kernels.bce_terms(np.asarray(y_pred, dtype=np.float64), t, self.from_logits)
         return np.mean(terms, axis=-1)
 
     def prepare_targets(self, y, output_shape):
@@ -184,11 +180,12 @@ def _class_ids(y):
 
 def _categorical_per_sample(t, p, from_logits):
     if from_logits:
-        m = p.max(axis=-1, keepdims=True)
-        lse = m[..., 0] + np.log(np.exp(p - m).sum(axis=-1))
-        return lse * t.sum(axis=-1) - (t * p).sum(axis=-1)
-    p = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
-    return -(t * np.log(p)).sum(axis=-1)
+        c = p.shape[-1]
+        loss, _ = numpy_kernels.softmax_ce_rows(p.reshape(-1, c), t.reshape(-1, c))
+        return loss.reshape(p.shape[:-1])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.clip(p / p.sum(axis=-1, keepdims=True), EPSILON, 1 - EPSILON)
+    return -(t * np.log(q)).sum(axis=-1)
 
 
 def _categorical_on_probabilities(t, p, grad):
@@ -199,13 +196,14 @@ def _categorical_on_probabilities(t, p, grad):
     The rare path (a model ending in softmax is fused instead), so it is written in NumPy."""
     p = p.astype(np.float64)
     s = p.sum(axis=-1, keepdims=True)
-    q = p / s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = p / s
     qc = np.clip(q, EPSILON, 1 - EPSILON)
     inside = (q >= EPSILON) & (q <= 1 - EPSILON)
     rows = len(p)
     w = np.where(inside, t / qc, 0.0)
     grad[...] = (-(w - (w * q).sum(axis=-1, keepdims=True)) / s) / rows
-    return float(-(t * np.log(qc)).sum() / rows)
+    return float(_categorical_per_sample(t, p, False).sum() / rows)
 
 
 def _smoothing(value):

@@ -140,17 +140,36 @@ def mse(pred, target, out):
     return _mean_loss(d * d, 2 * d, out)
 
 
-def binary_crossentropy(pred, target, out, from_logits=False):
+def bce_terms(pred, target, from_logits):
+    """Binary cross-entropy per element and its derivative (csrc/kernels/losses.h: BceLogitTerm,
+    BceProbTerm; probabilities clipped to [1e-7, 1 - 1e-7] in pred's dtype, zero slope outside)."""
     t = pred.dtype.type
-    with np.errstate(under="ignore", divide="ignore", invalid="ignore"):
+    with np.errstate(under="ignore", divide="ignore", invalid="ignore", over="ignore"):
         if from_logits:
             terms = np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred)))
-            return _mean_loss(terms, _sigmoid(pred) - target, out)
+            return terms, _sigmoid(pred) - target
         lo, hi = t(1e-7), t(1) - t(1e-7)
         pc = np.clip(pred, lo, hi)
         terms = -(target * np.log(pc) + (1 - target) * np.log(1 - pc))
         inside = (pred >= lo) & (pred <= hi)
-        return _mean_loss(terms, np.where(inside, (pc - target) / (pc * (1 - pc)), 0), out)
+        return terms, np.where(inside, (pc - target) / (pc * (1 - pc)), 0)
+
+
+def binary_crossentropy(pred, target, out, from_logits=False):
+    return _mean_loss(*bce_terms(pred, target, from_logits), out)
+
+
+def softmax_ce_rows(logits, q):
+    """Softmax cross-entropy of each row against target rows q (csrc/kernels/losses.h):
+    loss_r = sum(q_r) lse_r - q_r . x_r and dloss_r/dx_r = sum(q_r) softmax(x_r) - q_r."""
+    m = logits.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):
+        e = np.exp(logits - m)
+    s = e.sum(axis=1, keepdims=True, dtype=np.float64)
+    qsum = q.sum(axis=1, keepdims=True, dtype=np.float64)
+    lse = m + np.log(s)
+    loss = (qsum * lse)[:, 0] - (q * logits.astype(np.float64)).sum(axis=1)
+    return loss, e * (qsum / s) - q
 
 
 def _check_labels(y, classes):
@@ -167,25 +186,14 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0):
     if rows and not cols:
         raise ValueError("logits has no classes")
     eps = float(label_smoothing)
-    m = logits.max(axis=1, keepdims=True)
-    with np.errstate(over="ignore", under="ignore"):
-        e = np.exp(logits - m)
-    s = e.sum(axis=1, keepdims=True, dtype=np.float64)
-    lse = m[:, 0] + np.log(s[:, 0])
-    sum_x = logits.sum(axis=1, dtype=np.float64)
     if target.dtype.kind in "iu":
         _check_labels(target, cols)
-        idx = np.arange(rows)
-        qsum = np.ones(rows)
-        qx = (1 - eps) * logits[idx, target].astype(np.float64) + eps / cols * sum_x
         q = np.full(logits.shape, eps / cols)
-        q[idx, target] += 1 - eps
+        q[np.arange(rows), target] += 1 - eps
     else:
-        qsum = (1 - eps) * target.sum(axis=1, dtype=np.float64) + eps
-        qx = (1 - eps) * (target.astype(np.float64) * logits).sum(axis=1) + eps / cols * sum_x
-        q = (1 - eps) * target + eps / cols
-    loss = qsum * lse - qx
-    out[...] = (e * (qsum[:, None] / s) - q) / rows
+        q = (1 - eps) * target.astype(np.float64) + eps / cols
+    loss, grad = softmax_ce_rows(logits, q)
+    out[...] = grad / rows
     return float(loss.sum()) / rows
 
 
