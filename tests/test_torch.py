@@ -313,3 +313,102 @@ def test_fastdl_schedule_as_lr():
         _train(m2, o2, x, y, 1)
     _close(m1, m2, torch.float64)
     assert o1.iterations == 30
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_numpy_backend_matches_torch_optim(name, monkeypatch):
+    """fastdl.torch's NumPy path (no extension, or FASTDL_BACKEND=numpy) on the same trajectory."""
+    from fastdl import _backend
+    from fastdl.backends import numpy_kernels
+    monkeypatch.setattr(_backend, "kernels", numpy_kernels)
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True) if name == "SGD" else dict(lr=1e-2, amsgrad=True)
+    x, y = _data(torch.float64)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    _train(m1, getattr(fdt, name)(m1.parameters(), max_grad_norm=1e9, **kw), x, y, 50)
+    _train(m2, getattr(torch.optim, name)(m2.parameters(), foreach=False, **kw), x, y, 50)
+    _close(m1, m2, torch.float64)
+
+
+def test_parameter_data_replaced_in_place_of_the_old():
+    """``p.data = ...`` swaps the tensor behind a parameter: the next step updates the new one."""
+    p = torch.nn.Parameter(torch.ones(6, dtype=torch.float64))
+    ref = torch.nn.Parameter(torch.ones(6, dtype=torch.float64))
+    o1, o2 = fdt.Adam([p], lr=0.1), torch.optim.Adam([ref], lr=0.1, foreach=False)
+    for step in range(4):
+        if step == 2:
+            for q in (p, ref):
+                q.data = torch.full((6,), 3.0, dtype=torch.float64)
+        for q, o in ((p, o1), (ref, o2)):
+            q.grad = torch.linspace(-1, 1, 6, dtype=torch.float64)
+            o.step()
+    np.testing.assert_allclose(p.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+    p.data = torch.ones(2, 3, dtype=torch.float64)  # a new shape: its Adam state no longer fits
+    p.grad = torch.ones(2, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="shape"):
+        o1.step()
+
+
+def test_user_replaced_state_is_adopted():
+    p = torch.nn.Parameter(torch.ones(5, dtype=torch.float64))
+    ref = torch.nn.Parameter(torch.ones(5, dtype=torch.float64))
+    o1, o2 = fdt.SGD([p], lr=0.1, momentum=0.9), torch.optim.SGD([ref], lr=0.1, momentum=0.9, foreach=False)
+    for step in range(5):
+        if step == 2:
+            for o in (o1, o2):
+                o.state[o.param_groups[0]["params"][0]]["momentum_buffer"] = torch.full((5,), 7.0,
+                                                                                       dtype=torch.float64)
+        if step == 4:
+            for o in (o1, o2):
+                o.state.clear()
+        for q, o in ((p, o1), (ref, o2)):
+            q.grad = torch.arange(5.0, dtype=torch.float64)
+            o.step()
+        np.testing.assert_allclose(p.detach().numpy(), ref.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(o1.state[p]["momentum_buffer"].numpy(), o2.state[ref]["momentum_buffer"].numpy())
+
+
+def test_gradient_of_another_dtype_or_shape_is_refused_before_anything_changes():
+    a = torch.nn.Parameter(torch.ones(3))
+    b = torch.nn.Parameter(torch.ones(4))
+    o = fdt.Adam([a, b], lr=0.1)
+    a.grad = torch.ones(3)
+    b.grad = torch.ones(4)
+    b.grad.data = torch.ones(4, dtype=torch.float64)  # .data bypasses torch's own dtype check
+    with pytest.raises(ValueError, match="gradient"):
+        o.step()
+    assert torch.equal(a, torch.ones(3)) and len(o.state) == 0
+
+
+def test_failed_add_param_group_leaves_the_optimizer_as_it_was():
+    a = torch.nn.Parameter(torch.ones(3))
+    o = fdt.Adam([a], lr=0.1)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2, dtype=torch.float16))]})
+    with pytest.raises(ValueError, match="twice"):
+        b = torch.nn.Parameter(torch.ones(2))
+        o.add_param_group({"params": [b, b]})
+    assert len(o.param_groups) == 1
+    o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))]})
+    assert len(o.param_groups) == 2
+
+
+def test_schedule_resumes_from_a_checkpoint():
+    x, y = _data(torch.float64)
+    sched = CosineDecay(0.02, 20, warmup_steps=3)
+    m1, m2 = _model(torch.float64), _model(torch.float64)
+    o1 = fdt.Adam(m1.parameters(), lr=sched)
+    _train(m1, o1, x, y, 20)
+    o2 = fdt.Adam(m2.parameters(), lr=sched)
+    _train(m2, o2, x, y, 8)
+    sd = o2.state_dict()
+    o3 = fdt.Adam(m2.parameters(), lr=sched)
+    o3.load_state_dict(sd)
+    assert o3.iterations == 8
+    _train(m2, o3, x, y, 12)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+    # a torch.optim checkpoint has no iteration count: its step counts give it
+    t = torch.optim.Adam(m2.parameters(), lr=0.01)
+    _train(m2, t, x, y, 3)
+    o3.load_state_dict(t.state_dict())
+    assert o3.iterations == 3

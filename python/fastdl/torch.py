@@ -8,7 +8,9 @@ They take torch's arguments and defaults, keep torch's state keys ('step', 'exp_
 torch.optim.Adam loads into fastdl.torch.Adam and back), and work with torch.optim.lr_scheduler,
 zero_grad, step(closure) and torch.amp.GradScaler. The update rules are torch.optim's
 single-tensor ones; each step is one multi-tensor C++ call per parameter group and dtype, on the
-tensors' own memory (no copies).
+tensors' own memory (no copies). Each parameter may appear once. A step notices what changed since
+the last one (``p.data = ...`` as Module.to() does, a replaced or cleared ``optimizer.state``, new
+groups) and rebinds, adopting the state it finds.
 
 CPU tensors only, float32 or float64, for now: fastdl has no CUDA kernels yet, and CUDA
 parameters are refused with an error rather than copied to the CPU. Without the C++ extension
@@ -20,6 +22,7 @@ may be a fastdl.optim schedule, evaluated at ``iterations`` (the number of steps
 """
 
 import math
+import operator
 
 import numpy as np
 import torch
@@ -58,8 +61,9 @@ class _NumpyKernels:
 
 def _kernels(work):
     """The extension, or the NumPy backend over the tensors of this step."""
-    if _backend.name == "cpu":
-        return _backend.cpu_extension()
+    ext = _backend.cpu_extension()
+    if ext is not None and _backend.kernels is ext:
+        return ext
     tensors = []
     for _, b, _, grads, _ in work:
         tensors += b.params + grads + [v for views in b.views.values() for v in views]
@@ -101,7 +105,8 @@ class _Binding:
     def __init__(self, opt, params, names):
         self.params = params
         self.names = names
-        self.dtype = _DTYPES[params[0].dtype]
+        self.torch_dtype = params[0].dtype
+        self.dtype = _DTYPES[self.torch_dtype]
         self.ptrs = [p.data_ptr() for p in params]
         self.sizes = [p.numel() for p in params]
         offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
@@ -112,11 +117,14 @@ class _Binding:
         self.step_tensor = torch.zeros(len(params), dtype=torch.get_default_dtype()
                                        if torch.get_default_dtype() == torch.float64 else torch.float32)
         self.steps = self.step_tensor.numpy()  # shares memory
+        self.step_views = [self.step_tensor[i] for i in range(len(params))]
         self.exposed = np.zeros(len(params), dtype=bool)
         for i, p in enumerate(params):  # state already there (a loaded checkpoint, an earlier binding)
             st = opt.state.get(p)
             if st:
                 self._adopt(opt, i, st)
+        self.signature = self._signature(params)
+        self._watch(opt)
 
     def _adopt(self, opt, i, st):
         for name, views in self.views.items():
@@ -136,12 +144,36 @@ class _Binding:
             for name, views in self.views.items():
                 st[name] = views[i]
             if opt._counts_steps:
-                st["step"] = self.step_tensor[i]
+                st["step"] = self.step_views[i]
         self.exposed[i] = True
 
-    def still_valid(self, params, names):
-        return names == self.names and len(params) == len(self.params) and all(
-            p is q and p.data_ptr() == a for p, q, a in zip(params, self.params, self.ptrs))
+    def still_valid(self, opt, params, names):
+        """Whether this binding still describes the group: the same tensors at the same addresses,
+        shapes and dtypes (``p.data = ...``, as Module.to() does, swaps them), and torch's state still
+        the binding's views (a user may clear ``opt.state`` or replace a state tensor; the rebuild then
+        adopts what is there)."""
+        if names != self.names or len(params) != len(self.params) or \
+                not all(map(operator.is_, params, self.params)) or self._signature(params) != self.signature:
+            return False
+        if not self.watched:
+            return True
+        dicts, names, views = self.watched_items
+        return all(map(operator.is_, map(opt.state.get, self.watched_params), self.watched_dicts)) and \
+            all(map(operator.is_, map(dict.get, dicts, names), views))
+
+    @staticmethod
+    def _signature(params):
+        return [(p.data_ptr(), p.shape, p.dtype, p.is_contiguous()) for p in params]
+
+    def _watch(self, opt):
+        """Remember the state dicts and tensors torch now sees, for still_valid."""
+        exposed = [self.params[i] for i in np.flatnonzero(self.exposed)] if (self.names or opt._counts_steps) else []
+        self.watched_params = exposed
+        self.watched_dicts = [opt.state[p] for p in exposed]
+        items = [(st, name, view) for st in self.watched_dicts for name, view in st.items()
+                 if isinstance(view, torch.Tensor)]
+        self.watched_items = tuple(zip(*items)) if items else ((), (), ())
+        self.watched = bool(exposed)
 
 
 class _FusedOptimizer(torch.optim.Optimizer):
@@ -161,11 +193,23 @@ class _FusedOptimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def add_param_group(self, param_group):
+        """torch's add_param_group with fastdl's checks; a group that fails them is not kept."""
+        params = param_group.get("params") if isinstance(param_group, dict) else None
+        if params is not None and not isinstance(params, (torch.Tensor, set)):
+            params = list(params)  # a generator is read once, here
+            if len({id(p) for p in params}) != len(params):  # one fused call would update it twice
+                raise ValueError(f"a parameter appears twice in parameter group {len(self.param_groups)}: "
+                                 f"fastdl.torch needs each parameter once")
+            param_group = {**param_group, "params": params}
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for j, p in enumerate(group["params"]):
-            _check_param(p, f"parameter {j} of group {len(self.param_groups) - 1}")
-        self._check_group(group)
+        try:
+            for j, p in enumerate(group["params"]):
+                _check_param(p, f"parameter {j} of group {len(self.param_groups) - 1}")
+            self._check_group(group)
+        except Exception:
+            self.param_groups.pop()
+            raise
 
     def _check_group(self, group):
         lr = group["lr"]
@@ -173,17 +217,25 @@ class _FusedOptimizer(torch.optim.Optimizer):
             _real(lr, "learning rate")
 
     def load_state_dict(self, state_dict):
+        """torch's load_state_dict; ``iterations`` (which a fastdl schedule reads) comes back from the
+        'fastdl_iterations' entry, or for a torch.optim checkpoint from the largest 'step' in it."""
         super().load_state_dict(state_dict)
         for group in self.param_groups:
             self._check_group(group)
+        iterations = state_dict.get("fastdl_iterations")
+        if iterations is None:
+            steps = [float(st["step"]) for st in state_dict["state"].values() if "step" in st]
+            iterations = max(steps, default=0)
+        self.iterations = int(iterations)
         self._bindings = {}  # rebuilt at the next step, adopting the loaded state into fastdl's buffers
 
     def state_dict(self):
-        """torch's layout; the state tensors are copies (torch.optim returns references, which here
-        would be views into fastdl's buffers)."""
+        """torch's layout, plus 'fastdl_iterations' (torch.optim ignores it); the state tensors are
+        copies (torch.optim returns references, which here would be views into fastdl's buffers)."""
         sd = super().state_dict()
         sd["state"] = {k: {n: v.clone() if isinstance(v, torch.Tensor) else v for n, v in st.items()}
                        for k, st in sd["state"].items()}
+        sd["fastdl_iterations"] = self.iterations
         return sd
 
     def _bindings_for(self, index, group):
@@ -191,7 +243,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
         params = group["params"]
         names = self._state_names(group)
         cached = self._bindings.get(index)
-        if cached is not None and cached[0] == len(params) and all(b.still_valid(ps, names) for b, ps in cached[1]):
+        if cached is not None and cached[0] == len(params) and all(b.still_valid(self, ps, names)
+                                                                    for b, ps in cached[1]):
             return [b for b, _ in cached[1]]
         by_dtype = {}
         for j, p in enumerate(params):
@@ -219,6 +272,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
                         continue
                     if g.is_sparse:
                         raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+                    if g.dtype is not p.dtype or g.shape != p.shape:
+                        raise ValueError(f"a gradient in group {index} is {g.dtype} {tuple(g.shape)}, its "
+                                         f"parameter {p.dtype} {tuple(p.shape)}: they must match")
                     if not g.is_contiguous():
                         g = g.contiguous()
                     active.append(i)
@@ -246,8 +302,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 b.steps[idx] += 1
                 steps = b.steps[idx].astype(np.int64)
             self._run(ext, group, b, active, ptrs, steps, first, lr, grad_scale)
-            for i in np.asarray(active)[first]:
-                b._expose(self, int(i))
+            if first.any():
+                for i in np.asarray(active)[first]:
+                    b._expose(self, int(i))
+                b._watch(self)
         self.iterations += 1
         return loss
 
