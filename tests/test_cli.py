@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def _fastdl(*args, cwd=None, timeout=300):
@@ -55,6 +56,27 @@ def test_train_on_npz_and_csv(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "300 samples, 5 features, 2 classes" in r.stdout
     assert float(r.stdout.split("test accuracy:")[1].split()[0]) > 0.8
+
+
+def test_csv_header_is_told_by_the_feature_cells(tmp_path):
+    from fastdl.cli import _load_table
+    path = tmp_path / "t.csv"
+    path.write_text("1.5,2,cat\n3,4,dog\n")  # a word label in the first row is data, not a header
+    x, y = _load_table(str(path), None)
+    np.testing.assert_array_equal(x, [[1.5, 2], [3, 4]])
+    assert list(y) == ["cat", "dog"]
+    path.write_text("cat,1.5,2\ndog,3,4\n")
+    x, y = _load_table(str(path), "0")
+    np.testing.assert_array_equal(x, [[1.5, 2], [3, 4]])
+    assert list(y) == ["cat", "dog"]
+    path.write_text("f1,f2,kind\n1.5,2,cat\n")  # a header; one data row
+    x, y = _load_table(str(path), "kind")
+    np.testing.assert_array_equal(x, [[1.5, 2]])
+    assert list(y) == ["cat"]
+    with pytest.raises(SystemExit, match="no column named 'colour'"):
+        _load_table(str(path), "colour")
+    with pytest.raises(SystemExit, match="outside"):
+        _load_table(str(path), "7")
 
 
 def test_train_reports_bad_arguments(tmp_path):

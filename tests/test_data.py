@@ -148,3 +148,24 @@ def test_load_digits_is_the_uci_set():
     np.testing.assert_array_equal(x[0, :8], [0, 0, 5, 13, 9, 1, 0, 0])  # the first image's top row
     images, _ = data.load_digits(flatten=False)
     assert images.shape == (1797, 8, 8, 1)
+
+
+def test_stratified_split_keeps_the_test_size_and_takes_one_hot_rows():
+    y = np.repeat([0, 1, 2], 10)
+    for test_size in (1, 2, 29, 0.5):  # per-class rounding alone would give 0 or 30 test samples
+        tr, te = data.train_test_split(y, test_size=test_size, seed=0, stratify=y)
+        expected = test_size if isinstance(test_size, int) else 15
+        assert len(te) == expected and len(tr) == 30 - expected
+        assert np.array_equal(np.sort(np.concatenate([tr, te])), y)
+    onehot = np.eye(3)[y]
+    _, te = data.train_test_split(onehot, test_size=0.3, seed=1, stratify=onehot)
+    np.testing.assert_array_equal(te.sum(axis=0), [3, 3, 3])
+
+
+def test_inverse_transform_checks_the_width(rng):
+    x = rng.standard_normal((5, 3))
+    for scaler in (data.StandardScaler(), data.MinMaxScaler()):
+        scaler.fit(x)
+        np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(x)), x, rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match="2 features but the scaler was fitted on 3"):
+            scaler.inverse_transform(x[:, :2])

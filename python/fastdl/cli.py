@@ -30,24 +30,19 @@ def _load_table(path, label_column):
             return f[xk], f[yk]
     if path.endswith(".csv"):
         with open(path) as f:
-            first = f.readline().strip().split(",")
-        try:
-            [float(v) for v in first]
-            header = None
-        except ValueError:
-            header = [h.strip() for h in first]
-        table = np.genfromtxt(path, delimiter=",", skip_header=1 if header else 0, dtype=str)
-        if table.ndim == 1:
-            table = table[:, None] if header and len(header) == 1 else table[None, :]
-        if label_column is None:
-            col = table.shape[1] - 1
-        elif header and label_column in header:
-            col = header.index(label_column)
-        else:
-            try:
-                col = int(label_column)
-            except ValueError:
-                raise SystemExit(f"{path}: no column named {label_column!r} (columns: {header})") from None
+            first = [v.strip() for v in f.readline().strip().split(",")]
+        named = label_column is not None and not _is_int(label_column)
+        col = len(first) - 1 if label_column is None else None if named else int(label_column)
+        if col is not None and not -len(first) <= col < len(first):
+            raise SystemExit(f"{path}: --label-column {col} is outside its {len(first)} columns")
+        # a header is a first row whose feature cells are not all numbers (labels may be words)
+        header = first if named or not all(_is_float(v) for i, v in enumerate(first) if i != col % len(first)) \
+            else None
+        if named:
+            if label_column not in first:
+                raise SystemExit(f"{path}: no column named {label_column!r} (columns: {first})")
+            col = first.index(label_column)
+        table = np.genfromtxt(path, delimiter=",", skip_header=1 if header else 0, dtype=str, ndmin=2)
         features = np.delete(table, col, axis=1)
         try:
             x = features.astype(np.float32)
@@ -55,6 +50,22 @@ def _load_table(path, label_column):
             raise SystemExit(f"{path}: every column except the label must be numeric") from None
         return x, table[:, col]
     raise SystemExit(f"--data must be 'digits', a .npz or a .csv file, got {path!r}")
+
+
+def _is_int(text):
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _is_float(text):
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _encode_labels(y):

@@ -36,8 +36,8 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
     """Splits arrays (same first dimension) into train and test parts:
     returns [a_train, a_test, b_train, b_test, ...] as scikit-learn does.
 
-    test_size: a fraction in (0, 1) or a number of samples. stratify: class ids whose
-    proportions the split keeps. seed: an int or Generator (None: fastdl's seeded state).
+    test_size: a fraction in (0, 1) or a number of samples. stratify: class ids (or one-hot
+    rows) whose proportions the split keeps, as closely as whole samples allow. seed: an int or Generator (None: fastdl's seeded state).
     """
     if not arrays:
         raise ValueError("train_test_split needs at least one array")
@@ -59,12 +59,22 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
         labels = np.asarray(stratify)
         if len(labels) != n:
             raise ValueError("stratify must have one label per sample")
+        if labels.ndim > 1:  # one-hot (or any) rows: a class per distinct row
+            labels = labels.reshape(n, -1)
+        classes, labels = np.unique(labels, axis=0, return_inverse=True)
+        labels = labels.reshape(n)
+        counts = np.bincount(labels, minlength=len(classes))
+        # each class's share of the n_test places, rounded by largest remainder so they add up to n_test
+        quota = counts * n_test / n
+        take = np.floor(quota).astype(np.int64)
+        extra = np.argsort(-(quota - take), kind="stable")[:n_test - int(take.sum())]
+        take[extra] += 1
         test = []
-        for c in np.unique(labels):
+        for c in range(len(classes)):
             members = np.flatnonzero(labels == c)
             if shuffle:
                 members = rng.permutation(members)
-            test.extend(members[:int(round(len(members) * n_test / n))])
+            test.extend(members[:take[c]])
         test = np.sort(np.asarray(test, dtype=np.int64))
         train = np.setdiff1d(np.arange(n), test)
         if shuffle:
@@ -107,6 +117,7 @@ class StandardScaler:
     def inverse_transform(self, x):
         self._check_fitted()
         x = _features(x)
+        _check_width(x, self.mean_)
         return (x * self.scale_ + self.mean_).astype(_float_dtype(x), copy=False)
 
     def _check_fitted(self):
@@ -147,6 +158,7 @@ class MinMaxScaler:
     def inverse_transform(self, x):
         self._check_fitted()
         x = _features(x)
+        _check_width(x, self.min_)
         return ((x - self.min_) / self.scale_).astype(_float_dtype(x), copy=False)
 
     def _check_fitted(self):
