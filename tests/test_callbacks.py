@@ -63,13 +63,22 @@ def test_model_checkpoint_save_best_only(tmp_path, rng):
     model, x, y = _problem(rng)
     path = tmp_path / "best-{epoch:02d}.fastdl"
     ck = callbacks.ModelCheckpoint(str(path), monitor="loss", save_best_only=True)
-    hist = model.fit(x, y, epochs=4, verbose=0, callbacks=[ck])
+    snapshots = []
+
+    class Snapshot(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(model.get_weights())
+
+    hist = model.fit(x, y, epochs=4, verbose=0, callbacks=[Snapshot(), ck])
     losses = hist.history["loss"]
     saved = sorted(p.name for p in tmp_path.iterdir())
     expected = [f"best-{e + 1:02d}.fastdl" for e in range(4) if losses[e] == min(losses[:e + 1])]
     assert saved == expected
     reloaded = models.load_model(tmp_path / saved[-1])
-    assert reloaded.evaluate(x, y, verbose=0)[0] == pytest.approx(min(losses), rel=0.5)
+    best = int(np.argmin(losses))
+    assert saved[-1] == f"best-{best + 1:02d}.fastdl"
+    for a, b in zip(reloaded.get_weights(), snapshots[best]):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_learning_rate_scheduler(rng):
@@ -127,3 +136,22 @@ def test_fit_verbose_0_prints_nothing(rng, capsys):
     model.fit(x, y, epochs=2, verbose=0)
     model.evaluate(x, y, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_early_stopping_baseline_gates_patience_but_best_is_the_real_best(rng):
+    model, x, y = _problem(rng)
+    values = iter([0.9, 0.8, 0.85, 0.7, 0.6])
+
+    class FakeLoss(callbacks.Callback):  # runs before EarlyStopping: sets the monitored value
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = next(values)
+
+    stop = callbacks.EarlyStopping(monitor="val_loss", patience=2, baseline=0.1)
+    hist = model.fit(x, y, epochs=5, verbose=0, callbacks=[FakeLoss(), stop])
+    # never below the baseline, so patience runs from the start: the first epoch without an
+    # improvement after two stops training (Keras's rule); best is the real best, not the baseline
+    assert len(hist.history["loss"]) == 3 and stop.best == pytest.approx(0.8) and stop.best_epoch == 1
+    values = iter([0.9, 0.8, 0.85, 0.7, 0.6])
+    stop = callbacks.EarlyStopping(monitor="val_loss", patience=2)
+    hist = model.fit(x, y, epochs=5, verbose=0, callbacks=[FakeLoss(), stop])
+    assert len(hist.history["loss"]) == 5 and stop.best == pytest.approx(0.6)

@@ -280,3 +280,32 @@ def test_keras_per_sample_loss_functions(rng):
                                -np.mean(b * np.log(q) + (1 - b) * np.log(1 - q), axis=1), rtol=1e-12)
     np.testing.assert_allclose(losses.mean_squared_error(b, q), np.mean((b - q) ** 2, axis=1), rtol=1e-12)
     assert losses.CategoricalCrossentropy(from_logits=True)(t, z) == pytest.approx(expected.mean())
+
+
+def test_keras_loss_functions_match_ranks_or_name_the_mismatch(rng):
+    from fastdl import losses
+    t = rng.uniform(0, 1, 5)
+    q = rng.uniform(0.05, 0.95, (5, 1))
+    # (n,) against (n, 1): one loss per sample, as for two (n, 1) arrays
+    np.testing.assert_allclose(losses.mean_squared_error(t, q), (t - q[:, 0]) ** 2, rtol=1e-12)
+    np.testing.assert_allclose(losses.binary_crossentropy(t[:, None], q[:, 0]),
+                               -(t * np.log(q[:, 0]) + (1 - t) * np.log(1 - q[:, 0])), rtol=1e-12)
+    assert losses.MeanSquaredError()(t, q) == pytest.approx(np.mean((t - q[:, 0]) ** 2))
+    with pytest.raises(ValueError, match="y_true has shape .5, 3. but y_pred has .5, 2."):
+        losses.mean_squared_error(np.zeros((5, 3)), np.zeros((5, 2)))
+    with pytest.raises(ValueError, match="y_true .5, 3. and y_pred .5, 1."):
+        losses.categorical_crossentropy(np.eye(3)[[0, 1, 2, 0, 1]], np.ones((5, 1)))
+    with pytest.raises(TypeError, match="y_pred must be numeric"):
+        losses.mean_squared_error(t, np.array(["a"] * 5))
+
+
+def test_sparse_per_sample_loss_checks_the_class_ids():
+    from fastdl import losses
+    p = np.full((3, 4), 0.25)
+    np.testing.assert_allclose(losses.sparse_categorical_crossentropy([0, 3, 1], p), np.log(4) * np.ones(3))
+    with pytest.raises(ValueError, match=r"y_true holds class ids outside \[0, 4\)"):
+        losses.sparse_categorical_crossentropy([0, 4, 1], p)
+    with pytest.raises(ValueError, match=r"outside"):
+        losses.sparse_categorical_crossentropy([0, -1, 1], p)
+    with pytest.raises(ValueError, match="y_true has 2 samples but y_pred has 3"):
+        losses.sparse_categorical_crossentropy([0, 1], p)

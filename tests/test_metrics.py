@@ -66,3 +66,14 @@ def test_get_metric_by_name():
     assert isinstance(metrics.get("f1_score"), metrics.F1Score)
     with pytest.raises(ValueError, match="unknown metric"):
         metrics.get("auc")
+
+
+def test_binary_accuracy_counts_every_label_and_uses_its_threshold():
+    t = np.array([[1, 0, 1], [0, 0, 1]])
+    p = np.array([[0.9, 0.3, 0.65], [0.1, 0.6, 0.95]])
+    assert metrics.BinaryAccuracy()(t, p) == pytest.approx(5 / 6)
+    assert metrics.BinaryAccuracy(threshold=0.7)(t, p) == pytest.approx(5 / 6)
+    assert metrics.BinaryAccuracy(threshold=0.62)(t, p) == pytest.approx(1.0)
+    assert metrics.BinaryAccuracy()([1, 0, 1], [[0.8], [0.3], [0.2]]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="y_true has shape"):
+        metrics.BinaryAccuracy()(t, p[:, :2])

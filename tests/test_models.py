@@ -9,7 +9,7 @@ from fastdl import data, layers, losses, metrics, models
 
 def _model_gradient(model, x, y):
     """(analytic, numeric) gradients of the loss w.r.t. every parameter on one batch."""
-    xp, yp = model._prepare(x, y)
+    xp, yp, _ = model._prepare(x, y)
     model._backward_plan = model._plan_backward()
 
     def loss_at():
@@ -257,3 +257,77 @@ def test_adding_a_layer_keeps_trained_weights():
     after = model.get_weights()
     np.testing.assert_array_equal(before[0], after[0])
     assert len(after) == 4
+
+
+def test_binary_accuracy_threshold_and_multi_label_accuracy(rng):
+    x = rng.standard_normal((40, 4)).astype(np.float32)
+    y = (x[:, :3] > 0).astype(np.float32)  # three independent labels per sample
+    model = models.Sequential([layers.Dense(3, "sigmoid", input_shape=(4,))])
+    model.compile("adam", "binary_crossentropy",
+                  metrics=["accuracy", metrics.BinaryAccuracy(threshold=0.7, name="acc70"), "precision"])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    p = model.predict(x)
+    assert logs["accuracy"] == pytest.approx(np.mean((p > 0.5) == y))  # element by element, as Keras
+    assert logs["acc70"] == pytest.approx(np.mean((p > 0.7) == y))
+    decided = p > 0.5
+    assert logs["precision"] == pytest.approx(np.sum(decided & (y == 1)) / np.sum(decided))
+
+
+def test_label_smoothing_does_not_change_what_the_metrics_see(rng):
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    y = (x[:, :1] > 0).astype(np.float32)
+    model = models.Sequential([layers.Dense(1, "sigmoid", input_shape=(4,))])
+    model.compile("sgd", losses.BinaryCrossentropy(label_smoothing=0.4), metrics=["accuracy", "mae"])
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    p = model.predict(x)
+    assert logs["accuracy"] == pytest.approx(np.mean((p > 0.5) == y))
+    assert logs["mae"] == pytest.approx(np.mean(np.abs(p - y)), rel=1e-5)  # against y, not 0.2 / 0.8
+
+
+def test_metrics_with_a_dropout_last_layer_and_probabilities_after_fit(rng):
+    x = rng.standard_normal((20, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 20)]
+    model = models.Sequential([layers.Dense(3, "softmax", input_shape=(4,)), layers.Dropout(0.1)])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=1, verbose=0)
+    fused = models.Sequential([layers.Dense(3, "softmax", input_shape=(4,))])
+    fused.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    fused.fit(x, y, epochs=1, verbose=0)
+    out = fused.layers[-1](x)  # the layer by itself gives probabilities again after fit
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_each_fit_returns_a_new_history_and_stops_mid_epoch(rng):
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    y = rng.standard_normal((64, 1)).astype(np.float32)
+    model = models.Sequential([layers.Dense(1, input_shape=(4,))])
+    model.compile("sgd", "mse")
+    h1 = model.fit(x, y, epochs=2, verbose=0)
+    h2 = model.fit(x, y, epochs=3, verbose=0)
+    assert h1 is not h2 and model.history is h2
+    assert len(h1.history["loss"]) == 2 and len(h2.history["loss"]) == 3 and h2.epoch == [0, 1, 2]
+    from fastdl import callbacks
+
+    class StopAtBatch(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+            if batch == 2:
+                self.model.stop_training = True
+
+    stopper = StopAtBatch()
+    h3 = model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[stopper])
+    assert stopper.batches == 3 and len(h3.history["loss"]) == 1
+
+
+def test_layer_names_unique_and_set_weights_checks_types():
+    model = models.Sequential([layers.Dense(2, input_shape=(3,), name="a")])
+    with pytest.raises(ValueError, match="named 'a'"):
+        model.add(layers.Dense(2, name="a"))
+    weights = model.get_weights()
+    with pytest.raises(TypeError, match=r"weights\[1\] must be numeric"):
+        model.set_weights([weights[0] + 1, np.array(["x", "y"])])
+    np.testing.assert_array_equal(model.get_weights()[0], weights[0])  # nothing written

@@ -17,7 +17,8 @@ def _trained(rng, compile_=True):
                                layers.Dropout(0.2), layers.Dense(3, "softmax")], name="net")
     if compile_:
         model.compile(fastdl.optimizers.Adam(learning_rate=0.01, amsgrad=True), "categorical_crossentropy",
-                      metrics=["accuracy", fastdl.metrics.F1Score(average="micro")])
+                      metrics=["accuracy", fastdl.metrics.F1Score(average="micro"),
+                               fastdl.metrics.BinaryAccuracy(threshold=0.3)])
         x = rng.standard_normal((40, 6)).astype(np.float32)
         model.fit(x, np.eye(3)[rng.integers(0, 3, 40)], epochs=2, batch_size=8, verbose=0)
     return model
@@ -32,7 +33,8 @@ def test_load_gives_identical_predictions_and_config(tmp_path, rng):
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert loaded.name == "net" and [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
     assert loaded.layers[2].activation.name == "leaky_relu" and loaded.layers[3].rate == 0.2
-    assert [m.name for m in loaded.metrics] == ["accuracy", "f1_score"]
+    assert [m.name for m in loaded.metrics] == ["accuracy", "f1_score", "binary_accuracy"]
+    assert loaded.metrics[1].average == "micro" and loaded.metrics[2].threshold == 0.3
     assert loaded.optimizer.hyperparams == model.optimizer.hyperparams
 
 

@@ -64,7 +64,7 @@ class History(Callback):
         self.epoch = []
 
     def on_train_begin(self, logs=None):
-        self.epoch = []  # a new fit() on the same model appends to history, as in Keras
+        self.epoch = []  # as Keras: fit() makes a new History; one passed in again keeps its history dict
 
     def on_epoch_end(self, epoch, logs=None):
         self.epoch.append(epoch)
@@ -82,7 +82,8 @@ def _monitor_mode(monitor, mode):
 
 class EarlyStopping(Callback):
     """Stops training when `monitor` has not improved by more than min_delta for `patience`
-    epochs; restore_best_weights puts back the weights of the best epoch."""
+    epochs (or, with a baseline, has not beaten it within `patience` epochs); restore_best_weights
+    puts back the weights of the best epoch."""
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0):
@@ -100,7 +101,7 @@ class EarlyStopping(Callback):
     def on_train_begin(self, logs=None):
         self.wait = 0
         self.stopped_epoch = 0
-        self.best = self.baseline if self.baseline is not None else (math.inf if self.mode == "min" else -math.inf)
+        self.best = math.inf if self.mode == "min" else -math.inf
         self.best_epoch = 0
         self.best_weights = None
 
@@ -114,9 +115,12 @@ class EarlyStopping(Callback):
             self.best_weights = self.model.get_weights()
         self.wait += 1
         if self._better(value, self.best):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best, self.best_epoch = value, epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
+            # the best so far, but patience restarts only once the baseline is beaten too (Keras)
+            if self.baseline is None or self._better(value, self.baseline):
+                self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch

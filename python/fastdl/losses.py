@@ -34,13 +34,32 @@ class Loss:
 
     # -- for the model ---------------------------------------------------------------------------
     def prepare_targets(self, y, output_shape):
-        """y converted once, before training, to what value_and_grad takes."""
-        return _float_targets(y, output_shape)
+        """y converted once, before training: (what value_and_grad takes, what the metrics take).
+        The two are one array unless the loss bakes something (label smoothing) into its targets."""
+        y = _float_targets(y, output_shape)
+        return y, y
 
     def value_and_grad(self, y, out, logits, grad):
         """Mean loss of the batch; writes dL/d(out) to grad. out: the last layer's output, or
         its logits (pre-activation) when logits is True (a fused pair)."""
         raise NotImplementedError
+
+
+def _matched(y_true, y_pred):
+    """y_true and y_pred as float64 arrays of one shape. As in Keras, one may have an extra last
+    axis of size 1 ((n,) against (n, 1)); it is added to the other, so each sample keeps its loss."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    for a, role in ((t, "y_true"), (p, "y_pred")):
+        if a.dtype.kind not in "iufb":
+            raise TypeError(f"{role} must be numeric, got dtype {a.dtype}")
+    if t.shape != p.shape:
+        if t.ndim + 1 == p.ndim and p.shape[-1] == 1:
+            t = t[..., None]
+        elif p.ndim + 1 == t.ndim and t.shape[-1] == 1:
+            p = p[..., None]
+        if t.shape != p.shape:
+            raise ValueError(f"y_true has shape {np.shape(y_true)} but y_pred has {np.shape(y_pred)}")
+    return t.astype(np.float64), p.astype(np.float64)
 
 
 def _float_targets(y, output_shape):
@@ -63,8 +82,8 @@ class MeanSquaredError(Loss):
     name = "mean_squared_error"
 
     def per_sample(self, y_true, y_pred):
-        d = np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
-        return np.mean(d * d, axis=-1)
+        t, p = _matched(y_true, y_pred)
+        return np.mean((p - t) ** 2, axis=-1)
 
     def value_and_grad(self, y, out, logits, grad):
         return _backend.kernels.mse(out, y, grad)
@@ -89,15 +108,15 @@ class BinaryCrossentropy(_Crossentropy):
     fuses_with = "sigmoid"
 
     def per_sample(self, y_true, y_pred):
-        t = np.asarray(y_true, dtype=np.float64)
+        t, p = _matched(y_true, y_pred)
         t = t * (1 - self.label_smoothing) + 0.5 * self.label_smoothing
-        terms, _ = numpy_kernels.bce_terms(np.asarray(y_pred, dtype=np.float64), t, self.from_logits)
+        terms, _ = numpy_kernels.bce_terms(p, t, self.from_logits)
         return np.mean(terms, axis=-1)
 
     def prepare_targets(self, y, output_shape):
         y = _float_targets(y, output_shape)
         s = self.label_smoothing
-        return y * np.float32(1 - s) + np.float32(0.5 * s) if s else y
+        return (y * np.float32(1 - s) + np.float32(0.5 * s) if s else y), y
 
     def value_and_grad(self, y, out, logits, grad):
         return _backend.kernels.binary_crossentropy(out, y, grad, logits or self.from_logits)
@@ -111,17 +130,23 @@ class CategoricalCrossentropy(_Crossentropy):
     fuses_with = "softmax"
 
     def per_sample(self, y_true, y_pred):
-        t = np.asarray(y_true, dtype=np.float64)
+        t, p = np.asarray(y_true), np.asarray(y_pred)
+        if t.shape != p.shape or t.ndim == 0:
+            raise ValueError(f"categorical_crossentropy takes y_true and y_pred of one shape (batch, classes), got "
+                             f"y_true {t.shape} and y_pred {p.shape}; for class ids use "
+                             f"sparse_categorical_crossentropy")
+        t, p = _matched(t, p)
         c = t.shape[-1]
         t = t * (1 - self.label_smoothing) + self.label_smoothing / c
-        return _categorical_per_sample(t, np.asarray(y_pred, dtype=np.float64), self.from_logits)
+        return _categorical_per_sample(t, p, self.from_logits)
 
     def prepare_targets(self, y, output_shape):
         y = np.asarray(y)
         if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and output_shape[-1] > 1):
             raise ValueError(f"categorical_crossentropy needs one-hot targets of shape (batch, {output_shape[-1]}), "
                              f"got {y.shape}: use data.to_categorical(y) or loss='sparse_categorical_crossentropy'")
-        return _float_targets(y, output_shape)
+        y = _float_targets(y, output_shape)
+        return y, y
 
     def value_and_grad(self, y, out, logits, grad):
         if logits or self.from_logits:
@@ -143,18 +168,21 @@ class SparseCategoricalCrossentropy(Loss):
         return {"from_logits": self.from_logits}
 
     def per_sample(self, y_true, y_pred):
-        ids = _class_ids(y_true)
-        p = np.asarray(y_pred, dtype=np.float64)
+        p = np.asarray(y_pred)
+        if p.dtype.kind not in "iufb":
+            raise TypeError(f"y_pred must be numeric, got dtype {p.dtype}")
+        if p.ndim != 2:
+            raise ValueError(f"y_pred must have shape (batch, classes), got {p.shape}")
+        ids = _class_ids(y_true, p.shape[-1], "y_true")
+        if len(ids) != len(p):
+            raise ValueError(f"y_true has {len(ids)} samples but y_pred has {len(p)}")
         t = np.zeros(p.shape)
         t[np.arange(len(ids)), ids] = 1
-        return _categorical_per_sample(t, p, self.from_logits)
+        return _categorical_per_sample(t, p.astype(np.float64), self.from_logits)
 
     def prepare_targets(self, y, output_shape):
-        ids = _class_ids(y)
-        if ids.size and (ids.min() < 0 or ids.max() >= output_shape[-1]):
-            raise ValueError(f"y holds class ids outside [0, {output_shape[-1]}) for a model with "
-                             f"{output_shape[-1]} outputs")
-        return ids
+        ids = _class_ids(y, output_shape[-1], "y")
+        return ids, ids
 
     def value_and_grad(self, y, out, logits, grad):
         if logits or self.from_logits:
@@ -164,17 +192,20 @@ class SparseCategoricalCrossentropy(Loss):
         return _categorical_on_probabilities(t, out, grad)
 
 
-def _class_ids(y):
+def _class_ids(y, classes, role):
+    """Sparse targets as int64 class ids in [0, classes), shape (batch,) (or (batch, 1))."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
-        raise ValueError(f"sparse targets must be class ids of shape (batch,), got {y.shape}")
+        raise ValueError(f"{role}: sparse targets must be class ids of shape (batch,), got {y.shape}")
     if y.dtype.kind == "f":
-        if np.any(y != np.round(y)):
-            raise ValueError("sparse targets must be integer class ids")
+        if not np.all(y == np.round(y)):
+            raise ValueError(f"{role}: sparse targets must be integer class ids")
     elif y.dtype.kind not in "iu":
-        raise TypeError(f"sparse targets must be integer class ids, got dtype {y.dtype}")
+        raise TypeError(f"{role}: sparse targets must be integer class ids, got dtype {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= classes):
+        raise ValueError(f"{role} holds class ids outside [0, {classes}) for {classes} classes")
     return np.ascontiguousarray(y, dtype=np.int64)
 
 

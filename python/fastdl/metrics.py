@@ -138,7 +138,7 @@ class _AccuracyBase(Metric):
 
     def _update(self, t, p):
         self._correct += int(np.count_nonzero(t == p))
-        self._count += len(t)
+        self._count += t.size
 
     def result(self):
         return self._correct / self._count if self._count else 0.0
@@ -152,6 +152,7 @@ class Accuracy(_AccuracyBase):
 
 
 class BinaryAccuracy(_AccuracyBase):
+    """mean(y_true == (y_pred > threshold)) over every output (Keras's binary_accuracy)."""
     default_name = "binary_accuracy"
 
     def __init__(self, name=None, threshold=0.5):
@@ -159,10 +160,18 @@ class BinaryAccuracy(_AccuracyBase):
         super().__init__(name)
 
     def _classes(self, y_true, y_pred):
-        t = class_ids(y_true, role="y_true")
-        y_pred = np.asarray(y_pred)
-        p = (y_pred.reshape(len(y_pred), -1)[:, 0] > self.threshold).astype(np.int64)
-        return t, p
+        """Every output against its 0/1 target (multi-label rows count label by label)."""
+        t, p = np.asarray(y_true), np.asarray(y_pred)
+        for a, role in ((t, "y_true"), (p, "y_pred")):
+            if a.dtype.kind not in "iufb":
+                raise TypeError(f"{role} must be numeric, got dtype {a.dtype}")
+        t, p = t.reshape(len(t), -1), p.reshape(len(p), -1)
+        if t.shape != p.shape:
+            raise ValueError(f"y_true has shape {np.shape(y_true)} but y_pred has {np.shape(y_pred)}")
+        return (t > 0.5).astype(np.int64), (p > self.threshold).astype(np.int64)
+
+    def get_config(self):
+        return {"name": self.name, "threshold": self.threshold}
 
 
 class CategoricalAccuracy(_AccuracyBase):
@@ -173,7 +182,7 @@ class SparseCategoricalAccuracy(_AccuracyBase):
     default_name = "sparse_categorical_accuracy"
 
 
-class _ConfusionBased(Metric):
+class ConfusionMetric(Metric):
     """Accumulates a confusion matrix; 'binary' averaging for two classes, else `average`."""
 
     which = None
@@ -187,6 +196,7 @@ class _ConfusionBased(Metric):
         self._cm = np.zeros((0, 0), dtype=np.int64)
 
     def _update(self, t, p):
+        t, p = t.ravel(), p.ravel()  # multi-label decisions count one by one
         c = max(len(self._cm), self.num_classes or 0, int(max(t.max(initial=-1), p.max(initial=-1))) + 1, 2)
         if c > len(self._cm):
             grown = np.zeros((c, c), dtype=np.int64)
@@ -204,17 +214,17 @@ class _ConfusionBased(Metric):
         return {"name": self.name, "average": self.average, "num_classes": self.num_classes}
 
 
-class Precision(_ConfusionBased):
+class Precision(ConfusionMetric):
     default_name = "precision"
     which = "precision"
 
 
-class Recall(_ConfusionBased):
+class Recall(ConfusionMetric):
     default_name = "recall"
     which = "recall"
 
 
-class F1Score(_ConfusionBased):
+class F1Score(ConfusionMetric):
     default_name = "f1_score"
     which = "f1"
 

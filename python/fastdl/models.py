@@ -42,6 +42,8 @@ class Sequential:
             raise ValueError("an Input can only be the first layer")
         if any(existing is layer for existing in self.layers):
             raise ValueError(f"layer {layer.name} is already in the model")
+        if any(existing.name == layer.name for existing in self.layers):
+            raise ValueError(f"the model already has a layer named {layer.name!r}: layer names must be unique")
         self.layers.append(layer)
         if self.built:
             self.build(self._input_shape)
@@ -130,9 +132,11 @@ class Sequential:
         arrays = []
         for i, (new, w) in enumerate(zip(weights, current)):
             new = np.asarray(new)
+            if new.dtype.kind not in "iufb":
+                raise TypeError(f"weights[{i}] must be numeric, got dtype {new.dtype}")
             if new.shape != w.shape:
                 raise ValueError(f"weights[{i}] has shape {new.shape} but the model's weight {i} is {w.shape}")
-            arrays.append(new)
+            arrays.append(new.astype(w.dtype))
         for new, w in zip(arrays, current):
             w[...] = new
 
@@ -167,14 +171,17 @@ class Sequential:
             if hasattr(layer, "logits_out"):
                 layer.logits_out = False
         self._last = last
-        if self.loss is None or last is None or not hasattr(last, "activation"):
+        self._logits_output = bool(self.loss is not None and self.loss.from_logits)
+        if self.loss is None or last is None:
+            return
+        for m in self.metrics:
+            if type(m) is metrics_module.Accuracy:
+                m.variant = self._accuracy_variant()
+        if not hasattr(last, "activation"):
             return
         self._fused = losses.fusable(self.loss, last.activation.name)
         # what the model's output means: probabilities, or logits (fused, or from_logits)
         self._logits_output = self._fused or self.loss.from_logits
-        for m in self.metrics:
-            if type(m) is metrics_module.Accuracy:
-                m.variant = self._accuracy_variant()
 
     def _accuracy_variant(self):
         if isinstance(self.loss, losses.SparseCategoricalCrossentropy):
@@ -230,23 +237,53 @@ class Sequential:
 
     # -- training --------------------------------------------------------------------------------
     def _prepare(self, x, y):
+        """x as float32; y as the loss takes it, and as the metrics take it (the same array unless
+        the loss bakes label smoothing into its targets)."""
         x = self._as_input(x)
-        y = self.loss.prepare_targets(y, self.output_shape)
-        if len(y) != len(x):
-            raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
-        return x, y
+        y_loss, y_raw = self.loss.prepare_targets(y, self.output_shape)
+        if len(y_loss) != len(x):
+            raise ValueError(f"x has {len(x)} samples but y has {len(y_loss)}")
+        return x, y_loss, y_raw
 
-    def _true_classes(self, y):
-        """Class ids of the targets, for the classification metrics (None if there are none)."""
-        if not any(m.kind == "classes" for m in self.metrics):
-            return None
-        if y.ndim == 1:
-            return y.astype(np.int64)
-        if y.shape[1] == 1:
-            return (y[:, 0] > 0.5).astype(np.int64)
-        return np.argmax(y, axis=1)
+    def _metric_readings(self):
+        """How fit / evaluate feed each class metric, as (kind, threshold): ('ids', None) compares
+        one class id per sample (argmax, or a single output thresholded at 0.5); ('binary', t)
+        compares every output, thresholded at t, with its 0/1 target, as Keras's binary_accuracy
+        does (so multi-label sigmoid outputs are judged label by label)."""
+        multi_label = isinstance(self.loss, losses.BinaryCrossentropy) and self.output_shape[-1] > 1
+        readings = []
+        for m in self.metrics:
+            if m.kind != "classes":
+                readings.append(None)
+            elif isinstance(m, metrics_module.BinaryAccuracy):
+                readings.append(("binary", m.threshold))
+            elif (type(m) is metrics_module.Accuracy and m.variant == "binary") or \
+                    (multi_label and isinstance(m, metrics_module.ConfusionMetric)):
+                readings.append(("binary", 0.5))
+            else:
+                readings.append(("ids", None))
+        return readings
 
-    def _predicted_classes(self, out):
+    def _metric_truths(self, y):
+        """Per-sample truths for each reading in use, from raw (unsmoothed) targets."""
+        truths = {}
+        for reading in set(r for r in self._readings if r is not None):
+            if reading[0] == "binary":
+                truths[reading] = (y.reshape(len(y), -1) > 0.5).astype(np.int64)
+            elif y.ndim == 1:
+                truths[reading] = y.astype(np.int64)
+            elif y.shape[1] == 1:
+                truths[reading] = (y[:, 0] > 0.5).astype(np.int64)
+            else:
+                truths[reading] = np.argmax(y, axis=1)
+        return truths
+
+    def _predictions(self, reading, out):
+        if reading[0] == "binary":
+            threshold = reading[1]
+            if self._logits_output:  # sigmoid(z) > t  <=>  z > log(t / (1 - t))
+                threshold = -np.inf if threshold <= 0 else np.inf if threshold >= 1 else np.log(threshold / (1 - threshold))
+            return (out.reshape(len(out), -1) > threshold).astype(np.int64)
         if out.shape[-1] == 1:
             return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)
         return np.argmax(out, axis=1)
@@ -258,15 +295,18 @@ class Sequential:
         from . import ops
         return ops.softmax(out) if self._last.activation.is_softmax else ops.sigmoid(out)
 
-    def _update_metrics(self, y, out, true_classes):
-        pred = None
-        for m in self.metrics:
-            if m.kind == "classes":
-                if pred is None:
-                    pred = self._predicted_classes(out)
-                m._update(true_classes, pred)
+    def _update_metrics(self, y_raw, out, truths):
+        """Feeds a batch to the metrics; y_raw: its raw targets, truths: its _metric_truths."""
+        predictions, probabilities = {}, None
+        for m, reading in zip(self.metrics, self._readings):
+            if reading is not None:
+                if reading not in predictions:
+                    predictions[reading] = self._predictions(reading, out)
+                m._update(truths[reading], predictions[reading])
             else:
-                m._update(y, self._probabilities(out))
+                if probabilities is None:
+                    probabilities = self._probabilities(out)
+                m._update(y_raw, probabilities)
 
     def _train_step(self, xb, yb):
         """One step: forward, fused loss and gradient, backward, one optimizer call."""
@@ -307,14 +347,13 @@ class Sequential:
             verbose = 1
         if not 0.0 <= float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        x, y = self._prepare(x, y)
+        x, y, y_raw = self._prepare(x, y)
         if validation_data is None and validation_split:
             cut = int(len(x) * (1.0 - float(validation_split)))
             if cut in (0, len(x)):
                 raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples")
-            validation_data = (x[cut:], y[cut:])
-            x, y = x[:cut], y[:cut]
-            val = validation_data
+            val = (x[cut:], y[cut:], y_raw[cut:])
+            x, y, y_raw = x[:cut], y[:cut], y_raw[:cut]
         elif validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")
@@ -328,9 +367,11 @@ class Sequential:
         self._grad_buffers = {}
         self._grad_list = [self._grads]
         self._backward_plan = self._plan_backward()
-        true_classes = self._true_classes(y)
+        self._readings = self._metric_readings()
+        truths = self._metric_truths(y_raw)
+        raw_for_metrics = y_raw is not y and any(r is None for r in self._readings)
 
-        history = self.history if isinstance(self.history, callbacks_module.History) else callbacks_module.History()
+        history = callbacks_module.History()
         progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
         cbs = list(callbacks or [])
         cb_list = callbacks_module.CallbackList(cbs + [history] + ([progbar] if progbar else []), self,
@@ -349,68 +390,83 @@ class Sequential:
 
         cb_list.on_train_begin({})
         logs = {}
-        for epoch in range(initial_epoch, epochs):
-            cb_list.on_epoch_begin(epoch, {})
-            for m in self.metrics:
-                m.reset_state()
-            order = rng.permutation(n) if shuffle else None
-            total_loss, seen = 0.0, 0
+        try:
+            for epoch in range(initial_epoch, epochs):
+                cb_list.on_epoch_begin(epoch, {})
+                for m in self.metrics:
+                    m.reset_state()
+                order = rng.permutation(n) if shuffle else None
+                total_loss, seen = 0.0, 0
 
-            def running_logs():
-                out = {"loss": total_loss / max(seen, 1)}
-                out.update((m.name, m.result()) for m in self.metrics)
-                return out
+                def running_logs():
+                    out = {"loss": total_loss / max(seen, 1)}
+                    out.update((m.name, m.result()) for m in self.metrics)
+                    return out
 
-            for step in range(steps):
-                start = step * batch_size
-                if order is not None:
-                    idx = order[start:start + batch_size]
-                    xb, yb = batch(x, idx), batch(y, idx)
-                    tb = None if true_classes is None else batch(true_classes, idx)
-                else:
-                    xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-                    tb = None if true_classes is None else true_classes[start:start + batch_size]
-                if augment is not None:
-                    xb = np.ascontiguousarray(augment(xb), dtype=np.float32)
-                    if xb.shape[1:] != self._input_shape:
-                        raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
-                                         f"(batch,) + {self._input_shape}")
-                for cb in cb_list.batch_begin:
-                    cb.on_train_batch_begin(step, {})
-                loss, out = self._train_step(xb, yb)
-                total_loss += loss * len(xb)
-                seen += len(xb)
-                if self.metrics:
-                    self._update_metrics(yb, out, tb)
-                if progbar is not None:
-                    progbar.update(step + 1, running_logs)
-                for cb in cb_list.batch_end:
-                    cb.on_train_batch_end(step, running_logs())
-            logs = running_logs()
-            if val is not None:
-                val_logs = self._evaluate_arrays(val[0], val[1], batch_size)
-                logs.update(("val_" + k, v) for k, v in val_logs.items())
-            cb_list.on_epoch_end(epoch, logs)
-            if self.stop_training:
-                break
+                for step in range(steps):
+                    if order is not None:
+                        idx = order[step * batch_size:(step + 1) * batch_size]
+                        take = lambda a: batch(a, idx)  # noqa: E731
+                    else:
+                        sl = slice(step * batch_size, (step + 1) * batch_size)
+                        take = lambda a: a[sl]  # noqa: E731
+                    xb, yb = take(x), take(y)
+                    if augment is not None:
+                        xb = np.ascontiguousarray(augment(xb), dtype=np.float32)
+                        if xb.shape[1:] != self._input_shape:
+                            raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
+                                             f"(batch,) + {self._input_shape}")
+                    for cb in cb_list.batch_begin:
+                        cb.on_train_batch_begin(step, {})
+                    loss, out = self._train_step(xb, yb)
+                    total_loss += loss * len(xb)
+                    seen += len(xb)
+                    if self.metrics:
+                        self._update_metrics(take(y_raw) if raw_for_metrics else yb, out,
+                                             {k: take(v) for k, v in truths.items()})
+                    if progbar is not None:
+                        progbar.update(step + 1, running_logs)
+                    for cb in cb_list.batch_end:
+                        cb.on_train_batch_end(step, running_logs())
+                    if self.stop_training:  # a callback may stop mid-epoch, as in Keras
+                        break
+                logs = running_logs()
+                if val is not None:
+                    val_logs = self._evaluate_arrays(*val, batch_size)
+                    logs.update(("val_" + k, v) for k, v in val_logs.items())
+                cb_list.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            self._end_run()
         cb_list.on_train_end(logs)
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size):
+    def _end_run(self):
+        """After fit / evaluate: the last layer computes its activation again when called."""
+        if self._last is not None and hasattr(self._last, "logits_out"):
+            self._last.logits_out = False
+
+    def _evaluate_arrays(self, x, y, y_raw, batch_size):
         """Mean loss and metrics over prepared arrays (no callbacks)."""
         for m in self.metrics:
             m.reset_state()
-        true_classes = self._true_classes(y)
+        self._readings = self._metric_readings()
+        truths = self._metric_truths(y_raw)
         total, grad_buffers = 0.0, {}
-        for start in range(0, len(x), batch_size):
-            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-            out = self._forward(xb, False, self._fused)
-            grad = grad_buffers.get(out.shape)
-            if grad is None:
-                grad = grad_buffers[out.shape] = np.empty(out.shape, dtype=np.float32)
-            total += self.loss.value_and_grad(yb, out, self._fused, grad) * len(xb)
-            if self.metrics:
-                self._update_metrics(yb, out, None if true_classes is None else true_classes[start:start + batch_size])
+        try:
+            for start in range(0, len(x), batch_size):
+                sl = slice(start, start + batch_size)
+                xb, yb = x[sl], y[sl]
+                out = self._forward(xb, False, self._fused)
+                grad = grad_buffers.get(out.shape)
+                if grad is None:
+                    grad = grad_buffers[out.shape] = np.empty(out.shape, dtype=np.float32)
+                total += self.loss.value_and_grad(yb, out, self._fused, grad) * len(xb)
+                if self.metrics:
+                    self._update_metrics(y_raw[sl], out, {k: v[sl] for k, v in truths.items()})
+        finally:
+            self._end_run()
         logs = {"loss": total / max(len(x), 1)}
         logs.update((m.name, m.result()) for m in self.metrics)
         return logs
@@ -419,8 +475,7 @@ class Sequential:
         """The loss (and metrics) over x, y: loss if there are no metrics, else [loss, *metrics]
         in compile order (return_dict: a dict)."""
         self._require_compiled()
-        x, y = self._prepare(x, y)
-        logs = self._evaluate_arrays(x, y, _positive(batch_size, "batch_size"))
+        logs = self._evaluate_arrays(*self._prepare(x, y), _positive(batch_size, "batch_size"))
         if verbose:
             steps = -(-len(x) // batch_size)
             print(f"{steps}/{steps}" + callbacks_module._format_logs(logs))
