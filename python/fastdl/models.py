@@ -282,7 +282,8 @@ class Sequential:
         if reading[0] == "binary":
             threshold = reading[1]
             if self._logits_output:  # sigmoid(z) > t  <=>  z > log(t / (1 - t))
-                threshold = -np.inf if threshold <= 0 else np.inf if threshold >= 1 else np.log(threshold / (1 - threshold))
+                threshold = -np.inf if threshold <= 0 else np.inf if threshold >= 1 else \
+                    np.log(threshold / (1 - threshold))
             return (out.reshape(len(out), -1) > threshold).astype(np.int64)
         if out.shape[-1] == 1:
             return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)

@@ -21,6 +21,7 @@ step, as torch.nn.utils.clip_grad_norm_ would before it (``last_grad_norm`` keep
 may be a fastdl.optim schedule, evaluated at ``iterations`` (the number of steps taken).
 """
 
+import itertools
 import math
 import operator
 
@@ -34,6 +35,8 @@ from .optim.optimizer import clip_coefficient, max_norm
 __all__ = ["SGD", "Adam", "AdamW"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+_IS_SPARSE = operator.attrgetter("is_sparse")
+_SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
 
 
 class _NumpyKernels:
@@ -123,7 +126,8 @@ class _Binding:
             st = opt.state.get(p)
             if st:
                 self._adopt(opt, i, st)
-        self.signature = self._signature(params)
+        self.shape_dtype = list(map(_SHAPE_DTYPE, params))
+        self.all_indices = list(range(len(params)))
         self._watch(opt)
 
     def _adopt(self, opt, i, st):
@@ -147,23 +151,46 @@ class _Binding:
                 st["step"] = self.step_views[i]
         self.exposed[i] = True
 
+    def gradients(self, index, optimizer_name):
+        """(indices of the parameters with a gradient, their gradients, contiguous), after checking
+        them all: the step raises before anything changes. Mapped calls keep this cheap for models
+        of many small tensors."""
+        grads = [p.grad for p in self.params]
+        if any(map(operator.is_, grads, itertools.repeat(None))):
+            active = [i for i, g in enumerate(grads) if g is not None]
+            grads = [grads[i] for i in active]
+        else:
+            active = self.all_indices
+        if any(map(_IS_SPARSE, grads)):
+            raise RuntimeError(f"{optimizer_name} does not support sparse gradients")
+        if list(map(_SHAPE_DTYPE, grads)) != self.pick(self.shape_dtype, active):
+            for i, g in zip(active, grads):
+                if (g.shape, g.dtype) != self.shape_dtype[i]:
+                    raise ValueError(f"a gradient in group {index} is {g.dtype} {tuple(g.shape)}, its parameter "
+                                     f"{self.torch_dtype} {tuple(self.params[i].shape)}: they must match")
+        if not all(map(torch.Tensor.is_contiguous, grads)):
+            grads = [g.contiguous() for g in grads]  # the copies live until the kernel has run
+        return active, grads
+
+    def pick(self, values, active):
+        """values[i] for i in active (the list itself when every parameter is active)."""
+        return values if active is self.all_indices else [values[i] for i in active]
+
     def still_valid(self, opt, params, names):
         """Whether this binding still describes the group: the same tensors at the same addresses,
         shapes and dtypes (``p.data = ...``, as Module.to() does, swaps them), and torch's state still
         the binding's views (a user may clear ``opt.state`` or replace a state tensor; the rebuild then
         adopts what is there)."""
-        if names != self.names or len(params) != len(self.params) or \
-                not all(map(operator.is_, params, self.params)) or self._signature(params) != self.signature:
+        if names != self.names or len(params) != len(self.params) or not all(map(operator.is_, params, self.params)):
+            return False
+        if list(map(torch.Tensor.data_ptr, params)) != self.ptrs or list(map(_SHAPE_DTYPE, params)) != self.shape_dtype \
+                or not all(map(torch.Tensor.is_contiguous, params)):
             return False
         if not self.watched:
             return True
         dicts, names, views = self.watched_items
         return all(map(operator.is_, map(opt.state.get, self.watched_params), self.watched_dicts)) and \
             all(map(operator.is_, map(dict.get, dicts, names), views))
-
-    @staticmethod
-    def _signature(params):
-        return [(p.data_ptr(), p.shape, p.dtype, p.is_contiguous()) for p in params]
 
     def _watch(self, opt):
         """Remember the state dicts and tensors torch now sees, for still_valid."""
@@ -265,34 +292,20 @@ class _FusedOptimizer(torch.optim.Optimizer):
         work = []
         for index, group in enumerate(self.param_groups):
             for b in self._bindings_for(index, group):
-                active, grads, ptrs = [], [], []
-                for i, p in enumerate(b.params):
-                    g = p.grad
-                    if g is None:
-                        continue
-                    if g.is_sparse:
-                        raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-                    if g.dtype is not p.dtype or g.shape != p.shape:
-                        raise ValueError(f"a gradient in group {index} is {g.dtype} {tuple(g.shape)}, its "
-                                         f"parameter {p.dtype} {tuple(p.shape)}: they must match")
-                    if not g.is_contiguous():
-                        g = g.contiguous()
-                    active.append(i)
-                    grads.append(g)  # keeps a contiguous copy alive until the kernel has run
-                    ptrs.append(g.data_ptr())
+                active, grads = b.gradients(index, type(self).__name__)
                 if active:
-                    work.append((group, b, active, grads, ptrs))
+                    work.append((group, b, active, grads, list(map(torch.Tensor.data_ptr, grads))))
         ext = _kernels(work)
         grad_scale = 1.0
         if self.max_grad_norm is not None:
-            total = sum(ext._grad_sum_squares_raw(b.dtype, ptrs, [b.sizes[i] for i in active])
+            total = sum(ext._grad_sum_squares_raw(b.dtype, ptrs, b.pick(b.sizes, active))
                         for _, b, active, _, ptrs in work)
             self.last_grad_norm = math.sqrt(total)
             grad_scale = clip_coefficient(self.last_grad_norm, self.max_grad_norm)
         for group, b, active, grads, ptrs in work:
             lr = group["lr"]
             lr = float(lr(self.iterations)) if isinstance(lr, schedules.Schedule) else float(lr)
-            if len(active) == len(b.params):
+            if active is b.all_indices:
                 first = ~b.exposed
                 b.steps += 1
                 steps = b.steps.astype(np.int64)
@@ -343,10 +356,10 @@ class SGD(_FusedOptimizer):
 
     def _run(self, ext, group, b, active, ptrs, steps, first, lr, grad_scale):
         momentum = float(group["momentum"])
-        bufs = [b.state_ptrs["momentum_buffer"][i] for i in active] if momentum != 0 else None
+        bufs = b.pick(b.state_ptrs["momentum_buffer"], active) if momentum != 0 else None
         # the kernel starts a momentum buffer where the step count is 1: a parameter without one yet
         counts = np.where(first, 1, 2).astype(np.int64)
-        ext._sgd_step_raw(b.dtype, [b.ptrs[i] for i in active], ptrs, bufs, [b.sizes[i] for i in active], counts,
+        ext._sgd_step_raw(b.dtype, b.pick(b.ptrs, active), ptrs, bufs, b.pick(b.sizes, active), counts,
                           lr, momentum, float(group["dampening"]), float(group["weight_decay"]),
                           bool(group["nesterov"]), bool(group["maximize"]), grad_scale)
 
@@ -392,10 +405,9 @@ class Adam(_FusedOptimizer):
         beta1, beta2 = (float(v) for v in group["betas"])
         amsgrad = bool(group["amsgrad"])
         sp = b.state_ptrs
-        ext._adam_step_raw(b.dtype, [b.ptrs[i] for i in active], ptrs, [sp["exp_avg"][i] for i in active],
-                           [sp["exp_avg_sq"][i] for i in active],
-                           [sp["max_exp_avg_sq"][i] for i in active] if amsgrad else None,
-                           [b.sizes[i] for i in active], steps, lr, beta1, beta2, float(group["eps"]),
+        ext._adam_step_raw(b.dtype, b.pick(b.ptrs, active), ptrs, b.pick(sp["exp_avg"], active),
+                           b.pick(sp["exp_avg_sq"], active), b.pick(sp["max_exp_avg_sq"], active) if amsgrad else None,
+                           b.pick(b.sizes, active), steps, lr, beta1, beta2, float(group["eps"]),
                            float(group["weight_decay"]), amsgrad, bool(group["decoupled_weight_decay"]),
                            bool(group["maximize"]), grad_scale)
 

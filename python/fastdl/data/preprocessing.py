@@ -37,7 +37,8 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, seed=None, stratify=
     returns [a_train, a_test, b_train, b_test, ...] as scikit-learn does.
 
     test_size: a fraction in (0, 1) or a number of samples. stratify: class ids (or one-hot
-    rows) whose proportions the split keeps, as closely as whole samples allow. seed: an int or Generator (None: fastdl's seeded state).
+    rows) whose proportions the split keeps, as closely as whole samples allow.
+    seed: an int or Generator (None: fastdl's seeded state).
     """
     if not arrays:
         raise ValueError("train_test_split needs at least one array")
