@@ -47,7 +47,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("last,loss", CASES)
-@pytest.mark.parametrize("hidden", ["tanh", "gelu", "silu", "sigmoid"])  # smooth: no kinks for the differences
+@pytest.mark.parametrize("hidden", ["tanh", "gelu", "gelu_tanh", "silu", "sigmoid"])  # smooth: no kinks for the differences
 def test_model_gradients_match_finite_differences(backend, last, loss, hidden, rng):
     fastdl.set_seed(3)
     units = 1 if loss == "binary_crossentropy" else 3
@@ -331,3 +331,19 @@ def test_layer_names_unique_and_set_weights_checks_types():
     with pytest.raises(TypeError, match=r"weights\[1\] must be numeric"):
         model.set_weights([weights[0] + 1, np.array(["x", "y"])])
     np.testing.assert_array_equal(model.get_weights()[0], weights[0])  # nothing written
+
+
+def test_activation_names_mean_what_keras_means(rng):
+    import math
+    x = rng.standard_normal((4, 7)) * 3
+    erf = np.vectorize(math.erf)
+    expected = {
+        "gelu": 0.5 * x * (1 + erf(x / math.sqrt(2))),  # Keras 3: gelu(x, approximate=False)
+        "gelu_exact": 0.5 * x * (1 + erf(x / math.sqrt(2))),
+        "gelu_tanh": 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
+        "leaky_relu": np.where(x > 0, x, 0.2 * x),  # Keras's slope 0.2
+        "swish": x / (1 + np.exp(-x)),
+    }
+    for name, ref in expected.items():
+        got = layers.Activation(name)(x.astype(np.float32))
+        np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-6, err_msg=name)

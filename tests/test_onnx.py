@@ -14,8 +14,8 @@ pytest.importorskip("onnx")
 def test_onnx_matches_fastdl(tmp_path, last, rng):
     fastdl.set_seed(0)
     model = models.Sequential([
-        layers.Input((4, 4, 1)), layers.Flatten(), layers.Dense(16, "gelu"), layers.Dropout(0.3),
-        layers.Dense(16, "gelu_exact"), layers.Dense(12, "silu"), layers.Activation("tanh"),
+        layers.Input((4, 4, 1)), layers.Flatten(), layers.Dense(16, "gelu_tanh"), layers.Dropout(0.3),
+        layers.Dense(16, "gelu"), layers.Dense(12, "silu"), layers.Activation("tanh"),
         layers.Dense(8, "leaky_relu"), layers.Dense(8, "relu"), layers.Dense(8, "sigmoid"),
         layers.Dense(3, last)])
     x = rng.standard_normal((9, 4, 4, 1)).astype(np.float32)

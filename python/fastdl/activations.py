@@ -1,7 +1,7 @@
 """Activations by name, as Keras spells them, for layers.Dense(activation=...) and
 layers.Activation(...): 'linear' (or None), 'relu', 'sigmoid', 'tanh', 'softmax', 'gelu'
-(tanh form, Keras's default), 'gelu_exact', 'silu' / 'swish', 'leaky_relu' (slope 0.2, Keras's
-default). fastdl.ops functions are accepted too (ops.relu, ...)."""
+(exact, erf form, as Keras's default approximate=False; also 'gelu_exact'), 'gelu_tanh' (the
+tanh approximation), 'silu' / 'swish', 'leaky_relu' (slope 0.2, Keras's default). fastdl.ops functions are accepted too (ops.relu, ...)."""
 
 from dataclasses import dataclass
 
@@ -35,14 +35,14 @@ _BY_NAME = {
     "sigmoid": Activation("sigmoid", _IDS["sigmoid"]),
     "tanh": Activation("tanh", _IDS["tanh"]),
     "softmax": Activation("softmax"),
-    "gelu": Activation("gelu", _IDS["gelu_tanh"], uses_output=False),
-    "gelu_exact": Activation("gelu_exact", _IDS["gelu"], uses_output=False),
+    "gelu": Activation("gelu", _IDS["gelu"], uses_output=False),
+    "gelu_tanh": Activation("gelu_tanh", _IDS["gelu_tanh"], uses_output=False),
     "silu": Activation("silu", _IDS["silu"], uses_output=False),
     "leaky_relu": Activation("leaky_relu", _IDS["leaky_relu"], alpha=0.2),
 }
-_ALIASES = {None: "linear", "swish": "silu", "identity": "linear"}
+_ALIASES = {None: "linear", "swish": "silu", "identity": "linear", "gelu_exact": "gelu"}
 _FUNCTIONS = {ops.relu: "relu", ops.sigmoid: "sigmoid", ops.tanh: "tanh", ops.softmax: "softmax",
-              ops.silu: "silu", ops.gelu: "gelu_exact", ops.leaky_relu: "leaky_relu"}
+              ops.silu: "silu", ops.gelu: "gelu", ops.leaky_relu: "leaky_relu"}
 
 
 def get(activation):

@@ -37,13 +37,13 @@ def _activation_nodes(helper, act, x, out, prefix):
         consts[key] = np.array(value, dtype=np.float32)
         return key
 
-    if name == "gelu_exact":  # x * (1 + erf(x / sqrt 2)) / 2
+    if name == "gelu":  # x * (1 + erf(x / sqrt 2)) / 2
         return [helper.make_node("Mul", [x, const(1 / math.sqrt(2))], [prefix + "_a"], name=prefix + "_scale"),
                 helper.make_node("Erf", [prefix + "_a"], [prefix + "_e"], name=prefix + "_erf"),
                 helper.make_node("Add", [prefix + "_e", const(1.0)], [prefix + "_p"], name=prefix + "_one"),
                 helper.make_node("Mul", [x, prefix + "_p"], [prefix + "_xp"], name=prefix + "_mul"),
                 helper.make_node("Mul", [prefix + "_xp", const(0.5)], [out], name=prefix)], consts
-    if name == "gelu":  # tanh form: x * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2
+    if name == "gelu_tanh":  # tanh form: x * (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) / 2
         return [helper.make_node("Mul", [x, x], [prefix + "_x2"], name=prefix + "_sq"),
                 helper.make_node("Mul", [prefix + "_x2", x], [prefix + "_x3"], name=prefix + "_cube"),
                 helper.make_node("Mul", [prefix + "_x3", const(0.044715)], [prefix + "_cx3"], name=prefix + "_c"),
