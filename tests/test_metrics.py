@@ -77,3 +77,8 @@ def test_binary_accuracy_counts_every_label_and_uses_its_threshold():
     assert metrics.BinaryAccuracy()([1, 0, 1], [[0.8], [0.3], [0.2]]) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="y_true has shape"):
         metrics.BinaryAccuracy()(t, p[:, :2])
+
+
+def test_binary_accuracy_of_scalars():
+    assert metrics.BinaryAccuracy()(1.0, 0.7) == 1.0
+    assert metrics.BinaryAccuracy()(0.0, 0.7) == 0.0

@@ -290,6 +290,8 @@ def test_metrics_with_a_dropout_last_layer_and_probabilities_after_fit(rng):
     model = models.Sequential([layers.Dense(3, "softmax", input_shape=(4,)), layers.Dropout(0.1)])
     model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=1, verbose=0)
+    _, acc = model.evaluate(x, y, verbose=0)
+    assert acc == pytest.approx(np.mean(np.argmax(model.predict(x), 1) == np.argmax(y, 1)))
     fused = models.Sequential([layers.Dense(3, "softmax", input_shape=(4,))])
     fused.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
     fused.fit(x, y, epochs=1, verbose=0)
@@ -347,3 +349,23 @@ def test_activation_names_mean_what_keras_means(rng):
     for name, ref in expected.items():
         got = layers.Activation(name)(x.astype(np.float32))
         np.testing.assert_allclose(got, ref, rtol=2e-5, atol=1e-6, err_msg=name)
+
+
+def test_binary_accuracy_on_a_softmax_model_with_ids_is_refused(rng):
+    model = models.Sequential([layers.Dense(3, "softmax", input_shape=(4,))])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=[metrics.BinaryAccuracy()])
+    with pytest.raises(ValueError, match=r"binary_accuracy.*3 outputs"):
+        model.evaluate(rng.standard_normal((6, 4)), rng.integers(0, 3, 6), verbose=0)
+
+
+def test_a_custom_loss_may_prepare_one_target_array(rng):
+    class Halved(losses.MeanSquaredError):
+        def prepare_targets(self, y, output_shape):
+            return np.ascontiguousarray(np.asarray(y, dtype=np.float32).reshape(len(y), *output_shape) / 2)
+
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    y = rng.standard_normal((2, 1)).astype(np.float32)
+    model = models.Sequential([layers.Dense(1, input_shape=(3,))])
+    model.compile("sgd", Halved(), metrics=["mae"])
+    loss, mae = model.evaluate(x, y, verbose=0)
+    assert loss == pytest.approx(np.mean((model.predict(x) - y / 2) ** 2), rel=1e-5)

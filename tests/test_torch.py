@@ -412,3 +412,32 @@ def test_schedule_resumes_from_a_checkpoint():
     _train(m2, t, x, y, 3)
     o3.load_state_dict(t.state_dict())
     assert o3.iterations == 3
+
+
+def test_parameters_swapped_or_duplicated_in_a_group_list():
+    a = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.full((3,), 5.0, dtype=torch.float64))
+    o = fdt.SGD([a], lr=0.1)
+    a.grad = torch.ones(3, dtype=torch.float64)
+    o.step()
+    o.param_groups[0]["params"][0] = b  # the group now holds b: the step must update b, not a
+    b.grad = torch.ones(3, dtype=torch.float64)
+    o.step()
+    assert torch.equal(a, torch.full((3,), 0.9, dtype=torch.float64))
+    assert torch.equal(b, torch.full((3,), 4.9, dtype=torch.float64))
+    o.param_groups[0]["params"].append(b)
+    with pytest.raises(ValueError, match="parameter 1 of group 0 appears twice"):
+        o.step()
+    assert torch.equal(b, torch.full((3,), 4.9, dtype=torch.float64))
+
+
+def test_gradient_mismatch_names_the_parameter():
+    a = torch.nn.Parameter(torch.ones(3))
+    b = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    c = torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    o = fdt.Adam([a, b, c], lr=0.1)
+    for p in (a, b, c):
+        p.grad = torch.zeros_like(p)
+    c.grad.data = torch.zeros(2)  # float32
+    with pytest.raises(ValueError, match="parameter 2 of group 0"):
+        o.step()

@@ -169,7 +169,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train the example MLP (default: on the bundled digits)")
-    t.add_argument("--data", default="digits", help="'digits', or a .npz (arrays x, y) or .csv file")
+    t.add_argument("--data", default="digits", help="'digits', or a .npz (arrays x, y) or .csv file (its first row "
+                   "is a header when a feature cell in it is not a number, or when --label-column names a column)")
     t.add_argument("--label-column", help="CSV label column, by name or index (default: the last)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=32)

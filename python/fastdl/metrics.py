@@ -137,6 +137,8 @@ class _AccuracyBase(Metric):
         self._count = 0
 
     def _update(self, t, p):
+        if t.shape != p.shape:  # never broadcast: a count over the wrong shape exceeds 1
+            raise ValueError(f"{self.name}: y_true gives labels of shape {t.shape} but y_pred {p.shape}")
         self._correct += int(np.count_nonzero(t == p))
         self._count += t.size
 
@@ -161,7 +163,7 @@ class BinaryAccuracy(_AccuracyBase):
 
     def _classes(self, y_true, y_pred):
         """Every output against its 0/1 target (multi-label rows count label by label)."""
-        t, p = np.asarray(y_true), np.asarray(y_pred)
+        t, p = np.atleast_1d(y_true), np.atleast_1d(y_pred)
         for a, role in ((t, "y_true"), (p, "y_pred")):
             if a.dtype.kind not in "iufb":
                 raise TypeError(f"{role} must be numeric, got dtype {a.dtype}")

@@ -240,7 +240,9 @@ class Sequential:
         """x as float32; y as the loss takes it, and as the metrics take it (the same array unless
         the loss bakes label smoothing into its targets)."""
         x = self._as_input(x)
-        y_loss, y_raw = self.loss.prepare_targets(y, self.output_shape)
+        prepared = self.loss.prepare_targets(y, self.output_shape)
+        # fastdl's losses return (loss targets, metric targets); a custom loss may return one array
+        y_loss, y_raw = prepared if isinstance(prepared, tuple) and len(prepared) == 2 else (prepared, prepared)
         if len(y_loss) != len(x):
             raise ValueError(f"x has {len(x)} samples but y has {len(y_loss)}")
         return x, y_loss, y_raw
@@ -269,6 +271,11 @@ class Sequential:
         truths = {}
         for reading in set(r for r in self._readings if r is not None):
             if reading[0] == "binary":
+                width = int(np.prod(self.output_shape))
+                if y.reshape(len(y), -1).shape[1] != width:
+                    names = [m.name for m, r in zip(self.metrics, self._readings) if r == reading]
+                    raise ValueError(f"metrics {names} compare each of the model's {width} outputs with its own 0/1 "
+                                     f"target, but y has shape {y.shape}")
                 truths[reading] = (y.reshape(len(y), -1) > 0.5).astype(np.int64)
             elif y.ndim == 1:
                 truths[reading] = y.astype(np.int64)
@@ -353,8 +360,11 @@ class Sequential:
             cut = int(len(x) * (1.0 - float(validation_split)))
             if cut in (0, len(x)):
                 raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples")
-            val = (x[cut:], y[cut:], y_raw[cut:])
+            same = y_raw is y
+            val = (x[cut:], y[cut:], y[cut:] if same else y_raw[cut:])
             x, y, y_raw = x[:cut], y[:cut], y_raw[:cut]
+            if same:
+                y_raw = y  # one array still: no extra take per batch for value metrics
         elif validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (x_val, y_val)")

@@ -105,8 +105,9 @@ class _Binding:
     appears in optimizer.state at its first step, as in torch.optim.
     """
 
-    def __init__(self, opt, params, names):
+    def __init__(self, opt, params, positions, names):
         self.params = params
+        self.positions = positions  # each parameter's index in its group, for messages
         self.names = names
         self.torch_dtype = params[0].dtype
         self.dtype = _DTYPES[self.torch_dtype]
@@ -166,8 +167,9 @@ class _Binding:
         if list(map(_SHAPE_DTYPE, grads)) != self.pick(self.shape_dtype, active):
             for i, g in zip(active, grads):
                 if (g.shape, g.dtype) != self.shape_dtype[i]:
-                    raise ValueError(f"a gradient in group {index} is {g.dtype} {tuple(g.shape)}, its parameter "
-                                     f"{self.torch_dtype} {tuple(self.params[i].shape)}: they must match")
+                    raise ValueError(f"the gradient of parameter {self.positions[i]} of group {index} is {g.dtype} "
+                                     f"{tuple(g.shape)}, the parameter {self.torch_dtype} "
+                                     f"{tuple(self.params[i].shape)}: they must match")
         if not all(map(torch.Tensor.is_contiguous, grads)):
             grads = [g.contiguous() for g in grads]  # the copies live until the kernel has run
         return active, grads
@@ -176,12 +178,13 @@ class _Binding:
         """values[i] for i in active (the list itself when every parameter is active)."""
         return values if active is self.all_indices else [values[i] for i in active]
 
-    def still_valid(self, opt, params, names):
-        """Whether this binding still describes the group: the same tensors at the same addresses,
-        shapes and dtypes (``p.data = ...``, as Module.to() does, swaps them), and torch's state still
-        the binding's views (a user may clear ``opt.state`` or replace a state tensor; the rebuild then
-        adopts what is there)."""
-        if names != self.names or len(params) != len(self.params) or not all(map(operator.is_, params, self.params)):
+    def still_valid(self, opt, names):
+        """Whether this binding still describes its tensors (the caller checked they are the group's):
+        the same state names, the same addresses, shapes and dtypes (``p.data = ...``, as Module.to()
+        does, swaps them), and torch's state still the binding's views (a user may clear
+        ``opt.state`` or replace a state tensor; the rebuild then adopts what is there)."""
+        params = self.params
+        if names != self.names:
             return False
         if list(map(torch.Tensor.data_ptr, params)) != self.ptrs or list(map(_SHAPE_DTYPE, params)) != self.shape_dtype \
                 or not all(map(torch.Tensor.is_contiguous, params)):
@@ -270,16 +273,20 @@ class _FusedOptimizer(torch.optim.Optimizer):
         params = group["params"]
         names = self._state_names(group)
         cached = self._bindings.get(index)
-        if cached is not None and cached[0] == len(params) and all(b.still_valid(self, ps, names)
-                                                                    for b, ps in cached[1]):
-            return [b for b, _ in cached[1]]
-        by_dtype = {}
+        if cached is not None and len(cached[0]) == len(params) and all(map(operator.is_, params, cached[0])) \
+                and all(b.still_valid(self, names) for b in cached[1]):
+            return cached[1]
+        by_dtype, seen = {}, set()
         for j, p in enumerate(params):
             _check_param(p, f"parameter {j} of group {index}")
-            by_dtype.setdefault(p.dtype, []).append(p)
-        pairs = [(_Binding(self, ps, names), ps) for ps in by_dtype.values()]
-        self._bindings[index] = (len(params), pairs)
-        return [b for b, _ in pairs]
+            if id(p) in seen:  # one fused call would update it twice
+                raise ValueError(f"parameter {j} of group {index} appears twice in the group: fastdl.torch needs "
+                                 f"each parameter once")
+            seen.add(id(p))
+            by_dtype.setdefault(p.dtype, []).append(j)
+        bindings = [_Binding(self, [params[j] for j in js], js, names) for js in by_dtype.values()]
+        self._bindings[index] = (tuple(params), bindings)
+        return bindings
 
     @torch.no_grad()
     def step(self, closure=None):
