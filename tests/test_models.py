@@ -369,3 +369,13 @@ def test_a_custom_loss_may_prepare_one_target_array(rng):
     model.compile("sgd", Halved(), metrics=["mae"])
     loss, mae = model.evaluate(x, y, verbose=0)
     assert loss == pytest.approx(np.mean((model.predict(x) - y / 2) ** 2), rel=1e-5)
+
+
+def test_binary_accuracy_on_a_fused_softmax_reads_probabilities(rng):
+    x = rng.standard_normal((30, 4)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 30)]
+    model = models.Sequential([layers.Dense(3, "softmax", input_shape=(4,))])
+    model.compile("adam", "categorical_crossentropy", metrics=[metrics.BinaryAccuracy(threshold=0.3)])
+    model.fit(x, y, epochs=3, verbose=0)
+    _, acc = model.evaluate(x, y, verbose=0)
+    assert acc == pytest.approx(np.mean((model.predict(x) > 0.3) == y))

@@ -288,9 +288,12 @@ class Sequential:
     def _predictions(self, reading, out):
         if reading[0] == "binary":
             threshold = reading[1]
-            if self._logits_output:  # sigmoid(z) > t  <=>  z > log(t / (1 - t))
+            if self._logits_output and isinstance(self.loss, losses.BinaryCrossentropy):
+                # sigmoid logits: sigmoid(z) > t  <=>  z > log(t / (1 - t))
                 threshold = -np.inf if threshold <= 0 else np.inf if threshold >= 1 else \
                     np.log(threshold / (1 - threshold))
+            else:
+                out = self._probabilities(out)  # a fused softmax's logits become probabilities
             return (out.reshape(len(out), -1) > threshold).astype(np.int64)
         if out.shape[-1] == 1:
             return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)

@@ -191,9 +191,9 @@ class _Binding:
             return False
         if not self.watched:
             return True
-        dicts, names, views = self.watched_items
+        state_dicts, keys, views = self.watched_items
         return all(map(operator.is_, map(opt.state.get, self.watched_params), self.watched_dicts)) and \
-            all(map(operator.is_, map(dict.get, dicts, names), views))
+            all(map(operator.is_, map(dict.get, state_dicts, keys), views))
 
     def _watch(self, opt):
         """Remember the state dicts and tensors torch now sees, for still_valid."""
