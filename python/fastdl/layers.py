@@ -6,17 +6,21 @@ optimizer step is one fused call over the whole model. Each layer keeps its acti
 buffers allocated once per batch size: a training step allocates nothing.
 """
 
+import threading
+
 import numpy as np
 
 from . import _backend, _random, activations, initializers
 
 _IDENTITY = _backend.ACTIVATIONS["identity"]
 _names = {}
+_names_lock = threading.Lock()
 
 
 def _auto_name(prefix):
-    _names[prefix] = _names.get(prefix, 0) + 1
-    return prefix if _names[prefix] == 1 else f"{prefix}_{_names[prefix] - 1}"
+    with _names_lock:  # layers made in several threads still get unique names
+        _names[prefix] = _names.get(prefix, 0) + 1
+        return prefix if _names[prefix] == 1 else f"{prefix}_{_names[prefix] - 1}"
 
 
 class Layer:
@@ -32,6 +36,7 @@ class Layer:
         self.weights = []       # arrays: views into the model's parameter buffer
         self.gradients = []     # views into its gradient buffer
         self._buffers = {}
+        self._lock = threading.RLock()  # replaced by the model's compute lock when added to one
 
     # -- structure -----------------------------------------------------------------------------
     def add_weight(self, name, shape, initializer):
@@ -67,7 +72,11 @@ class Layer:
 
     def __call__(self, x):
         """Applies the layer (inference) to an array; the layer must belong to a built model."""
-        return self.forward(np.ascontiguousarray(x, dtype=np.float32), training=False).copy()
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        with self._lock:  # the layer's buffers are shared with its model's other users
+            if getattr(self, "logits_out", False):
+                self.logits_out = False  # the activation itself, not fit's logits (fit sets it each step)
+            return self.forward(x, training=False).copy()
 
     def _buffer(self, key, shape):
         """An array kept for reuse: allocated on first use for each shape (usually one or two
@@ -192,7 +201,7 @@ class Dense(Layer):
         return dx
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "activation": self.activation.name,
+        return {"name": self.name, "units": self.units, "activation": activations.serialize(self.activation),
                 "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
                 "bias_initializer": self.bias_initializer}
 
@@ -230,7 +239,7 @@ class Activation(Layer):
         return dx
 
     def get_config(self):
-        return {"name": self.name, "activation": self.activation.name}
+        return {"name": self.name, "activation": activations.serialize(self.activation)}
 
 
 class Dropout(Layer):

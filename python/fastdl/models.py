@@ -5,7 +5,20 @@ How a training step stays fast: all weights live in one float32 buffer and all g
 another (layers hold views), so the optimizer step is one fused kernel call over the whole
 model; every activation, gradient and batch buffer is allocated once per batch size; a last
 softmax (or sigmoid) is fused with its cross-entropy and computed from the logits.
+
+Threads: a model may be used from any number of threads. Two re-entrant locks keep every
+result what one thread would get (the kernels are parallel inside, so a lock costs little):
+- the compute lock is held by each forward or backward use of the layers' reused buffers: a
+  whole predict / __call__ / evaluate call, and each fit step (forward, backward, optimizer
+  step and the metric update that reads the step's output). Inference in other threads runs
+  between fit's steps and sees the weights of a whole step.
+- the run lock is held for a whole fit or evaluate (they own the compiled metrics, callbacks
+  and history) and by anything that changes the model's structure (add, build, compile,
+  set_weights). A second fit or evaluate waits for the first.
+The order is always run lock, then compute lock, so that they cannot deadlock.
 """
+
+import threading
 
 import numpy as np
 
@@ -29,6 +42,8 @@ class Sequential:
         self._optimizer_spec = None
         self._params = None
         self._grads = None
+        self._run_lock = threading.RLock()
+        self._compute_lock = threading.RLock()
         for layer in layers or []:
             self.add(layer)
 
@@ -44,11 +59,13 @@ class Sequential:
             raise ValueError(f"layer {layer.name} is already in the model")
         if any(existing.name == layer.name for existing in self.layers):
             raise ValueError(f"the model already has a layer named {layer.name!r}: layer names must be unique")
-        self.layers.append(layer)
-        if self.built:
-            self.build(self._input_shape)
-        elif self._declared_input_shape() is not None and self._compute_layers:
-            self.build()  # as Keras: the weights exist once the input shape is known
+        with self._run_lock, self._compute_lock:
+            self.layers.append(layer)
+            layer._lock = self._compute_lock  # layer(x) shares the model's buffers, so its lock
+            if self.built:
+                self.build(self._input_shape)
+            elif self._declared_input_shape() is not None and self._compute_layers:
+                self.build()  # as Keras: the weights exist once the input shape is known
 
     @property
     def _compute_layers(self):
@@ -60,6 +77,10 @@ class Sequential:
     def build(self, input_shape=None):
         """Creates the weights for inputs of shape (batch,) + input_shape (input_shape may
         include a leading None or batch dimension, as Keras's build takes)."""
+        with self._run_lock, self._compute_lock:
+            self._build_locked(input_shape)
+
+    def _build_locked(self, input_shape):
         if input_shape is None:
             input_shape = self._declared_input_shape()
             if input_shape is None:
@@ -120,7 +141,8 @@ class Sequential:
 
     def get_weights(self):
         """Copies of the weights, in layer order (kernel, bias, kernel, bias, ...)."""
-        return [w.copy() for w in self.weights]
+        with self._compute_lock:  # not halfway through another thread's optimizer step
+            return [w.copy() for w in self.weights]
 
     def set_weights(self, weights):
         """Sets every weight from a list shaped like get_weights(); checks all before writing."""
@@ -137,8 +159,9 @@ class Sequential:
             if new.shape != w.shape:
                 raise ValueError(f"weights[{i}] has shape {new.shape} but the model's weight {i} is {w.shape}")
             arrays.append(new.astype(w.dtype))
-        for new, w in zip(arrays, current):
-            w[...] = new
+        with self._run_lock, self._compute_lock:
+            for new, w in zip(arrays, current):
+                w[...] = new
 
     # -- compile -------------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, metrics=None):
@@ -146,6 +169,10 @@ class Sequential:
         ('categorical_crossentropy', 'sparse_categorical_crossentropy', 'binary_crossentropy',
         'mse' or a fastdl.losses.Loss) and the metrics ('accuracy', 'precision', 'recall',
         'f1_score', 'mse', 'mae' or fastdl.metrics objects)."""
+        with self._run_lock, self._compute_lock:
+            self._compile_locked(optimizer, loss, metrics)
+
+    def _compile_locked(self, optimizer, loss, metrics):
         self._optimizer_spec = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
         if metrics is None:
@@ -222,15 +249,18 @@ class Sequential:
 
     def __call__(self, x, training=False):
         """The model's output for x, in one pass (no batching)."""
-        return self._forward(self._as_input(x), training, False).copy()
+        x = self._as_input(x)  # may build the model: before the compute lock (lock order)
+        with self._compute_lock:
+            return self._forward(x, training, False).copy()
 
     def predict(self, x, batch_size=32, verbose=0):
         """Outputs for x, batch by batch (probabilities for a softmax / sigmoid output)."""
         x = self._as_input(x)
         batch_size = _positive(batch_size, "batch_size")
         out = np.empty((len(x),) + tuple(self.output_shape), dtype=np.float32)
-        for start in range(0, len(x), batch_size):
-            out[start:start + batch_size] = self._forward(x[start:start + batch_size], False, False)
+        with self._compute_lock:  # the whole call: every batch sees the same weights
+            for start in range(0, len(x), batch_size):
+                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False, False)
         if verbose:
             print(f"{-(-len(x) // batch_size)}/{-(-len(x) // batch_size)} predicted")
         return out
@@ -352,6 +382,12 @@ class Sequential:
         validation_split takes the last fraction of x / y (before any shuffling), as Keras does.
         augment: a function applied to each training batch of x (see fastdl.data.augmentation).
         """
+        with self._run_lock:
+            return self._fit_locked(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                                    validation_data, shuffle, initial_epoch, augment)
+
+    def _fit_locked(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+                    shuffle, initial_epoch, augment):
         self._require_compiled()
         batch_size = _positive(batch_size, "batch_size")
         if verbose == "auto":
@@ -432,12 +468,13 @@ class Sequential:
                                              f"(batch,) + {self._input_shape}")
                     for cb in cb_list.batch_begin:
                         cb.on_train_batch_begin(step, {})
-                    loss, out = self._train_step(xb, yb)
+                    with self._compute_lock:  # `out` is a layer buffer: read it before another thread runs
+                        loss, out = self._train_step(xb, yb)
+                        if self.metrics:
+                            self._update_metrics(take(y_raw) if raw_for_metrics else yb, out,
+                                                 {k: take(v) for k, v in truths.items()})
                     total_loss += loss * len(xb)
                     seen += len(xb)
-                    if self.metrics:
-                        self._update_metrics(take(y_raw) if raw_for_metrics else yb, out,
-                                             {k: take(v) for k, v in truths.items()})
                     if progbar is not None:
                         progbar.update(step + 1, running_logs)
                     for cb in cb_list.batch_end:
@@ -458,11 +495,16 @@ class Sequential:
 
     def _end_run(self):
         """After fit / evaluate: the last layer computes its activation again when called."""
-        if self._last is not None and hasattr(self._last, "logits_out"):
-            self._last.logits_out = False
+        with self._compute_lock:
+            if self._last is not None and hasattr(self._last, "logits_out"):
+                self._last.logits_out = False
 
     def _evaluate_arrays(self, x, y, y_raw, batch_size):
         """Mean loss and metrics over prepared arrays (no callbacks)."""
+        with self._compute_lock:
+            return self._evaluate_locked(x, y, y_raw, batch_size)
+
+    def _evaluate_locked(self, x, y, y_raw, batch_size):
         for m in self.metrics:
             m.reset_state()
         self._readings = self._metric_readings()
@@ -489,7 +531,8 @@ class Sequential:
         """The loss (and metrics) over x, y: loss if there are no metrics, else [loss, *metrics]
         in compile order (return_dict: a dict)."""
         self._require_compiled()
-        logs = self._evaluate_arrays(*self._prepare(x, y), _positive(batch_size, "batch_size"))
+        with self._run_lock:  # the compiled metrics are fit's while it runs
+            logs = self._evaluate_arrays(*self._prepare(x, y), _positive(batch_size, "batch_size"))
         if verbose:
             steps = -(-len(x) // batch_size)
             print(f"{steps}/{steps}" + callbacks_module._format_logs(logs))
@@ -524,14 +567,16 @@ class Sequential:
         """Writes the model to one file: architecture, compile settings and weights, with the
         optimizer state so that training resumes exactly. No pickle; the write is atomic."""
         from . import saving
-        saving.save_model(self, filepath)
+        with self._compute_lock:  # weights and optimizer state of one whole step
+            saving.save_model(self, filepath)
 
     def export(self, filepath, format="onnx"):
         """Exports the model for inference; format 'onnx' (needs the `onnx` package)."""
         if format != "onnx":
             raise ValueError(f"format must be 'onnx', got {format!r}")
         from . import onnx_export
-        onnx_export.export(self, filepath)
+        with self._compute_lock:
+            onnx_export.export(self, filepath)
 
 
 def load_model(filepath):
