@@ -246,3 +246,20 @@ def test_extension_keeps_arrays_alive_and_refuses_temporaries():
     t = np.full((2, 4), 0.25, np.float32)
     with pytest.raises(ValueError, match="out must not share memory with target"):
         ext.softmax_cross_entropy(g, t, t, 0.0)
+
+
+def _misaligned(n, dtype):
+    """A C-contiguous array of n elements that starts one byte past an element boundary."""
+    raw = np.zeros(n * np.dtype(dtype).itemsize + 1, np.uint8)
+    return raw[1:].view(dtype)
+
+
+def test_misaligned_out_is_named_as_such(backend):
+    """An unaligned out= used to be reported as 'must be C-contiguous', which it is."""
+    x = np.ones(8, np.float64)
+    out = _misaligned(8, np.float64)
+    assert out.flags.c_contiguous and not out.flags.aligned
+    with pytest.raises(ValueError, match="out must be aligned to its 8-byte elements"):
+        ops.tanh(x, out=out)
+    with pytest.raises(ValueError, match="out must be aligned"):
+        ops.mse(x, x, out=out)

@@ -309,3 +309,17 @@ def test_sparse_per_sample_loss_checks_the_class_ids():
         losses.sparse_categorical_crossentropy([0, -1, 1], p)
     with pytest.raises(ValueError, match="y_true has 2 samples but y_pred has 3"):
         losses.sparse_categorical_crossentropy([0, 1], p)
+
+
+def test_softmax_cross_entropy_one_sample_with_a_0d_class_id(backend, dtype):
+    """logits (C,) with a 0-d class id: one sample, a documented shape (it used to fail with a
+    reshape error, the id being taken for a probability row)."""
+    logits = np.array([1.0, -2.0, 0.5, 3.0], dtype=dtype)
+    loss, grad = ops.softmax_cross_entropy(logits, np.array(2))
+    x = logits.astype(np.float64)
+    p = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+    np.testing.assert_allclose(loss, -np.log(p[2]), rtol=1e-6)
+    np.testing.assert_allclose(grad, p - np.eye(4)[2], rtol=1e-5, atol=1e-7)
+    assert grad.shape == (4,) and loss.shape == ()
+    loss_int32, _ = ops.softmax_cross_entropy(logits, np.int32(2))
+    assert loss_int32 == loss

@@ -379,3 +379,20 @@ def test_binary_accuracy_on_a_fused_softmax_reads_probabilities(rng):
     model.fit(x, y, epochs=3, verbose=0)
     _, acc = model.evaluate(x, y, verbose=0)
     assert acc == pytest.approx(np.mean((model.predict(x) > 0.3) == y))
+
+
+def test_leaky_relu_function_object_means_its_own_slope(tmp_path):
+    """Dense(activation=ops.leaky_relu) applies ops.leaky_relu as called (slope 0.01); the name
+    'leaky_relu' is Keras's (0.2). Both survive save / load and get_config."""
+    from fastdl import ops
+    x = np.random.default_rng(0).standard_normal((16, 5)).astype(np.float32)
+    for activation, slope in ((ops.leaky_relu, 0.01), ("leaky_relu", 0.2)):
+        model = models.Sequential([layers.Dense(3, activation=activation, input_shape=(5,))])
+        kernel, bias = model.get_weights()
+        z = x.astype(np.float64) @ kernel + bias
+        np.testing.assert_allclose(model.predict(x), np.where(z > 0, z, slope * z), rtol=1e-5, atol=1e-6)
+        model.compile(optimizer="sgd", loss="mse")
+        model.save(tmp_path / "m.fastdl")
+        loaded = models.load_model(tmp_path / "m.fastdl")
+        np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+        assert loaded.layers[0].activation.alpha == slope

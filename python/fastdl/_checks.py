@@ -43,8 +43,11 @@ def output(out, like, like_name, inputs=()):
         raise TypeError(f"out has dtype {out.dtype} but {like_name} has dtype {like.dtype}")
     if out.shape != like.shape:
         raise ValueError(f"out has shape {out.shape} but {like_name} has shape {like.shape}")
-    if not (out.flags.c_contiguous and out.flags.aligned):
+    if not out.flags.c_contiguous:
         raise ValueError("out must be C-contiguous (in-place results cannot go to a strided view)")
+    if not out.flags.aligned:
+        raise ValueError(f"out must be aligned to its {out.dtype.itemsize}-byte elements (it starts at byte "
+                         f"address {out.ctypes.data:#x}); pass an array numpy allocated, not a misaligned view")
     if not out.flags.writeable:
         raise ValueError("out is read-only")
     if inputs:

@@ -1,7 +1,12 @@
 """Activations by name, as Keras spells them, for layers.Dense(activation=...) and
 layers.Activation(...): 'linear' (or None), 'relu', 'sigmoid', 'tanh', 'softmax', 'gelu'
 (exact, erf form, as Keras's default approximate=False; also 'gelu_exact'), 'gelu_tanh' (the
-tanh approximation), 'silu' / 'swish', 'leaky_relu' (slope 0.2, Keras's default). fastdl.ops functions are accepted too (ops.relu, ...)."""
+tanh approximation), 'silu' / 'swish', 'leaky_relu' (slope 0.2, Keras's default).
+
+fastdl.ops functions are accepted too (ops.relu, ...) and mean what calling them means:
+ops.leaky_relu has slope 0.01 (its default, as torch's), so Dense(activation=ops.leaky_relu)
+uses 0.01 and Dense(activation='leaky_relu') uses Keras's 0.2. An activation whose slope
+is not the one its name implies is saved as {"name": "leaky_relu", "alpha": slope}."""
 
 from dataclasses import dataclass
 
@@ -41,19 +46,42 @@ _BY_NAME = {
     "leaky_relu": Activation("leaky_relu", _IDS["leaky_relu"], alpha=0.2),
 }
 _ALIASES = {None: "linear", "swish": "silu", "identity": "linear", "gelu_exact": "gelu"}
-_FUNCTIONS = {ops.relu: "relu", ops.sigmoid: "sigmoid", ops.tanh: "tanh", ops.softmax: "softmax",
-              ops.silu: "silu", ops.gelu: "gelu", ops.leaky_relu: "leaky_relu"}
+_FUNCTIONS = {ops.relu: _BY_NAME["relu"], ops.sigmoid: _BY_NAME["sigmoid"], ops.tanh: _BY_NAME["tanh"],
+              ops.softmax: _BY_NAME["softmax"], ops.silu: _BY_NAME["silu"], ops.gelu: _BY_NAME["gelu"],
+              ops.leaky_relu: Activation("leaky_relu", _IDS["leaky_relu"], alpha=0.01)}
+
+
+def serialize(activation):
+    """What get_config stores: the name, or {"name", "alpha"} when the slope is not the name's."""
+    if _BY_NAME.get(activation.name) == activation:
+        return activation.name
+    return {"name": activation.name, "alpha": activation.alpha}
+
+
+def _from_dict(config):
+    if set(config) != {"name", "alpha"} or config["name"] != "leaky_relu":
+        raise ValueError(f"an activation given as a dict must be {{'name': 'leaky_relu', 'alpha': slope}}, "
+                         f"got {config!r}")
+    alpha = config["alpha"]
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha < float("inf"):
+        raise ValueError(f"leaky_relu's alpha must be a finite number >= 0, got {alpha!r}")
+    return Activation("leaky_relu", _IDS["leaky_relu"], alpha=float(alpha))
 
 
 def get(activation):
-    """The Activation for a name, a fastdl.ops function, an Activation, or None (linear)."""
+    """The Activation for a name, a fastdl.ops function, an Activation, a dict from serialize,
+    or None (linear)."""
     if isinstance(activation, Activation):
         return activation
+    if isinstance(activation, dict):
+        return _from_dict(activation)
     if callable(activation) and not isinstance(activation, str):
         if activation in _FUNCTIONS:
-            return _BY_NAME[_FUNCTIONS[activation]]
+            return _FUNCTIONS[activation]
         raise ValueError(f"activation {activation!r} is not one fastdl can differentiate; use one of "
                          f"{sorted(_BY_NAME)}")
+    if not (activation is None or isinstance(activation, str)):
+        raise ValueError(f"activation must be a name, a fastdl.ops function or None, got {activation!r}")
     name = _ALIASES.get(activation, activation)
     if name not in _BY_NAME:
         raise ValueError(f"unknown activation {activation!r}; choose from {sorted(_BY_NAME)}")

@@ -151,8 +151,8 @@ def bce_terms(pred, target, from_logits):
         lo, hi = t(1e-7), t(1) - t(1e-7)
         pc = np.clip(pred, lo, hi)
         terms = -(target * np.log(pc) + (1 - target) * np.log(1 - pc))
-        inside = (pred >= lo) & (pred <= hi)
-        return terms, np.where(inside, (pc - target) / (pc * (1 - pc)), 0)
+        clipped = (pred < lo) | (pred > hi)  # NaN is not clipped: NaN in, NaN out, as the C++ kernel
+        return terms, np.where(clipped, 0, (pc - target) / (pc * (1 - pc)))
 
 
 def binary_crossentropy(pred, target, out, from_logits=False):

@@ -56,6 +56,7 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
         raise ValueError("logits has no classes")
     eps = real(label_smoothing, "label_smoothing", 0.0, 1.0)
     target = np.asarray(target)
+    probabilities = target.dtype.kind == "f"  # decided before reshaping: (C,) logits take a 0-d id
     if target.dtype.kind in "iu":
         if target.shape != logits.shape[:-1]:
             raise ValueError(f"target (class ids) has shape {target.shape} but logits {logits.shape} "
@@ -70,7 +71,7 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
         raise TypeError(f"target must be integer class ids or float probabilities, got dtype {target.dtype}")
     grad, (logits,) = output(out, logits, "logits", (logits,))  # out may be the logits themselves
     rows = logits.reshape(-1, logits.shape[-1])
-    if target.ndim == logits.ndim:
+    if probabilities:
         if np.may_share_memory(target, grad):  # the kernel reads the target after writing out
             target = target.copy()
         target = target.reshape(rows.shape)
