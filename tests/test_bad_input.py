@@ -263,3 +263,19 @@ def test_misaligned_out_is_named_as_such(backend):
         ops.tanh(x, out=out)
     with pytest.raises(ValueError, match="out must be aligned"):
         ops.mse(x, x, out=out)
+
+
+def test_leaky_relu_slope_must_be_finite(backend):
+    x = np.linspace(-1, 1, 5)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="alpha"):
+            ops.leaky_relu(x, alpha=bad)
+        with pytest.raises(ValueError, match="alpha"):
+            ops.leaky_relu_backward(np.ones(5), x, alpha=bad)
+    with pytest.raises(TypeError, match="alpha must be a real number"):
+        ops.leaky_relu(x, alpha="0.1x")
+
+
+def test_uint64_class_id_beyond_int64_is_named_as_given(backend):
+    with pytest.raises(ValueError, match=r"target\[1\] = 9223372036854775809 is not a class id"):
+        ops.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 2**63 + 1], np.uint64))

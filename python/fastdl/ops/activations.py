@@ -9,7 +9,7 @@ the tensor the formula needs (the forward output ``y``, or its input ``x``) and 
 import numpy as np
 
 from .. import _backend
-from .._checks import float_array, output, same_as, axis_index
+from .._checks import axis_index, float_array, output, real, same_as
 
 _IDS = _backend.ACTIVATIONS
 
@@ -60,10 +60,7 @@ def relu_backward(grad, x, out=None):
 
 
 def _alpha(alpha):
-    try:
-        return float(alpha)
-    except (TypeError, ValueError):
-        raise TypeError(f"alpha must be a real number, got {type(alpha).__name__}") from None
+    return real(alpha, "alpha")  # finite: a NaN slope would silently zero the negative side
 
 
 def leaky_relu(x, alpha=0.01, out=None):

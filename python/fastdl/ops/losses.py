@@ -37,6 +37,9 @@ def binary_crossentropy(pred, target, from_logits=False, out=None):
 def _class_ids(target):
     if target.dtype in (np.int64, np.int32):
         return target if target.flags.c_contiguous else np.ascontiguousarray(target)
+    if target.dtype == np.uint64 and target.size and target.max() > np.iinfo(np.int64).max:
+        i = int(np.argmax(target.reshape(-1)))  # named as given, not as it would wrap to int64
+        raise ValueError(f"target[{i}] = {target.reshape(-1)[i]} is not a class id")
     return target.astype(np.int64)
 
 
