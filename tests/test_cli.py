@@ -59,31 +59,31 @@ def test_train_on_npz_and_csv(tmp_path):
 
 
 def test_csv_header_is_told_by_the_feature_cells(tmp_path):
-    from fastdl.cli import _load_table
+    from fastdl._cli_data import DataError, load
     path = tmp_path / "t.csv"
     path.write_text("1.5,2,cat\n3,4,dog\n")  # a word label in the first row is data, not a header
-    x, y = _load_table(str(path), None)
+    x, y, _ = load(str(path), None)
     np.testing.assert_array_equal(x, [[1.5, 2], [3, 4]])
     assert list(y) == ["cat", "dog"]
     path.write_text("cat,1.5,2\ndog,3,4\n")
-    x, y = _load_table(str(path), "0")
+    x, y, _ = load(str(path), "0")
     np.testing.assert_array_equal(x, [[1.5, 2], [3, 4]])
     assert list(y) == ["cat", "dog"]
     path.write_text("f1,f2,kind\n1.5,2,cat\n")  # a header; one data row
-    x, y = _load_table(str(path), "kind")
+    x, y, _ = load(str(path), "kind")
     np.testing.assert_array_equal(x, [[1.5, 2]])
     assert list(y) == ["cat"]
-    with pytest.raises(SystemExit, match="no column named 'colour'"):
-        _load_table(str(path), "colour")
-    with pytest.raises(SystemExit, match="outside"):
-        _load_table(str(path), "7")
+    with pytest.raises(DataError, match="no column named 'colour'"):
+        load(str(path), "colour")
+    with pytest.raises(DataError, match="outside"):
+        load(str(path), "7")
 
 
 def test_train_reports_bad_arguments(tmp_path):
-    r = _fastdl("train", "--data", "missing.csv", cwd=tmp_path)
-    assert r.returncode != 0 and "no such file" in r.stderr
-    r = _fastdl("train", "--epochs", "0", cwd=tmp_path)
-    assert r.returncode != 0 and "--epochs" in r.stderr
+    r = _fastdl("train", "--data", "missing.csv", cwd=tmp_path)  # a data error: status 1
+    assert r.returncode == 1 and r.stderr == "fastdl: error: --data missing.csv: no such file\n", r.stderr
+    r = _fastdl("train", "--epochs", "0", cwd=tmp_path)  # a usage error: status 2
+    assert r.returncode == 2 and r.stderr.startswith("fastdl: error: --epochs") and r.stderr.count("\n") == 1
 
 
 def test_info():

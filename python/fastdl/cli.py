@@ -8,71 +8,25 @@
 relu, Dense softmax) on the bundled UCI digits, standardised, with a stratified held-out test
 split; it shows the progress bar, prints test accuracy and macro F1, saves the model and, when
 matplotlib is installed, a plot of the training history.
+
+Errors: a command line that is wrong in itself (an unknown option, a value out of range) exits
+with status 2; data or files that do not fit it (a bad CSV or .npz, a missing output folder)
+exit with status 1, with nothing written. Either way stderr gets one line,
+`fastdl: error: <what and where>`; `--debug` adds the traceback. Labels that do not look like
+class ids get one `fastdl: warning:` line each. Only ValueError (DataError among them: the checks'
+own) and OSError are reported that way; any other exception is a bug and keeps its traceback.
 """
 
 import argparse
 import json
 import os
 import sys
+import traceback
 
 import numpy as np
 
-
-def _load_table(path, label_column):
-    """(x, y) from a .npz (arrays x and y) or a .csv (numeric features, one label column)."""
-    if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as f:
-            keys = set(f.files)
-            xk = next((k for k in ("x", "X", "features") if k in keys), None)
-            yk = next((k for k in ("y", "Y", "labels", "label") if k in keys), None)
-            if xk is None or yk is None:
-                raise SystemExit(f"{path}: expected arrays named 'x' and 'y', found {sorted(keys)}")
-            return f[xk], f[yk]
-    if path.endswith(".csv"):
-        with open(path) as f:
-            first = [v.strip() for v in f.readline().strip().split(",")]
-        named = label_column is not None and not _is_int(label_column)
-        col = len(first) - 1 if label_column is None else None if named else int(label_column)
-        if col is not None and not -len(first) <= col < len(first):
-            raise SystemExit(f"{path}: --label-column {col} is outside its {len(first)} columns")
-        # a header is a first row whose feature cells are not all numbers (labels may be words)
-        header = first if named or not all(_is_float(v) for i, v in enumerate(first) if i != col % len(first)) \
-            else None
-        if named:
-            if label_column not in first:
-                raise SystemExit(f"{path}: no column named {label_column!r} (columns: {first})")
-            col = first.index(label_column)
-        table = np.genfromtxt(path, delimiter=",", skip_header=1 if header else 0, dtype=str, ndmin=2)
-        features = np.delete(table, col, axis=1)
-        try:
-            x = features.astype(np.float32)
-        except ValueError:
-            raise SystemExit(f"{path}: every column except the label must be numeric") from None
-        return x, table[:, col]
-    raise SystemExit(f"--data must be 'digits', a .npz or a .csv file, got {path!r}")
-
-
-def _is_int(text):
-    try:
-        int(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_float(text):
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def _encode_labels(y):
-    """Class ids 0..K-1 and the class names, from any label values."""
-    y = np.asarray(y)
-    names, ids = np.unique(y, return_inverse=True)
-    return ids.astype(np.int64), names
+from . import _cli_data
+from ._cli_data import DataError
 
 
 def _plot(history, path):
@@ -106,21 +60,26 @@ def train(args):
     import fastdl
     from fastdl import data, layers, metrics, models
 
+    _check_output(args)
     fastdl.set_seed(args.seed)
     if args.data == "digits":
         x, y = data.load_digits()
-        source = "UCI handwritten digits (bundled)"
+        source, label_name = "UCI handwritten digits (bundled)", "the digits' labels"
     else:
-        if not os.path.exists(args.data):
-            raise SystemExit(f"--data {args.data}: no such file")
-        x, y = _load_table(args.data, args.label_column)
+        x, y, label_name = _cli_data.load(args.data, args.label_column)
         source = args.data
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-    ids, names = _encode_labels(y)
+    ids, names, warning = _cli_data.encode_labels(y, label_name)
     classes = len(names)
     if classes < 2:
-        raise SystemExit("the labels hold a single class: nothing to classify")
+        raise DataError(f"{label_name} holds a single class ({names[0]}): nothing to classify")
+    _check_split_sizes(args, len(x))
+    if warning:
+        _warn(warning)
     x_train, x_test, y_train, y_test = data.train_test_split(x, ids, test_size=args.test_size, stratify=ids)
+    unseen = classes - len(np.unique(y_train))
+    if unseen:
+        _warn(f"{unseen} of the {classes} classes have no sample in the {len(x_train)} training samples")
     scaler = data.StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     print(f"data: {source}: {len(x)} samples, {x.shape[1]} features, {classes} classes; "
@@ -136,6 +95,8 @@ def train(args):
         model.summary()
     history = model.fit(x_train, data.to_categorical(y_train, classes), batch_size=args.batch_size,
                         epochs=args.epochs, validation_split=args.validation_split, verbose=args.verbose)
+    if not all(np.isfinite(w).all() for w in model.get_weights()):
+        raise DataError("training diverged: the model's weights are not finite numbers; nothing saved")
 
     pred = model.predict(x_test, batch_size=max(args.batch_size, 256))
     accuracy = metrics.accuracy(y_test, pred)
@@ -144,13 +105,89 @@ def train(args):
     print(f"test F1 (macro): {f1:.4f}")
     model.save(args.output)
     print(f"model saved to {args.output}")
-    plot_path = os.path.splitext(args.output)[0] + "-history.png"
     if not args.no_plot:
+        plot_path = _plot_path(args.output)
         if _plot(history, plot_path):
             print(f"training history plot saved to {plot_path}")
         else:
             print("(install matplotlib for a plot of the training history)")
     return 0
+
+
+def _plot_path(output):
+    return os.path.splitext(output)[0] + "-history.png"
+
+
+def _check_arguments(parser, args):
+    """Usage errors: what the command line gets wrong by itself, before any file is read (status 2)."""
+    if args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 < args.test_size < 1:
+        parser.error(f"--test-size must be a fraction in (0, 1), got {args.test_size}")
+    if not 0 <= args.validation_split < 1:
+        parser.error(f"--validation-split must be in [0, 1), got {args.validation_split}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    kind = "digits" if args.data == "digits" else os.path.splitext(args.data)[1].lower()
+    if kind not in ("digits", ".csv", ".npz"):
+        parser.error(f"--data must be 'digits', a .npz or a .csv file, got {args.data!r}")
+    if args.label_column is not None and kind != ".csv":
+        parser.error(f"--label-column applies to a .csv --data only, not to {args.data!r}")
+    if not args.output or args.output.endswith(("/", os.sep)):
+        parser.error(f"--output must be a file path, got {args.output!r}")
+
+
+def _check_output(args):
+    """Where the model (and plot) will go, checked before training so that no training is lost."""
+    out = args.output
+    if os.path.isdir(out):
+        raise DataError(f"--output {out} is a folder; give a file path such as {os.path.join(out, 'model.fastdl')}")
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.exists(folder):
+        raise DataError(f"--output {out}: the folder {folder} does not exist")
+    if not os.path.isdir(folder):
+        raise DataError(f"--output {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"--output {out}: the folder {folder} is not writable")
+    if args.data != "digits" and os.path.exists(out) and os.path.exists(args.data) \
+            and os.path.samefile(out, args.data):
+        raise DataError(f"--output {out} is the --data file; saving would overwrite the data")
+    if not args.no_plot and os.path.isdir(_plot_path(out)):
+        raise DataError(f"the history plot's path {_plot_path(out)} is a folder (choose another --output, "
+                        f"or pass --no-plot)")
+
+
+def _check_split_sizes(args, n):
+    """The test and validation parts must leave samples on each side (as train_test_split and fit count)."""
+    n_test = int(np.ceil(args.test_size * n))
+    if n_test >= n:
+        raise DataError(f"--test-size {args.test_size} takes {n_test} of the {n} samples, leaving none to "
+                        f"train on (use at most {(n - 1) / n:.3g})")
+    n_train = n - n_test
+    if args.validation_split:
+        fit_part = int(n_train * (1.0 - args.validation_split))
+        if not 0 < fit_part < n_train:
+            samples = f"{n_train} training sample{'s' if n_train != 1 else ''}"
+            left = "none to fit on" if fit_part < 1 else "none to validate on"
+            raise DataError(f"--validation-split {args.validation_split} of the {samples} leaves {left} "
+                            f"(lower --test-size or --validation-split, or pass --validation-split 0)")
+
+
+def _warn(message):
+    print(f"fastdl: warning: {_one_line(message)}", file=sys.stderr)
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, `fastdl: error: ...`, status 2 (argparse would print the usage too)."""
+
+    def error(self, message):
+        self.exit(2, f"fastdl: error: {_one_line(message)} (see {self.prog} --help)\n")
 
 
 def info(args):
@@ -165,12 +202,15 @@ def bench(argv):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="fastdl", description="fastdl: fused deep-learning kernels and a Keras-style API")
+    parser = _Parser(prog="fastdl", description="fastdl: fused deep-learning kernels and a Keras-style API")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train the example MLP (default: on the bundled digits)")
-    t.add_argument("--data", default="digits", help="'digits', or a .npz (arrays x, y) or .csv file (its first row "
-                   "is a header when a feature cell in it is not a number, or when --label-column names a column)")
+    t = sub.add_parser("train", help="train the example MLP (default: on the bundled digits)",
+                       epilog="exit status: 0 trained and saved; 1 the data or a file does not fit (nothing "
+                              "written); 2 the command line is wrong. Errors are one line on stderr.")
+    t.add_argument("--data", default="digits", help="'digits', or a .npz (arrays x, y; y: class ids, words or one-hot "
+                   "rows) or a comma-separated UTF-8 .csv file (its first row is a header when a feature cell in it "
+                   "is not a number, or when --label-column names a column); every feature must be a finite number")
     t.add_argument("--label-column", help="CSV label column, by name or index (default: the last)")
     t.add_argument("--epochs", type=int, default=20)
     t.add_argument("--batch-size", type=int, default=32)
@@ -180,6 +220,7 @@ def main(argv=None):
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
     t.add_argument("--no-plot", action="store_true", help="do not write the training-history plot")
+    t.add_argument("--debug", action="store_true", help="show the traceback of an error")
     t.set_defaults(func=train)
 
     i = sub.add_parser("info", help="print fastdl.info(): backend, SIMD level, threads, CUDA")
@@ -193,11 +234,28 @@ def main(argv=None):
         return bench(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "train":
-        if args.epochs < 1 or args.batch_size < 1:
-            parser.error("--epochs and --batch-size must be >= 1")
-        if not 0 < args.test_size < 1:
-            parser.error("--test-size must be in (0, 1)")
-    return args.func(args)
+        _check_arguments(t, args)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:  # DataError is a ValueError; other exceptions are bugs
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"fastdl: error: {_error_message(e)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print("fastdl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error_message(e):
+    if isinstance(e, DataError):
+        return _one_line(e)
+    if isinstance(e, OSError) and e.strerror:
+        where = f": {e.filename}" if e.filename else ""
+        return _one_line(f"{e.strerror}{where}")
+    return _one_line(f"{e} (--debug shows where)")
 
 
 if __name__ == "__main__":
