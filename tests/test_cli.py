@@ -97,3 +97,17 @@ def test_bench_quick():
     r = _fastdl("bench", "--quick", "--only", "relu", "--repeats", "3", timeout=600)
     assert r.returncode == 0, r.stderr
     assert "| relu 1M f32 |" in r.stdout and "GB/s" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "nosuchkernel"], "--only 'nosuchkernel' matches no case"),
+    (["--repeats", "0"], "--repeats: must be a positive int, got '0'"),
+    (["--repeats", "x"], "--repeats: must be a positive int, got 'x'"),
+])
+def test_bench_bad_arguments_are_usage_errors(capsys, args, message):
+    """They used to print an empty table, or one of NaNs, and exit 0."""
+    from fastdl import bench
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(["--quick", *args])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

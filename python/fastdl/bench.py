@@ -349,12 +349,24 @@ def format_table(cases, bw):
     return "\n".join(lines)
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive int, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastdl bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few repetitions (a smoke run)")
     parser.add_argument("--only", help="run the cases whose name contains this text")
-    parser.add_argument("--repeats", type=int, help="repetitions per case (default 21, quick 7)")
+    parser.add_argument("--repeats", type=_positive_int, help="repetitions per case (default 21, quick 7)")
     args = parser.parse_args(argv)
+    if args.only and not any(args.only.lower() in c.name.lower() for c in all_cases(args.quick)):
+        parser.error(f"--only {args.only!r} matches no case; case names contain e.g. 'relu', 'softmax', 'adam'")
     print(machine_line())
     mib = 64 if args.quick else 256
     bw = bandwidth_gbs(mib)
