@@ -6,15 +6,23 @@
 They take torch's arguments and defaults, keep torch's state keys ('step', 'exp_avg',
 'exp_avg_sq', 'max_exp_avg_sq', 'momentum_buffer') and state_dict layout (a checkpoint of
 torch.optim.Adam loads into fastdl.torch.Adam and back), and work with torch.optim.lr_scheduler,
-zero_grad, step(closure) and torch.amp.GradScaler. The update rules are torch.optim's
-single-tensor ones; each step is one multi-tensor C++ call per parameter group and dtype, on the
-tensors' own memory (no copies). Each parameter may appear once. A step notices what changed since
-the last one (``p.data = ...`` as Module.to() does, a replaced or cleared ``optimizer.state``, new
-groups) and rebinds, adopting the state it finds.
+zero_grad, step(closure), torch.amp.GradScaler, copy.deepcopy, pickle and torch.save. The update
+rules are torch.optim's single-tensor ones; each step is one multi-tensor C++ call per parameter
+group and dtype, on the tensors' own memory (no copies). A step notices what changed since the last
+one (``p.data = ...`` as Module.to() does, a replaced or cleared ``optimizer.state``, new groups)
+and rebinds, adopting the state it finds.
 
-CPU tensors only, float32 or float64, for now: fastdl has no CUDA kernels yet, and CUDA
-parameters are refused with an error rather than copied to the CPU. Without the C++ extension
-(or with FASTDL_BACKEND=numpy) the same updates run in NumPy on views of the same memory.
+A step is all or nothing: every group's settings, every parameter, gradient and state tensor is
+checked before the first one changes, so a step that raises leaves the parameters, their state and
+the step counts exactly as they were.
+
+Parameters: CPU tensors, float32 or float64, dense in any dimension order (contiguous,
+channels_last, ...; the state tensors take the parameter's layout, as torch's do), empty ones
+included. Two parameters may not share memory (views of one tensor): they are refused. A parameter
+listed twice in a group is stepped twice, as torch.optim does (it warns). fastdl has no CUDA
+kernels yet: CUDA parameters are refused with an error rather than copied to the CPU. Without the
+C++ extension (or with FASTDL_BACKEND=numpy) the same updates run in NumPy on views of the same
+memory.
 
 fastdl additions (keyword-only): ``max_grad_norm`` clips the gradients' global L2 norm inside the
 step, as torch.nn.utils.clip_grad_norm_ would before it (``last_grad_norm`` keeps the norm); ``lr``
@@ -23,6 +31,7 @@ may be a fastdl.optim schedule, evaluated at ``iterations`` (the number of steps
 
 import itertools
 import math
+import numbers
 import operator
 
 import numpy as np
@@ -35,8 +44,9 @@ from .optim.optimizer import clip_coefficient, max_norm
 __all__ = ["SGD", "Adam", "AdamW"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
-_IS_SPARSE = operator.attrgetter("is_sparse")
+_LAYOUT = operator.attrgetter("layout")
 _SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
+_STRIDE = torch.Tensor.stride
 
 
 class _NumpyKernels:
@@ -44,10 +54,11 @@ class _NumpyKernels:
     tensors (the addresses are looked up among the binding's own tensors)."""
 
     def __init__(self, tensors):
-        self.by_address = {t.data_ptr(): t for t in tensors}
+        self.by_address = {t.data_ptr(): t for t in tensors if t.numel()}
 
     def _views(self, addresses, sizes):
-        return [self.by_address[a].reshape(-1)[:n].numpy() for a, n in zip(addresses, sizes)]
+        # each tensor is dense: its n elements are the n elements of storage from its first one
+        return [self.by_address[a].as_strided((n,), (1,)).numpy() for a, n in zip(addresses, sizes)]
 
     def _grad_sum_squares_raw(self, dtype, grads, sizes):
         return _backend.kernels.grad_sum_squares(self._views(grads, sizes))
@@ -68,9 +79,23 @@ def _kernels(work):
     if ext is not None and _backend.kernels is ext:
         return ext
     tensors = []
-    for _, b, _, grads, _ in work:
-        tensors += b.params + grads + [v for views in b.views.values() for v in views]
+    for w in work:
+        b = w.binding
+        tensors += b.params + w.grads + [v for views in b.views.values() for v in views]
     return _NumpyKernels(tensors)
+
+
+def _dense(t):
+    """Whether t's elements fill one run of t.numel() elements of its storage, in any dimension
+    order (contiguous, channels_last, a transpose): an elementwise step can then run over that run."""
+    if t.is_contiguous() or t.numel() == 0:
+        return True
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
 
 
 def _check_param(p, where):
@@ -81,41 +106,96 @@ def _check_param(p, where):
                            f"comes in a later release); use torch.optim for parameters on {p.device.type}")
     if p.dtype not in _DTYPES:
         raise TypeError(f"{where} has dtype {p.dtype}: fastdl.torch updates float32 and float64 parameters")
-    if p.is_sparse or not p.is_contiguous():
-        raise ValueError(f"{where} is not a contiguous dense tensor: fastdl.torch updates parameters in place")
+    if p.layout != torch.strided:
+        raise ValueError(f"{where} is a {p.layout} tensor: fastdl.torch updates dense parameters in place")
+    if not _dense(p):
+        raise ValueError(f"{where} has strides {p.stride()} for shape {tuple(p.shape)}: it is a strided view with "
+                         f"gaps or overlaps, and fastdl.torch updates a parameter's memory as one run of elements "
+                         f"(contiguous, channels_last or any other dense layout)")
+    if p.numel() and p.data_ptr() % p.element_size():
+        raise ValueError(f"{where} is not aligned to its element size")
 
 
-def _real(value, name, low=0.0, high=None):
+def _number(value, label):
+    """value as a float: a real number or a one-element tensor."""
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            raise ValueError(f"{name} must be a number or a one-element tensor")
-        value = value.item()
-    value = float(value)
-    if not math.isfinite(value) or value < low or (high is not None and value >= high):
-        raise ValueError(f"Invalid {name} value: {value}")
-    return value
+            raise ValueError(f"Tensor {label} must be 1-element")
+        if value.is_complex():
+            raise TypeError(f"Invalid {label}: {value} (a real number is needed)")
+        return float(value.item())
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"Invalid {label}: {value!r} (a number is needed, not {type(value).__name__})")
+
+
+def _real(value, label, low=0.0, high=None):
+    """A finite number >= low (and < high): torch's checks and messages ("Invalid learning rate: -1")."""
+    v = _number(value, label)
+    if not math.isfinite(v) or v < low or (high is not None and v >= high):
+        raise ValueError(f"Invalid {label}: {v if isinstance(value, torch.Tensor) else value}")
+    return v
+
+
+def _lr(value):
+    if isinstance(value, torch.Tensor) and value.numel() != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    return _real(value, "learning rate")
+
+
+def _flag(value, label):
+    try:
+        return bool(value.item() if isinstance(value, torch.Tensor) else value)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"Invalid {label}: {value!r} (True or False is needed)") from None
+
+
+def _betas(betas):
+    if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or not hasattr(betas, "__getitem__"):
+        raise TypeError(f"Invalid betas: {betas!r} (a pair (beta1, beta2) is needed)")
+    if len(betas) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (a pair (beta1, beta2) is needed, got {len(betas)} values)")
+    return (_real(betas[0], "beta parameter at index 0", 0.0, 1.0),
+            _real(betas[1], "beta parameter at index 1", 0.0, 1.0))
+
+
+def _step_count(value, where):
+    """A loaded or user-set 'step': a whole number >= 0."""
+    try:
+        v = _number(value, "step")
+    except (TypeError, ValueError):
+        raise TypeError(f"{where} has step {value!r}: a step count is a number") from None
+    if not math.isfinite(v) or v < 0 or v != math.floor(v):
+        raise ValueError(f"{where} has step {v}: a step count is a whole number >= 0")
+    return v
 
 
 class _Binding:
     """One parameter group's tensors of one dtype, and the flat buffers that hold their state.
 
     The state tensors torch sees (optimizer.state[p]['exp_avg'], ...) are views into one buffer
-    per state name, and each 'step' is a 0-dim view into one step buffer, so that a step reads
-    their addresses from a list and advances every count with one NumPy add. A parameter's state
-    appears in optimizer.state at its first step, as in torch.optim.
+    per state name, laid out as their parameter is (channels_last stays channels_last), and each
+    'step' is a 0-dim view into one step buffer, so that a step reads their addresses from a list
+    and advances every count with one NumPy add. A parameter's state appears in optimizer.state at
+    its first step, as in torch.optim. A parameter listed twice in the group is held once, with
+    its number of occurrences in ``repeats`` (None when each appears once).
     """
 
-    def __init__(self, opt, params, positions, names):
+    def __init__(self, opt, params, positions, repeats, names, index):
         self.params = params
         self.positions = positions  # each parameter's index in its group, for messages
+        self.index = index
         self.names = names
         self.torch_dtype = params[0].dtype
         self.dtype = _DTYPES[self.torch_dtype]
         self.ptrs = [p.data_ptr() for p in params]
         self.sizes = [p.numel() for p in params]
+        self.strides = list(map(_STRIDE, params))
+        self.repeats = repeats if repeats is not None and (repeats > 1).any() else None
+        self.has_empty = 0 in self.sizes
         offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
         self.buffers = {name: torch.zeros(int(offsets[-1]), dtype=params[0].dtype) for name in names}
-        self.views = {name: [buf[offsets[i]:offsets[i + 1]].view_as(p) for i, p in enumerate(params)]
+        self.views = {name: [buf.as_strided(p.shape, p.stride(), int(offsets[i])) for i, p in enumerate(params)]
                       for name, buf in self.buffers.items()}
         self.state_ptrs = {name: [v.data_ptr() for v in views] for name, views in self.views.items()}
         self.step_tensor = torch.zeros(len(params), dtype=torch.get_default_dtype()
@@ -123,24 +203,40 @@ class _Binding:
         self.steps = self.step_tensor.numpy()  # shares memory
         self.step_views = [self.step_tensor[i] for i in range(len(params))]
         self.exposed = np.zeros(len(params), dtype=bool)
-        for i, p in enumerate(params):  # state already there (a loaded checkpoint, an earlier binding)
-            st = opt.state.get(p)
-            if st:
-                self._adopt(opt, i, st)
+        # state already there (a loaded checkpoint, an earlier binding): all checked, then adopted
+        found = [(i, st) for i, st in ((i, opt.state.get(p)) for i, p in enumerate(params)) if st]
+        adopted = [(i, st, self._checked(opt, i, st)) for i, st in found]
+        for i, st, step in adopted:
+            self._adopt(opt, i, st, step)
         self.shape_dtype = list(map(_SHAPE_DTYPE, params))
         self.all_indices = list(range(len(params)))
         self._watch(opt)
 
-    def _adopt(self, opt, i, st):
+    def where(self, i):
+        return f"parameter {self.positions[i]} of group {self.index}"
+
+    def _checked(self, opt, i, st):
+        """The step count of state st of parameter i, after checking its tensors fit."""
+        for name, views in self.views.items():
+            value = st.get(name)
+            if value is None:
+                continue
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"state {name!r} of {self.where(i)} is a {type(value).__name__}, not a tensor")
+            if value.shape != views[i].shape:
+                raise ValueError(f"state {name!r} of {self.where(i)} has shape {tuple(value.shape)}, the parameter "
+                                 f"{tuple(views[i].shape)}")
+        if opt._counts_steps and "step" in st:
+            return _step_count(st["step"], f"the state of {self.where(i)}")
+        return None
+
+    def _adopt(self, opt, i, st, step):
         for name, views in self.views.items():
             value = st.get(name)
             if value is not None:
-                if value.shape != views[i].shape:
-                    raise ValueError(f"state {name!r} of a parameter has shape {tuple(value.shape)}, the parameter "
-                                     f"{tuple(views[i].shape)}")
                 views[i].copy_(value)
-        if "step" in st:
-            self.steps[i] = float(st["step"])
+        if step is not None:
+            self.steps[i] = step
         self._expose(opt, i)
 
     def _expose(self, opt, i):
@@ -152,26 +248,33 @@ class _Binding:
                 st["step"] = self.step_views[i]
         self.exposed[i] = True
 
-    def gradients(self, index, optimizer_name):
-        """(indices of the parameters with a gradient, their gradients, contiguous), after checking
-        them all: the step raises before anything changes. Mapped calls keep this cheap for models
-        of many small tensors."""
+    def gradients(self, optimizer_name):
+        """(indices of the parameters with a gradient, their gradients laid out as their parameters),
+        after checking them all: the step raises before anything changes. Mapped calls keep this
+        cheap for models of many small tensors."""
         grads = [p.grad for p in self.params]
         if any(map(operator.is_, grads, itertools.repeat(None))):
             active = [i for i, g in enumerate(grads) if g is not None]
             grads = [grads[i] for i in active]
         else:
             active = self.all_indices
-        if any(map(_IS_SPARSE, grads)):
+        if not active:
+            return active, grads
+        if any(map(operator.ne, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
             raise RuntimeError(f"{optimizer_name} does not support sparse gradients")
         if list(map(_SHAPE_DTYPE, grads)) != self.pick(self.shape_dtype, active):
             for i, g in zip(active, grads):
                 if (g.shape, g.dtype) != self.shape_dtype[i]:
-                    raise ValueError(f"the gradient of parameter {self.positions[i]} of group {index} is {g.dtype} "
-                                     f"{tuple(g.shape)}, the parameter {self.torch_dtype} "
-                                     f"{tuple(self.params[i].shape)}: they must match")
-        if not all(map(torch.Tensor.is_contiguous, grads)):
-            grads = [g.contiguous() for g in grads]  # the copies live until the kernel has run
+                    raise ValueError(f"the gradient of {self.where(i)} is {g.dtype} {tuple(g.shape)}, the parameter "
+                                     f"{self.torch_dtype} {tuple(self.params[i].shape)}: they must match")
+        if list(map(_STRIDE, grads)) != self.pick(self.strides, active):
+            for k, (i, g) in enumerate(zip(active, grads)):
+                if g.device.type != "cpu":
+                    raise RuntimeError(f"the gradient of {self.where(i)} is on {g.device}, the parameter on the cpu")
+                if g.stride() != self.strides[i]:
+                    # a temporary laid out as the parameter (empty_like keeps a dense tensor's strides);
+                    # it lives until the kernel has run
+                    grads[k] = torch.empty_like(self.params[i]).copy_(g)
         return active, grads
 
     def pick(self, values, active):
@@ -180,14 +283,14 @@ class _Binding:
 
     def still_valid(self, opt, names):
         """Whether this binding still describes its tensors (the caller checked they are the group's):
-        the same state names, the same addresses, shapes and dtypes (``p.data = ...``, as Module.to()
-        does, swaps them), and torch's state still the binding's views (a user may clear
+        the same state names, the same addresses, shapes, dtypes and strides (``p.data = ...``, as
+        Module.to() does, swaps them), and torch's state still the binding's views (a user may clear
         ``opt.state`` or replace a state tensor; the rebuild then adopts what is there)."""
         params = self.params
         if names != self.names:
             return False
         if list(map(torch.Tensor.data_ptr, params)) != self.ptrs or list(map(_SHAPE_DTYPE, params)) != self.shape_dtype \
-                or not all(map(torch.Tensor.is_contiguous, params)):
+                or list(map(_STRIDE, params)) != self.strides:
             return False
         if not self.watched:
             return True
@@ -206,6 +309,68 @@ class _Binding:
         self.watched = bool(exposed)
 
 
+class _Work:
+    """One binding's part of a planned step: what its kernel calls need, all checked."""
+
+    __slots__ = ("binding", "settings", "lr", "active", "grads", "kernel", "sel", "grad_ptrs", "counts",
+                 "new_steps", "first")
+
+    def __init__(self, binding, settings, lr, active, grads):
+        b = self.binding = binding
+        self.settings, self.lr, self.active, self.grads = settings, lr, active, grads
+        # the kernel skips empty tensors (torch gives them no memory; they still get state and a step count)
+        if b.has_empty:
+            keep = [k for k, i in enumerate(active) if b.sizes[i]]
+            self.sel = np.asarray(keep, dtype=np.int64)
+            self.kernel = [active[k] for k in keep]
+            self.grad_ptrs = [grads[k].data_ptr() for k in keep]
+        else:
+            self.sel = None
+            self.kernel = active
+            self.grad_ptrs = list(map(torch.Tensor.data_ptr, grads))
+        if self.grad_ptrs and (np.asarray(self.grad_ptrs, dtype=np.uint64) % b.params[0].element_size()).any():
+            k = int(np.flatnonzero(np.asarray(self.grad_ptrs, dtype=np.uint64) % b.params[0].element_size())[0])
+            raise ValueError(f"the gradient of {b.where(self.kernel[k])} is not aligned to its element size")
+        idx = None if active is b.all_indices else np.asarray(active, dtype=np.int64)
+        self.counts = 1 if b.repeats is None else (b.repeats if idx is None else b.repeats[idx])
+        old = b.steps if idx is None else b.steps[idx]
+        self.first = ~b.exposed if idx is None else ~b.exposed[idx]
+        new = old + np.asarray(self.counts, dtype=old.dtype)  # float32 or float64 arithmetic, as torch's step
+        if not (np.isfinite(old).all() and (old >= 0).all() and (old == np.floor(old)).all()):
+            k = int(np.flatnonzero(~(np.isfinite(old) & (old >= 0) & (old == np.floor(old))))[0])
+            raise ValueError(f"the state of {b.where(active[k])} has step {old[k]}: a step count is a whole "
+                             f"number >= 0")
+        self.new_steps = new
+
+    def rounds(self):
+        """(kernel indices, their step counts, first-step flags, gradient addresses) per kernel call:
+        one call, or for a parameter listed n times in its group n calls in turn, as torch.optim
+        steps each listing (with the momentum buffer it found at the start of the step)."""
+        sel = self.sel
+        new = self.new_steps if sel is None else self.new_steps[sel]
+        first = self.first if sel is None else self.first[sel]
+        if self.binding.repeats is None:
+            yield self.kernel, new.astype(np.int64), first, self.grad_ptrs
+            return
+        counts = self.counts if sel is None else self.counts[sel]
+        base = new - counts
+        for r in range(int(counts.max(initial=0))):
+            take = np.flatnonzero(counts > r)
+            yield ([self.kernel[k] for k in take], (base[take] + r + 1).astype(np.int64), first[take],
+                   [self.grad_ptrs[k] for k in take])
+
+    def commit(self, opt):
+        b = self.binding
+        if self.active is b.all_indices:
+            b.steps[...] = self.new_steps
+        else:
+            b.steps[np.asarray(self.active)] = self.new_steps
+        if self.first.any():
+            for i in np.asarray(self.active)[self.first]:
+                b._expose(opt, int(i))
+            b._watch(opt)
+
+
 class _FusedOptimizer(torch.optim.Optimizer):
     """The shared machinery: validation, bindings, one kernel call per group and dtype."""
 
@@ -216,48 +381,95 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self.last_grad_norm = None
         self.iterations = 0
         self._bindings = {}
+        self._layout_checked = False
         super().__init__(params, defaults)
 
-    def _state_names(self, group):
+    def __getstate__(self):
+        """torch's (defaults, state, param_groups) and fastdl's own settings and counters; the
+        bindings are private caches, rebuilt at the next step (copy.deepcopy, pickle, torch.save)."""
+        state = super().__getstate__()
+        state.update(max_grad_norm=self.max_grad_norm, last_grad_norm=self.last_grad_norm,
+                     iterations=self.iterations)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self.__dict__.setdefault("max_grad_norm", None)
+        self.__dict__.setdefault("last_grad_norm", None)
+        self.__dict__.setdefault("iterations", 0)
+        self._bindings = {}
+        self._layout_checked = False
+
+    def _settings(self, group):
+        """The group's settings as the kernel takes them, each checked (a tuple)."""
+        raise NotImplementedError
+
+    def _state_names(self, settings):
         """The per-parameter state tensors a group's settings need."""
         raise NotImplementedError
 
     def add_param_group(self, param_group):
-        """torch's add_param_group with fastdl's checks; a group that fails them is not kept."""
-        params = param_group.get("params") if isinstance(param_group, dict) else None
-        if params is not None and not isinstance(params, (torch.Tensor, set)):
-            params = list(params)  # a generator is read once, here
-            if len({id(p) for p in params}) != len(params):  # one fused call would update it twice
-                raise ValueError(f"a parameter appears twice in parameter group {len(self.param_groups)}: "
-                                 f"fastdl.torch needs each parameter once")
-            param_group = {**param_group, "params": params}
+        """torch's add_param_group (a parameter listed twice warns, as torch's does) with fastdl's
+        checks; a group that fails them is not kept."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
-            for j, p in enumerate(group["params"]):
-                _check_param(p, f"parameter {j} of group {len(self.param_groups) - 1}")
-            self._check_group(group)
+            index = len(self.param_groups) - 1
+            self._check_group(group, index)
+            self._check_layout()  # every parameter, and none sharing memory with another
         except Exception:
             self.param_groups.pop()
             raise
+        self._layout_checked = False
 
-    def _check_group(self, group):
-        lr = group["lr"]
-        if not isinstance(lr, schedules.Schedule):
-            _real(lr, "learning rate")
+    def _check_group(self, group, index, iterations=None):
+        """(learning rate, settings) of a group, checked; the error names the group."""
+        try:
+            lr = group["lr"]
+            if isinstance(lr, schedules.Schedule):
+                lr = lr(self.iterations if iterations is None else iterations)
+                if isinstance(lr, schedules.Schedule):
+                    raise TypeError("Invalid learning rate: a schedule returned a schedule")
+            return _lr(lr), self._settings(group)
+        except KeyError as e:
+            raise KeyError(f"parameter group {index} has no {e.args[0]!r} setting") from None
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{e} (parameter group {index})") from None
 
     def load_state_dict(self, state_dict):
-        """torch's load_state_dict; ``iterations`` (which a fastdl schedule reads) comes back from the
-        'fastdl_iterations' entry, or for a torch.optim checkpoint from the largest 'step' in it."""
-        super().load_state_dict(state_dict)
-        for group in self.param_groups:
-            self._check_group(group)
+        """torch's load_state_dict, all or nothing: a checkpoint whose settings or state do not fit
+        (a step of -5, betas of one value) raises and leaves the optimizer as it was. ``iterations``
+        (which a fastdl schedule reads) comes back from the 'fastdl_iterations' entry, or for a
+        torch.optim checkpoint from the largest 'step' in it."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise ValueError("state_dict must be an optimizer's state_dict: a dict with 'state' and 'param_groups'")
         iterations = state_dict.get("fastdl_iterations")
+        if iterations is not None:
+            iterations = int(_step_count(iterations, "the state_dict's 'fastdl_iterations'"))
+        steps = []
+        for key, st in state_dict["state"].items():
+            if isinstance(st, dict) and "step" in st:
+                steps.append(_step_count(st["step"], f"the state of parameter {key} in the state_dict"))
         if iterations is None:
-            steps = [float(st["step"]) for st in state_dict["state"].values() if "step" in st]
-            iterations = max(steps, default=0)
-        self.iterations = int(iterations)
-        self._bindings = {}  # rebuilt at the next step, adopting the loaded state into fastdl's buffers
+            iterations = int(max(steps, default=0))
+        before = (self.state, self.param_groups)
+        super().load_state_dict(state_dict)
+        try:
+            for index, group in enumerate(self.param_groups):
+                self._check_group(group, index, iterations)
+            for index, group in enumerate(self.param_groups):
+                for j, p in enumerate(group["params"]):
+                    for name, value in self.state.get(p, {}).items():
+                        if name != "step" and isinstance(value, torch.Tensor) and value.shape != p.shape:
+                            raise ValueError(f"the state_dict's {name!r} of parameter {j} of group {index} has shape "
+                                             f"{tuple(value.shape)}, the parameter {tuple(p.shape)}")
+        except BaseException:
+            self.state, self.param_groups = before
+            raise
+        finally:
+            self._bindings = {}  # rebuilt at the next step, adopting the state into fastdl's buffers
+            self._layout_checked = False
+        self.iterations = iterations
 
     def state_dict(self):
         """torch's layout, plus 'fastdl_iterations' (torch.optim ignores it); the state tensors are
@@ -268,64 +480,111 @@ class _FusedOptimizer(torch.optim.Optimizer):
         sd["fastdl_iterations"] = self.iterations
         return sd
 
-    def _bindings_for(self, index, group):
-        """The group's bindings (one per dtype), rebuilt when its parameters changed."""
+    def _cached_bindings(self, index, group, names):
+        """The group's bindings (one per dtype) if they still describe it, else None."""
         params = group["params"]
-        names = self._state_names(group)
         cached = self._bindings.get(index)
         if cached is not None and len(cached[0]) == len(params) and all(map(operator.is_, params, cached[0])) \
                 and all(b.still_valid(self, names) for b in cached[1]):
             return cached[1]
-        by_dtype, seen = {}, set()
+        return None
+
+    def _check_layout(self):
+        """Every parameter of every group checked, each in one group only, and no two sharing memory
+        (the kernels update parameters in parallel: views of one buffer would race)."""
+        owner, spans = {}, []
+        for gi, group in enumerate(self.param_groups):
+            for j, p in enumerate(group["params"]):
+                _check_param(p, f"parameter {j} of group {gi}")
+                prev = owner.get(id(p))
+                if prev is not None:
+                    if prev[0] != gi:
+                        raise ValueError(f"parameter {j} of group {gi} is also parameter {prev[1]} of group {prev[0]}: "
+                                         f"a parameter belongs to one group (torch.optim refuses it too)")
+                    continue  # listed twice in its group: stepped twice, as torch.optim does
+                owner[id(p)] = (gi, j)
+                if p.numel():
+                    start = p.data_ptr()
+                    spans.append((start, start + p.numel() * p.element_size(), gi, j))
+        spans.sort()
+        end_max, who = 0, None
+        for start, end, gi, j in spans:
+            if who is not None and start < end_max:
+                raise ValueError(f"parameter {j} of group {gi} shares memory with parameter {who[1]} of group "
+                                 f"{who[0]} (views of one tensor?): fastdl.torch updates parameters in parallel, each "
+                                 f"in its own memory")
+            if end > end_max:
+                end_max, who = end, (gi, j)
+
+    def _build(self, index, group, names):
+        params = group["params"]
+        by_dtype, first = {}, {}
         for j, p in enumerate(params):
-            _check_param(p, f"parameter {j} of group {index}")
-            if id(p) in seen:  # one fused call would update it twice
-                raise ValueError(f"parameter {j} of group {index} appears twice in the group: fastdl.torch needs "
-                                 f"each parameter once")
-            seen.add(id(p))
-            by_dtype.setdefault(p.dtype, []).append(j)
-        bindings = [_Binding(self, [params[j] for j in js], js, names) for js in by_dtype.values()]
+            if id(p) in first:
+                dtype, k = first[id(p)]
+                by_dtype[dtype][1][k] += 1
+                continue
+            js, counts = by_dtype.setdefault(p.dtype, ([], []))
+            first[id(p)] = (p.dtype, len(js))
+            js.append(j)
+            counts.append(1)
+        bindings = [_Binding(self, [params[j] for j in js], js, np.asarray(counts, dtype=np.int64), names, index)
+                    for js, counts in by_dtype.values()]
         self._bindings[index] = (tuple(params), bindings)
         return bindings
+
+    def _plan(self):
+        """Every group's settings, parameters, gradients and state checked, and the step's kernel
+        calls prepared; nothing a user sees has changed (bindings rebuilt here adopt the state as it
+        is). Raises on anything a kernel call could fail on."""
+        name = type(self).__name__
+        checked = [self._check_group(group, index) for index, group in enumerate(self.param_groups)]
+        names = [self._state_names(settings) for _, settings in checked]
+        cached = [self._cached_bindings(index, group, n)
+                  for index, (group, n) in enumerate(zip(self.param_groups, names))]
+        if not self._layout_checked or any(c is None for c in cached) or len(self._bindings) > len(cached):
+            self._layout_checked = False
+            self._check_layout()
+            for index in [k for k in self._bindings if k >= len(cached)]:
+                del self._bindings[index]
+            self._layout_checked = True
+        work = []
+        for index, group in enumerate(self.param_groups):
+            bindings = cached[index] if cached[index] is not None else self._build(index, group, names[index])
+            lr, settings = checked[index]
+            for b in bindings:
+                active, grads = b.gradients(name)
+                if active:
+                    work.append(_Work(b, settings, lr, active, grads))
+        return work
 
     @torch.no_grad()
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given.
-        All gradients are checked first: a sparse gradient raises before anything changes."""
+        All or nothing: every group, parameter, gradient and state tensor is checked first, and a
+        step that raises leaves parameters, state and step counts as they were."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = []
-        for index, group in enumerate(self.param_groups):
-            for b in self._bindings_for(index, group):
-                active, grads = b.gradients(index, type(self).__name__)
-                if active:
-                    work.append((group, b, active, grads, list(map(torch.Tensor.data_ptr, grads))))
+        work = self._plan()
         ext = _kernels(work)
-        grad_scale = 1.0
+        grad_scale, grad_norm = 1.0, None
         if self.max_grad_norm is not None:
-            total = sum(ext._grad_sum_squares_raw(b.dtype, ptrs, b.pick(b.sizes, active))
-                        for _, b, active, _, ptrs in work)
-            self.last_grad_norm = math.sqrt(total)
-            grad_scale = clip_coefficient(self.last_grad_norm, self.max_grad_norm)
-        for group, b, active, grads, ptrs in work:
-            lr = group["lr"]
-            lr = float(lr(self.iterations)) if isinstance(lr, schedules.Schedule) else float(lr)
-            if active is b.all_indices:
-                first = ~b.exposed
-                b.steps += 1
-                steps = b.steps.astype(np.int64)
-            else:
-                idx = np.asarray(active)
-                first = ~b.exposed[idx]
-                b.steps[idx] += 1
-                steps = b.steps[idx].astype(np.int64)
-            self._run(ext, group, b, active, ptrs, steps, first, lr, grad_scale)
-            if first.any():
-                for i in np.asarray(active)[first]:
-                    b._expose(self, int(i))
-                b._watch(self)
+            total = sum(ext._grad_sum_squares_raw(w.binding.dtype, w.grad_ptrs, w.binding.pick(w.binding.sizes, w.kernel))
+                        for w in work if w.kernel)
+            grad_norm = math.sqrt(total)
+            grad_scale = clip_coefficient(grad_norm, self.max_grad_norm)
+        # from here on nothing can fail on checked input: every kernel call runs, then the counts move
+        for w in work:
+            b = w.binding
+            for kernel, steps, first, grad_ptrs in w.rounds():
+                if kernel:
+                    self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, grad_scale)
+        for w in work:
+            w.commit(self)
+        if self.max_grad_norm is not None:
+            self.last_grad_norm = grad_norm
         self.iterations += 1
         return loss
 
@@ -339,20 +598,24 @@ class SGD(_FusedOptimizer):
 
     _counts_steps = False  # torch's SGD keeps no step count
 
-    def _state_names(self, group):
-        return ("momentum_buffer",) if group["momentum"] != 0 else ()
+    def _settings(self, group):
+        return (_real(group["momentum"], "momentum value"), _real(group["dampening"], "dampening value", -math.inf),
+                _real(group["weight_decay"], "weight_decay value"), _flag(group["nesterov"], "nesterov value"),
+                _flag(group["maximize"], "maximize value"))
+
+    def _state_names(self, settings):
+        return ("momentum_buffer",) if settings[0] != 0 else ()
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
                  maximize=False, foreach=None, differentiable=False, fused=None, max_grad_norm=None):
         _refuse(differentiable=differentiable)
-        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        _real(momentum, "momentum")
-        _real(weight_decay, "weight_decay value")
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                         maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        momentum, dampening, _, nesterov, _ = self._settings(defaults)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
         super().__init__(params, defaults, max_grad_norm)
 
     def __setstate__(self, state):
@@ -361,14 +624,13 @@ class SGD(_FusedOptimizer):
             group.setdefault("nesterov", False)
             group.setdefault("maximize", False)
 
-    def _run(self, ext, group, b, active, ptrs, steps, first, lr, grad_scale):
-        momentum = float(group["momentum"])
-        bufs = b.pick(b.state_ptrs["momentum_buffer"], active) if momentum != 0 else None
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, grad_scale):
+        momentum, dampening, weight_decay, nesterov, maximize = settings
+        bufs = b.pick(b.state_ptrs["momentum_buffer"], kernel) if momentum != 0 else None
         # the kernel starts a momentum buffer where the step count is 1: a parameter without one yet
         counts = np.where(first, 1, 2).astype(np.int64)
-        ext._sgd_step_raw(b.dtype, b.pick(b.ptrs, active), ptrs, bufs, b.pick(b.sizes, active), counts,
-                          lr, momentum, float(group["dampening"]), float(group["weight_decay"]),
-                          bool(group["nesterov"]), bool(group["maximize"]), grad_scale)
+        ext._sgd_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, bufs, b.pick(b.sizes, kernel), counts,
+                          lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale)
 
 
 class Adam(_FusedOptimizer):
@@ -381,8 +643,15 @@ class Adam(_FusedOptimizer):
 
     _decoupled_default = False
 
-    def _state_names(self, group):
-        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if group["amsgrad"] else ("exp_avg", "exp_avg_sq")
+    def _settings(self, group):
+        beta1, beta2 = _betas(group["betas"])
+        return (beta1, beta2, _real(group["eps"], "epsilon value"), _real(group["weight_decay"], "weight_decay value"),
+                _flag(group["amsgrad"], "amsgrad value"),
+                _flag(group["decoupled_weight_decay"], "decoupled_weight_decay value"),
+                _flag(group["maximize"], "maximize value"))
+
+    def _state_names(self, settings):
+        return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if settings[4] else ("exp_avg", "exp_avg_sq")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
@@ -390,15 +659,13 @@ class Adam(_FusedOptimizer):
         _refuse(differentiable=differentiable, capturable=capturable)
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled_default
-        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        _real(eps, "epsilon value")
-        _real(betas[0], "beta parameter at index 0", 0.0, 1.0)
-        _real(betas[1], "beta parameter at index 1", 0.0, 1.0)
-        _real(weight_decay, "weight_decay value")
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
                         foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused,
                         decoupled_weight_decay=decoupled_weight_decay)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        _real(eps, "epsilon value")
+        self._settings(defaults)
         super().__init__(params, defaults, max_grad_norm)
 
     def __setstate__(self, state):
@@ -408,15 +675,13 @@ class Adam(_FusedOptimizer):
             group.setdefault("maximize", False)
             group.setdefault("decoupled_weight_decay", self._decoupled_default)
 
-    def _run(self, ext, group, b, active, ptrs, steps, first, lr, grad_scale):
-        beta1, beta2 = (float(v) for v in group["betas"])
-        amsgrad = bool(group["amsgrad"])
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, grad_scale):
+        beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize = settings
         sp = b.state_ptrs
-        ext._adam_step_raw(b.dtype, b.pick(b.ptrs, active), ptrs, b.pick(sp["exp_avg"], active),
-                           b.pick(sp["exp_avg_sq"], active), b.pick(sp["max_exp_avg_sq"], active) if amsgrad else None,
-                           b.pick(b.sizes, active), steps, lr, beta1, beta2, float(group["eps"]),
-                           float(group["weight_decay"]), amsgrad, bool(group["decoupled_weight_decay"]),
-                           bool(group["maximize"]), grad_scale)
+        ext._adam_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["exp_avg"], kernel),
+                           b.pick(sp["exp_avg_sq"], kernel), b.pick(sp["max_exp_avg_sq"], kernel) if amsgrad else None,
+                           b.pick(b.sizes, kernel), steps, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled,
+                           maximize, grad_scale)
 
 
 class AdamW(Adam):
