@@ -130,3 +130,49 @@ def test_save_is_atomic(tmp_path, rng, monkeypatch):
         model.save(path)
     assert path.read_bytes() == before  # the old file is untouched
     assert sorted(os.listdir(tmp_path)) == ["m.fastdl"]  # no temporary file left behind
+
+
+def test_save_leaves_the_umask_alone_and_follows_it(tmp_path, rng, monkeypatch):
+    """Saving used to set the process-wide umask to 0 for a moment to read it: another thread
+    could create world-writable files meanwhile."""
+    model = _trained(rng, compile_=False)
+    old = os.umask(0o027)
+    try:
+        def no_umask(mask):
+            raise AssertionError(f"save called os.umask({mask:#o})")
+        monkeypatch.setattr(os, "umask", no_umask)
+        model.save(tmp_path / "m.fastdl")
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+    assert (tmp_path / "m.fastdl").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_killed_save_leaves_temporary_files_the_next_save_removes(tmp_path, rng):
+    import subprocess
+    import sys
+    from fastdl import saving
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "m.fastdl"
+    killed = ("import os, sys, fastdl\n"
+              "from fastdl import layers, models, saving\n"
+              "model = models.Sequential([layers.Input((4,)), layers.Dense(2)])\n"
+              "def die(f):\n"
+              "    f.write(b'half a model')\n"
+              "    f.flush()\n"
+              "    os._exit(9)  # as a kill: no cleanup runs\n"
+              "saving.atomic_write(sys.argv[1], die)\n")
+    for _ in range(2):
+        assert subprocess.run([sys.executable, "-c", killed, str(path)]).returncode == 9
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".fastdl-")]
+    assert len(leftovers) == 2 and all(n.startswith(saving._temp_prefix(path)) for n in leftovers)
+    # what must stay: another target's leftover, an unrelated file, and a save in progress (locked)
+    other = tmp_path / (saving._temp_prefix(tmp_path / "other.fastdl") + "0123.tmp")
+    other.write_bytes(b"x")
+    (tmp_path / "notes.tmp").write_bytes(b"x")
+    in_progress = tmp_path / (saving._temp_prefix(path) + "beef.tmp")
+    with open(in_progress, "wb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        _trained(rng, compile_=False).save(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.fastdl", other.name, "notes.tmp", in_progress.name])
+    models.load_model(path)

@@ -7,41 +7,117 @@
 Arrays are NumPy .npy data read with allow_pickle=False, the config is JSON: nothing in the file
 can execute code when loaded. The file is written to a temporary name in the same directory and
 renamed over the target, so a crash never leaves a half-written model behind.
+
+Loading treats the file as untrusted: every member's declared size, the .npy headers and the
+parameter count the config implies are compared before the model is built or any array read,
+so that a damaged or crafted file costs no more than its real content and raises ValueError.
 """
 
+import errno
+import hashlib
 import io
 import json
+import math
 import os
-import tempfile
+import reprlib
+import secrets
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
+from numpy.lib import format as npy_format
 
 from . import __version__, layers as layers_module, losses, metrics as metrics_module, optimizers
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so stale temporary files are not cleaned up there
+    fcntl = None
 
 FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
 _CONFIG = "fastdl_model.json"
+_MAX_CONFIG_BYTES = 2 << 20  # a real config is a few KB (about 200 bytes a layer)
+_CHUNK = 4 << 20  # arrays are read in pieces of this size, straight into their final buffers
 
 
 def atomic_write(path, write):
-    """Calls write(file) on a temporary file next to path, then renames it onto path."""
+    """Calls write(file) on a temporary file next to path, then renames it onto path.
+
+    The file gets the mode an ordinary new file gets (0o666 less the umask: the kernel applies
+    the umask, so it is never read or changed). Temporary files that an earlier, killed save to
+    the same path left behind are removed afterwards (see _remove_stale_temps)."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastdl-", suffix=".tmp", dir=directory)
+    prefix = _temp_prefix(path)
+    fd, tmp = _create_temp(directory, prefix)
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it 0600; a saved model is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with os.fdopen(fd, "wb") as f:  # closed (and its lock released) only after the rename
+            try:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+    finally:
+        _remove_stale_temps(directory, prefix)
+
+
+def _temp_prefix(path):
+    """The start of the temporary names of saves to path: '.fastdl-' and a hash of the file name,
+    so that a save finds the leftovers of saves to the same path, and only those."""
+    name = os.path.basename(os.path.abspath(os.fspath(path)))
+    return f".fastdl-{hashlib.sha256(os.fsencode(name)).hexdigest()[:12]}-"
+
+
+def _create_temp(directory, prefix):
+    """Creates and opens a new temporary file; returns (fd, path). The writer holds an
+    exclusive flock on it until it is renamed: the lock dies with the process, which is how
+    _remove_stale_temps tells a killed save's file from one being written now."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
+        if fcntl is None:
+            return fd, tmp
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # A cleaner may have locked and removed the file between our create and our lock:
+            # then it is gone from the folder, and we start again with a new name.
+            if os.fstat(fd).st_nlink > 0:
+                return fd, tmp
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _remove_stale_temps(directory, prefix):
+    """Removes the temporary files of saves to the same target whose writer has died (killed
+    mid-save): a file we can lock has no live writer. Errors are ignored: this is tidying."""
+    if fcntl is None:
+        return
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        full = os.path.join(directory, name)
+        try:
+            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save in progress
+            os.unlink(full)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _npy(array):
@@ -83,71 +159,308 @@ def save_model(model, path):
     atomic_write(path, write)
 
 
-def _read_array(z, name):
-    try:
-        with z.open(name) as f:
-            return np.load(io.BytesIO(f.read()), allow_pickle=False)
-    except KeyError:
-        raise ValueError(f"the model file has no {name}: it is damaged or not a fastdl model") from None
+class _Damaged(ValueError):
+    """What is wrong with a model file's content (load_model adds the file's path)."""
+
+
+# What zipfile and zlib raise on damaged archives that the checks before reading cannot foresee
+# (a bad CRC, a truncated or corrupt deflate stream, bad offsets).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
 def load_model(path):
+    """Loads a model written by save_model. A file whose content is damaged, crafted or not a
+    fastdl model raises ValueError naming the file and what is wrong, before any large
+    allocation: sizes, .npy headers and the parameter count the config implies are compared
+    first, and arrays are then read in pieces straight into the model's buffers. A missing or
+    unreadable file raises OSError as open() does."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:
+        try:
+            return _load(f)
+        except _Damaged as exc:
+            raise ValueError(f"{path}: {exc}") from exc.__cause__
+        except ValueError as exc:  # raised by a layer, optimizer, loss or metric given the file's settings
+            raise ValueError(f"{path}: {_brief(exc)}") from exc
+        except _ARCHIVE_ERRORS as exc:
+            raise ValueError(f"{path}: the model file is damaged ({type(exc).__name__}: {_brief(exc)})") from exc
+        except OSError as exc:
+            if exc.errno is not None and exc.errno != errno.EINVAL:
+                raise  # a failing disk is not damaged content
+            raise ValueError(f"{path}: the model file is damaged ({_brief(exc)})") from exc
+
+
+def _load(f):
     from .models import Sequential
 
-    path = os.fspath(path)
     try:
-        z = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"{path} is not a fastdl model file ({exc})") from None
+        z = zipfile.ZipFile(f)
+    except _ARCHIVE_ERRORS + (NotImplementedError,) as exc:  # NotImplementedError: a 'zip version' beyond 6.3
+        raise _Damaged(f"not a fastdl model file ({_brief(exc)})") from None
     with z:
-        try:
-            config = json.loads(z.read(_CONFIG))
-        except KeyError:
-            raise ValueError(f"{path} is not a fastdl model file (no {_CONFIG})") from None
-        except ValueError as exc:
-            raise ValueError(f"{path}: the model config is not valid JSON ({exc})") from None
-        if not isinstance(config, dict) or config.get("format") != FORMAT:
-            raise ValueError(f"{path} is not a fastdl model file")
-        version = config.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise ValueError(f"{path} was written by a newer fastdl (model format {version}, fastdl "
-                             f"{config.get('fastdl_version')}); this is fastdl {__version__}, which reads format "
-                             f"{FORMAT_VERSION}: upgrade fastdl")
-        spec = config["model"]
-        if spec.get("class") != "Sequential":
-            raise ValueError(f"unknown model class {spec.get('class')!r}")
-        model = Sequential([layers_module.from_config(entry["class"], entry["config"]) for entry in spec["layers"]],
-                           name=spec.get("name"))
-        if spec.get("input_shape") is not None:
-            model.build(tuple(spec["input_shape"]))
-        params = _read_array(z, "params.npy")
-        if model.built:
-            if params.shape != model._params.shape or params.dtype != model._params.dtype:
-                raise ValueError(f"the model file's parameters ({params.dtype}{list(params.shape)}) do not fit its "
-                                 f"architecture ({model._params.dtype}{list(model._params.shape)})")
-            model._params[...] = params
-        compiled = config.get("compile")
-        if compiled:
-            opt = compiled["optimizer"]
-            loss = compiled["loss"]
-            model.compile(optimizer=optimizers.from_config(opt["name"], opt["config"]),
-                          loss=None if loss is None else losses.from_config(loss["name"], loss["config"]),
-                          metrics=[_metric(m) for m in compiled["metrics"]])
-            saved = compiled.get("optimizer_state")
-            if saved and model.optimizer is not None:
-                model.optimizer.load_state_dict({
+        members = _members(z, os.fstat(f.fileno()).st_size)
+        config = _read_config(z, members)
+        spec = _model_spec(config)
+        built = [_construct(f"layer {i} ({entry['class']})", layers_module.from_config, entry["class"],
+                            entry["config"]) for i, entry in enumerate(spec["layers"])]
+        input_shape = _input_shape(spec, built)
+        n_params = _count_params(built, input_shape)
+        compiled = _compile_spec(config.get("compile"))
+        arrays = {"params.npy": ((n_params,), "f")}
+        if compiled is not None and compiled["state"] is not None:
+            arrays["optimizer/steps.npy"] = ((1,), "iu")
+            arrays.update((f"optimizer/{name}.npy", ((n_params,), "f")) for name in compiled["state"]["names"])
+        unexpected = sorted(set(members) - set(arrays) - {_CONFIG})
+        if unexpected:
+            raise _Damaged(f"the model file has members it should not have: {_short(unexpected)}")
+        headers = {name: _npy_header(z, members, name, *want) for name, want in arrays.items()}
+
+        # Everything is checked: build the model (one allocation of its real size) and fill it.
+        first = built[0]
+        declared, first.input_shape = first.input_shape, None  # or each add would build the model again
+        model = Sequential(built, name=spec.get("name"))
+        first.input_shape = declared
+        model.build(input_shape)
+        _read_into(z, members["params.npy"], headers["params.npy"], model._params)
+        if compiled is not None:
+            model.compile(optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=compiled["metrics"])
+            saved = compiled["state"]
+            if saved is not None:
+                state = {name: [_read_array(z, members, headers, f"optimizer/{name}.npy")] for name in saved["names"]}
+                _construct("the optimizer state", model.optimizer.load_state_dict, {
                     "optimizer": saved["class"], "hyperparams": saved["hyperparams"],
-                    "iterations": saved.get("iterations", 0),
-                    "steps": _read_array(z, "optimizer/steps.npy"),
-                    "state": {name: [_read_array(z, f"optimizer/{name}.npy")] for name in saved["names"]},
-                })
+                    "iterations": saved["iterations"],
+                    "steps": _read_array(z, members, headers, "optimizer/steps.npy"), "state": state})
     return model
 
 
+def _members(z, archive_size):
+    """The archive's members by name, refusing what fastdl never writes and zipfile would fail on
+    later (repeated names, encryption, other compression methods) and sizes that cannot be true:
+    deflate expands data at most 1032-fold, so a member may not declare more than that."""
+    infos = z.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise _Damaged(f"the model file has members of the same name: {_short(repeated)}")
+    for info in infos:
+        if info.flag_bits & 0x61:  # 0x1 encrypted, 0x20 patched data, 0x40 strong encryption
+            raise _Damaged(f"the model file's member {_short(info.filename)} is encrypted or patched")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Damaged(f"the model file's member {_short(info.filename)} uses compression method "
+                           f"{info.compress_type}; fastdl writes deflate")
+        most = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else 1032) + 64
+        if info.compress_size > archive_size or info.file_size > most:
+            raise _Damaged(f"the model file's member {_short(info.filename)} declares {info.file_size:,} bytes "
+                           f"from {info.compress_size:,} stored bytes in a {archive_size:,}-byte file: impossible")
+    if _CONFIG not in names:
+        raise _Damaged(f"not a fastdl model file (no {_CONFIG})")
+    return dict(zip(names, infos))
+
+
+def _read_config(z, members):
+    """The parsed JSON config, its size bounded before it is read."""
+    info = members[_CONFIG]
+    if info.file_size > _MAX_CONFIG_BYTES:
+        raise _Damaged(f"the model config is {info.file_size:,} bytes, more than the {_MAX_CONFIG_BYTES:,} a "
+                       f"fastdl config may have")
+    with z.open(info) as f:
+        data = f.read()  # at most file_size bytes: zipfile stops there
+    try:
+        config = json.loads(data)
+    except RecursionError:
+        raise _Damaged("the model config is nested too deeply") from None
+    except ValueError as exc:
+        raise _Damaged(f"the model config is not valid JSON ({_brief(exc)})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise _Damaged("not a fastdl model file")
+    version = config.get("format_version")
+    if _is_int(version) and version > FORMAT_VERSION:
+        raise _Damaged(f"the file was written by a newer fastdl (model format {version}, fastdl "
+                       f"{_short(config.get('fastdl_version'))}); this is fastdl {__version__}, which reads "
+                       f"format {FORMAT_VERSION}: upgrade fastdl")
+    if version != FORMAT_VERSION or not _is_int(version):
+        raise _Damaged(f"unknown model format version {_short(version)}")
+    return config
+
+
+def _model_spec(config):
+    """config['model'], its structure checked (the layers check their own settings)."""
+    spec = config.get("model")
+    if not isinstance(spec, dict):
+        raise _Damaged("the model config has no 'model' object")
+    if spec.get("class") != "Sequential":
+        raise _Damaged(f"unknown model class {_short(spec.get('class'))}")
+    if not isinstance(spec.get("name", ""), (str, type(None))):
+        raise _Damaged(f"the model's name must be a string, got {_short(spec['name'])}")
+    entries = spec.get("layers")
+    if not isinstance(entries, list) or not entries:
+        raise _Damaged("the model config's 'layers' must be a non-empty list")
+    for i, entry in enumerate(entries):
+        if not (isinstance(entry, dict) and isinstance(entry.get("config"), dict)
+                and isinstance(entry.get("class"), str) and entry["class"] in layers_module.LAYERS):
+            raise _Damaged(f"layer {i} must be {{'class': one of {sorted(layers_module.LAYERS)}, 'config': "
+                           f"{{...}}}}, got {_short(entry)}")
+        if not isinstance(entry["config"].get("name", ""), (str, type(None))):
+            raise _Damaged(f"layer {i}'s name must be a string, got {_short(entry['config']['name'])}")
+        if i and entry["class"] == "InputLayer":
+            raise _Damaged(f"layer {i} is an Input: only the first layer can be")
+    names = [entry["config"].get("name") for entry in entries if entry["config"].get("name") is not None]
+    if len(set(names)) != len(names):
+        raise _Damaged("the model's layer names are not unique")
+    return spec
+
+
+def _input_shape(spec, built):
+    """The model's input shape from the config, which must agree with its first layer's."""
+    shape = spec.get("input_shape")
+    if not (isinstance(shape, list) and shape and all(_is_int(s) and s >= 1 for s in shape)):
+        raise _Damaged(f"the model's input_shape must be a list of positive ints, got {_short(shape)}")
+    if built[0].input_shape is not None and tuple(shape) != built[0].input_shape:
+        raise _Damaged(f"the model's input_shape {shape} differs from its first layer's "
+                       f"{list(built[0].input_shape)}")
+    if math.prod(shape) >= 2 ** 62:  # sizes beyond int64, which NumPy's shape arithmetic would wrap
+        raise _Damaged(f"the model's input_shape {_short(shape)} is impossibly large")
+    return tuple(shape)
+
+
+def _count_params(built, input_shape):
+    """The parameter count the layers imply, computed from their shapes alone (no allocation)."""
+    shape, total = input_shape, 0
+    for layer in built:
+        if isinstance(layer, layers_module.InputLayer):
+            continue
+        shape = layer._build(shape)
+        for _, weight_shape, _ in layer.weight_specs:
+            if not all(s >= 1 for s in weight_shape):
+                raise _Damaged(f"layer {layer.name} would have a weight of shape {weight_shape}")
+            total += math.prod(weight_shape)
+    if not any(not isinstance(layer, layers_module.InputLayer) for layer in built):
+        raise _Damaged("the model has no layers")
+    return total
+
+
+def _compile_spec(compiled):
+    """The compile settings as objects (small, nothing allocated per parameter), or None."""
+    if compiled is None:
+        return None
+    if not isinstance(compiled, dict):
+        raise _Damaged(f"the 'compile' settings must be an object, got {_short(compiled)}")
+    opt = _entry(compiled.get("optimizer"), "name", optimizers._BY_NAME, "the optimizer")
+    loss = compiled.get("loss")
+    loss = None if loss is None else _entry(loss, "name", losses._CLASSES, "the loss")
+    metrics = compiled.get("metrics", [])
+    if not isinstance(metrics, list):
+        raise _Damaged(f"the compile settings' 'metrics' must be a list, got {_short(metrics)}")
+    metrics = [_entry(m, "class", metrics_module.METRIC_CLASSES, f"metric {i}") for i, m in enumerate(metrics)]
+    state = compiled.get("optimizer_state")
+    if state is not None:
+        names = state.get("names") if isinstance(state, dict) else None
+        if not (isinstance(names, list) and all(isinstance(n, str) and n != "steps" for n in names)
+                and len(set(names)) == len(names) and isinstance(state.get("hyperparams"), dict)
+                and _is_int(state.get("iterations", 0))):
+            raise _Damaged(f"the saved optimizer state is malformed: {_short(state)}")
+        state = {"class": state.get("class"), "hyperparams": state["hyperparams"],
+                 "iterations": state.get("iterations", 0), "names": names}
+    return {
+        "optimizer": _construct("the optimizer", optimizers.from_config, opt["name"], opt["config"]),
+        "loss": None if loss is None else _construct("the loss", losses.from_config, loss["name"], loss["config"]),
+        "metrics": [_construct(f"metric {i}", _metric, m) for i, m in enumerate(metrics)],
+        "state": state,
+    }
+
+
+def _entry(entry, key, known, what):
+    """entry checked to be {key: a name in known, 'config': {...}}."""
+    if not (isinstance(entry, dict) and isinstance(entry.get(key), str) and entry[key] in known
+            and isinstance(entry.get("config"), dict)):
+        raise _Damaged(f"{what} must be {{{key!r}: one of {sorted(known)}, 'config': {{...}}}}, got {_short(entry)}")
+    if not isinstance(entry["config"].get("name", ""), (str, type(None))):
+        raise _Damaged(f"{what}'s name must be a string, got {_short(entry['config']['name'])}")
+    return entry
+
+
+def _construct(what, make, *args):
+    """make(*args) for settings from the file: a layer, optimizer, loss or metric rejecting them
+    may raise any of these; they become ValueErrors naming `what`."""
+    try:
+        return make(*args)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError, RecursionError) as exc:
+        raise _Damaged(f"{what} has invalid settings ({type(exc).__name__}: {_brief(exc)})") from exc
+
+
+def _npy_header(z, members, name, shape, kinds):
+    """Reads only the .npy header of member `name` and checks it, and the member's declared size,
+    against the shape the config implies and a dtype of one of `kinds` ('f': float32, 'iu': an
+    integer). Returns (dtype, offset of the data)."""
+    info = members.get(name)
+    if info is None:
+        raise _Damaged(f"the model file has no {name}: it is damaged or not a fastdl model")
+    with z.open(info) as f:
+        try:
+            version = npy_format.read_magic(f)
+            if version == (1, 0):
+                header = npy_format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                header = npy_format.read_array_header_2_0(f)
+            else:
+                raise ValueError(f".npy format version {version} (fastdl writes 1.0)")
+        except (ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError) as exc:
+            raise _Damaged(f"{name} is not a valid .npy array ({_brief(exc)})") from None
+        offset = f.tell()
+    got_shape, _, dtype = header  # fortran_order does not matter for the 1-D arrays fastdl keeps
+    expected_dtype = "float32" if kinds == "f" else "an integer dtype"
+    if dtype.hasobject:
+        raise _Damaged(f"{name} holds Python objects, which need pickle; fastdl never loads pickled data")
+    ok_dtype = (dtype == np.float32 or dtype == np.dtype(">f4")) if kinds == "f" else \
+        (dtype.kind in kinds and dtype.itemsize <= 8 and not dtype.fields)
+    if not ok_dtype or tuple(got_shape) != shape:
+        raise _Damaged(f"{name} holds {dtype}{list(got_shape)} but the model's architecture needs "
+                       f"{expected_dtype}{list(shape)}")
+    if info.file_size != offset + math.prod(shape) * dtype.itemsize:
+        raise _Damaged(f"{name} is {info.file_size:,} bytes, but its header says "
+                       f"{offset + math.prod(shape) * dtype.itemsize:,}")
+    return dtype, offset
+
+
+def _read_into(z, info, header, out):
+    """Reads a member's data (its header already checked) into `out`, piece by piece."""
+    dtype, offset = header
+    view = memoryview(out.reshape(-1)).cast("B")
+    with z.open(info) as f:
+        f.read(offset)
+        done = 0
+        while done < len(view):
+            n = f.readinto(view[done:done + _CHUNK])
+            if not n:
+                raise _Damaged(f"{info.filename} ends early")
+            done += n
+    if not dtype.isnative:
+        out.byteswap(inplace=True)  # written on a machine of the other byte order
+
+
+def _read_array(z, members, headers, name):
+    """An optimizer array (its header checked) in a new native-order array."""
+    dtype, _ = headers[name]
+    out = np.empty(int(members[name].file_size - headers[name][1]) // dtype.itemsize, dtype=dtype.newbyteorder("="))
+    _read_into(z, members[name], headers[name], out)
+    return out
+
+
 def _metric(entry):
-    cls = metrics_module.METRIC_CLASSES.get(entry["class"])
-    if cls is None:
-        raise ValueError(f"unknown metric class {entry['class']!r} in the model file")
+    cls = metrics_module.METRIC_CLASSES[entry["class"]]
     return cls(**entry["config"])
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value):
+    """A bounded repr of a value from the file (which may be huge or deeply nested)."""
+    return reprlib.repr(value)
+
+
+def _brief(exc, limit=300):
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
