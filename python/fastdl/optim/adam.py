@@ -46,7 +46,7 @@ class Adam(Optimizer):
 
     def _update(self, idx, grads):
         params, grads, state, steps = self._lists(idx, grads)
-        h = self.hyperparams
+        h = self._h  # the hyperparameters step() checked
         b1, b2 = h["betas"]
         _backend.kernels.adam_step(params, grads, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
                                    steps, self._lr_now, b1, b2, h["eps"], h["weight_decay"], h["amsgrad"],

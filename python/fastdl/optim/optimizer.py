@@ -88,8 +88,11 @@ class Optimizer:
     def step(self, grads):
         """Applies one update: grads[i] is the gradient of params[i] (None skips that parameter).
 
-        All arguments are checked before any parameter changes: either every parameter with a
-        gradient is updated, or an exception is raised and none is.
+        All or nothing: the gradients, the parameters, the state arrays and the hyperparameters
+        (``hyperparams`` and ``state`` are public and may have been changed since) are checked
+        before any parameter changes: either every parameter with a gradient is updated and its
+        step count advanced, or an exception is raised and no parameter, state array or count
+        has changed.
         """
         grads = self._check_grads(grads)
         active = [i for i, g in enumerate(grads) if g is not None]
@@ -97,38 +100,38 @@ class Optimizer:
             return
         for i in active:  # a parameter may have been made read-only (or replaced) since
             self._check_param(self.params[i], i)
+        self._h = self._check_state(active)  # what _update reads
         everything = len(active) == len(grads)
-        self._lr_now = self.lr
+        self._lr_now = real(self.lr, "lr", 0.0)  # a schedule's value, checked
+        steps = self._steps + 1  # the counts including this step; stored as each dtype group's call returns
+        if (steps <= 0).any():  # an int64 count at its maximum
+            raise OverflowError(f"the step count of params[{int(np.flatnonzero(steps <= 0)[0])}] overflows")
+        self._steps_now = steps
         self._grad_scale = 1.0
-        if self.hyperparams.get("max_grad_norm") is not None:
+        if self._h.get("max_grad_norm") is not None:
             total = 0.0
             for group in self._groups:
                 idx = [i for i in group if grads[i] is not None]
                 if idx:
                     total += _backend.kernels.grad_sum_squares([grads[i] for i in idx])
             self.last_grad_norm = math.sqrt(total)
-            self._grad_scale = clip_coefficient(self.last_grad_norm, self.hyperparams["max_grad_norm"])
-        before = self._steps.copy()
-        if everything:
-            self._steps += 1
-        else:
-            self._steps[active] += 1
-        try:
-            for group in self._groups:
-                idx = group if everything else [i for i in group if grads[i] is not None]
-                if idx:
-                    self._update(idx, grads)
-        except BaseException:
-            self._steps[...] = before  # nothing is expected to fail here: the arguments were checked
-            raise
+            self._grad_scale = clip_coefficient(self.last_grad_norm, self._h["max_grad_norm"])
+        for group in self._groups:
+            idx = group if everything else [i for i in group if grads[i] is not None]
+            if idx:
+                # nothing is expected to fail here: everything the kernels check was checked above.
+                # Should a call still fail, the counts stay true to what was updated.
+                self._update(idx, grads)
+                self._steps[idx] = steps[idx]
         self.iterations += 1
 
     def _lists(self, idx, grads):
-        """(params, grads, {state name: arrays}, steps) for the parameters idx."""
+        """(params, grads, {state name: arrays}, step counts including this step) for the parameters idx."""
+        steps = self._steps_now
         if len(idx) == len(self.params):
-            return self.params, grads, self.state, self._steps
+            return self.params, grads, self.state, steps
         return ([self.params[i] for i in idx], [grads[i] for i in idx],
-                {k: [v[i] for i in idx] for k, v in self.state.items()}, self._steps[idx])
+                {k: [v[i] for i in idx] for k, v in self.state.items()}, steps[idx])
 
     def _update(self, idx, grads):
         raise NotImplementedError
@@ -160,6 +163,28 @@ class Optimizer:
             raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
         if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only")
+
+    def _check_state(self, active):
+        """The hyperparameters (checked again: ``hyperparams`` is a public dict) and the state arrays
+        of the parameters `active`, as the kernels will need them."""
+        hyper = self._hyperparams(**self.hyperparams)
+        for name in self._state_names_for(hyper):
+            arrays = self.state.get(name)
+            if not isinstance(arrays, list) or len(arrays) != len(self.params):
+                raise ValueError(f"state[{name!r}] must be a list of {len(self.params)} arrays, one per parameter "
+                                 f"(hyperparams {sorted(self.hyperparams)} need it)")
+            for i in active:
+                a, p = arrays[i], self.params[i]
+                if type(a) is not np.ndarray:
+                    raise TypeError(f"state[{name!r}][{i}] must be a numpy.ndarray, got {type(a).__name__}")
+                if a.dtype != p.dtype or a.shape != p.shape:
+                    raise ValueError(f"state[{name!r}][{i}] is {a.dtype}{list(a.shape)} but params[{i}] is "
+                                     f"{p.dtype}{list(p.shape)}")
+                if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+                    raise ValueError(f"state[{name!r}][{i}] must be a writeable C-contiguous array")
+                if a.size and np.may_share_memory(a, p):
+                    raise ValueError(f"state[{name!r}][{i}] shares memory with params[{i}]")
+        return hyper
 
     def _check_grads(self, grads):
         if isinstance(grads, np.ndarray):

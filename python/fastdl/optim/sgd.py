@@ -41,6 +41,6 @@ class SGD(Optimizer):
 
     def _update(self, idx, grads):
         params, grads, state, steps = self._lists(idx, grads)
-        h = self.hyperparams
+        h = self._h  # the hyperparameters step() checked
         _backend.kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, self._lr_now, h["momentum"],
                                   h["dampening"], h["weight_decay"], h["nesterov"], h["maximize"], self._grad_scale)
