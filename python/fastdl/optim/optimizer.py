@@ -3,6 +3,7 @@ checked arguments, learning-rate schedules, global-norm gradient clipping, and s
 load_state_dict."""
 
 import math
+import operator
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class Optimizer:
             return
         for i in active:  # a parameter may have been made read-only (or replaced) since
             self._check_param(self.params[i], i)
-        self._h = self._check_state(active)  # what _update reads
+        self._h = self._check_state()  # what _update reads
         everything = len(active) == len(grads)
         self._lr_now = real(self.lr, "lr", 0.0)  # a schedule's value, checked
         steps = self._steps + 1  # the counts including this step; stored as each dtype group's call returns
@@ -164,16 +165,26 @@ class Optimizer:
         if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only")
 
-    def _check_state(self, active):
+    def _check_state(self):
         """The hyperparameters (checked again: ``hyperparams`` is a public dict) and the state arrays
-        of the parameters `active`, as the kernels will need them."""
+        as the kernels will need them. The arrays are checked when one of them was replaced since the
+        last check (the cache holds them, so that a new array cannot pass for an old one)."""
         hyper = self._hyperparams(**self.hyperparams)
-        for name in self._state_names_for(hyper):
-            arrays = self.state.get(name)
+        names = self._state_names_for(hyper)
+        lists = [self.state.get(name) for name in names]
+        # One C++ call checks every array before it writes any: then only replaced arrays need a look
+        # here. Several calls (parameters of two dtypes), or the NumPy kernels (which write tensor by
+        # tensor), need every array checked, a read-only flag set since included.
+        cached = getattr(self, "_checked_state", None)
+        if cached is not None and cached[0] == names and len(self._groups) == 1 and \
+                _backend.kernels is _backend.cpu_extension() and \
+                all(len(a) == len(b) and all(map(operator.is_, a, b)) for a, b in zip(lists, cached[1])):
+            return hyper
+        for name, arrays in zip(names, lists):
             if not isinstance(arrays, list) or len(arrays) != len(self.params):
                 raise ValueError(f"state[{name!r}] must be a list of {len(self.params)} arrays, one per parameter "
                                  f"(hyperparams {sorted(self.hyperparams)} need it)")
-            for i in active:
+            for i in range(len(self.params)):
                 a, p = arrays[i], self.params[i]
                 if type(a) is not np.ndarray:
                     raise TypeError(f"state[{name!r}][{i}] must be a numpy.ndarray, got {type(a).__name__}")
@@ -184,6 +195,7 @@ class Optimizer:
                     raise ValueError(f"state[{name!r}][{i}] must be a writeable C-contiguous array")
                 if a.size and np.may_share_memory(a, p):
                     raise ValueError(f"state[{name!r}][{i}] shares memory with params[{i}]")
+        self._checked_state = (names, [list(arrays) for arrays in lists])
         return hyper
 
     def _check_grads(self, grads):
