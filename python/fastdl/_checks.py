@@ -71,8 +71,27 @@ def axis_index(axis, ndim, name="axis"):
     return int(axis) % ndim
 
 
+def flag(value, name):
+    """A bool argument: True / False (NumPy's too). Anything else is refused rather than read
+    by truth value, where from_logits='False' would mean True."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}")
+
+
+def whole(value, name, low=None):
+    """An int argument (not a bool, not a float), at least `low` when given."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
 def real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite float in the given range."""
+    """A finite float in the given range (a bool is not a number here)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):

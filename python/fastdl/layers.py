@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from . import _backend, _random, activations, initializers
+from ._checks import flag, real
 
 _IDENTITY = _backend.ACTIVATIONS["identity"]
 _names = {}
@@ -28,6 +29,8 @@ class Layer:
     forward(x, training) and backward(dy, need_dx)."""
 
     def __init__(self, name=None, input_shape=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or _auto_name(_snake(type(self).__name__))
         self.input_shape = None if input_shape is None else _shape(input_shape, "input_shape")
         self.output_shape = None
@@ -135,7 +138,7 @@ class Dense(Layer):
             raise ValueError(f"units must be a positive int, got {units!r}")
         self.units = int(units)
         self.activation = activations.get(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = flag(use_bias, "use_bias")
         self.kernel_initializer = initializers.check(kernel_initializer)
         self.bias_initializer = initializers.check(bias_initializer)
         self.logits_out = False  # set by the model when the loss takes this layer's logits
@@ -248,9 +251,7 @@ class Dropout(Layer):
 
     def __init__(self, rate, name=None, input_shape=None, seed=None):
         super().__init__(name=name, input_shape=input_shape)
-        rate = float(rate)
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"rate must be in [0, 1), got {rate}")
+        rate = real(rate, "rate", 0.0, 1.0, high_open=True)
         self.rate = rate
         self.seed = seed
         self._rng = None if seed is None else np.random.default_rng(seed)

@@ -12,6 +12,7 @@ computed from the logits in one stable kernel (csrc/kernels/losses.h).
 import numpy as np
 
 from . import _backend
+from ._checks import flag, real
 from .activations import get as _activation
 from .backends import numpy_kernels
 
@@ -93,7 +94,7 @@ class _Crossentropy(Loss):
     """Cross-entropies take from_logits and label_smoothing."""
 
     def __init__(self, from_logits=False, label_smoothing=0.0):
-        self.from_logits = bool(from_logits)
+        self.from_logits = flag(from_logits, "from_logits")
         self.label_smoothing = _smoothing(label_smoothing)
 
     def get_config(self):
@@ -162,7 +163,7 @@ class SparseCategoricalCrossentropy(Loss):
     fuses_with = "softmax"
 
     def __init__(self, from_logits=False):
-        self.from_logits = bool(from_logits)
+        self.from_logits = flag(from_logits, "from_logits")
 
     def get_config(self):
         return {"from_logits": self.from_logits}
@@ -238,10 +239,7 @@ def _categorical_on_probabilities(t, p, grad):
 
 
 def _smoothing(value):
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {value}")
-    return value
+    return real(value, "label_smoothing", 0.0, 1.0)
 
 
 # ---- Keras-style functions: one loss per sample ---------------------------------------------------

@@ -11,6 +11,8 @@ MeanSquaredError, MeanAbsoluteError; update_state(y_true, y_pred), result(), res
 
 import numpy as np
 
+from ._checks import real, whole
+
 
 # ---- turning labels and predictions into class ids -------------------------------------------------
 
@@ -110,6 +112,8 @@ class Metric:
     kind = "classes"
 
     def __init__(self, name=None):
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a string, got {name!r}")
         self.name = name or self.default_name
         self.reset_state()
 
@@ -158,7 +162,7 @@ class BinaryAccuracy(_AccuracyBase):
     default_name = "binary_accuracy"
 
     def __init__(self, name=None, threshold=0.5):
-        self.threshold = float(threshold)
+        self.threshold = real(threshold, "threshold")
         super().__init__(name)
 
     def _classes(self, y_true, y_pred):
@@ -190,8 +194,10 @@ class ConfusionMetric(Metric):
     which = None
 
     def __init__(self, name=None, average=None, num_classes=None):
+        if average not in (None, "binary", "macro", "micro"):
+            raise ValueError(f"average must be 'binary', 'macro', 'micro' or None, got {average!r}")
         self.average = average
-        self.num_classes = num_classes
+        self.num_classes = None if num_classes is None else whole(num_classes, "num_classes", 1)
         super().__init__(name)
 
     def reset_state(self):

@@ -1,7 +1,7 @@
 """Adam and AdamW."""
 
 from .. import _backend
-from .._checks import real
+from .._checks import flag, real
 from .optimizer import Optimizer, learning_rate, max_norm
 
 
@@ -38,8 +38,8 @@ class Adam(Optimizer):
     def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
                      max_grad_norm=None):
         return {"lr": learning_rate(lr), "betas": _betas(betas), "eps": real(eps, "eps", 0.0),
-                "weight_decay": real(weight_decay, "weight_decay", 0.0), "amsgrad": bool(amsgrad),
-                "maximize": bool(maximize), "max_grad_norm": max_norm(max_grad_norm)}
+                "weight_decay": real(weight_decay, "weight_decay", 0.0), "amsgrad": flag(amsgrad, "amsgrad"),
+                "maximize": flag(maximize, "maximize"), "max_grad_norm": max_norm(max_grad_norm)}
 
     def _state_names_for(self, hyperparams):
         return self.state_names if hyperparams["amsgrad"] else self.state_names[:2]

@@ -160,8 +160,11 @@ class Optimizer:
             raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
         if p.dtype not in FLOAT_DTYPES:
             raise TypeError(f"params[{i}] must be float32 or float64, got dtype {p.dtype}")
-        if not (p.flags.c_contiguous and p.flags.aligned):
+        if not p.flags.c_contiguous:
             raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
+        if not p.flags.aligned:
+            raise ValueError(f"params[{i}] must be aligned to its {p.dtype.itemsize}-byte elements: it is updated "
+                             f"in place")
         if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only")
 
@@ -214,7 +217,7 @@ class Optimizer:
             if g.shape != p.shape:
                 raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has shape {p.shape}")
             if not (g.flags.c_contiguous and g.flags.aligned):
-                grads[i] = np.ascontiguousarray(g)
+                grads[i] = np.array(g, order="C")  # a copy: ascontiguousarray keeps a misaligned array as it is
         return grads
 
     # -- state -------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
 
 from .. import _backend
-from .._checks import real
+from .._checks import flag, real
 from .optimizer import Optimizer, learning_rate, max_norm
 
 
@@ -29,8 +29,8 @@ class SGD(Optimizer):
     def _hyperparams(lr=0.01, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0, maximize=False,
                      max_grad_norm=None):
         h = {"lr": learning_rate(lr), "momentum": real(momentum, "momentum", 0.0),
-             "dampening": real(dampening, "dampening"), "nesterov": bool(nesterov),
-             "weight_decay": real(weight_decay, "weight_decay", 0.0), "maximize": bool(maximize),
+             "dampening": real(dampening, "dampening"), "nesterov": flag(nesterov, "nesterov"),
+             "weight_decay": real(weight_decay, "weight_decay", 0.0), "maximize": flag(maximize, "maximize"),
              "max_grad_norm": max_norm(max_grad_norm)}
         if h["nesterov"] and (h["momentum"] <= 0 or h["dampening"] != 0):
             raise ValueError("nesterov=True requires momentum > 0 and dampening = 0")

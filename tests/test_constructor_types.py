@@ -1,0 +1,65 @@
+"""Settings of layers, losses and metrics (typed by users, or read from a model file) are
+checked for their type: a bool is not read by truth value (from_logits='False' used to mean
+True), a number is not a bool, an int is not a float."""
+
+import numpy as np
+import pytest
+
+from fastdl import layers, losses, metrics, optim, optimizers
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: losses.CategoricalCrossentropy(from_logits="False"), "from_logits must be True or False"),
+    (lambda: losses.BinaryCrossentropy(from_logits=[1]), "from_logits must be True or False"),
+    (lambda: losses.SparseCategoricalCrossentropy(from_logits=None), "from_logits must be True or False"),
+    (lambda: losses.CategoricalCrossentropy(label_smoothing=True), "label_smoothing must be a real number"),
+    (lambda: losses.CategoricalCrossentropy(label_smoothing="0.1"), None),  # a numeric string is a number
+    (lambda: layers.Dense(3, use_bias="no"), "use_bias must be True or False"),
+    (lambda: layers.Dense(3, name=["a"]), "name must be a string"),
+    (lambda: layers.Dropout(True), "rate must be a real number"),
+    (lambda: metrics.BinaryAccuracy(threshold="x"), "threshold must be a real number"),
+    (lambda: metrics.F1Score(num_classes="x"), "num_classes must be an int"),
+    (lambda: metrics.F1Score(num_classes=2.5), "num_classes must be an int"),
+    (lambda: metrics.Precision(num_classes=0), "num_classes must be >= 1"),
+    (lambda: metrics.Recall(average="weighted"), "average must be 'binary', 'macro', 'micro' or None"),
+    (lambda: metrics.Accuracy(name=3), "name must be a string"),
+])
+def test_bad_settings_are_refused_when_made(make, message):
+    if message is None:
+        make()
+        return
+    with pytest.raises((TypeError, ValueError), match=message):
+        make()
+
+
+def test_numpy_bools_and_ints_are_accepted():
+    assert losses.BinaryCrossentropy(from_logits=np.bool_(True)).from_logits is True
+    assert metrics.F1Score(num_classes=np.int64(3)).num_classes == 3
+    assert layers.Dense(2, use_bias=np.False_).use_bias is False
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: optim.Adam(p, amsgrad="x"), "amsgrad must be True or False"),
+    (lambda p: optim.AdamW(p, maximize=1.5), "maximize must be True or False"),
+    (lambda p: optim.SGD(p, momentum=0.9, nesterov="yes"), "nesterov must be True or False"),
+    (lambda p: optim.Adam(p, eps=True), "eps must be a real number"),
+    (lambda p: optimizers.Adam(amsgrad="x"), "amsgrad must be True or False"),
+    (lambda p: optimizers.SGD(nesterov=[1]), "nesterov must be True or False"),
+])
+def test_bad_optimizer_settings_are_refused(make, message):
+    with pytest.raises(TypeError, match=message):
+        make([np.zeros(3)])
+
+
+def test_misaligned_arrays_in_an_optimizer_step():
+    """A misaligned parameter is named as such; a misaligned gradient is copied, not refused."""
+    raw = np.zeros(3 * 8 + 1, np.uint8)
+    misaligned = raw[1:].view(np.float64)
+    with pytest.raises(ValueError, match=r"params\[0\] must be aligned to its 8-byte elements"):
+        optim.SGD([misaligned], lr=0.1)
+    p = np.ones(3)
+    graw = np.zeros(3 * 8 + 1, np.uint8)
+    g = graw[1:].view(np.float64)
+    g[...] = 2.0
+    optim.SGD([p], lr=0.1).step([g])
+    np.testing.assert_allclose(p, 0.8)
