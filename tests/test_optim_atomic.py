@@ -127,3 +127,22 @@ def test_bad_gradient_in_the_second_dtype_changes_nothing(backend):
         with pytest.raises(error):
             opt.step(grads)
         _assert_unchanged(params, opt, snap)
+
+
+def test_hyperparams_edited_between_steps_are_checked_again():
+    """A step reuses the last check of ``hyperparams`` only while the dict is unchanged: an edit
+    (a new value, or a list changed in place) is checked before anything moves."""
+    params, opt, rng = _setup("Adam")
+    opt.hyperparams["eps"] = -1.0
+    snap = _snapshot(params, opt)
+    with pytest.raises(ValueError, match="eps"):
+        opt.step(_grads(params, rng))
+    _assert_unchanged(params, opt, snap)
+    opt.hyperparams["eps"] = 1e-8
+    opt.hyperparams["betas"] = [0.5, 0.9]
+    opt.step(_grads(params, rng))
+    opt.hyperparams["betas"][0] = 2.0  # in place: the dict compares equal to nothing it was
+    snap = _snapshot(params, opt)
+    with pytest.raises(ValueError, match=r"betas\[0\]"):
+        opt.step(_grads(params, rng))
+    _assert_unchanged(params, opt, snap)

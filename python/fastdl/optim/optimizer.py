@@ -103,9 +103,10 @@ class Optimizer:
             self._check_param(self.params[i], i)
         self._h = self._check_state()  # what _update reads
         everything = len(active) == len(grads)
-        self._lr_now = real(self.lr, "lr", 0.0)  # a schedule's value, checked
+        lr = self._h["lr"]  # a number was checked with the rest; a schedule's value is checked here
+        self._lr_now = real(lr(self.iterations), "lr", 0.0) if isinstance(lr, schedules.Schedule) else lr
         steps = self._steps + 1  # the counts including this step; stored as each dtype group's call returns
-        if (steps <= 0).any():  # an int64 count at its maximum
+        if steps.min(initial=1) <= 0:  # an int64 count at its maximum
             raise OverflowError(f"the step count of params[{int(np.flatnonzero(steps <= 0)[0])}] overflows")
         self._steps_now = steps
         self._grad_scale = 1.0
@@ -172,7 +173,14 @@ class Optimizer:
         """The hyperparameters (checked again: ``hyperparams`` is a public dict) and the state arrays
         as the kernels will need them. The arrays are checked when one of them was replaced since the
         last check (the cache holds them, so that a new array cannot pass for an old one)."""
-        hyper = self._hyperparams(**self.hyperparams)
+        raw = self.hyperparams
+        seen = getattr(self, "_checked_hyper", None)
+        if seen is not None and seen[0] == raw:  # unchanged since the last step: its check holds
+            hyper = seen[1]
+        else:
+            hyper = self._hyperparams(**raw)
+            # a list value could change in place behind the copy: such a dict is checked every step
+            self._checked_hyper = None if any(isinstance(v, list) for v in raw.values()) else (dict(raw), hyper)
         names = self._state_names_for(hyper)
         lists = [self.state.get(name) for name in names]
         # One C++ call checks every array before it writes any: then only replaced arrays need a look
