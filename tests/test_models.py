@@ -396,3 +396,26 @@ def test_leaky_relu_function_object_means_its_own_slope(tmp_path):
         loaded = models.load_model(tmp_path / "m.fastdl")
         np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
         assert loaded.layers[0].activation.alpha == slope
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_model_is_its_own(how):
+    """copy.deepcopy / pickle of a model (a per-thread copy, say): the copy predicts the same,
+    trains on its own buffers, has its own locks, and leaves the original alone."""
+    import copy
+    import pickle
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = rng.standard_normal((64, 4)).astype(np.float32)
+    model = models.Sequential([layers.Dense(8, activation="relu", input_shape=(3,)), layers.Dense(4)])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    before = model.predict(x)
+    clone = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict(x), before)
+    assert all(np.shares_memory(w, clone._params) for w in clone.weights)
+    assert clone.layers[0]._lock is clone._compute_lock and clone._compute_lock is not model._compute_lock
+    clone.fit(x, y, epochs=3, verbose=0)
+    assert not np.array_equal(clone.predict(x), before)
+    np.testing.assert_array_equal(model.predict(x), before)
+    copy.deepcopy(model.layers[0])

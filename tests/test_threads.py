@@ -166,3 +166,41 @@ def test_evaluate_during_fit_keeps_fits_metrics():
                 t.join()
 
     assert fit_logs(False) == fit_logs(True)
+
+
+def test_evaluate_in_a_callback_keeps_fits_metrics():
+    """A callback that evaluates inside fit (same thread): fit's logged accuracy is unchanged."""
+    import fastdl
+    from fastdl import callbacks
+    x, y = _data(n=256)
+
+    class EvaluateEachBatch(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model.evaluate(x[:3], y[:3], verbose=0)
+
+    def fit_logs(extra):
+        fastdl.set_seed(5)
+        model = _model()
+        return model.fit(x, y, epochs=2, batch_size=32, verbose=0, shuffle=False, callbacks=extra).history
+
+    assert fit_logs([EvaluateEachBatch()]) == fit_logs([])
+
+
+def test_set_weights_from_a_callbacks_worker_thread():
+    """set_weights from another thread while fit runs waits only for the current step, so a
+    callback may hand it to a worker and join it."""
+    x, y = _data(n=256)
+    model = _model()
+    zeros = [np.zeros_like(w) for w in model.get_weights()]
+    from fastdl import callbacks
+
+    class ResetInWorker(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            worker = threading.Thread(target=model.set_weights, args=(zeros,))
+            worker.start()
+            worker.join(timeout=30)
+            assert not worker.is_alive(), "set_weights waited for the whole fit"
+
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[ResetInWorker()])
+    for w in model.get_weights():
+        np.testing.assert_array_equal(w, 0.0)

@@ -81,6 +81,16 @@ class Layer:
                 self.logits_out = False  # the activation itself, not fit's logits (fit sets it each step)
             return self.forward(x, training=False).copy()
 
+    def __getstate__(self):  # copy.deepcopy / pickle: no lock, no scratch buffers
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_buffers"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()  # the model that holds this layer sets its own
+
     def _buffer(self, key, shape):
         """An array kept for reuse: allocated on first use for each shape (usually one or two
         batch sizes), then the same memory every step."""

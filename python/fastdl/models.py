@@ -13,11 +13,13 @@ result what one thread would get (the kernels are parallel inside, so a lock cos
   step and the metric update that reads the step's output). Inference in other threads runs
   between fit's steps and sees the weights of a whole step.
 - the run lock is held for a whole fit or evaluate (they own the compiled metrics, callbacks
-  and history) and by anything that changes the model's structure (add, build, compile,
-  set_weights). A second fit or evaluate waits for the first.
+  and history) and by anything that changes the model's structure (add, build, compile). A
+  second fit or evaluate waits for the first; evaluate called by a callback inside fit (the
+  same thread) runs at once and puts fit's metric states back afterwards.
 The order is always run lock, then compute lock, so that they cannot deadlock.
 """
 
+import copy
 import threading
 
 import numpy as np
@@ -38,6 +40,7 @@ class Sequential:
         self.loss = None
         self.metrics = []
         self.stop_training = False
+        self._fitting = False  # True while fit runs (in the thread holding the run lock)
         self.history = None
         self._optimizer_spec = None
         self._params = None
@@ -103,15 +106,8 @@ class Sequential:
         total = int(sum(np.prod(s) for _, _, s, _ in specs))
         self._params = np.zeros(total, dtype=np.float32)
         self._grads = np.zeros(total, dtype=np.float32)
-        offset = 0
+        self._link_views()
         for layer in self._compute_layers:
-            layer.weights, layer.gradients = [], []
-            for name, s, init in layer.weight_specs:
-                size = int(np.prod(s))
-                w = self._params[offset:offset + size].reshape(s)
-                layer.weights.append(w)
-                layer.gradients.append(self._grads[offset:offset + size].reshape(s))
-                offset += size
             kept = old.get(id(layer))
             for i, ((name, s, init), w) in enumerate(zip(layer.weight_specs, layer.weights)):
                 if kept is not None and i < len(kept) and kept[i].shape == w.shape:
@@ -124,6 +120,33 @@ class Sequential:
         if self._optimizer_spec is not None:
             self.optimizer = self._optimizer_spec.build([self._params])
         self._configure_loss()
+
+    def _link_views(self):
+        """Makes every layer's weights and gradients views into the model's two buffers."""
+        offset = 0
+        for layer in self._compute_layers:
+            layer.weights, layer.gradients = [], []
+            for _, shape, _ in layer.weight_specs:
+                size = int(np.prod(shape))
+                layer.weights.append(self._params[offset:offset + size].reshape(shape))
+                layer.gradients.append(self._grads[offset:offset + size].reshape(shape))
+                offset += size
+
+    # copy.deepcopy and pickle: locks are not copied (each copy gets its own), and the copy's
+    # layers are made views into the copy's buffers again (a deep copy of a view is no view).
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        del state["_run_lock"], state["_compute_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._run_lock = threading.RLock()
+        self._compute_lock = threading.RLock()
+        for layer in self.layers:
+            layer._lock = self._compute_lock
+        if self.built:
+            self._link_views()  # the copied buffers hold the values
 
     @property
     def input_shape(self):
@@ -159,7 +182,7 @@ class Sequential:
             if new.shape != w.shape:
                 raise ValueError(f"weights[{i}] has shape {new.shape} but the model's weight {i} is {w.shape}")
             arrays.append(new.astype(w.dtype))
-        with self._run_lock, self._compute_lock:
+        with self._compute_lock:  # between fit's steps: a callback's worker thread may set weights
             for new, w in zip(arrays, current):
                 w[...] = new
 
@@ -383,8 +406,12 @@ class Sequential:
         augment: a function applied to each training batch of x (see fastdl.data.augmentation).
         """
         with self._run_lock:
-            return self._fit_locked(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                                    validation_data, shuffle, initial_epoch, augment)
+            self._fitting = True
+            try:
+                return self._fit_locked(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                                        validation_data, shuffle, initial_epoch, augment)
+            finally:
+                self._fitting = False
 
     def _fit_locked(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
                     shuffle, initial_epoch, augment):
@@ -532,7 +559,14 @@ class Sequential:
         in compile order (return_dict: a dict)."""
         self._require_compiled()
         with self._run_lock:  # the compiled metrics are fit's while it runs
-            logs = self._evaluate_arrays(*self._prepare(x, y), _positive(batch_size, "batch_size"))
+            # called from a callback inside fit (this thread holds the run lock): fit's metric states
+            # are put back afterwards, or its logs would report this evaluation
+            saved = self._metric_states() if self._fitting else None
+            try:
+                logs = self._evaluate_arrays(*self._prepare(x, y), _positive(batch_size, "batch_size"))
+            finally:
+                if saved is not None:
+                    self._restore_metric_states(saved)
         if verbose:
             steps = -(-len(x) // batch_size)
             print(f"{steps}/{steps}" + callbacks_module._format_logs(logs))
@@ -541,6 +575,15 @@ class Sequential:
         if not self.metrics:
             return logs["loss"]
         return [logs["loss"]] + [logs[m.name] for m in self.metrics]
+
+    def _metric_states(self):
+        return [copy.deepcopy(m.__dict__) for m in self.metrics], getattr(self, "_readings", None)
+
+    def _restore_metric_states(self, saved):
+        states, self._readings = saved
+        for m, state in zip(self.metrics, states):
+            m.__dict__.clear()
+            m.__dict__.update(state)
 
     # -- description, saving, export ---------------------------------------------------------------
     def summary(self, print_fn=print):
