@@ -13,7 +13,12 @@ from fastdl import layers, losses, metrics, optim, optimizers
     (lambda: losses.BinaryCrossentropy(from_logits=[1]), "from_logits must be True or False"),
     (lambda: losses.SparseCategoricalCrossentropy(from_logits=None), "from_logits must be True or False"),
     (lambda: losses.CategoricalCrossentropy(label_smoothing=True), "label_smoothing must be a real number"),
-    (lambda: losses.CategoricalCrossentropy(label_smoothing="0.1"), None),  # a numeric string is a number
+    (lambda: losses.CategoricalCrossentropy(label_smoothing="0.1"), "label_smoothing must be a real number"),
+    (lambda: layers.Dropout(" 0.5 "), "rate must be a real number"),
+    (lambda: layers.Dense(4, input_shape=(3.9,)), "input_shape must be a tuple of ints"),  # not truncated to 3
+    (lambda: layers.Dense(4, input_shape=(True,)), "input_shape must be a tuple of ints"),
+    (lambda: layers.Dense(4, input_dim="3"), "input_shape must be a tuple of ints"),
+    (lambda: layers.Dense(4, activation={"name": "leaky_relu", "alpha": 10 ** 400}), "alpha must be a finite"),
     (lambda: layers.Dense(3, use_bias="no"), "use_bias must be True or False"),
     (lambda: layers.Dense(3, name=["a"]), "name must be a string"),
     (lambda: layers.Dropout(True), "rate must be a real number"),
@@ -43,6 +48,9 @@ def test_numpy_bools_and_ints_are_accepted():
     (lambda p: optim.AdamW(p, maximize=1.5), "maximize must be True or False"),
     (lambda p: optim.SGD(p, momentum=0.9, nesterov="yes"), "nesterov must be True or False"),
     (lambda p: optim.Adam(p, eps=True), "eps must be a real number"),
+    (lambda p: optim.SGD(p, lr="0.1"), "lr must be a real number"),
+    (lambda p: optim.Adam(p, betas=("0.9", "0.99")), r"betas\[0\] must be a real number"),
+    (lambda p: optimizers.Adam(learning_rate="1e-3"), "lr must be a real number"),
     (lambda p: optimizers.Adam(amsgrad="x"), "amsgrad must be True or False"),
     (lambda p: optimizers.SGD(nesterov=[1]), "nesterov must be True or False"),
 ])
@@ -63,3 +71,11 @@ def test_misaligned_arrays_in_an_optimizer_step():
     g[...] = 2.0
     optim.SGD([p], lr=0.1).step([g])
     np.testing.assert_allclose(p, 0.8)
+
+
+def test_fastdl_torch_refuses_a_bool_rate():
+    torch = pytest.importorskip("torch")
+    import fastdl.torch as fdt
+    p = torch.nn.Parameter(torch.ones(3))
+    with pytest.raises(TypeError, match="Invalid weight_decay value: True"):
+        fdt.SGD([p], lr=0.1, weight_decay=True)

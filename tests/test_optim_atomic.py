@@ -146,3 +146,21 @@ def test_hyperparams_edited_between_steps_are_checked_again():
     with pytest.raises(ValueError, match=r"betas\[0\]"):
         opt.step(_grads(params, rng))
     _assert_unchanged(params, opt, snap)
+
+
+def test_a_0d_array_lr_changed_in_place_is_read_again():
+    """An lr given as a 0-d array and changed in place takes effect (and is checked) at the
+    next step: the step's reuse of its last check does not hide the change."""
+    p = np.zeros(3, np.float32)
+    opt = optim.SGD([p], lr=0.1)
+    lr = np.array(0.1)
+    opt.hyperparams["lr"] = lr
+    opt.step([np.ones(3, np.float32)])
+    np.testing.assert_allclose(p, -0.1)
+    lr[...] = 0.0
+    opt.step([np.ones(3, np.float32)])
+    np.testing.assert_allclose(p, -0.1)
+    lr[...] = -5.0
+    with pytest.raises(ValueError, match="lr"):
+        opt.step([np.ones(3, np.float32)])
+    np.testing.assert_allclose(p, -0.1)

@@ -89,8 +89,8 @@ def whole(value, name, low=None):
 
 
 def real(value, name, low=None, high=None, low_open=False, high_open=False):
-    """A finite float in the given range (a bool is not a number here)."""
-    if isinstance(value, (bool, np.bool_)):
+    """A finite float in the given range (a bool or a string is not a number here)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         v = float(value)

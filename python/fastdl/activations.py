@@ -63,8 +63,8 @@ def _from_dict(config):
         raise ValueError(f"an activation given as a dict must be {{'name': 'leaky_relu', 'alpha': slope}}, "
                          f"got {config!r}")
     alpha = config["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha < float("inf"):
-        raise ValueError(f"leaky_relu's alpha must be a finite number >= 0, got {alpha!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1e30:
+        raise ValueError(f"leaky_relu's alpha must be a finite number >= 0, got {alpha!r}")  # no int beyond float
     return Activation("leaky_relu", _IDS["leaky_relu"], alpha=float(alpha))
 
 

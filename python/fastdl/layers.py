@@ -319,9 +319,12 @@ def _shape(shape, name):
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
+        shape = tuple(shape)
+    except TypeError:
         raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from None
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, (bool, np.bool_)) for s in shape):
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}")  # 3.9 is not truncated to 3
+    shape = tuple(int(s) for s in shape)
     if any(s < 1 for s in shape):
         raise ValueError(f"{name}={shape} must have positive sizes")
     return shape

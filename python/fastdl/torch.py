@@ -124,7 +124,7 @@ def _number(value, label):
         if value.is_complex():
             raise TypeError(f"Invalid {label}: {value} (a real number is needed)")
         return float(value.item())
-    if isinstance(value, numbers.Real):
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):  # True is no rate
         return float(value)
     raise TypeError(f"Invalid {label}: {value!r} (a number is needed, not {type(value).__name__})")
 

@@ -12,6 +12,17 @@ from .._checks import FLOAT_DTYPES, real
 from . import schedules
 
 
+_SCALARS = (bool, int, float, str, type(None), np.generic)
+
+
+def _immutable(value):
+    """Whether a hyperparameter value cannot change in place (a schedule's value is checked at
+    every step anyway)."""
+    if isinstance(value, tuple):
+        return all(isinstance(v, _SCALARS) for v in value)
+    return isinstance(value, _SCALARS + (schedules.Schedule,))
+
+
 def learning_rate(lr):
     """A learning rate argument: a number >= 0 or a schedule (fastdl.optim.schedules)."""
     lr = schedules.from_config(lr)
@@ -179,8 +190,9 @@ class Optimizer:
             hyper = seen[1]
         else:
             hyper = self._hyperparams(**raw)
-            # a list value could change in place behind the copy: such a dict is checked every step
-            self._checked_hyper = None if any(isinstance(v, list) for v in raw.values()) else (dict(raw), hyper)
+            # a value that can change in place (a list, a 0-d array) could change behind the copy:
+            # such a dict is checked at every step
+            self._checked_hyper = (dict(raw), hyper) if all(map(_immutable, raw.values())) else None
         names = self._state_names_for(hyper)
         lists = [self.state.get(name) for name in names]
         # One C++ call checks every array before it writes any: then only replaced arrays need a look
