@@ -334,6 +334,12 @@ CONFIGS = {
     "state hyperparams a list": _set("compile", "optimizer_state", "hyperparams", value=[1]),
     "state iterations 'x'": _set("compile", "optimizer_state", "iterations", value="x"),
     "state iterations -1": _set("compile", "optimizer_state", "iterations", value=-1),
+    "state iterations 2**63": _set("compile", "optimizer_state", "iterations", value=2 ** 63),
+    "state iterations 10**400": _set("compile", "optimizer_state", "iterations", value=10 ** 400),
+    "schedule overflowing at the saved step": lambda c: c["compile"]["optimizer_state"].update(
+        iterations=2 ** 40, hyperparams={**c["compile"]["optimizer_state"]["hyperparams"], "lr": {
+            "schedule": "ExponentialDecay",
+            "config": {"initial_learning_rate": 0.01, "decay_steps": 1, "decay_rate": 2.0}}}),
     "state without amsgrad": _set("compile", "optimizer_state", "hyperparams", "amsgrad", value=False),
 }
 
@@ -430,3 +436,101 @@ def test_any_damage_gives_a_valid_model_or_a_value_error(tmp_path, good):
         assert model.predict(np.zeros((2, 6))).shape == (2, 3)  # what loads is a working model
 
     check()
+
+
+# ---- archives of many members: refused before any per-member work -------------------------------
+
+def test_an_archive_of_many_members_is_refused_at_once(tmp_path, good):
+    _, members, _ = good
+    many = dict(members)
+    many.update((f"m{i}", b"") for i in range(5000))
+    message = _refused(tmp_path, _zip(many), "5,00")
+    assert "members" in message and "at most 64" in message
+    buf = io.BytesIO()  # also with a repeated name among them: the count is what is refused
+    with pytest.warns(UserWarning), zipfile.ZipFile(buf, "w") as z:
+        for i in range(5000):
+            z.writestr(f"m{i}", b"")
+        z.writestr("m0", b"")
+    assert "at most 64" in _refused(tmp_path, buf.getvalue(), name="dup.fastdl")
+
+
+def test_repeated_member_names_are_found_in_linear_work(monkeypatch):
+    """The check for repeated names compared every name with every other (list.count in a loop):
+    40,000 members took 10 s. Counted here as string comparisons, with the member bound lifted."""
+    import types
+    from fastdl import saving
+
+    class Name(str):
+        compared = 0
+
+        def __eq__(self, other):
+            Name.compared += 1
+            return str.__eq__(self, other)
+
+        __hash__ = str.__hash__
+
+    n = 2000
+    infos = [types.SimpleNamespace(filename=Name(f"m{i}")) for i in range(n)] + [types.SimpleNamespace(
+        filename=Name("m7"))]
+    monkeypatch.setattr(saving, "_MAX_MEMBERS", 10 ** 6)
+    with pytest.raises(ValueError, match="same name"):
+        saving._members(types.SimpleNamespace(infolist=lambda: infos), 1 << 20)
+    assert Name.compared < 10 * n, Name.compared
+
+
+# ---- optimizer state that no save writes and the next step would fail on or be poisoned by ----------
+
+def _state_member(members, name, edit):
+    values = np.load(io.BytesIO(members[name]))
+    return _with(members, name, _npy(edit(values.copy())))
+
+
+def _put(index, value, dtype=None):
+    def edit(a):
+        a = a if dtype is None else a.astype(dtype)
+        a[index] = value
+        return a
+    return edit
+
+
+STATES = {
+    "steps 2**63-1": ("optimizer/steps.npy", _put(0, 2 ** 63 - 1), "step count"),
+    "steps 2**62": ("optimizer/steps.npy", _put(0, 2 ** 62), "step count"),
+    "steps -1": ("optimizer/steps.npy", _put(0, -1), "step count"),
+    "steps uint64 2**64-1": ("optimizer/steps.npy", _put(0, 2 ** 64 - 1, np.uint64), "step count"),
+    "exp_avg_sq negative": ("optimizer/exp_avg_sq.npy", _put(5, -1e-3), "negative"),
+    "exp_avg_sq -inf": ("optimizer/exp_avg_sq.npy", _put(0, -np.inf), "negative"),
+    "exp_avg_sq NaN": ("optimizer/exp_avg_sq.npy", _put(3, np.nan), "NaN"),
+    "max_exp_avg_sq negative": ("optimizer/max_exp_avg_sq.npy", _put(slice(None), -1.0), "negative"),
+    "max_exp_avg_sq NaN": ("optimizer/max_exp_avg_sq.npy", _put(-1, np.nan), "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(STATES))
+def test_impossible_optimizer_state_is_refused_at_load(tmp_path, good, case):
+    _, members, _ = good
+    name, edit, match = STATES[case]
+    message = _refused(tmp_path, _zip(_state_member(members, name, edit)), match)
+    assert name in message
+
+
+def test_a_file_with_step_counts_near_the_bound_loads_and_trains(tmp_path, good):
+    _, members, config = good
+    edited = _state_member(members, "optimizer/steps.npy", _put(0, 2 ** 62 - 1))
+    edited = _with(edited, _CONFIG, _edited(config, _set("compile", "optimizer_state", "iterations", value=2 ** 62 - 1)))
+    path = tmp_path / "old.fastdl"
+    path.write_bytes(_zip(edited))
+    model = models.load_model(path)
+    model.fit(np.zeros((4, 6)), np.eye(3)[[0, 1, 2, 0]], epochs=1, verbose=0)
+    assert np.all(np.isfinite(model.get_weights()[0]))
+
+
+def test_a_diverged_model_still_loads(tmp_path, good):
+    """NaN moments beside NaN weights are what a run that diverged saves: not refused."""
+    _, members, _ = good
+    edited = _state_member(members, "params.npy", _put(3, np.nan))
+    for name in ("optimizer/exp_avg.npy", "optimizer/exp_avg_sq.npy", "optimizer/max_exp_avg_sq.npy"):
+        edited = _state_member(edited, name, _put(3, np.nan))
+    path = tmp_path / "diverged.fastdl"
+    path.write_bytes(_zip(edited))
+    assert np.isnan(np.concatenate([w.ravel() for w in models.load_model(path).get_weights()])[3])

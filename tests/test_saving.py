@@ -176,3 +176,154 @@ def test_a_killed_save_leaves_temporary_files_the_next_save_removes(tmp_path, rn
         _trained(rng, compile_=False).save(path)
     assert sorted(os.listdir(tmp_path)) == sorted(["m.fastdl", other.name, "notes.tmp", in_progress.name])
     models.load_model(path)
+
+
+# ---- what a save replaces (hostile review: /dev/null became a regular file, links were replaced,
+# ---- private files became world-readable, a FIFO hung every later save) --------------------------
+
+def _in_thread(fn, timeout=20):
+    """Runs fn in a daemon thread: a regression that blocks fails here instead of hanging the suite."""
+    import threading
+    result = {}
+
+    def run():
+        try:
+            result["value"] = fn()
+        except BaseException as exc:  # handed back to the test
+            result["error"] = exc
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"{fn} blocked for {timeout} s"
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_save_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path, rng):
+    model = _trained(rng, compile_=False)
+    real = tmp_path / "real" / "m.fastdl"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "link.fastdl"
+    os.symlink(real, link)
+    model.save(link)
+    assert os.path.islink(link) and os.readlink(link) == str(real)
+    assert zipfile.is_zipfile(real)
+    models.load_model(link)
+    assert sorted(os.listdir(tmp_path)) == ["link.fastdl", "real"]  # no temporary file beside the link
+    assert os.listdir(real.parent) == ["m.fastdl"]
+    dangling = tmp_path / "dangling.fastdl"  # a link to a file not there yet: the file is created
+    os.symlink(tmp_path / "real" / "new.fastdl", dangling)
+    model.save(dangling)
+    assert os.path.islink(dangling) and zipfile.is_zipfile(real.parent / "new.fastdl")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o444])
+def test_overwriting_keeps_the_files_permissions(tmp_path, rng, mode):
+    model = _trained(rng, compile_=False)
+    path = tmp_path / "m.fastdl"
+    model.save(path)
+    os.chmod(path, mode)
+    old = os.umask(0o022)
+    try:
+        model.save(path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o7777 == mode
+    os.chmod(path, 0o4755)  # set-id bits are not copied onto a data file
+    model.save(path)
+    assert path.stat().st_mode & 0o7777 == 0o755
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_save_refuses_a_fifo_and_leaves_it(tmp_path, rng):
+    import stat
+    model = _trained(rng, compile_=False)
+    fifo = tmp_path / "pipe.fastdl"
+    os.mkfifo(fifo)
+    with pytest.raises(FileExistsError, match="FIFO") as info:
+        _in_thread(lambda: model.save(fifo))
+    assert info.value.filename == str(fifo)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # never opened, never replaced
+    assert os.listdir(tmp_path) == ["pipe.fastdl"]  # refused before a temporary file was made
+    link = tmp_path / "link.fastdl"  # nor through a link to it
+    os.symlink(fifo, link)
+    with pytest.raises(FileExistsError, match="FIFO"):
+        _in_thread(lambda: model.save(link))
+    assert os.path.islink(link) and stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_save_to_a_directory_raises_is_a_directory_error(tmp_path, rng):
+    model = _trained(rng, compile_=False)
+    target = tmp_path / "d"
+    target.mkdir()
+    (target / "inside").write_bytes(b"x")
+    for path in (target, str(target) + os.sep):
+        with pytest.raises(IsADirectoryError):
+            model.save(path)
+    assert os.listdir(target) == ["inside"] and sorted(os.listdir(tmp_path)) == ["d"]
+    with pytest.raises(IsADirectoryError):  # a name ending in a separator names a directory
+        model.save(str(tmp_path / "new") + os.sep)
+    assert sorted(os.listdir(tmp_path)) == ["d"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_a_fifo_named_like_a_stale_temporary_file_does_not_block_saves(tmp_path, rng):
+    from fastdl import saving
+    model = _trained(rng, compile_=False)
+    path = tmp_path / "m.fastdl"
+    fifo = tmp_path / (saving._temp_prefix(path) + "x.tmp")
+    os.mkfifo(fifo)
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"keep")
+    link = tmp_path / (saving._temp_prefix(path) + "y.tmp")
+    os.symlink(target, link)
+    _in_thread(lambda: model.save(path))
+    _in_thread(lambda: model.save(path))
+    models.load_model(path)
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.fastdl", fifo.name, link.name, "elsewhere"])
+    assert target.read_bytes() == b"keep"
+
+
+def test_save_and_load_take_str_bytes_and_path_like_paths(tmp_path, rng):
+    model = _trained(rng)
+    x = rng.standard_normal((5, 6))
+    for path in (str(tmp_path / "s.fastdl"), os.fsencode(tmp_path / "b.fastdl"), tmp_path / "p.fastdl"):
+        model.save(path)
+        np.testing.assert_array_equal(models.load_model(path).predict(x), model.predict(x))
+    assert sorted(os.listdir(tmp_path)) == ["b.fastdl", "p.fastdl", "s.fastdl"]
+
+
+@pytest.mark.parametrize("path", ["", b""])
+def test_save_to_an_empty_path_is_refused(tmp_path, rng, monkeypatch, path):
+    model = _trained(rng, compile_=False)
+    inner = tmp_path / "cwd"
+    inner.mkdir()
+    monkeypatch.chdir(inner)
+    with pytest.raises(ValueError, match="empty path"):
+        model.save(path)
+    assert os.listdir(inner) == [] and os.listdir(tmp_path) == ["cwd"]  # nothing written here or in the parent
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+def test_load_refuses_a_fifo_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.fastdl"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="FIFO") as info:
+        _in_thread(lambda: models.load_model(fifo))
+    assert info.value.filename == str(fifo)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give a file away")
+def test_root_overwriting_a_users_file_keeps_its_owner(tmp_path, rng):
+    model = _trained(rng, compile_=False)
+    path = tmp_path / "m.fastdl"
+    model.save(path)
+    os.chown(path, 12345, 23456)
+    os.chmod(path, 0o600)
+    model.save(path)
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (12345, 23456, 0o600)

@@ -6,13 +6,17 @@
 
 Arrays are NumPy .npy data read with allow_pickle=False, the config is JSON: nothing in the file
 can execute code when loaded. The file is written to a temporary name in the same directory and
-renamed over the target, so a crash never leaves a half-written model behind.
+renamed over the target, so a crash never leaves a half-written model behind. A symlink is
+followed (the file it points to is replaced, the link stays), a replaced file keeps its
+permission bits, and a target that is not a regular file (a device, FIFO, socket or
+directory) is refused rather than replaced.
 
 Loading treats the file as untrusted: every member's declared size, the .npy headers and the
 parameter count the config implies are compared before the model is built or any array read,
 so that a damaged or crafted file costs no more than its real content and raises ValueError.
 """
 
+import collections
 import errno
 import hashlib
 import io
@@ -21,6 +25,7 @@ import math
 import os
 import reprlib
 import secrets
+import stat
 import tokenize
 import zipfile
 import zlib
@@ -39,17 +44,25 @@ FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
 _CONFIG = "fastdl_model.json"
 _MAX_CONFIG_BYTES = 2 << 20  # a real config is a few KB (about 200 bytes a layer)
+_MAX_MEMBERS = 64  # a fastdl file has the config, params.npy, and the optimizer's steps and <= 3 state arrays
+_MAX_STEPS = 2 ** 62  # step counts and iterations in a file are below this (an int64 count must not overflow)
 _CHUNK = 4 << 20  # arrays are read in pieces of this size, straight into their final buffers
 
 
 def atomic_write(path, write):
     """Calls write(file) on a temporary file next to path, then renames it onto path.
 
-    The file gets the mode an ordinary new file gets (0o666 less the umask: the kernel applies
-    the umask, so it is never read or changed). Temporary files that an earlier, killed save to
-    the same path left behind are removed afterwards (see _remove_stale_temps)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    path may be a str, bytes or os.PathLike. A symlink is followed: the file it points to is
+    replaced and the link stays. A target that exists must be a regular file: a device, FIFO or
+    socket is refused with FileExistsError and a directory with IsADirectoryError, before
+    anything is written. A new file gets the mode an ordinary new file gets (0o666 less the
+    umask: the kernel applies the umask, so it is never read or changed); a replaced file keeps
+    its permission bits (a private 0600 model stays private) and, where the process may give it
+    (root), its owner. Temporary files that an earlier, killed save to the same path left behind
+    are removed afterwards (see _remove_stale_temps)."""
+    path = _target(path)
+    _existing(path)  # refuses a device, FIFO, socket or directory before the write
+    directory = os.path.dirname(path)
     prefix = _temp_prefix(path)
     fd, tmp = _create_temp(directory, prefix)
     try:
@@ -57,6 +70,9 @@ def atomic_write(path, write):
             try:
                 write(f)
                 f.flush()
+                existing = _existing(path)  # again: the target may have changed meanwhile
+                if existing is not None:
+                    _copy_owner_and_mode(f.fileno(), existing)
                 os.fsync(f.fileno())
                 os.replace(tmp, path)
             except BaseException:
@@ -65,6 +81,53 @@ def atomic_write(path, write):
                 raise
     finally:
         _remove_stale_temps(directory, prefix)
+
+
+def _target(path):
+    """The absolute path a save to `path` writes: symlinks resolved, so that the file a link
+    points to is replaced and not the link. Refuses an empty path (which would otherwise save
+    to the parent of the current directory) and a path ending in a separator (a directory)."""
+    path = os.fsdecode(os.fspath(path))
+    if not path:
+        raise ValueError(f"cannot save to the empty path {path!r}: give a file name")
+    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
+        raise IsADirectoryError(errno.EISDIR, "cannot save to a path ending in a separator (a directory)", path)
+    return os.path.realpath(path)
+
+
+def _existing(path):
+    """os.stat of the target if it exists (None if not), refusing what a save must not replace."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "cannot save to a directory", path)
+    if not stat.S_ISREG(st.st_mode):
+        raise FileExistsError(errno.EEXIST, f"refusing to replace {_file_kind(st.st_mode)} with a model file: a "
+                                            f"save replaces only regular files", path)
+    return st
+
+
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a file that is not a regular file"
+
+
+def _copy_owner_and_mode(fd, st):
+    """Gives the new file the replaced file's owner (where allowed: root may, others may not,
+    which fails quietly) and then its permission bits (after the owner: a chown clears set-id
+    bits). Set-id and sticky bits are not copied: a model file is data."""
+    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o777)
 
 
 def _temp_prefix(path):
@@ -107,13 +170,19 @@ def _remove_stale_temps(directory, prefix):
         return
     for name in names:
         full = os.path.join(directory, name)
-        try:
-            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        try:  # only regular files: opening a FIFO would block, a device may act on being opened
+            if not stat.S_ISREG(os.lstat(full).st_mode):
+                continue
+            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
         except OSError:
             continue
         try:
+            st = os.fstat(fd)  # what was opened, should the name have been replaced since the lstat
+            if not stat.S_ISREG(st.st_mode):
+                continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save in progress
-            os.unlink(full)
+            if os.path.samestat(st, os.lstat(full)):
+                os.unlink(full)
         except OSError:
             pass
         finally:
@@ -173,9 +242,11 @@ def load_model(path):
     fastdl model raises ValueError naming the file and what is wrong, before any large
     allocation: sizes, .npy headers and the parameter count the config implies are compared
     first, and arrays are then read in pieces straight into the model's buffers. A missing or
-    unreadable file raises OSError as open() does."""
-    path = os.fspath(path)
-    with open(path, "rb") as f:
+    unreadable file raises OSError as open() does, and so does a path that is not a regular file
+    (a directory, device, FIFO or socket: opening a FIFO would block). path may be a str, bytes
+    or os.PathLike."""
+    path = os.fsdecode(os.fspath(path))
+    with _open_regular(path) as f:
         try:
             return _load(f)
         except _Damaged as exc:
@@ -188,6 +259,31 @@ def load_model(path):
             if exc.errno is not None and exc.errno != errno.EINVAL:
                 raise  # a failing disk is not damaged content
             raise ValueError(f"{path}: the model file is damaged ({_brief(exc)})") from exc
+
+
+def _open_regular(path):
+    """path opened for reading in binary mode, if it is a regular file (symlinks followed)."""
+    st = os.stat(path)  # checked before opening: opening a device may act on it
+    if not stat.S_ISREG(st.st_mode):
+        _refuse_non_regular(path, st)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)  # what was opened, should the name have been replaced since the stat
+        if not stat.S_ISREG(st.st_mode):
+            _refuse_non_regular(path, st)
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _refuse_non_regular(path, st):
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, "cannot load a model from a directory", path)
+    raise OSError(errno.EINVAL, f"cannot load a model from {_file_kind(st.st_mode)}: a model file is a regular "
+                                f"file", path)
 
 
 def _load(f):
@@ -227,21 +323,56 @@ def _load(f):
             saved = compiled["state"]
             if saved is not None:
                 state = {name: [_read_array(z, members, headers, f"optimizer/{name}.npy")] for name in saved["names"]}
+                steps = _read_array(z, members, headers, "optimizer/steps.npy")
+                _check_optimizer_arrays(steps, state, model._params)
                 _construct("the optimizer state", model.optimizer.load_state_dict, {
                     "optimizer": saved["class"], "hyperparams": saved["hyperparams"],
-                    "iterations": saved["iterations"],
-                    "steps": _read_array(z, members, headers, "optimizer/steps.npy"), "state": state})
+                    "iterations": saved["iterations"], "steps": steps, "state": state})
+                _construct("the optimizer's learning rate at the saved step", _check_lr, model.optimizer)
     return model
+
+
+def _check_optimizer_arrays(steps, state, params):
+    """Refuses optimizer state that no save writes and that would fail or poison the next step:
+    step counts outside [0, _MAX_STEPS) (the first step would overflow), and second moments
+    (Adam's exp_avg_sq, max_exp_avg_sq: running means of squares) below 0 or NaN where the
+    weight is not NaN (their square roots would make the weights NaN; a run that diverged has
+    NaN moments only beside NaN weights, and such a file still loads)."""
+    bad = [int(v) for v in steps if not 0 <= v < _MAX_STEPS]
+    if bad:
+        raise _Damaged(f"optimizer/steps.npy holds the step count {bad[0]:,}; step counts are in [0, 2**62)")
+    for name in ("exp_avg_sq", "max_exp_avg_sq"):
+        if name in state:
+            values = state[name][0]
+            negative = int(np.count_nonzero(values < 0))
+            if negative:
+                raise _Damaged(f"optimizer/{name}.npy holds {negative:,} negative values: a mean of squares is >= 0")
+            nan = int(np.count_nonzero(np.isnan(values) & ~np.isnan(params)))
+            if nan:
+                raise _Damaged(f"optimizer/{name}.npy holds {nan:,} NaN values beside weights that are not NaN")
+
+
+def _check_lr(optimizer):
+    """The learning rate the next step would use: a schedule at the saved iteration count may
+    overflow or give a value the step refuses."""
+    lr = optimizer.lr
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"the learning rate would be {lr}")
 
 
 def _members(z, archive_size):
     """The archive's members by name, refusing what fastdl never writes and zipfile would fail on
     later (repeated names, encryption, other compression methods) and sizes that cannot be true:
-    deflate expands data at most 1032-fold, so a member may not declare more than that."""
+    deflate expands data at most 1032-fold, so a member may not declare more than that. A fastdl
+    file has at most a handful of members: an archive of more than _MAX_MEMBERS is refused
+    before any member is looked at."""
     infos = z.infolist()
+    if len(infos) > _MAX_MEMBERS:
+        raise _Damaged(f"not a fastdl model file: it has {len(infos):,} members, and a fastdl model file has at "
+                       f"most {_MAX_MEMBERS}")
     names = [info.filename for info in infos]
     if len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
+        repeated = sorted(n for n, count in collections.Counter(names).items() if count > 1)
         raise _Damaged(f"the model file has members of the same name: {_short(repeated)}")
     for info in infos:
         if info.flag_bits & 0x61:  # 0x1 encrypted, 0x20 patched data, 0x40 strong encryption
@@ -358,7 +489,7 @@ def _compile_spec(compiled):
         names = state.get("names") if isinstance(state, dict) else None
         if not (isinstance(names, list) and all(isinstance(n, str) and n != "steps" for n in names)
                 and len(set(names)) == len(names) and isinstance(state.get("hyperparams"), dict)
-                and _is_int(state.get("iterations", 0))):
+                and _is_int(state.get("iterations", 0)) and 0 <= state.get("iterations", 0) < _MAX_STEPS):
             raise _Damaged(f"the saved optimizer state is malformed: {_short(state)}")
         state = {"class": state.get("class"), "hyperparams": state["hyperparams"],
                  "iterations": state.get("iterations", 0), "names": names}
