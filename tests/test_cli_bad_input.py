@@ -357,3 +357,204 @@ def test_other_errors(tmp_path, monkeypatch, capsys, raised, expected):
         return
     r = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv")
     _assert_one_line_error(r, expected, "bad value", "--debug")
+
+
+# --- files and sizes that could block, never end, or ask for more memory than there is ------------
+
+def _stored_npz(path, members):
+    """A zip of stored members (name: bytes), as np.savez writes, whatever the bytes say."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+def _npy(array=None, header=None):
+    import io
+    f = io.BytesIO()
+    if header is None:
+        np.save(f, array)
+    else:
+        np.lib.format.write_array_header_1_0(f, header)
+        f.write(b"\0" * 64)  # a little data, far less than the header says
+    return f.getvalue()
+
+
+def test_npz_header_declaring_more_data_than_the_archive_holds(tmp_path, monkeypatch, capsys):
+    """It used to allocate what the header declares (here 2.98 GiB) before reading the short data."""
+    _, y = _xy()
+    huge = {"descr": "<f8", "fortran_order": False, "shape": (200000000, 2)}
+    _stored_npz(tmp_path / "d.npz", {"x.npy": _npy(header=huge), "y.npy": _npy(y)})
+    r = _train(tmp_path, monkeypatch, capsys, "--data", "d.npz")
+    _assert_one_line_error(r, 1, "d.npz", "'x'", "(200000000, 2)", "declares", "2.98 GiB")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_npz_member_unpacking_to_more_than_its_bytes_can(tmp_path, monkeypatch, capsys, method):
+    """A member's unpacked size, as the zip declares it, is bounded by its packed size: at most
+    1032 times for deflate, and equal for stored data."""
+    x, y = _xy()
+    path = tmp_path / "d.npz"
+    with zipfile.ZipFile(path, "w", compression=method) as z:
+        z.writestr("x.npy", _npy(x))
+        z.writestr("y.npy", _npy(y))
+        info = z.getinfo("x.npy")
+    raw = bytearray(path.read_bytes())
+    entry = raw.index(b"PK\x01\x02")  # x.npy's central directory entry: the unpacked size at +24
+    assert int.from_bytes(raw[entry + 24:entry + 28], "little") == info.file_size
+    raw[entry + 24:entry + 28] = (info.compress_size * 2000 + 1000).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+    r = _train(tmp_path, monkeypatch, capsys, "--data", "d.npz")
+    _assert_one_line_error(r, 1, "d.npz", "'x'", "unpacks to", "crafted")
+
+
+def test_npz_member_that_is_not_an_npy_array(tmp_path, monkeypatch, capsys):
+    """NpzFile returns a member without the .npy magic as bytes (it used to end in an AttributeError)."""
+    _, y = _xy()
+    _stored_npz(tmp_path / "d.npz", {"x": b"1,2,3\n" * 20, "y.npy": _npy(y)})
+    _assert_one_line_error(_train(tmp_path, monkeypatch, capsys, "--data", "d.npz"), 1,
+                           "d.npz", "'x'", "not a .npy array")
+
+
+def test_npz_larger_than_the_memory_available(tmp_path, monkeypatch, capsys):
+    from fastdl import _cli_data
+    x, y = _xy()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    monkeypatch.setattr(_cli_data, "_available_memory", lambda: 100)
+    _assert_one_line_error(_train(tmp_path, monkeypatch, capsys, "--data", "d.npz"), 1,
+                           "not enough memory to load d.npz", "100 bytes")
+
+
+def _array_memory_error():
+    try:
+        from numpy._core._exceptions import _ArrayMemoryError
+        return _ArrayMemoryError((200000000, 2), np.dtype(np.float64))
+    except ImportError:  # another NumPy: a MemoryError all the same
+        return MemoryError("Unable to allocate 2.98 GiB for an array")
+
+
+@pytest.mark.parametrize("where", ["load", "fit"])
+def test_memory_error_is_one_line(tmp_path, monkeypatch, capsys, where):
+    from fastdl import _cli_data, models
+    error = _array_memory_error() if where == "fit" else MemoryError()
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(*((models.Sequential, "fit", fail) if where == "fit" else (_cli_data, "load", fail)))
+    (tmp_path / "d.csv").write_text(GOOD_CSV)
+    r = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv")
+    if where == "fit":
+        _assert_one_line_error(r, 1, "not enough memory to train the model", "GiB")
+    else:
+        _assert_one_line_error(r, 1, "not enough memory to load --data d.csv")
+
+
+def _limited_memory():
+    import resource
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a regression fails, not the machine
+
+
+@pytest.mark.skipif(os.name != "posix" or not os.path.exists("/dev/zero"), reason="needs mkfifo and /dev/zero")
+@pytest.mark.parametrize("kind", ["fifo.csv", "fifo.npz", "zero.csv", "zero.npz"])
+def test_data_that_is_not_a_regular_file(tmp_path, kind):
+    """A FIFO used to block the open for ever, and a link to /dev/zero to read until MemoryError."""
+    if kind.startswith("fifo"):
+        os.mkfifo(tmp_path / kind)
+        words = ["FIFO"]
+    else:
+        os.symlink("/dev/zero", tmp_path / kind)
+        words = ["/dev/zero", "character device"]
+    exe = shutil.which("fastdl")
+    cmd = [exe] if exe else [sys.executable, "-m", "fastdl.cli"]
+    r = subprocess.run(cmd + ["train", "--data", kind, "--no-plot"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60, preexec_fn=_limited_memory)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith(f"fastdl: error: --data {kind}") and "regular file" in r.stderr, r.stderr
+    for word in words:
+        assert word in r.stderr, r.stderr
+    assert sorted(os.listdir(tmp_path)) == [kind]
+
+
+# --- the plot, and errors naming the user's paths ------------------------------------------------
+
+def test_plot_path_too_long_is_checked_before_training(tmp_path, monkeypatch, capsys):
+    """The model's name fits, the plot's (longer) does not: it used to save the model, then exit 1
+    naming a temporary file."""
+    (tmp_path / "d.csv").write_text(GOOD_CSV)
+    name_max = os.pathconf(tmp_path, "PC_NAME_MAX")
+    output = "m" * (name_max - len(".fastdl")) + ".fastdl"
+    r = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv", "--output", output, plot=True)
+    _assert_one_line_error(r, 1, "history plot", "-history.png", "--no-plot")
+    _assert_one_line_error(_train(tmp_path, monkeypatch, capsys, "--data", "d.csv", "--output", "m" * (name_max + 1)),
+                           1, "--output", "file name")
+    status, out, err, created = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv", "--output", output)
+    assert status == 0 and created == {output}, err  # --no-plot: the plot's name does not matter
+
+
+def _failing_save(monkeypatch, suffix, error):
+    """atomic_write fails as os.replace would, naming the temporary file and the target, for
+    paths ending in suffix."""
+    from fastdl import saving
+    atomic_write = saving.atomic_write
+
+    def failing(path, write):
+        if str(path).endswith(suffix):
+            temp = os.path.join(os.path.dirname(os.path.abspath(path)), ".fastdl-0123456789ab-0123456789abcdef.tmp")
+            raise OSError(error, os.strerror(error), temp, None, os.fspath(path))
+        return atomic_write(path, write)
+
+    monkeypatch.setattr(saving, "atomic_write", failing)
+
+
+def test_plot_failing_after_the_model_is_saved_is_a_warning(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    import errno
+    _failing_save(monkeypatch, ".png", errno.ENAMETOOLONG)
+    (tmp_path / "d.csv").write_text(GOOD_CSV)
+    status, out, err, created = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv", "--output", "m.fastdl",
+                                       plot=True)
+    assert status == 0 and created == {"m.fastdl"}, err
+    assert err == f"fastdl: warning: could not write the plot m-history.png: {os.strerror(errno.ENAMETOOLONG)}: " \
+                  f"m-history.png\n", err
+    assert "model saved to m.fastdl" in out
+
+
+def test_model_save_error_names_the_output_not_a_temporary_file(tmp_path, monkeypatch, capsys):
+    import errno
+    _failing_save(monkeypatch, ".fastdl", errno.ENOSPC)
+    (tmp_path / "d.csv").write_text(GOOD_CSV)
+    r = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv", "--output", "m.fastdl")
+    _assert_one_line_error(r, 1, "m.fastdl", os.strerror(errno.ENOSPC))
+    assert ".tmp" not in r[2], r[2]
+
+
+def test_os_error_messages_name_both_files():
+    import errno
+    e = OSError(errno.EXDEV, "Invalid cross-device link", "a.fastdl", None, "/mnt/b.fastdl")
+    assert cli._error_message(e) == "Invalid cross-device link: a.fastdl -> /mnt/b.fastdl"
+    e = OSError(errno.ENAMETOOLONG, "File name too long", "/t/.fastdl-0123456789ab-0123456789abcdef.tmp", None,
+                "/t/m.png")
+    assert cli._error_message(e) == "File name too long: /t/m.png"
+
+
+# --- float16 labels ------------------------------------------------------------------------------
+
+def test_float16_labels_train_without_warnings(tmp_path, monkeypatch, capsys):
+    """Whole float16 numbers are class ids; the check used to print NumPy's 'overflow encountered
+    in cast' RuntimeWarning (2 ** 53 in float16)."""
+    import warnings
+    x, y = _xy(30)
+    np.savez(tmp_path / "d.npz", x=x, y=(np.arange(30) % 3 * 1000).astype(np.float16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status, out, err, created = _train(tmp_path, monkeypatch, capsys, "--data", "d.npz", "--output", "m.fastdl")
+    assert status == 0 and err == "", err
+    assert "30 samples, 3 features, 3 classes" in out and created == {"m.fastdl"}
+    for bad, words in ((np.inf, ["y[1]", "inf", "integers or words"]), (0.5, ["y[1]", "0.5", "class id"])):
+        y16 = (np.arange(30) % 2).astype(np.float16)
+        y16[1] = bad
+        np.savez(tmp_path / "d.npz", x=x, y=y16)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = _train(tmp_path, monkeypatch, capsys, "--data", "d.npz")
+        _assert_one_line_error(r, 1, *words)

@@ -4,7 +4,9 @@ and column counted from 1; .npz: the array and the element's index)."""
 
 import csv
 import io
+import math
 import os
+import stat
 import zipfile
 import zlib
 
@@ -26,10 +28,37 @@ def load(path, label_column=None):
         raise DataError(f"--data {path}: no such file")
     if os.path.isdir(path):
         raise DataError(f"--data {path} is a folder, not a file")
-    if path.lower().endswith(".npz"):
-        x, y = _load_npz(path)
-        return x, y, f"y in {path}"
-    return _load_csv(path, label_column)
+    with _open_regular_file(path) as f:
+        if path.lower().endswith(".npz"):
+            x, y = _load_npz(path, f)
+            return x, y, f"y in {path}"
+        return _load_csv(path, f, label_column)
+
+
+def _open_regular_file(path):
+    """The file opened for reading, or a DataError when it is not a regular file (after following
+    links): a FIFO or a device could block the open or never end (a link to /dev/zero)."""
+    _require_regular(path, os.stat(path).st_mode)  # before opening: opening a FIFO would block
+    # O_NONBLOCK: should path become a FIFO between the stat and the open, the open does not block
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        _require_regular(path, os.fstat(fd).st_mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _require_regular(path, mode):
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
+            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    target = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+    raise DataError(f"--data {path}{target} is {kind}; it must be a regular file")
 
 
 def encode_labels(y, label_name):
@@ -45,8 +74,8 @@ def encode_labels(y, label_name):
 
 # --- CSV ---------------------------------------------------------------------------------------
 
-def _load_csv(path, label_column):
-    rows = _csv_rows(path)
+def _load_csv(path, f, label_column):
+    rows = _csv_rows(path, f)
     try:
         return _parse_csv(path, rows, label_column)
     except DataError as e:
@@ -56,10 +85,9 @@ def _load_csv(path, label_column):
         raise
 
 
-def _csv_rows(path):
+def _csv_rows(path, f):
     """[(line number, cells)] of the non-blank rows."""
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = f.read()
     nul = raw.find(b"\0")
     if nul >= 0:
         raise DataError(f"{path}: binary data (a NUL byte at offset {nul}), not a CSV text file")
@@ -175,9 +203,9 @@ def _csv_features(path, cells, lines, columns):
 _NPZ_SIGNATURES = (b"PK\x03\x04", b"PK\x05\x06")
 
 
-def _load_npz(path):
-    with open(path, "rb") as f:
-        start = f.read(6)
+def _load_npz(path, f):
+    start = f.read(6)
+    f.seek(0)
     if not start:
         raise DataError(f"{path}: the file is empty")
     if start == b"\x93NUMPY":
@@ -185,7 +213,7 @@ def _load_npz(path):
     if not start.startswith(_NPZ_SIGNATURES):
         raise DataError(f"{path}: not a .npz archive (it does not start as a zip file does)")
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(f, allow_pickle=False)
     except (ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{path}: not a readable .npz archive ({e})") from None
     with archive:
@@ -194,8 +222,106 @@ def _load_npz(path):
         yk = next((k for k in ("y", "Y", "labels", "label") if k in keys), None)
         if xk is None or yk is None:
             raise DataError(f"{path}: expected arrays named 'x' and 'y', found {sorted(keys)}")
+        size = os.fstat(f.fileno()).st_size
+        (x_shape, x_bytes), (y_shape, y_bytes) = (_npz_member(path, archive.zip, k, size) for k in (xk, yk))
+        if x_shape and y_shape and x_shape[0] != y_shape[0]:  # told before reading either
+            raise DataError(f"{path}: x holds {x_shape[0]} samples but y holds {y_shape[0]} labels")
+        x_count = math.prod(x_shape)
+        need = x_bytes + y_bytes + 8 * x_count  # the arrays, and x as float64 for the checks
+        available = _available_memory()
+        if available is not None and need > available:
+            raise DataError(f"not enough memory to load {path}: its arrays {xk!r} and {yk!r} need about "
+                            f"{_size(need)}, and {_size(available)} is available")
         x, y = _npz_array(path, archive, xk), _npz_array(path, archive, yk)
     return _npz_features(path, x), _npz_labels(path, y, len(x))
+
+
+_ZIP_METHODS = {zipfile.ZIP_STORED: ("stored", 1, 0), zipfile.ZIP_DEFLATED: ("deflated", 1032, 64)}
+
+
+def _npz_member(path, archive, key, file_size):
+    """(shape, data bytes) that the .npy header of array key declares, read before the
+    array is, so that sizes the archive cannot hold are refused before anything is allocated for
+    them: the data must fit in the member's unpacked size, and that in what its packed bytes can
+    unpack to (deflate: at most about 1032 times; stored: as many)."""
+    name = key if key in archive.NameToInfo else key + ".npy"  # as NpzFile picks the member
+    info = archive.getinfo(name)
+    where = f"{path}: array {key!r}"
+    if info.compress_size > file_size:
+        raise DataError(f"{where}: the archive says it takes {info.compress_size} bytes, more than the "
+                        f"{file_size} bytes of the file (a damaged or truncated file)")
+    method = _ZIP_METHODS.get(info.compress_type)
+    if method is not None and info.file_size > method[1] * info.compress_size + method[2]:
+        raise DataError(f"{where}: the archive says it unpacks to {info.file_size} bytes, more than "
+                        f"{info.compress_size} {method[0]} bytes can hold (a damaged or crafted file)")
+    try:
+        with archive.open(name) as member:
+            if member.read(6) != b"\x93NUMPY":
+                raise DataError(f"{where} is not a .npy array (save the data with np.savez(path, x=x, y=y))")
+            member.seek(0)
+            version = np.lib.format.read_magic(member)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            else:
+                raise DataError(f"{where}: .npy format version {version[0]}.{version[1]} (structured arrays "
+                                f"with non-Latin-1 field names); save plain numbers")
+            header = member.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{where} cannot be read ({_one_line(e)})") from None
+    if any(d < 0 for d in shape):
+        raise DataError(f"{where}: its header declares shape {shape}, which has a negative length")
+    data = math.prod(shape) * dtype.itemsize
+    if not dtype.hasobject and data > info.file_size - header:  # (objects are refused when read)
+        raise DataError(f"{where}: its header declares shape {shape} of {dtype} ({_size(data)}), but the "
+                        f"archive holds {max(info.file_size - header, 0)} bytes of data for it "
+                        f"(a damaged or crafted file)")
+    return shape, data
+
+
+def _available_memory():
+    """Bytes this process may still allocate, as far as the system tells (None: unknown): free
+    memory and swap, less a cgroup's limit or the address-space rlimit where these are lower."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+        limits.append((int(info["MemAvailable"].split()[0]) + int(info.get("SwapFree", "0 kB").split()[0])) * 1024)
+    except (OSError, KeyError, ValueError, IndexError):
+        try:
+            limits.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            cap = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            if cap != "max":
+                limits.append(max(int(cap) - int(f.read()), 0))
+    except (OSError, ValueError):
+        pass
+    try:
+        import resource
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limits.append(soft)
+    except (ImportError, AttributeError, ValueError, OSError):
+        pass
+    return min(limits) if limits else None
+
+
+def _size(n):
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
 
 
 def _npz_array(path, archive, key):
@@ -283,13 +409,17 @@ def _class_ids(values, location, hint, shown=None):
     shown = shown or (lambda i: repr(values[i].item()))
     if values.dtype.kind in "biu":
         return values.astype(np.int64)
-    bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)) | (np.abs(values) > 2 ** 53))
+    # checked in float64: float16 whole numbers are ids like any others, but 2 ** 53 overflows
+    # float16 (a RuntimeWarning on stderr); a longdouble beyond float64's range becomes inf, refused
+    with np.errstate(over="ignore"):
+        wide = values.astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(wide) | (wide != np.round(wide)) | (np.abs(wide) > 2 ** 53))
     if len(bad):
         i = bad[0]
         why = (f"fastdl train classifies, and this looks like a continuous target ({hint})"
                if np.isfinite(values[i]) else "labels must be integers or words")
         raise DataError(f"{location(i)}: {shown(i)} is not a class id; {why}")
-    return values.astype(np.int64)
+    return wide.astype(np.int64)
 
 
 def _is_int(text):

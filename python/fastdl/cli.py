@@ -14,7 +14,11 @@ with status 2; data or files that do not fit it (a bad CSV or .npz, a missing ou
 exit with status 1, with nothing written. Either way stderr gets one line,
 `fastdl: error: <what and where>`; `--debug` adds the traceback. Labels that do not look like
 class ids get one `fastdl: warning:` line each. Only ValueError (DataError among them: the checks'
-own) and OSError are reported that way; any other exception is a bug and keeps its traceback.
+own), OSError and MemoryError ("not enough memory to ...") are reported that way; any other
+exception is a bug and keeps its traceback. A --data file must be a regular file (a FIFO or a
+device is refused before it is opened), and a .npz's arrays are measured from their headers
+before they are read. The model is checked for a path it can be saved to before training; once
+it is saved, a plot that cannot be written is a `fastdl: warning:` and the status stays 0.
 """
 
 import argparse
@@ -49,10 +53,12 @@ def _plot(history, path):
         ax.set_title(key)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    from .saving import atomic_write
-    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        from .saving import atomic_write
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)
     return True
 
 
@@ -62,6 +68,7 @@ def train(args):
 
     _check_output(args)
     fastdl.set_seed(args.seed)
+    args.doing = f"load --data {args.data}"  # for a MemoryError's message
     if args.data == "digits":
         x, y = data.load_digits()
         source, label_name = "UCI handwritten digits (bundled)", "the digits' labels"
@@ -82,6 +89,7 @@ def train(args):
         _warn(f"{unseen} of the {classes} classes have no sample in the {len(x_train)} training samples")
     scaler = data.StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
+    args.doing = "train the model"
     print(f"data: {source}: {len(x)} samples, {x.shape[1]} features, {classes} classes; "
           f"{len(x_train)} train / {len(x_test)} test (standardised)")
 
@@ -103,14 +111,26 @@ def train(args):
     f1 = metrics.f1_score(y_test, pred, average="macro", num_classes=classes)
     print(f"test accuracy: {accuracy:.4f}")
     print(f"test F1 (macro): {f1:.4f}")
-    model.save(args.output)
+    args.doing = f"save the model to {args.output}"
+    try:
+        model.save(args.output)
+    except OSError as e:  # name the user's path, not the save's temporary file
+        raise DataError(f"could not save the model to {args.output}: {_os_reason(e)}") from e
     print(f"model saved to {args.output}")
     if not args.no_plot:
         plot_path = _plot_path(args.output)
-        if _plot(history, plot_path):
-            print(f"training history plot saved to {plot_path}")
+        args.doing = f"plot the training history to {plot_path}"
+        try:
+            plotted = _plot(history, plot_path)
+        except (OSError, ValueError, MemoryError) as e:  # the model is saved; the plot is a bonus
+            if args.debug:
+                traceback.print_exc()
+            _warn(f"could not write the plot {plot_path}: {_os_reason(e) if isinstance(e, OSError) else e}")
         else:
-            print("(install matplotlib for a plot of the training history)")
+            if plotted:
+                print(f"training history plot saved to {plot_path}")
+            else:
+                print("(install matplotlib for a plot of the training history)")
     return 0
 
 
@@ -151,12 +171,32 @@ def _check_output(args):
         raise DataError(f"--output {out}: {folder} is not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise DataError(f"--output {out}: the folder {folder} is not writable")
+    _check_name_length(out, "--output")
+    if not args.no_plot:
+        _check_name_length(_plot_path(out), "the history plot's path")
     if args.data != "digits" and os.path.exists(out) and os.path.exists(args.data) \
             and os.path.samefile(out, args.data):
         raise DataError(f"--output {out} is the --data file; saving would overwrite the data")
     if not args.no_plot and os.path.isdir(_plot_path(out)):
         raise DataError(f"the history plot's path {_plot_path(out)} is a folder (choose another --output, "
                         f"or pass --no-plot)")
+
+
+def _check_name_length(path, what):
+    """A file name or path longer than the file system takes fails only when the file is written,
+    after training: refused before it."""
+    folder = os.path.dirname(os.path.abspath(path)) or os.sep
+    name = os.fsencode(os.path.basename(path))
+    for key, limit, length, part in (("PC_NAME_MAX", 255, len(name), "file name"),
+                                     ("PC_PATH_MAX", 4096, len(os.fsencode(os.path.abspath(path))), "path")):
+        try:
+            limit = os.pathconf(folder, key) if os.path.isdir(folder) else limit
+        except (AttributeError, ValueError, OSError):
+            pass
+        if limit and limit > 0 and length > limit - (part == "path"):  # PATH_MAX counts the NUL
+            extra = "" if what == "--output" else " (choose a shorter --output, or pass --no-plot)"
+            raise DataError(f"{what} {path}: its {part} is {length} bytes long, longer than the "
+                            f"{limit} the file system takes{extra}")
 
 
 def _check_split_sizes(args, n):
@@ -242,6 +282,14 @@ def main(argv=None):
             traceback.print_exc()
         print(f"fastdl: error: {_error_message(e)}", file=sys.stderr)
         return 1
+    except MemoryError as e:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        doing = getattr(args, "doing", f"run fastdl {args.command}")
+        size = getattr(e, "_total_size", None)  # NumPy's _ArrayMemoryError knows what it asked for
+        size = f" (an array of {_cli_data._size(size)})" if isinstance(size, int) else ""
+        print(f"fastdl: error: not enough memory to {_one_line(doing)}{size}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if getattr(args, "debug", False):
             traceback.print_exc()
@@ -253,9 +301,24 @@ def _error_message(e):
     if isinstance(e, DataError):
         return _one_line(e)
     if isinstance(e, OSError) and e.strerror:
-        where = f": {e.filename}" if e.filename else ""
-        return _one_line(f"{e.strerror}{where}")
+        return _one_line(_os_reason(e))
     return _one_line(f"{e} (--debug shows where)")
+
+
+def _os_reason(e):
+    """An OSError as 'reason: file' (or 'reason: file -> file2'), never naming fastdl's temporary
+    file (.fastdl-*.tmp, see saving.atomic_write) when the other name is the user's."""
+    if not e.strerror:
+        return str(e)
+    names = [os.fsdecode(n) if isinstance(n, bytes) else str(n) for n in (e.filename, e.filename2) if n is not None]
+    if len(names) == 2 and _is_temp(names[0]):
+        names = names[1:]
+    return f"{e.strerror}: {' -> '.join(names)}" if names else e.strerror
+
+
+def _is_temp(name):
+    base = os.path.basename(name)
+    return base.startswith(".fastdl-") and base.endswith(".tmp")
 
 
 if __name__ == "__main__":
