@@ -494,8 +494,8 @@ def test_plot_path_too_long_is_checked_before_training(tmp_path, monkeypatch, ca
 def _failing_save(monkeypatch, suffix, error):
     """atomic_write fails as os.replace would, naming the temporary file and the target, for
     paths ending in suffix."""
-    from fastdl import saving
-    atomic_write = saving.atomic_write
+    from fastdl import _files
+    atomic_write = _files.atomic_write
 
     def failing(path, write):
         if str(path).endswith(suffix):
@@ -503,7 +503,7 @@ def _failing_save(monkeypatch, suffix, error):
             raise OSError(error, os.strerror(error), temp, None, os.fspath(path))
         return atomic_write(path, write)
 
-    monkeypatch.setattr(saving, "atomic_write", failing)
+    monkeypatch.setattr(_files, "atomic_write", failing)
 
 
 def test_plot_failing_after_the_model_is_saved_is_a_warning(tmp_path, monkeypatch, capsys):

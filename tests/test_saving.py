@@ -151,7 +151,7 @@ def test_save_leaves_the_umask_alone_and_follows_it(tmp_path, rng, monkeypatch):
 def test_a_killed_save_leaves_temporary_files_the_next_save_removes(tmp_path, rng):
     import subprocess
     import sys
-    from fastdl import saving
+    from fastdl import _files
     fcntl = pytest.importorskip("fcntl")
     path = tmp_path / "m.fastdl"
     killed = ("import os, sys, fastdl\n"
@@ -165,12 +165,12 @@ def test_a_killed_save_leaves_temporary_files_the_next_save_removes(tmp_path, rn
     for _ in range(2):
         assert subprocess.run([sys.executable, "-c", killed, str(path)]).returncode == 9
     leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".fastdl-")]
-    assert len(leftovers) == 2 and all(n.startswith(saving._temp_prefix(path)) for n in leftovers)
+    assert len(leftovers) == 2 and all(n.startswith(_files._temp_prefix(path)) for n in leftovers)
     # what must stay: another target's leftover, an unrelated file, and a save in progress (locked)
-    other = tmp_path / (saving._temp_prefix(tmp_path / "other.fastdl") + "0123.tmp")
+    other = tmp_path / (_files._temp_prefix(tmp_path / "other.fastdl") + "0123.tmp")
     other.write_bytes(b"x")
     (tmp_path / "notes.tmp").write_bytes(b"x")
-    in_progress = tmp_path / (saving._temp_prefix(path) + "beef.tmp")
+    in_progress = tmp_path / (_files._temp_prefix(path) + "beef.tmp")
     with open(in_progress, "wb") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         _trained(rng, compile_=False).save(path)
@@ -272,14 +272,14 @@ def test_save_to_a_directory_raises_is_a_directory_error(tmp_path, rng):
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
 def test_a_fifo_named_like_a_stale_temporary_file_does_not_block_saves(tmp_path, rng):
-    from fastdl import saving
+    from fastdl import _files
     model = _trained(rng, compile_=False)
     path = tmp_path / "m.fastdl"
-    fifo = tmp_path / (saving._temp_prefix(path) + "x.tmp")
+    fifo = tmp_path / (_files._temp_prefix(path) + "x.tmp")
     os.mkfifo(fifo)
     target = tmp_path / "elsewhere"
     target.write_bytes(b"keep")
-    link = tmp_path / (saving._temp_prefix(path) + "y.tmp")
+    link = tmp_path / (_files._temp_prefix(path) + "y.tmp")
     os.symlink(target, link)
     _in_thread(lambda: model.save(path))
     _in_thread(lambda: model.save(path))

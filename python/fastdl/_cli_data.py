@@ -6,11 +6,12 @@ import csv
 import io
 import math
 import os
-import stat
 import zipfile
 import zlib
 
 import numpy as np
+
+from . import _files
 
 _F32_MAX = float(np.finfo(np.float32).max)
 _OTHER_DELIMITERS = {";": ";-separated", "\t": "tab-separated", "|": "|-separated"}
@@ -28,37 +29,18 @@ def load(path, label_column=None):
         raise DataError(f"--data {path}: no such file")
     if os.path.isdir(path):
         raise DataError(f"--data {path} is a folder, not a file")
-    with _open_regular_file(path) as f:
+    with _files.open_regular(path, _refuse_non_regular) as f:
         if path.lower().endswith(".npz"):
             x, y = _load_npz(path, f)
             return x, y, f"y in {path}"
         return _load_csv(path, f, label_column)
 
 
-def _open_regular_file(path):
-    """The file opened for reading, or a DataError when it is not a regular file (after following
-    links): a FIFO or a device could block the open or never end (a link to /dev/zero)."""
-    _require_regular(path, os.stat(path).st_mode)  # before opening: opening a FIFO would block
-    # O_NONBLOCK: should path become a FIFO between the stat and the open, the open does not block
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        _require_regular(path, os.fstat(fd).st_mode)
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def _require_regular(path, mode):
-    if stat.S_ISREG(mode):
-        return
-    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
+def _refuse_non_regular(path, st):
+    """A DataError for --data that is not a regular file (after following links): a FIFO or a
+    device could block the open or never end (a link to /dev/zero)."""
     target = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
-    raise DataError(f"--data {path}{target} is {kind}; it must be a regular file")
+    raise DataError(f"--data {path}{target} is {_files.file_kind(st.st_mode)}; it must be a regular file")
 
 
 def encode_labels(y, label_name):
@@ -236,50 +218,31 @@ def _load_npz(path, f):
     return _npz_features(path, x), _npz_labels(path, y, len(x))
 
 
-_ZIP_METHODS = {zipfile.ZIP_STORED: ("stored", 1, 0), zipfile.ZIP_DEFLATED: ("deflated", 1032, 64)}
-
-
 def _npz_member(path, archive, key, file_size):
     """(shape, data bytes) that the .npy header of array key declares, read before the
     array is, so that sizes the archive cannot hold are refused before anything is allocated for
     them: the data must fit in the member's unpacked size, and that in what its packed bytes can
-    unpack to (deflate: at most about 1032 times; stored: as many)."""
+    unpack to (_files.check_member_sizes)."""
     name = key if key in archive.NameToInfo else key + ".npy"  # as NpzFile picks the member
     info = archive.getinfo(name)
     where = f"{path}: array {key!r}"
-    if info.compress_size > file_size:
-        raise DataError(f"{where}: the archive says it takes {info.compress_size} bytes, more than the "
-                        f"{file_size} bytes of the file (a damaged or truncated file)")
-    method = _ZIP_METHODS.get(info.compress_type)
-    if method is not None and info.file_size > method[1] * info.compress_size + method[2]:
-        raise DataError(f"{where}: the archive says it unpacks to {info.file_size} bytes, more than "
-                        f"{info.compress_size} {method[0]} bytes can hold (a damaged or crafted file)")
+    try:
+        _files.check_member_sizes(info, file_size)
+    except _files.BadContent as e:
+        raise DataError(f"{where}: {e}") from None
     try:
         with archive.open(name) as member:
-            if member.read(6) != b"\x93NUMPY":
-                raise DataError(f"{where} is not a .npy array (save the data with np.savez(path, x=x, y=y))")
-            member.seek(0)
-            version = np.lib.format.read_magic(member)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-            else:
-                raise DataError(f"{where}: .npy format version {version[0]}.{version[1]} (structured arrays "
-                                f"with non-Latin-1 field names); save plain numbers")
-            header = member.tell()
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
-        if isinstance(e, DataError):
-            raise
+            header = _files.read_npy_header(member)
+    except _files.NotNpy:
+        raise DataError(f"{where} is not a .npy array (save the data with np.savez(path, x=x, y=y))") from None
+    except (_files.BadContent, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{where} cannot be read ({_one_line(e)})") from None
-    if any(d < 0 for d in shape):
-        raise DataError(f"{where}: its header declares shape {shape}, which has a negative length")
-    data = math.prod(shape) * dtype.itemsize
-    if not dtype.hasobject and data > info.file_size - header:  # (objects are refused when read)
-        raise DataError(f"{where}: its header declares shape {shape} of {dtype} ({_size(data)}), but the "
-                        f"archive holds {max(info.file_size - header, 0)} bytes of data for it "
+    held = max(info.file_size - header.offset, 0)
+    if not header.dtype.hasobject and header.nbytes > held:  # (objects are refused when read)
+        raise DataError(f"{where}: its header declares shape {header.shape} of {header.dtype} "
+                        f"({_size(header.nbytes)}), but the archive holds {held} bytes of data for it "
                         f"(a damaged or crafted file)")
-    return shape, data
+    return header.shape, header.nbytes
 
 
 def _available_memory():

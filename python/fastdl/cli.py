@@ -29,7 +29,7 @@ import traceback
 
 import numpy as np
 
-from . import _cli_data
+from . import _cli_data, _files
 from ._cli_data import DataError
 
 
@@ -55,8 +55,7 @@ def _plot(history, path):
         ax.legend()
     try:
         fig.tight_layout()
-        from .saving import atomic_write
-        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+        _files.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     finally:
         plt.close(fig)
     return True
@@ -307,18 +306,13 @@ def _error_message(e):
 
 def _os_reason(e):
     """An OSError as 'reason: file' (or 'reason: file -> file2'), never naming fastdl's temporary
-    file (.fastdl-*.tmp, see saving.atomic_write) when the other name is the user's."""
+    file (.fastdl-*.tmp, see _files.atomic_write) when the other name is the user's."""
     if not e.strerror:
         return str(e)
     names = [os.fsdecode(n) if isinstance(n, bytes) else str(n) for n in (e.filename, e.filename2) if n is not None]
-    if len(names) == 2 and _is_temp(names[0]):
+    if len(names) == 2 and _files.is_temp_name(names[0]):
         names = names[1:]
     return f"{e.strerror}: {' -> '.join(names)}" if names else e.strerror
-
-
-def _is_temp(name):
-    base = os.path.basename(name)
-    return base.startswith(".fastdl-") and base.endswith(".tmp")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
+from . import _files
 from .layers import Activation, Dense, Dropout, Flatten, InputLayer
-from .saving import atomic_write
 
 OPSET = 17
 
@@ -102,4 +102,4 @@ def build_model_proto(model):
 
 def export(model, path):
     proto = build_model_proto(model)
-    atomic_write(path, lambda f: f.write(proto.SerializeToString()))
+    _files.atomic_write(path, lambda f: f.write(proto.SerializeToString()))

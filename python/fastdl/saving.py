@@ -5,11 +5,11 @@
     optimizer/*.npy       the optimizer's state (steps and state arrays), when compiled
 
 Arrays are NumPy .npy data read with allow_pickle=False, the config is JSON: nothing in the file
-can execute code when loaded. The file is written to a temporary name in the same directory and
-renamed over the target, so a crash never leaves a half-written model behind. A symlink is
-followed (the file it points to is replaced, the link stays), a replaced file keeps its
-permission bits, and a target that is not a regular file (a device, FIFO, socket or
-directory) is refused rather than replaced.
+can execute code when loaded. The file is written by _files.atomic_write: to a temporary name in
+the same directory, renamed over the target, so a crash never leaves a half-written model
+behind. A symlink is followed (the file it points to is replaced, the link stays), a replaced
+file keeps its permission bits, and a target that is not a regular file (a device, FIFO, socket
+or directory) is refused rather than replaced.
 
 Loading treats the file as untrusted: every member's declared size, the .npy headers and the
 parameter count the config implies are compared before the model is built or any array read,
@@ -18,27 +18,19 @@ so that a damaged or crafted file costs no more than its real content and raises
 
 import collections
 import errno
-import hashlib
 import io
 import json
 import math
 import os
 import reprlib
-import secrets
 import stat
-import tokenize
 import zipfile
 import zlib
 
 import numpy as np
-from numpy.lib import format as npy_format
 
-from . import __version__, layers as layers_module, losses, metrics as metrics_module, optimizers
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock, so stale temporary files are not cleaned up there
-    fcntl = None
+from . import __version__, _files, layers as layers_module, losses, metrics as metrics_module, optimizers
+from ._files import atomic_write  # noqa: F401 (fastdl.saving.atomic_write, its name before _files)
 
 FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
@@ -47,146 +39,6 @@ _MAX_CONFIG_BYTES = 2 << 20  # a real config is a few KB (about 200 bytes a laye
 _MAX_MEMBERS = 64  # a fastdl file has the config, params.npy, and the optimizer's steps and <= 3 state arrays
 _MAX_STEPS = 2 ** 62  # step counts and iterations in a file are below this (an int64 count must not overflow)
 _CHUNK = 4 << 20  # arrays are read in pieces of this size, straight into their final buffers
-
-
-def atomic_write(path, write):
-    """Calls write(file) on a temporary file next to path, then renames it onto path.
-
-    path may be a str, bytes or os.PathLike. A symlink is followed: the file it points to is
-    replaced and the link stays. A target that exists must be a regular file: a device, FIFO or
-    socket is refused with FileExistsError and a directory with IsADirectoryError, before
-    anything is written. A new file gets the mode an ordinary new file gets (0o666 less the
-    umask: the kernel applies the umask, so it is never read or changed); a replaced file keeps
-    its permission bits (a private 0600 model stays private) and, where the process may give it
-    (root), its owner. Temporary files that an earlier, killed save to the same path left behind
-    are removed afterwards (see _remove_stale_temps)."""
-    path = _target(path)
-    _existing(path)  # refuses a device, FIFO, socket or directory before the write
-    directory = os.path.dirname(path)
-    prefix = _temp_prefix(path)
-    fd, tmp = _create_temp(directory, prefix)
-    try:
-        with os.fdopen(fd, "wb") as f:  # closed (and its lock released) only after the rename
-            try:
-                write(f)
-                f.flush()
-                existing = _existing(path)  # again: the target may have changed meanwhile
-                if existing is not None:
-                    _copy_owner_and_mode(f.fileno(), existing)
-                os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-    finally:
-        _remove_stale_temps(directory, prefix)
-
-
-def _target(path):
-    """The absolute path a save to `path` writes: symlinks resolved, so that the file a link
-    points to is replaced and not the link. Refuses an empty path (which would otherwise save
-    to the parent of the current directory) and a path ending in a separator (a directory)."""
-    path = os.fsdecode(os.fspath(path))
-    if not path:
-        raise ValueError(f"cannot save to the empty path {path!r}: give a file name")
-    if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
-        raise IsADirectoryError(errno.EISDIR, "cannot save to a path ending in a separator (a directory)", path)
-    return os.path.realpath(path)
-
-
-def _existing(path):
-    """os.stat of the target if it exists (None if not), refusing what a save must not replace."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    if stat.S_ISDIR(st.st_mode):
-        raise IsADirectoryError(errno.EISDIR, "cannot save to a directory", path)
-    if not stat.S_ISREG(st.st_mode):
-        raise FileExistsError(errno.EEXIST, f"refusing to replace {_file_kind(st.st_mode)} with a model file: a "
-                                            f"save replaces only regular files", path)
-    return st
-
-
-def _file_kind(mode):
-    for test, kind in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "a file that is not a regular file"
-
-
-def _copy_owner_and_mode(fd, st):
-    """Gives the new file the replaced file's owner (where allowed: root may, others may not,
-    which fails quietly) and then its permission bits (after the owner: a chown clears set-id
-    bits). Set-id and sticky bits are not copied: a model file is data."""
-    if hasattr(os, "fchown") and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-        try:
-            os.fchown(fd, st.st_uid, st.st_gid)
-        except OSError:
-            pass
-    if hasattr(os, "fchmod"):
-        os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o777)
-
-
-def _temp_prefix(path):
-    """The start of the temporary names of saves to path: '.fastdl-' and a hash of the file name,
-    so that a save finds the leftovers of saves to the same path, and only those."""
-    name = os.path.basename(os.path.abspath(os.fspath(path)))
-    return f".fastdl-{hashlib.sha256(os.fsencode(name)).hexdigest()[:12]}-"
-
-
-def _create_temp(directory, prefix):
-    """Creates and opens a new temporary file; returns (fd, path). The writer holds an
-    exclusive flock on it until it is renamed: the lock dies with the process, which is how
-    _remove_stale_temps tells a killed save's file from one being written now."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    while True:
-        tmp = os.path.join(directory, f"{prefix}{secrets.token_hex(8)}.tmp")
-        fd = os.open(tmp, flags, 0o666)  # the kernel applies the umask
-        if fcntl is None:
-            return fd, tmp
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            # A cleaner may have locked and removed the file between our create and our lock:
-            # then it is gone from the folder, and we start again with a new name.
-            if os.fstat(fd).st_nlink > 0:
-                return fd, tmp
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-
-
-def _remove_stale_temps(directory, prefix):
-    """Removes the temporary files of saves to the same target whose writer has died (killed
-    mid-save): a file we can lock has no live writer. Errors are ignored: this is tidying."""
-    if fcntl is None:
-        return
-    try:
-        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
-    except OSError:
-        return
-    for name in names:
-        full = os.path.join(directory, name)
-        try:  # only regular files: opening a FIFO would block, a device may act on being opened
-            if not stat.S_ISREG(os.lstat(full).st_mode):
-                continue
-            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
-            continue
-        try:
-            st = os.fstat(fd)  # what was opened, should the name have been replaced since the lstat
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a save in progress
-            if os.path.samestat(st, os.lstat(full)):
-                os.unlink(full)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
 
 def _npy(array):
@@ -225,7 +77,7 @@ def save_model(model, path):
             for name, array in arrays.items():
                 z.writestr(name, _npy(array))
 
-    atomic_write(path, write)
+    _files.atomic_write(path, write)  # looked up at the call: tests patch it there
 
 
 class _Damaged(ValueError):
@@ -246,7 +98,7 @@ def load_model(path):
     (a directory, device, FIFO or socket: opening a FIFO would block). path may be a str, bytes
     or os.PathLike."""
     path = os.fsdecode(os.fspath(path))
-    with _open_regular(path) as f:
+    with _files.open_regular(path, _refuse_non_regular) as f:
         try:
             return _load(f)
         except _Damaged as exc:
@@ -261,28 +113,11 @@ def load_model(path):
             raise ValueError(f"{path}: the model file is damaged ({_brief(exc)})") from exc
 
 
-def _open_regular(path):
-    """path opened for reading in binary mode, if it is a regular file (symlinks followed)."""
-    st = os.stat(path)  # checked before opening: opening a device may act on it
-    if not stat.S_ISREG(st.st_mode):
-        _refuse_non_regular(path, st)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    try:
-        st = os.fstat(fd)  # what was opened, should the name have been replaced since the stat
-        if not stat.S_ISREG(st.st_mode):
-            _refuse_non_regular(path, st)
-        if getattr(os, "O_NONBLOCK", 0):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
 def _refuse_non_regular(path, st):
+    """The OSError open() would raise for a path that is not a regular file."""
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(errno.EISDIR, "cannot load a model from a directory", path)
-    raise OSError(errno.EINVAL, f"cannot load a model from {_file_kind(st.st_mode)}: a model file is a regular "
+    raise OSError(errno.EINVAL, f"cannot load a model from {_files.file_kind(st.st_mode)}: a model file is a regular "
                                 f"file", path)
 
 
@@ -362,10 +197,9 @@ def _check_lr(optimizer):
 
 def _members(z, archive_size):
     """The archive's members by name, refusing what fastdl never writes and zipfile would fail on
-    later (repeated names, encryption, other compression methods) and sizes that cannot be true:
-    deflate expands data at most 1032-fold, so a member may not declare more than that. A fastdl
-    file has at most a handful of members: an archive of more than _MAX_MEMBERS is refused
-    before any member is looked at."""
+    later (repeated names, encryption, other compression methods) and sizes that cannot be true
+    (see _files.check_member_sizes). A fastdl file has at most a handful of members: an archive
+    of more than _MAX_MEMBERS is refused before any member is looked at."""
     infos = z.infolist()
     if len(infos) > _MAX_MEMBERS:
         raise _Damaged(f"not a fastdl model file: it has {len(infos):,} members, and a fastdl model file has at "
@@ -380,10 +214,10 @@ def _members(z, archive_size):
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             raise _Damaged(f"the model file's member {_short(info.filename)} uses compression method "
                            f"{info.compress_type}; fastdl writes deflate")
-        most = info.compress_size * (1 if info.compress_type == zipfile.ZIP_STORED else 1032) + 64
-        if info.compress_size > archive_size or info.file_size > most:
-            raise _Damaged(f"the model file's member {_short(info.filename)} declares {info.file_size:,} bytes "
-                           f"from {info.compress_size:,} stored bytes in a {archive_size:,}-byte file: impossible")
+        try:
+            _files.check_member_sizes(info, archive_size)
+        except _files.BadContent as exc:
+            raise _Damaged(f"the model file's member {_short(info.filename)}: {exc}") from None
     if _CONFIG not in names:
         raise _Damaged(f"not a fastdl model file (no {_CONFIG})")
     return dict(zip(names, infos))
@@ -529,29 +363,21 @@ def _npy_header(z, members, name, shape, kinds):
         raise _Damaged(f"the model file has no {name}: it is damaged or not a fastdl model")
     with z.open(info) as f:
         try:
-            version = npy_format.read_magic(f)
-            if version == (1, 0):
-                header = npy_format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                header = npy_format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f".npy format version {version} (fastdl writes 1.0)")
-        except (ValueError, TypeError, SyntaxError, RecursionError, tokenize.TokenError) as exc:
+            header = _files.read_npy_header(f)  # its fortran_order does not matter: fastdl keeps 1-D arrays
+        except _files.BadContent as exc:
             raise _Damaged(f"{name} is not a valid .npy array ({_brief(exc)})") from None
-        offset = f.tell()
-    got_shape, _, dtype = header  # fortran_order does not matter for the 1-D arrays fastdl keeps
-    expected_dtype = "float32" if kinds == "f" else "an integer dtype"
+    dtype = header.dtype
     if dtype.hasobject:
         raise _Damaged(f"{name} holds Python objects, which need pickle; fastdl never loads pickled data")
     ok_dtype = (dtype == np.float32 or dtype == np.dtype(">f4")) if kinds == "f" else \
         (dtype.kind in kinds and dtype.itemsize <= 8 and not dtype.fields)
-    if not ok_dtype or tuple(got_shape) != shape:
-        raise _Damaged(f"{name} holds {dtype}{list(got_shape)} but the model's architecture needs "
+    if not ok_dtype or tuple(header.shape) != shape:
+        expected_dtype = "float32" if kinds == "f" else "an integer dtype"
+        raise _Damaged(f"{name} holds {dtype}{list(header.shape)} but the model's architecture needs "
                        f"{expected_dtype}{list(shape)}")
-    if info.file_size != offset + math.prod(shape) * dtype.itemsize:
-        raise _Damaged(f"{name} is {info.file_size:,} bytes, but its header says "
-                       f"{offset + math.prod(shape) * dtype.itemsize:,}")
-    return dtype, offset
+    if info.file_size != header.offset + header.nbytes:
+        raise _Damaged(f"{name} is {info.file_size:,} bytes, but its header says {header.offset + header.nbytes:,}")
+    return dtype, header.offset
 
 
 def _read_into(z, info, header, out):
