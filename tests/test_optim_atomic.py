@@ -164,3 +164,17 @@ def test_a_0d_array_lr_changed_in_place_is_read_again():
     with pytest.raises(ValueError, match="lr"):
         opt.step([np.ones(3, np.float32)])
     np.testing.assert_allclose(p, -0.1)
+
+
+@pytest.mark.parametrize("steps, iterations", [([2 ** 62, 0, 0, 0], 3), ([1, 1, 1, 1], 2 ** 62), ([1, 1, 1, 1], 2.5),
+                                               ([1, 1, 1, 1], True), ([-1, 0, 0, 0], 1)])
+def test_load_state_dict_bounds_step_counts(steps, iterations):
+    """Counts from a state_dict stay below 2**62, so a step never overflows an int64 count."""
+    params, opt, rng = _setup("Adam")
+    d = opt.state_dict()
+    d["steps"] = np.array(steps, dtype=np.int64)
+    d["iterations"] = iterations
+    snap = _snapshot(params, opt)
+    with pytest.raises(ValueError, match="steps|iterations"):
+        opt.load_state_dict(d)
+    _assert_unchanged(params, opt, snap)

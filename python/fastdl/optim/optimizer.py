@@ -13,6 +13,7 @@ from . import schedules
 
 
 _SCALARS = (bool, int, float, str, type(None), np.generic)
+_MAX_STEPS = 2 ** 62  # step counts below this cannot overflow an int64 in any run
 
 
 def _immutable(value):
@@ -116,9 +117,9 @@ class Optimizer:
         everything = len(active) == len(grads)
         lr = self._h["lr"]  # a number was checked with the rest; a schedule's value is checked here
         self._lr_now = real(lr(self.iterations), "lr", 0.0) if isinstance(lr, schedules.Schedule) else lr
-        steps = self._steps + 1  # the counts including this step; stored as each dtype group's call returns
-        if steps.min(initial=1) <= 0:  # an int64 count at its maximum
-            raise OverflowError(f"the step count of params[{int(np.flatnonzero(steps <= 0)[0])}] overflows")
+        # the counts including this step, stored as each dtype group's call returns (no overflow:
+        # counts start below _MAX_STEPS, and 2**62 steps are never taken)
+        steps = self._steps + 1
         self._steps_now = steps
         self._grad_scale = 1.0
         if self._h.get("max_grad_norm") is not None:
@@ -265,8 +266,8 @@ class Optimizer:
             raise ValueError(f"state_dict is from a {d['optimizer']} optimizer, not {type(self).__name__}")
         steps = np.asarray(d["steps"])
         if (steps.shape != self._steps.shape or steps.dtype.kind not in "iu"
-                or (steps.size and (steps.min() < 0 or steps.max() > np.iinfo(np.int64).max))):
-            raise ValueError(f"state_dict['steps'] must be {len(self.params)} step counts >= 0")
+                or (steps.size and (steps.min() < 0 or steps.max() >= _MAX_STEPS))):
+            raise ValueError(f"state_dict['steps'] must be {len(self.params)} step counts in [0, 2**62)")
         steps = steps.astype(np.int64)
         names = set(self._active_state_names())
         if set(d["state"]) != names:
@@ -283,9 +284,11 @@ class Optimizer:
         hyper = self._hyperparams(**d["hyperparams"])
         if self._state_names_for(hyper) != self._active_state_names():
             raise ValueError("state_dict's hyperparameters need other state than this optimizer keeps")
-        iterations = int(d.get("iterations", int(steps.max(initial=0))))
-        if iterations < 0:
-            raise ValueError("state_dict['iterations'] must be >= 0")
+        iterations = d.get("iterations", int(steps.max(initial=0)))
+        if isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations, (int, np.integer)) or \
+                not 0 <= iterations < _MAX_STEPS:
+            raise ValueError(f"state_dict['iterations'] must be an int in [0, 2**62), got {iterations!r}")
+        iterations = int(iterations)
         for name in names:
             for dst, src in zip(self.state[name], d["state"][name]):
                 np.copyto(dst, src)
