@@ -29,6 +29,7 @@ step, as torch.nn.utils.clip_grad_norm_ would before it (``last_grad_norm`` keep
 may be a fastdl.optim schedule, evaluated at ``iterations`` (the number of steps taken).
 """
 
+import functools
 import itertools
 import math
 import numbers
@@ -328,15 +329,17 @@ class _Work:
             self.sel = None
             self.kernel = active
             self.grad_ptrs = list(map(torch.Tensor.data_ptr, grads))
-        if self.grad_ptrs and (np.asarray(self.grad_ptrs, dtype=np.uint64) % b.params[0].element_size()).any():
-            k = int(np.flatnonzero(np.asarray(self.grad_ptrs, dtype=np.uint64) % b.params[0].element_size())[0])
+        # one OR of all addresses: a misaligned one leaves low bits set (cheaper than an array of them)
+        if self.grad_ptrs and functools.reduce(operator.or_, self.grad_ptrs) % b.params[0].element_size():
+            k = next(k for k, ptr in enumerate(self.grad_ptrs) if ptr % b.params[0].element_size())
             raise ValueError(f"the gradient of {b.where(self.kernel[k])} is not aligned to its element size")
         idx = None if active is b.all_indices else np.asarray(active, dtype=np.int64)
         self.counts = 1 if b.repeats is None else (b.repeats if idx is None else b.repeats[idx])
         old = b.steps if idx is None else b.steps[idx]
         self.first = ~b.exposed if idx is None else ~b.exposed[idx]
         new = old + np.asarray(self.counts, dtype=old.dtype)  # float32 or float64 arithmetic, as torch's step
-        if not (np.isfinite(old).all() and (old >= 0).all() and (old == np.floor(old)).all()):
+        # whole numbers >= 0 (NaN fails ==, inf fails the bound): torch's 'step' tensors may be edited in place
+        if old.size and not (0 <= old.min() and old.max() < math.inf and (old == np.floor(old)).all()):
             k = int(np.flatnonzero(~(np.isfinite(old) & (old >= 0) & (old == np.floor(old))))[0])
             raise ValueError(f"the state of {b.where(active[k])} has step {old[k]}: a step count is a whole "
                              f"number >= 0")
