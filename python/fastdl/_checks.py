@@ -1,6 +1,8 @@
 """Argument checks shared by every op and backend: each bad input gets a TypeError or
 ValueError that names the argument, before anything is computed or written."""
 
+import math
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -96,7 +98,11 @@ def real(value, name, low=None, high=None, low_open=False, high_open=False):
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    bad = not np.isfinite(v)
+    except OverflowError:  # an int beyond float's range
+        v = math.inf
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    bad = False
     if low is not None:
         bad |= v <= low if low_open else v < low
     if high is not None:

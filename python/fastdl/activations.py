@@ -11,6 +11,7 @@ is not the one its name implies is saved as {"name": "leaky_relu", "alpha": slop
 from dataclasses import dataclass
 
 from . import _backend, ops
+from ._checks import real
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,11 @@ def _from_dict(config):
     if set(config) != {"name", "alpha"} or config["name"] != "leaky_relu":
         raise ValueError(f"an activation given as a dict must be {{'name': 'leaky_relu', 'alpha': slope}}, "
                          f"got {config!r}")
-    alpha = config["alpha"]
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1e30:
-        raise ValueError(f"leaky_relu's alpha must be a finite number >= 0, got {alpha!r}")  # no int beyond float
-    return Activation("leaky_relu", _IDS["leaky_relu"], alpha=float(alpha))
+    try:
+        alpha = real(config["alpha"], "leaky_relu's alpha", 0.0)
+    except TypeError as exc:  # a config value: any wrong value is a ValueError
+        raise ValueError(str(exc)) from None
+    return Activation("leaky_relu", _IDS["leaky_relu"], alpha=alpha)
 
 
 def get(activation):
