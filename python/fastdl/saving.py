@@ -31,13 +31,13 @@ import numpy as np
 
 from . import __version__, _files, layers as layers_module, losses, metrics as metrics_module, optimizers
 from ._files import atomic_write  # noqa: F401 (fastdl.saving.atomic_write, its name before _files)
+from .optim.optimizer import MAX_STEPS
 
 FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
 _CONFIG = "fastdl_model.json"
 _MAX_CONFIG_BYTES = 2 << 20  # a real config is a few KB (about 200 bytes a layer)
 _MAX_MEMBERS = 64  # a fastdl file has the config, params.npy, and the optimizer's steps and <= 3 state arrays
-_MAX_STEPS = 2 ** 62  # step counts and iterations in a file are below this (an int64 count must not overflow)
 _CHUNK = 4 << 20  # arrays are read in pieces of this size, straight into their final buffers
 
 
@@ -169,11 +169,11 @@ def _load(f):
 
 def _check_optimizer_arrays(steps, state, params):
     """Refuses optimizer state that no save writes and that would fail or poison the next step:
-    step counts outside [0, _MAX_STEPS) (the first step would overflow), and second moments
+    step counts outside [0, MAX_STEPS) (the first step would overflow), and second moments
     (Adam's exp_avg_sq, max_exp_avg_sq: running means of squares) below 0 or NaN where the
     weight is not NaN (their square roots would make the weights NaN; a run that diverged has
     NaN moments only beside NaN weights, and such a file still loads)."""
-    bad = [int(v) for v in steps if not 0 <= v < _MAX_STEPS]
+    bad = [int(v) for v in steps if not 0 <= v < MAX_STEPS]
     if bad:
         raise _Damaged(f"optimizer/steps.npy holds the step count {bad[0]:,}; step counts are in [0, 2**62)")
     for name in ("exp_avg_sq", "max_exp_avg_sq"):
@@ -323,7 +323,7 @@ def _compile_spec(compiled):
         names = state.get("names") if isinstance(state, dict) else None
         if not (isinstance(names, list) and all(isinstance(n, str) and n != "steps" for n in names)
                 and len(set(names)) == len(names) and isinstance(state.get("hyperparams"), dict)
-                and _is_int(state.get("iterations", 0)) and 0 <= state.get("iterations", 0) < _MAX_STEPS):
+                and _is_int(state.get("iterations", 0)) and 0 <= state.get("iterations", 0) < MAX_STEPS):
             raise _Damaged(f"the saved optimizer state is malformed: {_short(state)}")
         state = {"class": state.get("class"), "hyperparams": state["hyperparams"],
                  "iterations": state.get("iterations", 0), "names": names}

@@ -13,7 +13,7 @@ from . import schedules
 
 
 _SCALARS = (bool, int, float, str, type(None), np.generic)
-_MAX_STEPS = 2 ** 62  # step counts below this cannot overflow an int64 in any run
+MAX_STEPS = 2 ** 62  # step counts below this cannot overflow an int64 in any run (a file is checked against it)
 
 
 def _immutable(value):
@@ -118,7 +118,7 @@ class Optimizer:
         lr = self._h["lr"]  # a number was checked with the rest; a schedule's value is checked here
         self._lr_now = real(lr(self.iterations), "lr", 0.0) if isinstance(lr, schedules.Schedule) else lr
         # the counts including this step, stored as each dtype group's call returns (no overflow:
-        # counts start below _MAX_STEPS, and 2**62 steps are never taken)
+        # counts start below MAX_STEPS, and 2**62 steps are never taken)
         steps = self._steps + 1
         self._steps_now = steps
         self._grad_scale = 1.0
@@ -266,7 +266,7 @@ class Optimizer:
             raise ValueError(f"state_dict is from a {d['optimizer']} optimizer, not {type(self).__name__}")
         steps = np.asarray(d["steps"])
         if (steps.shape != self._steps.shape or steps.dtype.kind not in "iu"
-                or (steps.size and (steps.min() < 0 or steps.max() >= _MAX_STEPS))):
+                or (steps.size and (steps.min() < 0 or steps.max() >= MAX_STEPS))):
             raise ValueError(f"state_dict['steps'] must be {len(self.params)} step counts in [0, 2**62)")
         steps = steps.astype(np.int64)
         names = set(self._active_state_names())
@@ -286,7 +286,7 @@ class Optimizer:
             raise ValueError("state_dict's hyperparameters need other state than this optimizer keeps")
         iterations = d.get("iterations", int(steps.max(initial=0)))
         if isinstance(iterations, (bool, np.bool_)) or not isinstance(iterations, (int, np.integer)) or \
-                not 0 <= iterations < _MAX_STEPS:
+                not 0 <= iterations < MAX_STEPS:
             raise ValueError(f"state_dict['iterations'] must be an int in [0, 2**62), got {iterations!r}")
         iterations = int(iterations)
         for name in names:
