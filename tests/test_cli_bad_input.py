@@ -256,6 +256,16 @@ def test_output_checked_before_training(tmp_path, monkeypatch, capsys):
     assert status == 0 and created == {"m.fastdl"}, err
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo")
+def test_output_onto_a_fifo_is_refused_before_training(tmp_path, monkeypatch, capsys):
+    """A save refuses to replace a FIFO: found before training, not after it."""
+    (tmp_path / "d.csv").write_text(GOOD_CSV)
+    os.mkfifo(tmp_path / "pipe.fastdl")
+    result = _train(tmp_path, monkeypatch, capsys, "--data", "d.csv", "--output", "pipe.fastdl")
+    _assert_one_line_error(result, 1, "--output pipe.fastdl", "FIFO")
+    assert "Epoch" not in result[1]
+
+
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="needs a folder this user cannot write")
 def test_output_into_a_read_only_folder(tmp_path, monkeypatch, capsys):
     (tmp_path / "d.csv").write_text(GOOD_CSV)

@@ -54,8 +54,7 @@ def atomic_write(path, write):
     its permission bits (a private 0600 model stays private) and, where the process may give it
     (root), its owner. Temporary files that an earlier, killed save to the same path left behind
     are removed afterwards (see _remove_stale_temps)."""
-    path = _target(path)
-    _existing(path)  # refuses a device, FIFO, socket or directory before the write
+    path = check_save_target(path)  # refuses a device, FIFO, socket or directory before the write
     directory = os.path.dirname(path)
     prefix = _temp_prefix(path)
     fd, tmp = _create_temp(directory, prefix)
@@ -93,6 +92,15 @@ def _target(path):
     if path.endswith(os.sep) or (os.altsep and path.endswith(os.altsep)):
         raise IsADirectoryError(errno.EISDIR, "cannot save to a path ending in a separator (a directory)", path)
     return os.path.realpath(path)
+
+
+def check_save_target(path):
+    """The real path atomic_write(path) would replace, after refusing what it must not (an empty
+    path, a directory, a device, FIFO or socket) with the OSError or ValueError it would raise:
+    callers check a target before long work whose result goes there."""
+    path = _target(path)
+    _existing(path)
+    return path
 
 
 def _existing(path):

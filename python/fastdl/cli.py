@@ -173,6 +173,10 @@ def _check_output(args):
     _check_name_length(out, "--output")
     if not args.no_plot:
         _check_name_length(_plot_path(out), "the history plot's path")
+    try:
+        _files.check_save_target(out)  # a FIFO or device there would fail the save after training
+    except OSError as e:
+        raise DataError(f"--output {out}: {_os_reason(e)}") from None
     if args.data != "digits" and os.path.exists(out) and os.path.exists(args.data) \
             and os.path.samefile(out, args.data):
         raise DataError(f"--output {out} is the --data file; saving would overwrite the data")
