@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fastdl import ops, optim
+from fastdl.backends.options import AdamOptions, SgdOptions
 
 
 @pytest.mark.parametrize("bad", [np.arange(4), np.ones(4, np.float16), np.ones(4, np.complex64), np.array(["a"])])
@@ -181,10 +182,10 @@ def test_extension_checks_its_own_arguments():
     with pytest.raises(ValueError, match=r"target\[0\] = 5"):
         ext.softmax_cross_entropy(np.zeros((1, 5)), np.array([5]), np.empty((1, 5)))
     with pytest.raises(ValueError, match=r"grads\[0\] has 2 elements"):
-        ext.sgd_step([np.ones(3)], [np.ones(2)], None, np.ones(1, np.int64), 0.1, 0.0, 0.0, 0.0, False, False)
+        ext.sgd_step([np.ones(3)], [np.ones(2)], None, np.ones(1, np.int64), SgdOptions(0.1))
     with pytest.raises(ValueError, match=r"steps\[0\] must be >= 1"):
         ext.adam_step([np.ones(3)], [np.ones(3)], [np.ones(3)], [np.ones(3)], None, np.zeros(1, np.int64),
-                      0.1, 0.9, 0.999, 1e-8, 0.0, False, False, False)
+                      AdamOptions(0.1))
 
 
 def test_a_failed_step_changes_no_parameter_and_no_step_count(backend):
@@ -237,7 +238,7 @@ def test_extension_keeps_arrays_alive_and_refuses_temporaries():
                 raise IndexError(i)
             return np.full(1 << 20, self.value, np.float32)
 
-    ext.sgd_step(Fresh(1.0), Fresh(2.0), None, np.ones(1, np.int64), 0.1, 0.0, 0.0, 0.0, False, False)
+    ext.sgd_step(Fresh(1.0), Fresh(2.0), None, np.ones(1, np.int64), SgdOptions(0.1))
     g = np.ones((2, 4), np.float32)
     with pytest.raises(TypeError, match="dbias must be a NumPy array"):
         ext.bias_activation_backward(7, g, g, np.empty_like(g), [0.0] * 4)

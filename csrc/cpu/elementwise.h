@@ -43,18 +43,9 @@ FASTDL_VI void map(F f, int64_t grain, T* y, int64_t n, const In*... in) {
 // Calls f(forward functor, backward functor, grain) for the activation op.
 template <class T, class F>
 FASTDL_VI void visit_activation(Activation op, double alpha, F f) {
-  namespace k = fastdl::kernels;
-  switch (op) {
-    case Activation::sigmoid: return f(k::Sigmoid{}, k::SigmoidBackward{}, kGrainTranscendental);
-    case Activation::tanh: return f(k::Tanh{}, k::TanhBackward{}, kGrainTranscendental);
-    case Activation::relu: return f(k::Relu{}, k::ReluBackward{}, kGrainCheap);
-    case Activation::leaky_relu: return f(k::LeakyRelu<T>{T(alpha)}, k::LeakyReluBackward<T>{T(alpha)}, kGrainCheap);
-    case Activation::gelu: return f(k::Gelu{}, k::GeluBackward{}, kGrainTranscendental);
-    case Activation::gelu_tanh: return f(k::GeluTanh{}, k::GeluTanhBackward{}, kGrainTranscendental);
-    case Activation::silu: return f(k::Silu{}, k::SiluBackward{}, kGrainTranscendental);
-    case Activation::identity: return f(k::Identity{}, k::IdentityBackward{}, kGrainCheap);
-    case Activation::count: return;
-  }
+  kernels::visit_activation<T>(op, alpha, [&](auto fwd, auto bwd, bool cheap) {
+    f(fwd, bwd, cheap ? kGrainCheap : kGrainTranscendental);
+  });
 }
 
 template <class T>

@@ -5,40 +5,17 @@
 
 #include <cstdint>
 
+#include "../common/activation.h"
+#include "../common/optim_options.h"
+#include "../common/tensor_list.h"
+
 namespace fastdl {
 namespace cpu {
 
-enum class Activation : int { sigmoid = 0, tanh, relu, leaky_relu, gelu, gelu_tanh, silu, identity, count };
-
-// Which tensor an activation's backward needs: its output y (sigmoid, tanh) or its input x.
-inline bool backward_uses_output(Activation op) { return op == Activation::sigmoid || op == Activation::tanh; }
-
-// Many tensors of one dtype, for the multi-tensor optimizer steps. Pointers may be null for
-// state a configuration does not use (momentum buffers without momentum, max_exp_avg_sqs
-// without amsgrad). offsets[k] = sizes of tensors 0..k-1 summed; offsets[count] = total.
-template <class T>
-struct TensorList {
-  int64_t count;
-  const int64_t* offsets;
-  T* const* params;
-  const T* const* grads;
-  T* const* state0;  // SGD momentum_buffer; Adam exp_avg
-  T* const* state1;  // Adam exp_avg_sq
-  T* const* state2;  // Adam max_exp_avg_sq (amsgrad)
-  const int64_t* steps;  // each tensor's step count, already incremented for this step
-};
-
-struct SgdOptions {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize;
-  double grad_scale;  // gradients are multiplied by this first (1: not at all)
-};
-
-struct AdamOptions {
-  double lr, beta1, beta2, eps, weight_decay;
-  bool amsgrad, decoupled, maximize;  // decoupled: AdamW's weight decay
-  double grad_scale;
-};
+using fastdl::Activation;
+using fastdl::AdamOptions;
+using fastdl::SgdOptions;
+using fastdl::TensorList;
 
 template <class T>
 struct Kernels {

@@ -48,8 +48,7 @@ template <class T, class Label>
 double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t cols, double smoothing) {
   if (rows == 0) return __builtin_nan("");
   constexpr bool probs = std::is_same<Label, T>::value;
-  const double inv_rows = 1.0 / (double)rows, uniform = smoothing / (double)cols;
-  const Vec<T> q_one_minus_eps(T((1.0 - smoothing) * inv_rows)), q_uniform(T(uniform * inv_rows));
+  const double eps = smoothing, C = (double)cols, R = (double)rows;
   const bool stream = should_stream<T>(rows * cols, g == x || (const void*)g == (const void*)target);
   const bool staged = stream && cols * (int64_t)sizeof(T) <= kRowScratchBytes;
   int64_t grain = kGrainTranscendental / (cols > 0 ? cols : 1);
@@ -61,35 +60,34 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
       T* gr = g + r * cols;
       T* er = staged ? scratch : gr;
       T m = row_max(xr, cols);
-      double sum_x = smoothing != 0.0 ? row_dot(xr, (const T*)nullptr, cols) : 0.0;
-      double qsum, qx;
+      double sum_x = eps != 0.0 ? row_dot(xr, (const T*)nullptr, cols) : 0.0;
+      kernels::CeRowTarget<double> q;
       if constexpr (probs) {
         const T* tr = (const T*)target + r * cols;
-        double sum_t = row_dot(tr, (const T*)nullptr, cols);
-        qsum = (1.0 - smoothing) * sum_t + smoothing;
-        qx = (1.0 - smoothing) * row_dot(tr, xr, cols) + uniform * sum_x;
+        q = kernels::ce_prob_target<double>(row_dot(tr, (const T*)nullptr, cols), row_dot(tr, xr, cols), sum_x, eps, C);
       } else {
-        qsum = 1.0;
-        qx = (1.0 - smoothing) * (double)xr[target[r]] + uniform * sum_x;
+        q = kernels::ce_label_target<double>((double)xr[target[r]], sum_x, eps, C);
       }
       const bool more = r + 1 < e;
       double s = row_sum_exp(xr, m, er, cols, more ? xr + cols : nullptr, more && !staged ? gr + cols : nullptr);
-      part += kernels::softmax_ce_row_loss<double>(m, s, qsum, qx);
-      const Vec<T> a(T(qsum / s * inv_rows));
+      part += kernels::softmax_ce_row_loss<double>(m, s, q);
+      const kernels::CeGradFactors<double> f = kernels::ce_grad_factors<double>(s, q, eps, C, R);
+      const Vec<T> a(T(f.a)), uniform(T(f.uniform));
       if constexpr (probs) {
         const T* tr = (const T*)target + r * cols;
+        const Vec<T> one_minus_eps(T(f.one_minus_eps));
         row_map([&](Vec<T> ev, Vec<T> tv) {
-          return kernels::softmax_ce_grad(ev, a, kernels::smoothed_target(tv, q_one_minus_eps, q_uniform));
+          return kernels::softmax_ce_grad(ev, a, kernels::smoothed_target(tv, one_minus_eps, uniform));
         }, gr, cols, staged, (const T*)er, tr);
       } else {
         // The label's class also has q = (1 - eps) / rows: folded into its e as e - (1 - eps) s
-        // (then e a - q_uniform is its gradient), so that the row is written in one pass and a
-        // streamed row is never read back.
-        er[target[r]] = T((double)er[target[r]] - (1.0 - smoothing) * s);
-        row_map([&](Vec<T> ev) { return kernels::softmax_ce_grad(ev, a, q_uniform); }, gr, cols, staged, (const T*)er);
+        // (then e a - uniform is its gradient, since qsum = 1), so that the row is written in one
+        // pass and a streamed row is never read back.
+        er[target[r]] = T((double)er[target[r]] - (1.0 - eps) * s);
+        row_map([&](Vec<T> ev) { return kernels::softmax_ce_grad(ev, a, uniform); }, gr, cols, staged, (const T*)er);
       }
     }
     return part;
   });
-  return total * inv_rows;
+  return total / R;
 }

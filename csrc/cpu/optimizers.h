@@ -67,13 +67,11 @@ double grad_sum_squares(const TensorList<T>& L) {
 template <class T>
 void sgd(const TensorList<T>& L, const SgdOptions& o) {
   typedef Vec<T> V;
-  const kernels::SgdScalars<V> s{V(T(o.lr)), V(T(o.weight_decay)), V(T(o.momentum)), V(T(1.0 - o.dampening)),
-                                 V(T(o.grad_scale)), o.weight_decay != 0.0, o.momentum != 0.0, o.nesterov,
-                                 o.maximize, o.grad_scale != 1.0};
+  const kernels::SgdScalars<V> s = kernels::sgd_scalars<V, T>(o);
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     T* p = L.params[k];
     const T* g = L.grads[k];
-    T* buf = s.has_momentum ? L.state0[k] : nullptr;
+    T* buf = s.has_momentum ? L.momentum_buffer[k] : nullptr;
     const bool first = L.steps[k] == 1;
     for_each_vector<T>(b, e, [&](Lanes<T> at) {
       V pv = at.load(p), bv = buf ? at.load(buf) : V(T(0));
@@ -87,17 +85,11 @@ void sgd(const TensorList<T>& L, const SgdOptions& o) {
 template <class T>
 void adam(const TensorList<T>& L, const AdamOptions& o) {
   typedef Vec<T> V;
-  const double w = 1.0 - o.beta1;  // lerp weight
-  kernels::AdamScalars<V> base{V(T(o.beta2)), V(T(1.0 - o.beta2)), V(T(w)), V(T(1.0 - w)), V(T(o.eps)),
-                               V(T(o.weight_decay)), V(T(1.0 - o.lr * o.weight_decay)), V(T(o.grad_scale)),
-                               V(T(0)), V(T(0)), w < 0.5, o.weight_decay != 0.0, o.decoupled, o.amsgrad,
-                               o.maximize, o.grad_scale != 1.0};
+  const kernels::AdamScalars<V> base = kernels::adam_scalars<V, T>(o);
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
-    kernels::AdamTensorScalars ts = kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]);
     kernels::AdamScalars<V> s = base;
-    s.neg_step_size = V(T(-ts.step_size));
-    s.bc2_sqrt = V(T(ts.bc2_sqrt));
-    T *p = L.params[k], *m = L.state0[k], *v = L.state1[k], *vmax = o.amsgrad ? L.state2[k] : nullptr;
+    kernels::set_adam_tensor<V, T>(s, kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]));
+    T *p = L.params[k], *m = L.exp_avg[k], *v = L.exp_avg_sq[k], *vmax = o.amsgrad ? L.max_exp_avg_sq[k] : nullptr;
     const T* g = L.grads[k];
     for_each_vector<T>(b, e, [&](Lanes<T> at) {
       V pv = at.load(p), mv = at.load(m), vv = at.load(v), vmaxv = vmax ? at.load(vmax) : V(T(0));

@@ -9,6 +9,7 @@
 // form cancels (1 + tanh(u) for u << 0), the form used is the algebraically equal stable one.
 #pragma once
 
+#include "../common/activation.h"
 #include "common.h"
 #include "scalar_math.h"
 
@@ -105,6 +106,24 @@ struct SiluBackward {  // s = x:  dx = g sigma(x) (1 + x (1 - sigma(x)))
     return g * s * (V(1) + x * (V(1) - s));
   }
 };
+
+// Calls f(forward functor, backward functor, cheap) for the activation op, in the compute type
+// C (leaky ReLU's slope is converted to it). cheap: no transcendental function per element
+// (the CPU loops give such maps larger pieces per thread). The one op -> formula table.
+template <class C, class F>
+FASTDL_HD void visit_activation(Activation op, double alpha, F f) {
+  switch (op) {
+    case Activation::sigmoid: return f(Sigmoid{}, SigmoidBackward{}, false);
+    case Activation::tanh: return f(Tanh{}, TanhBackward{}, false);
+    case Activation::relu: return f(Relu{}, ReluBackward{}, true);
+    case Activation::leaky_relu: return f(LeakyRelu<C>{C(alpha)}, LeakyReluBackward<C>{C(alpha)}, true);
+    case Activation::gelu: return f(Gelu{}, GeluBackward{}, false);
+    case Activation::gelu_tanh: return f(GeluTanh{}, GeluTanhBackward{}, false);
+    case Activation::silu: return f(Silu{}, SiluBackward{}, false);
+    case Activation::identity: return f(Identity{}, IdentityBackward{}, true);
+    case Activation::count: return;
+  }
+}
 
 }  // namespace kernels
 }  // namespace fastdl

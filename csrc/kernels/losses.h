@@ -44,19 +44,55 @@ struct BceLogitTerm {
 // Softmax cross-entropy of one row x (C classes) against a target distribution q, written
 // from the row's max m and s = sum_c exp(x_c - m), so nothing overflows for any finite x:
 //   lse = m + log s
-//   loss = sum_c q_c (lse - x_c) = qsum lse - sum_c q_c x_c
+//   loss = sum_c q_c (lse - x_c) = qsum lse - qx,      qx = sum_c q_c x_c
 //   dloss/dx_c = qsum exp(x_c - lse) - q_c = e_c qsum / s - q_c,   e_c = exp(x_c - m)
 // Label smoothing eps mixes the target with the uniform one: q = (1 - eps) t + eps / C,
 // so qsum = (1 - eps) sum t + eps. With an integer label y, t is one-hot at y.
+// The batch mean divides loss and gradient by the row count: the loops fold 1/rows into the
+// gradient's factors (ce_grad_factors).
+//
+// The row reductions each target needs (the loops compute them, in the accumulator type S):
+//   class id y:       x_y and, with eps > 0, sum_c x_c
+//   probabilities t:  sum_c t_c, sum_c t_c x_c and, with eps > 0, sum_c x_c
 template <class S>
-FASTDL_HD S softmax_ce_row_loss(S m, S s, S qsum, S qx) { return qsum * (m + log(s)) - qx; }
+struct CeRowTarget {
+  S qsum, qx;
+};
 
-template <class V>
-FASTDL_HD V softmax_ce_grad(V e, V qsum_over_s, V q) { return e * qsum_over_s - q; }
+template <class S>
+FASTDL_HD CeRowTarget<S> ce_label_target(S x_label, S sum_x, S eps, S cols) {
+  return {S(1), (S(1) - eps) * x_label + eps / cols * sum_x};
+}
 
-// Smoothed target q_c = (1 - eps) t_c + eps / C.
+template <class S>
+FASTDL_HD CeRowTarget<S> ce_prob_target(S sum_t, S dot_tx, S sum_x, S eps, S cols) {
+  return {(S(1) - eps) * sum_t + eps, (S(1) - eps) * dot_tx + eps / cols * sum_x};
+}
+
+// The row's loss from its max m, its exp-sum s and the target sums.
+template <class S>
+FASTDL_HD S softmax_ce_row_loss(S m, S s, CeRowTarget<S> q) { return q.qsum * (m + log(s)) - q.qx; }
+
+// The gradient's factors for one row, with the batch mean's 1/rows folded in:
+//   grad_c = e_c a - (t_c one_minus_eps + uniform),  a = qsum / (s rows),
+//   one_minus_eps = (1 - eps) / rows, uniform = eps / (C rows)   (t one-hot for a class id).
+template <class S>
+struct CeGradFactors {
+  S a, one_minus_eps, uniform;
+};
+
+template <class S>
+FASTDL_HD CeGradFactors<S> ce_grad_factors(S s, CeRowTarget<S> q, S eps, S cols, S rows) {
+  return {q.qsum / (s * rows), (S(1) - eps) / rows, eps / (cols * rows)};
+}
+
+// Smoothed, mean-scaled target q_c / rows = t_c (1 - eps) / rows + eps / (C rows).
 template <class V>
-FASTDL_HD V smoothed_target(V t, V one_minus_eps, V eps_over_c) { return one_minus_eps * t + eps_over_c; }
+FASTDL_HD V smoothed_target(V t, V one_minus_eps, V uniform) { return one_minus_eps * t + uniform; }
+
+// dloss/dx_c / rows = e_c a - q_c / rows.
+template <class V>
+FASTDL_HD V softmax_ce_grad(V e, V a, V q) { return e * a - q; }
 
 }  // namespace kernels
 }  // namespace fastdl

@@ -7,30 +7,48 @@
 // parameter's type, as torch does with its Python-float hyperparameters.
 #pragma once
 
+#include "../common/optim_options.h"
 #include "common.h"
 #include "scalar_math.h"
 
 namespace fastdl {
 namespace kernels {
 
-// Every update first multiplies the gradient by grad_scale when it is not 1: the clipping
-// coefficient of global-norm gradient clipping (min(1, max_norm / (norm + 1e-6)), as
-// torch.nn.utils.clip_grad_norm_), applied on the fly so the gradients are not rewritten.
+// Every update first multiplies the gradient by clip_coef when it is not 1: the coefficient of
+// global-norm gradient clipping, applied on the fly so the gradients are not rewritten.
+
+// torch.nn.utils.clip_grad_norm_'s factor from the global norm: min(1, max_norm / (norm + 1e-6)).
+// A non-finite norm gives max_norm / (norm + 1e-6) as it is (0 for inf, NaN for NaN), so that a
+// step with an overflowed gradient is visible rather than silently taken at full size.
+template <class S>
+FASTDL_HD S clip_coefficient(S norm, S max_norm) {
+  S r = max_norm / (norm + S(1e-6));
+  bool finite = norm - norm == S(0);  // false for inf and NaN
+  return finite && r > S(1) ? S(1) : r;
+}
 
 // ---- SGD --------------------------------------------------------------------------------
-// g <- g * grad_scale;  g <- -g if maximize;  g <- g + wd p
+// g <- g * clip_coef;  g <- -g if maximize;  g <- g + wd p
 // momentum mu != 0:  b <- g on the tensor's first step, else b <- mu b + (1 - dampening) g
 //                    g <- g + mu b (nesterov) or g <- b
 // p <- p - lr g
 template <class V>
 struct SgdScalars {
-  V lr, weight_decay, momentum, one_minus_dampening, grad_scale;
-  bool has_weight_decay, has_momentum, nesterov, maximize, has_grad_scale;
+  V lr, weight_decay, momentum, one_minus_dampening, clip_coef;
+  bool has_weight_decay, has_momentum, nesterov, maximize, has_clip;
 };
+
+// The step's scalars in the value type V (a compute type or a SIMD vector of one), from the
+// options in double, converted as torch converts its Python-float hyperparameters.
+template <class V, class C>
+FASTDL_HD SgdScalars<V> sgd_scalars(const SgdOptions& o) {
+  return {V(C(o.lr)), V(C(o.weight_decay)), V(C(o.momentum)), V(C(1.0 - o.dampening)), V(C(o.clip_coef)),
+          o.weight_decay != 0.0, o.momentum != 0.0, o.nesterov, o.maximize, o.clip_coef != 1.0};
+}
 
 template <class V>
 FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V>& s) {
-  if (s.has_grad_scale) g = g * s.grad_scale;
+  if (s.has_clip) g = g * s.clip_coef;
   if (s.maximize) g = -g;
   if (s.has_weight_decay) g = g + s.weight_decay * p;
   if (s.has_momentum) {
@@ -41,7 +59,7 @@ FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V
 }
 
 // ---- Adam / AdamW -------------------------------------------------------------------------
-// g <- g * grad_scale;  g <- -g if maximize
+// g <- g * clip_coef;  g <- -g if maximize
 // AdamW (decoupled):  p <- p (1 - lr wd)          Adam (L2):  g <- g + wd p
 // m <- lerp(m, g, 1 - beta1)        (torch's lerp: m + w (g - m) for w < 0.5, else g - (g - m)(1 - w))
 // v <- beta2 v + (1 - beta2) g^2
@@ -49,10 +67,10 @@ FASTDL_HD void sgd_update(V& p, V g, V& buf, bool first_step, const SgdScalars<V
 // p <- p + (-step_size m) / (sqrt(v) / sqrt(bc2) + eps),  step_size = lr / bc1,  bck = 1 - beta_k^step
 template <class V>
 struct AdamScalars {
-  V beta2, one_minus_beta2, lerp_weight, one_minus_lerp_weight, eps, weight_decay, decay_factor, grad_scale;
+  V beta2, one_minus_beta2, lerp_weight, one_minus_lerp_weight, eps, weight_decay, decay_factor, clip_coef;
   V neg_step_size, bc2_sqrt;  // per tensor: depend on its step count
   bool lerp_low;          // lerp weight < 0.5
-  bool has_weight_decay, decoupled, amsgrad, maximize, has_grad_scale;
+  bool has_weight_decay, decoupled, amsgrad, maximize, has_clip;
 };
 
 // Per-tensor scalars, in double, from the tensor's step count (>= 1).
@@ -65,9 +83,24 @@ FASTDL_FN AdamTensorScalars adam_tensor_scalars(double lr, double beta1, double 
   return {lr / bc1, ::sqrt(bc2)};
 }
 
+// The step's scalars without the per-tensor ones (set_adam_tensor fills those in).
+template <class V, class C>
+FASTDL_HD AdamScalars<V> adam_scalars(const AdamOptions& o) {
+  const double w = 1.0 - o.beta1;  // lerp weight
+  return {V(C(o.beta2)), V(C(1.0 - o.beta2)), V(C(w)), V(C(1.0 - w)), V(C(o.eps)), V(C(o.weight_decay)),
+          V(C(1.0 - o.lr * o.weight_decay)), V(C(o.clip_coef)), V(C(0)), V(C(0)), w < 0.5,
+          o.weight_decay != 0.0, o.decoupled, o.amsgrad, o.maximize, o.clip_coef != 1.0};
+}
+
+template <class V, class C>
+FASTDL_HD void set_adam_tensor(AdamScalars<V>& s, const AdamTensorScalars& t) {
+  s.neg_step_size = V(C(-t.step_size));
+  s.bc2_sqrt = V(C(t.bc2_sqrt));
+}
+
 template <class V>
 FASTDL_HD void adam_update(V& p, V g, V& m, V& v, V& vmax, const AdamScalars<V>& s) {
-  if (s.has_grad_scale) g = g * s.grad_scale;
+  if (s.has_clip) g = g * s.clip_coef;
   if (s.maximize) g = -g;
   if (s.has_weight_decay) {
     if (s.decoupled) p = p * s.decay_factor;

@@ -40,6 +40,7 @@ import torch
 
 from . import _backend
 from .optim import schedules
+from .backends.options import AdamOptions, SgdOptions
 from .optim.optimizer import clip_coefficient, max_norm
 
 __all__ = ["SGD", "Adam", "AdamW"]
@@ -572,18 +573,18 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         work = self._plan()
         ext = _kernels(work)
-        grad_scale, grad_norm = 1.0, None
+        clip_coef, grad_norm = 1.0, None
         if self.max_grad_norm is not None:
             total = sum(ext._grad_sum_squares_raw(w.binding.dtype, w.grad_ptrs, w.binding.pick(w.binding.sizes, w.kernel))
                         for w in work if w.kernel)
             grad_norm = math.sqrt(total)
-            grad_scale = clip_coefficient(grad_norm, self.max_grad_norm)
+            clip_coef = clip_coefficient(grad_norm, self.max_grad_norm)
         # from here on nothing can fail on checked input: every kernel call runs, then the counts move
         for w in work:
             b = w.binding
             for kernel, steps, first, grad_ptrs in w.rounds():
                 if kernel:
-                    self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, grad_scale)
+                    self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef)
         for w in work:
             w.commit(self)
         if self.max_grad_norm is not None:
@@ -627,13 +628,13 @@ class SGD(_FusedOptimizer):
             group.setdefault("nesterov", False)
             group.setdefault("maximize", False)
 
-    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, grad_scale):
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef):
         momentum, dampening, weight_decay, nesterov, maximize = settings
         bufs = b.pick(b.state_ptrs["momentum_buffer"], kernel) if momentum != 0 else None
         # the kernel starts a momentum buffer where the step count is 1: a parameter without one yet
         counts = np.where(first, 1, 2).astype(np.int64)
         ext._sgd_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, bufs, b.pick(b.sizes, kernel), counts,
-                          lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale)
+                          SgdOptions(lr, momentum, dampening, weight_decay, nesterov, maximize, clip_coef))
 
 
 class Adam(_FusedOptimizer):
@@ -678,13 +679,13 @@ class Adam(_FusedOptimizer):
             group.setdefault("maximize", False)
             group.setdefault("decoupled_weight_decay", self._decoupled_default)
 
-    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, grad_scale):
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef):
         beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize = settings
         sp = b.state_ptrs
         ext._adam_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["exp_avg"], kernel),
                            b.pick(sp["exp_avg_sq"], kernel), b.pick(sp["max_exp_avg_sq"], kernel) if amsgrad else None,
-                           b.pick(b.sizes, kernel), steps, lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled,
-                           maximize, grad_scale)
+                           b.pick(b.sizes, kernel), steps,
+                           AdamOptions(lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, clip_coef))
 
 
 class AdamW(Adam):

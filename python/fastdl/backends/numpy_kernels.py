@@ -203,52 +203,52 @@ def grad_sum_squares(grads):
     return float(sum(np.dot(g.ravel().astype(np.float64), g.ravel().astype(np.float64)) for g in grads))
 
 
-def sgd_step(params, grads, momentum_buffers, steps, lr, momentum, dampening, weight_decay, nesterov, maximize,
-             grad_scale=1.0):
+def sgd_step(params, grads, momentum_buffers, steps, options):
+    o = options
     for i, (p, g) in enumerate(zip(params, grads)):
         t = p.dtype.type
-        if grad_scale != 1.0:
-            g = g * t(grad_scale)
-        if maximize:
+        if o.clip_coef != 1.0:
+            g = g * t(o.clip_coef)
+        if o.maximize:
             g = -g
-        if weight_decay != 0:
-            g = g + t(weight_decay) * p
-        if momentum != 0:
+        if o.weight_decay != 0:
+            g = g + t(o.weight_decay) * p
+        if o.momentum != 0:
             buf = momentum_buffers[i]
             if steps[i] == 1:
                 buf[...] = g
             else:
-                buf *= t(momentum)
-                buf += t(1 - dampening) * g
-            g = g + t(momentum) * buf if nesterov else buf
-        p -= t(lr) * g
+                buf *= t(o.momentum)
+                buf += t(1 - o.dampening) * g
+            g = g + t(o.momentum) * buf if o.nesterov else buf
+        p -= t(o.lr) * g
 
 
-def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr, beta1, beta2, eps, weight_decay,
-              amsgrad, decoupled, maximize, grad_scale=1.0):
-    w = 1 - beta1  # lerp weight, as torch's exp_avg.lerp_(grad, 1 - beta1)
+def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, options):
+    o = options
+    w = 1 - o.beta1  # lerp weight, as torch's exp_avg.lerp_(grad, 1 - beta1)
     for i, (p, g) in enumerate(zip(params, grads)):
         t = p.dtype.type
         m, v = exp_avgs[i], exp_avg_sqs[i]
-        if grad_scale != 1.0:
-            g = g * t(grad_scale)
-        if maximize:
+        if o.clip_coef != 1.0:
+            g = g * t(o.clip_coef)
+        if o.maximize:
             g = -g
-        if weight_decay != 0:
-            if decoupled:
-                p *= t(1 - lr * weight_decay)
+        if o.weight_decay != 0:
+            if o.decoupled:
+                p *= t(1 - o.lr * o.weight_decay)
             else:
-                g = g + t(weight_decay) * p
+                g = g + t(o.weight_decay) * p
         if w < 0.5:
             m += t(w) * (g - m)
         else:
             m[...] = g - (g - m) * t(1 - w)
-        v *= t(beta2)
-        v += t(1 - beta2) * g * g
-        if amsgrad:
+        v *= t(o.beta2)
+        v += t(1 - o.beta2) * g * g
+        if o.amsgrad:
             np.maximum(max_exp_avg_sqs[i], v, out=max_exp_avg_sqs[i])
             v = max_exp_avg_sqs[i]
         step = int(steps[i])
-        step_size = lr / (1 - beta1 ** step)
-        bc2_sqrt = math.sqrt(1 - beta2 ** step)
-        p += (t(-step_size) * m) / (np.sqrt(v) / t(bc2_sqrt) + t(eps))  # torch's addcdiv_ order
+        step_size = o.lr / (1 - o.beta1 ** step)
+        bc2_sqrt = math.sqrt(1 - o.beta2 ** step)
+        p += (t(-step_size) * m) / (np.sqrt(v) / t(bc2_sqrt) + t(o.eps))  # torch's addcdiv_ order

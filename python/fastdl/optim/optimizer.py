@@ -121,7 +121,7 @@ class Optimizer:
         # counts start below MAX_STEPS, and 2**62 steps are never taken)
         steps = self._steps + 1
         self._steps_now = steps
-        self._grad_scale = 1.0
+        self._clip_coef = 1.0
         if self._h.get("max_grad_norm") is not None:
             total = 0.0
             for group in self._groups:
@@ -129,7 +129,7 @@ class Optimizer:
                 if idx:
                     total += _backend.kernels.grad_sum_squares([grads[i] for i in idx])
             self.last_grad_norm = math.sqrt(total)
-            self._grad_scale = clip_coefficient(self.last_grad_norm, self._h["max_grad_norm"])
+            self._clip_coef = clip_coefficient(self.last_grad_norm, self._h["max_grad_norm"])
         for group in self._groups:
             idx = group if everything else [i for i in group if grads[i] is not None]
             if idx:

@@ -1,6 +1,7 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
 
 from .. import _backend
+from ..backends.options import SgdOptions
 from .._checks import flag, real
 from .optimizer import Optimizer, learning_rate, max_norm
 
@@ -42,5 +43,6 @@ class SGD(Optimizer):
     def _update(self, idx, grads):
         params, grads, state, steps = self._lists(idx, grads)
         h = self._h  # the hyperparameters step() checked
-        _backend.kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, self._lr_now, h["momentum"],
-                                  h["dampening"], h["weight_decay"], h["nesterov"], h["maximize"], self._grad_scale)
+        options = SgdOptions(self._lr_now, h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"],
+                             h["maximize"], self._clip_coef)
+        _backend.kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, options)

@@ -7,7 +7,7 @@
 namespace fastdl {
 namespace glue {
 
-using cpu::Activation;
+using fastdl::Activation;
 
 namespace {
 
@@ -250,8 +250,7 @@ double softmax_cross_entropy(const py::array& logits, const py::array& target, p
 
 void bind_ops(py::module_& m) {
   py::dict ids;
-  const char* names[] = {"sigmoid", "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh", "silu", "identity"};
-  for (int i = 0; i < static_cast<int>(Activation::count); ++i) ids[names[i]] = i;
+  for (int i = 0; i < static_cast<int>(Activation::count); ++i) ids[kActivationNames[i]] = i;
   m.attr("ACTIVATIONS") = ids;
   m.def("activation", &activation, py::arg("op"), py::arg("x"), py::arg("out"), py::arg("alpha") = 0.0,
         "out = f(x) for the activation with id `op` (see ACTIVATIONS).");

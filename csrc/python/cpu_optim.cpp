@@ -11,6 +11,7 @@
 
 #include "../cpu/dispatch.h"
 #include "array_args.h"
+#include "options_args.h"
 
 namespace fastdl {
 namespace glue {
@@ -29,7 +30,7 @@ template <class T>
 struct Tensors {
   std::vector<py::array> owners;
   std::vector<int64_t> offsets{0};
-  std::vector<T*> params, state0, state1, state2;
+  std::vector<T*> params, momentum_buffer, exp_avg, exp_avg_sq, max_exp_avg_sq;
   std::vector<const T*> grads;
   std::vector<int64_t> steps;
 
@@ -66,7 +67,7 @@ struct Tensors {
     owners.insert(owners.end(), gs.begin(), gs.end());
   }
 
-  // One state list (exp_avg, ...) of arrays: the sizes of params, writeable.
+  // One state slot (exp_avg, ...) of arrays: the sizes of params, writeable.
   void add_state(std::vector<T*>& dst, const py::object& seq, const char* name) {
     if (!py::isinstance<py::sequence>(seq)) throw py::type_error(std::string(name) + " must be a list of arrays");
     std::vector<py::array> ss = arrays(seq.cast<py::sequence>(), name, count());
@@ -118,10 +119,11 @@ struct Tensors {
       if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
   }
 
-  cpu::TensorList<T> list() const {
+  TensorList<T> list() const {
     auto ptr = [](const std::vector<T*>& v) { return v.empty() ? nullptr : v.data(); };
-    return {static_cast<int64_t>(count()), offsets.data(), params.data(), grads.data(),
-            ptr(state0), ptr(state1), ptr(state2), steps.empty() ? nullptr : steps.data()};
+    return {static_cast<int64_t>(count()), offsets.data(), ptr(params), grads.empty() ? nullptr : grads.data(),
+            ptr(momentum_buffer), ptr(exp_avg), ptr(exp_avg_sq), ptr(max_exp_avg_sq),
+            steps.empty() ? nullptr : steps.data()};
   }
 };
 
@@ -150,95 +152,80 @@ auto with_dtype(DType dt, F f) {
 }
 
 // ---- SGD ---------------------------------------------------------------------------------------
-struct SgdArgs {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, maximize;
-  double grad_scale;
-  cpu::SgdOptions options() const { return {lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale}; }
-};
-
 template <class T>
-void run_sgd(Tensors<T>& t, const SgdArgs& a) {
-  cpu::TensorList<T> list = t.list();
-  cpu::SgdOptions o = a.options();
+void run_sgd(Tensors<T>& t, const SgdOptions& o) {
+  TensorList<T> list = t.list();
   py::gil_scoped_release nogil;
   table<T>().sgd(list, o);
 }
 
 void sgd_step(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
-              const py::array& steps, double lr, double momentum, double dampening, double weight_decay, bool nesterov,
-              bool maximize, double grad_scale) {
+              const py::array& steps, const py::object& options) {
+  SgdOptions o = sgd_options(options);
   with_dtype(params_dtype(params), [&](auto zero) {
     using T = decltype(zero);
     Tensors<T> t;
     t.from_arrays(params, grads);
     t.set_steps(steps);
-    if (momentum != 0.0) t.add_state(t.state0, momentum_buffers, "momentum_buffers");
-    run_sgd(t, {lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale});
+    if (o.momentum != 0.0) t.add_state(t.momentum_buffer, momentum_buffers, "momentum_buffers");
+    run_sgd(t, o);
     return 0;
   });
 }
 
 void sgd_step_raw(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
-                  const py::object& momentum_buffers, const py::sequence& sizes, const py::array& steps, double lr,
-                  double momentum, double dampening, double weight_decay, bool nesterov, bool maximize,
-                  double grad_scale) {
+                  const py::object& momentum_buffers, const py::sequence& sizes, const py::array& steps,
+                  const py::object& options) {
+  SgdOptions o = sgd_options(options);
   with_dtype(named_dtype(dtype), [&](auto zero) {
     using T = decltype(zero);
     Tensors<T> t;
     t.from_addresses(params, grads, sizes);
     t.set_steps(steps);
-    if (momentum != 0.0) t.add_state_addresses(t.state0, momentum_buffers, "momentum_buffers");
-    run_sgd(t, {lr, momentum, dampening, weight_decay, nesterov, maximize, grad_scale});
+    if (o.momentum != 0.0) t.add_state_addresses(t.momentum_buffer, momentum_buffers, "momentum_buffers");
+    run_sgd(t, o);
     return 0;
   });
 }
 
 // ---- Adam / AdamW ----------------------------------------------------------------------------
-struct AdamArgs {
-  double lr, beta1, beta2, eps, weight_decay;
-  bool amsgrad, decoupled, maximize;
-  double grad_scale;
-};
-
 template <class T>
-void run_adam(Tensors<T>& t, const AdamArgs& a) {
-  cpu::TensorList<T> list = t.list();
-  cpu::AdamOptions o{a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.amsgrad, a.decoupled, a.maximize, a.grad_scale};
+void run_adam(Tensors<T>& t, const AdamOptions& o) {
+  TensorList<T> list = t.list();
   py::gil_scoped_release nogil;
   table<T>().adam(list, o);
 }
 
 void adam_step(const py::sequence& params, const py::sequence& grads, const py::object& exp_avgs,
-               const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs, const py::array& steps, double lr,
-               double beta1, double beta2, double eps, double weight_decay, bool amsgrad, bool decoupled, bool maximize,
-               double grad_scale) {
+               const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs, const py::array& steps,
+               const py::object& options) {
+  AdamOptions o = adam_options(options);
   with_dtype(params_dtype(params), [&](auto zero) {
     using T = decltype(zero);
     Tensors<T> t;
     t.from_arrays(params, grads);
     t.set_steps(steps);
-    t.add_state(t.state0, exp_avgs, "exp_avgs");
-    t.add_state(t.state1, exp_avg_sqs, "exp_avg_sqs");
-    if (amsgrad) t.add_state(t.state2, max_exp_avg_sqs, "max_exp_avg_sqs");
-    run_adam(t, {lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, grad_scale});
+    t.add_state(t.exp_avg, exp_avgs, "exp_avgs");
+    t.add_state(t.exp_avg_sq, exp_avg_sqs, "exp_avg_sqs");
+    if (o.amsgrad) t.add_state(t.max_exp_avg_sq, max_exp_avg_sqs, "max_exp_avg_sqs");
+    run_adam(t, o);
     return 0;
   });
 }
 
 void adam_step_raw(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
                    const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
-                   const py::sequence& sizes, const py::array& steps, double lr, double beta1, double beta2, double eps,
-                   double weight_decay, bool amsgrad, bool decoupled, bool maximize, double grad_scale) {
+                   const py::sequence& sizes, const py::array& steps, const py::object& options) {
+  AdamOptions o = adam_options(options);
   with_dtype(named_dtype(dtype), [&](auto zero) {
     using T = decltype(zero);
     Tensors<T> t;
     t.from_addresses(params, grads, sizes);
     t.set_steps(steps);
-    t.add_state_addresses(t.state0, exp_avgs, "exp_avgs");
-    t.add_state_addresses(t.state1, exp_avg_sqs, "exp_avg_sqs");
-    if (amsgrad) t.add_state_addresses(t.state2, max_exp_avg_sqs, "max_exp_avg_sqs");
-    run_adam(t, {lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, grad_scale});
+    t.add_state_addresses(t.exp_avg, exp_avgs, "exp_avgs");
+    t.add_state_addresses(t.exp_avg_sq, exp_avg_sqs, "exp_avg_sqs");
+    if (o.amsgrad) t.add_state_addresses(t.max_exp_avg_sq, max_exp_avg_sqs, "max_exp_avg_sqs");
+    run_adam(t, o);
     return 0;
   });
 }
@@ -246,7 +233,7 @@ void adam_step_raw(const std::string& dtype, const py::sequence& params, const p
 // ---- global gradient norm ----------------------------------------------------------------------
 template <class T>
 double run_sum_squares(Tensors<T>& t) {
-  cpu::TensorList<T> list = t.list();
+  TensorList<T> list = t.list();
   py::gil_scoped_release nogil;
   return table<T>().grad_sum_squares(list);
 }
@@ -280,24 +267,20 @@ double grad_sum_squares_raw(const std::string& dtype, const py::sequence& grads,
 
 void bind_optim(py::module_& m) {
   m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("steps"),
-        py::arg("lr"), py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"),
-        py::arg("maximize"), py::arg("grad_scale") = 1.0,
-        "One SGD step over all params (torch.optim.SGD's update), in one multi-tensor call.");
+        py::arg("options"),
+        "One SGD step over all params (torch.optim.SGD's update), in one multi-tensor call. options: "
+        "fastdl.backends.options.SgdOptions.");
   m.def("adam_step", &adam_step, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"),
-        py::arg("max_exp_avg_sqs"), py::arg("steps"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
-        py::arg("weight_decay"), py::arg("amsgrad"), py::arg("decoupled"), py::arg("maximize"),
-        py::arg("grad_scale") = 1.0, "One Adam / AdamW step over all params (torch.optim's update), in one call.");
+        py::arg("max_exp_avg_sqs"), py::arg("steps"), py::arg("options"),
+        "One Adam / AdamW step over all params (torch.optim's update), in one call. options: "
+        "fastdl.backends.options.AdamOptions.");
   m.def("grad_sum_squares", &grad_sum_squares, py::arg("grads"),
         "Sum of the squares of every element of the arrays (the squared global norm).");
   m.def("_sgd_step_raw", &sgd_step_raw, py::arg("dtype"), py::arg("params"), py::arg("grads"),
-        py::arg("momentum_buffers"), py::arg("sizes"), py::arg("steps"), py::arg("lr"), py::arg("momentum"),
-        py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), py::arg("maximize"),
-        py::arg("grad_scale") = 1.0,
+        py::arg("momentum_buffers"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
         "sgd_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked.");
   m.def("_adam_step_raw", &adam_step_raw, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
-        py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("lr"),
-        py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), py::arg("amsgrad"),
-        py::arg("decoupled"), py::arg("maximize"), py::arg("grad_scale") = 1.0,
+        py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
         "adam_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked.");
   m.def("_grad_sum_squares_raw", &grad_sum_squares_raw, py::arg("dtype"), py::arg("grads"), py::arg("sizes"),
         "grad_sum_squares on raw addresses (for fastdl.torch): unchecked.");
