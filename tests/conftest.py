@@ -1,15 +1,43 @@
-"""Fixtures: every test that takes `backend` runs once per implementation present here:
-the NumPy fallback, and the C++ extension once per SIMD build this CPU can run."""
+"""Fixtures: tests run once per implementation present here, by the arrays they hand to fastdl.
+
+`backend`: the host implementations (NumPy arrays), the NumPy fallback and the C++ extension once
+per SIMD build this CPU can run. `arrays`: those and, where CuPy and a GPU exist, the CUDA module
+(CuPy arrays; marked `cuda`, skipped with the reason elsewhere). Both yield a Backend: its name (a
+str) and how to make its arrays from NumPy ones and back.
+"""
 
 import numpy as np
 import pytest
 
 
 from fastdl import _backend
-from fastdl.backends import numpy_kernels
 
 
-def _backends():
+class Backend(str):
+    """An implementation under test: its name, and its array factory."""
+
+    device = False
+
+    def asarray(self, a):
+        return np.asarray(a)
+
+    def numpy(self, a):
+        return np.asarray(a)
+
+
+class CudaBackend(Backend):
+    device = True
+
+    def asarray(self, a):
+        import cupy
+        return cupy.asarray(a)
+
+    def numpy(self, a):
+        import cupy
+        return cupy.asnumpy(a)
+
+
+def _host_backends():
     names = ["numpy"]
     ext = _backend.cpu_extension()
     if ext is not None and _backend.name == "cpu":
@@ -17,23 +45,55 @@ def _backends():
     return names
 
 
-BACKENDS = _backends()
+BACKENDS = _host_backends()
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request, monkeypatch):
-    """Routes fastdl.ops / fastdl.optim to one implementation for the test."""
-    name = request.param
+def cuda_unavailable():
+    """Why CUDA tests cannot run here (None when they can)."""
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "CuPy is not installed (pip install 'fastdl[cuda]')"
+    try:
+        from fastdl.backends import cuda
+    except ImportError as exc:
+        return f"fastdl.backends.cuda did not import: {exc}"
+    ok, why = cuda.available()
+    return None if ok else why
+
+
+def _use(name):
+    """Routes NumPy arrays to the named host implementation for the test (a generator fixture body)."""
     if name == "numpy":
-        monkeypatch.setattr(_backend, "kernels", numpy_kernels)
-        yield name
+        with _backend.use_host("numpy"):
+            yield Backend(name)
         return
     ext = _backend.cpu_extension()
     before = ext.simd()
     assert ext.set_simd(name.split("-", 1)[1])
-    monkeypatch.setattr(_backend, "kernels", ext)
-    yield name
-    ext.set_simd(before)
+    try:
+        with _backend.use_host("cpu"):
+            yield Backend(name)
+    finally:
+        ext.set_simd(before)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """The host implementation the test's NumPy arrays go to."""
+    yield from _use(request.param)
+
+
+@pytest.fixture(params=BACKENDS + [pytest.param("cuda", marks=pytest.mark.cuda)])
+def arrays(request):
+    """An implementation and its array factory: host ones (NumPy arrays) and CUDA (CuPy arrays)."""
+    if request.param != "cuda":
+        yield from _use(request.param)
+        return
+    why = cuda_unavailable()
+    if why:
+        pytest.skip(f"CUDA: {why}")
+    yield CudaBackend("cuda")
 
 
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])

@@ -27,13 +27,13 @@ def test_bias_activation(backend, name, shape, dtype, rng):
     b = rng.standard_normal(shape[1]).astype(dtype)
     y = np.empty_like(z)
     pre = np.empty_like(z)
-    _backend.kernels.bias_activation(IDS[name], z, b, pre, y, 0.1)
+    _backend.kernels_for(z).bias_activation(IDS[name], z, b, pre, y, 0.1)
     x = z.astype(np.float64) + b
     assert_close(pre, x, dtype, atol=4 * np.finfo(dtype).eps * (np.abs(z) + np.abs(b)))
     # float32 x = z + b is rounded before the activation: compare with the activation of that x
     assert_close(y, FWD[name](pre), dtype, rtol=_rtol(name, dtype))
     y2 = z.copy()
-    _backend.kernels.bias_activation(IDS[name], y2, b, None, y2, 0.1)  # in place, no pre kept
+    _backend.kernels_for(y2).bias_activation(IDS[name], y2, b, None, y2, 0.1)  # in place, no pre kept
     np.testing.assert_array_equal(y2, y)
 
 
@@ -45,7 +45,7 @@ def test_bias_activation_backward(backend, name, shape, dtype, rng):
     saved = FWD[name](x).astype(dtype) if name in ("sigmoid", "tanh") else x
     dz = np.empty_like(x)
     db = np.full(shape[1], np.nan, dtype)
-    _backend.kernels.bias_activation_backward(IDS[name], g, saved, dz, db, 0.1)
+    _backend.kernels_for(g).bias_activation_backward(IDS[name], g, saved, dz, db, 0.1)
     if name == "sigmoid":
         expected = g.astype(np.float64) * saved * (1 - saved.astype(np.float64))
     elif name == "tanh":
@@ -82,10 +82,10 @@ def test_bias_gradient_is_deterministic_across_thread_counts(rng):
 def test_no_bias_paths(backend, rng):
     z = rng.standard_normal((7, 9))
     y = np.empty_like(z)
-    _backend.kernels.bias_activation(IDS["tanh"], z, None, None, y, 0.0)
+    _backend.kernels_for(z).bias_activation(IDS["tanh"], z, None, None, y, 0.0)
     np.testing.assert_allclose(y, np.tanh(z), rtol=1e-13)
     dz = np.empty_like(z)
-    _backend.kernels.bias_activation_backward(IDS["tanh"], z, y, dz, None, 0.0)
+    _backend.kernels_for(z).bias_activation_backward(IDS["tanh"], z, y, dz, None, 0.0)
     np.testing.assert_allclose(dz, z * (1 - y * y), rtol=1e-13)
 
 

@@ -20,22 +20,10 @@ DTYPES = [np.float32, np.float64]
 
 def _each_backend(check):
     """Runs check() on every backend (hypothesis and function-scoped fixtures do not mix)."""
-    import fastdl._backend as b
-    from fastdl.backends import numpy_kernels
-    saved = b.kernels
-    ext = b.cpu_extension()
-    try:
-        for name in BACKENDS:
-            if name == "numpy":
-                b.kernels = numpy_kernels
-            else:
-                b.kernels = ext
-                ext.set_simd(name.split("-", 1)[1])
-            check(name)
-    finally:
-        b.kernels = saved
-        if ext is not None:
-            ext.set_simd(ext.supported_simd()[-1])
+    from conftest import _use
+    for name in BACKENDS:
+        for backend in _use(name):  # the fixture's body: routes NumPy arrays for the check
+            check(backend)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend, info, ops, optim
-from .backends import numpy_kernels
 
 try:  # PyTorch is an optional competitor
     import torch
@@ -256,12 +255,8 @@ def optimizer_cases(n, shapes):
             np_opt = cls(np_params, **kw)
 
             def numpy_step(o=np_opt, g=grads):
-                saved = _backend.kernels
-                _backend.kernels = numpy_kernels
-                try:
+                with _backend.use_host("numpy"):
                     o.step(g)
-                finally:
-                    _backend.kernels = saved
 
             impls = {"fastdl": lambda o=fd, g=grads: o.step(g), "numpy": numpy_step}
             if torch:

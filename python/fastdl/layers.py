@@ -163,7 +163,7 @@ class Dense(Layer):
         return (self.units,)
 
     def forward(self, x, training=False):
-        k = _backend.kernels
+        k = _backend.kernels_for(x)
         act = self.activation
         kernel = self.weights[0]
         bias = self.weights[1] if self.use_bias else None
@@ -191,7 +191,7 @@ class Dense(Layer):
     def backward(self, dy, need_dx=True):
         """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
         weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
-        k = _backend.kernels
+        k = _backend.kernels_for(dy)
         act = self.activation
         db = self.gradients[1] if self.use_bias else None
         if act.is_softmax and not self.logits_out:
@@ -233,9 +233,9 @@ class Activation(Layer):
             return x
         y = self._buffer("y", x.shape)
         if act.is_softmax:
-            _backend.kernels.softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), False)
+            _backend.kernels_for(x).softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), False)
         else:
-            _backend.kernels.activation(act.kernel, x, y, act.alpha)
+            _backend.kernels_for(x).activation(act.kernel, x, y, act.alpha)
         self._saved = y if act.uses_output else x
         return y
 
@@ -246,9 +246,9 @@ class Activation(Layer):
         dx = self._buffer("dx", dy.shape)
         if act.is_softmax:
             c = dy.shape[-1]
-            _backend.kernels.softmax_backward(dy.reshape(-1, c), self._saved.reshape(-1, c), dx.reshape(-1, c), False)
+            _backend.kernels_for(dy).softmax_backward(dy.reshape(-1, c), self._saved.reshape(-1, c), dx.reshape(-1, c), False)
         else:
-            _backend.kernels.activation_backward(act.kernel, dy, self._saved, dx, act.alpha)
+            _backend.kernels_for(dy).activation_backward(act.kernel, dy, self._saved, dx, act.alpha)
         return dx
 
     def get_config(self):

@@ -87,7 +87,7 @@ class MeanSquaredError(Loss):
         return np.mean((p - t) ** 2, axis=-1)
 
     def value_and_grad(self, y, out, logits, grad):
-        return _backend.kernels.mse(out, y, grad)
+        return _backend.kernels_for(out).mse(out, y, grad)
 
 
 class _Crossentropy(Loss):
@@ -120,7 +120,7 @@ class BinaryCrossentropy(_Crossentropy):
         return (y * np.float32(1 - s) + np.float32(0.5 * s) if s else y), y
 
     def value_and_grad(self, y, out, logits, grad):
-        return _backend.kernels.binary_crossentropy(out, y, grad, logits or self.from_logits)
+        return _backend.kernels_for(out).binary_crossentropy(out, y, grad, logits or self.from_logits)
 
 
 class CategoricalCrossentropy(_Crossentropy):
@@ -151,7 +151,7 @@ class CategoricalCrossentropy(_Crossentropy):
 
     def value_and_grad(self, y, out, logits, grad):
         if logits or self.from_logits:
-            return _backend.kernels.softmax_cross_entropy(out, y, grad, self.label_smoothing)
+            return _backend.kernels_for(out).softmax_cross_entropy(out, y, grad, self.label_smoothing)
         c = y.shape[-1]
         return _categorical_on_probabilities(y * (1 - self.label_smoothing) + self.label_smoothing / c, out, grad)
 
@@ -187,7 +187,7 @@ class SparseCategoricalCrossentropy(Loss):
 
     def value_and_grad(self, y, out, logits, grad):
         if logits or self.from_logits:
-            return _backend.kernels.softmax_cross_entropy(out, y, grad, 0.0)
+            return _backend.kernels_for(out).softmax_cross_entropy(out, y, grad, 0.0)
         t = np.zeros(out.shape, dtype=np.float32)
         t[np.arange(len(y)), y] = 1
         return _categorical_on_probabilities(t, out, grad)

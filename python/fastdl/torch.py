@@ -63,22 +63,22 @@ class _NumpyKernels:
         return [self.by_address[a].as_strided((n,), (1,)).numpy() for a, n in zip(addresses, sizes)]
 
     def _grad_sum_squares_raw(self, dtype, grads, sizes):
-        return _backend.kernels.grad_sum_squares(self._views(grads, sizes))
+        return _backend.numpy_kernels.grad_sum_squares(self._views(grads, sizes))
 
     def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, *args):
-        _backend.kernels.sgd_step(self._views(params, sizes), self._views(grads, sizes),
-                                  None if bufs is None else self._views(bufs, sizes), steps, *args)
+        _backend.numpy_kernels.sgd_step(self._views(params, sizes), self._views(grads, sizes),
+                                        None if bufs is None else self._views(bufs, sizes), steps, *args)
 
     def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, *args):
-        _backend.kernels.adam_step(self._views(params, sizes), self._views(grads, sizes), self._views(m, sizes),
-                                   self._views(v, sizes), None if vmax is None else self._views(vmax, sizes),
-                                   steps, *args)
+        _backend.numpy_kernels.adam_step(self._views(params, sizes), self._views(grads, sizes), self._views(m, sizes),
+                                         self._views(v, sizes), None if vmax is None else self._views(vmax, sizes),
+                                         steps, *args)
 
 
 def _kernels(work):
     """The extension, or the NumPy backend over the tensors of this step."""
     ext = _backend.cpu_extension()
-    if ext is not None and _backend.kernels is ext:
+    if ext is not None and _backend.host is ext:
         return ext
     tensors = []
     for w in work:

@@ -1,15 +1,14 @@
-"""Activation functions, forward and backward, on NumPy arrays.
+"""Activation functions, forward and backward, on NumPy or CuPy arrays.
 
-Every function takes float32 or float64 arrays of any shape (non-contiguous inputs are
-copied), computes in the input's dtype, and writes into ``out`` when given (same shape and
-dtype, C-contiguous; ``out=x`` works in place). Backward functions take ``grad`` = dL/dy and
+Every function takes float32 or float64 arrays of any shape (CuPy: also float16, computed in
+float32) (non-contiguous inputs are copied), computes in the input's dtype, and writes into
+``out`` when given (same shape, dtype and device, C-contiguous; ``out=x`` works in place).
+Results are on the input's device. Backward functions take ``grad`` = dL/dy and
 the tensor the formula needs (the forward output ``y``, or its input ``x``) and return dL/dx.
 """
 
-import numpy as np
-
 from .. import _backend
-from .._checks import axis_index, float_array, output, real, same_as
+from .._checks import array_module, axis_index, float_array, output, real, same_as
 
 _IDS = _backend.ACTIVATIONS
 
@@ -17,7 +16,7 @@ _IDS = _backend.ACTIVATIONS
 def _forward(op, x, out, alpha=0.0):
     x = float_array(x, "x")
     out, (x,) = output(out, x, "x", (x,))
-    _backend.kernels.activation(op, x, out, alpha)
+    _backend.kernels_for(x).activation(op, x, out, alpha)
     return out
 
 
@@ -25,7 +24,7 @@ def _backward(op, grad, saved, saved_name, out, alpha=0.0):
     grad = float_array(grad, "grad")
     saved = same_as(saved, grad, saved_name, "grad")
     out, (grad, saved) = output(out, grad, "grad", (grad, saved))
-    _backend.kernels.activation_backward(op, grad, saved, out, alpha)
+    _backend.kernels_for(grad).activation_backward(op, grad, saved, out, alpha)
     return out
 
 
@@ -124,7 +123,7 @@ def _along_last(run, arrays, axis, out, like_name):
         return out
     out, _ = output(out, ref, like_name)
     moved = [float_array(a.swapaxes(ax, -1), like_name) for a in arrays]
-    result = np.empty_like(moved[0])
+    result = array_module(ref).empty_like(moved[0])
     run(*moved, result)
     out[...] = result.swapaxes(ax, -1)
     return out
@@ -133,24 +132,24 @@ def _along_last(run, arrays, axis, out, like_name):
 def softmax(x, axis=-1, out=None):
     """Softmax along `axis`: y_i = exp(x_i - m) / sum_j exp(x_j - m), m = max_j x_j (stable for any finite x)."""
     x = float_array(x, "x")
-    return _along_last(lambda a, o: _backend.kernels.softmax(a, o, False), (x,), axis, out, "x")
+    return _along_last(lambda a, o: _backend.kernels_for(a).softmax(a, o, False), (x,), axis, out, "x")
 
 
 def softmax_backward(grad, y, axis=-1, out=None):
     """dL/dx_i = y_i * (grad_i - sum_j grad_j y_j), with y = softmax(x) along `axis`."""
     grad = float_array(grad, "grad")
     y = same_as(y, grad, "y", "grad")
-    return _along_last(lambda g, s, o: _backend.kernels.softmax_backward(g, s, o, False), (grad, y), axis, out, "grad")
+    return _along_last(lambda g, s, o: _backend.kernels_for(g).softmax_backward(g, s, o, False), (grad, y), axis, out, "grad")
 
 
 def log_softmax(x, axis=-1, out=None):
     """Log-softmax along `axis`: y_i = (x_i - m) - log(sum_j exp(x_j - m)), m = max_j x_j."""
     x = float_array(x, "x")
-    return _along_last(lambda a, o: _backend.kernels.softmax(a, o, True), (x,), axis, out, "x")
+    return _along_last(lambda a, o: _backend.kernels_for(a).softmax(a, o, True), (x,), axis, out, "x")
 
 
 def log_softmax_backward(grad, y, axis=-1, out=None):
     """dL/dx_i = grad_i - exp(y_i) * sum_j grad_j, with y = log_softmax(x) along `axis`."""
     grad = float_array(grad, "grad")
     y = same_as(y, grad, "y", "grad")
-    return _along_last(lambda g, s, o: _backend.kernels.softmax_backward(g, s, o, True), (grad, y), axis, out, "grad")
+    return _along_last(lambda g, s, o: _backend.kernels_for(g).softmax_backward(g, s, o, True), (grad, y), axis, out, "grad")

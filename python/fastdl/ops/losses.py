@@ -1,15 +1,20 @@
 """Fused losses: one call returns ``(loss, grad)``, the mean loss as a 0-d array of the
 prediction's dtype and its gradient with respect to the prediction (already divided by the
-count for the mean). ``out`` receives the gradient when given (``out=pred`` works)."""
+count for the mean). ``out`` receives the gradient when given (``out=pred`` works).
+
+On CuPy arrays both stay on the device: the loss is a 0-d CuPy array, and nothing waits for
+the GPU (``float(loss)`` does)."""
 
 import numpy as np
 
 from .. import _backend
-from .._checks import float_array, output, same_as, real
+from .._checks import array_module, float_array, may_share_memory, on_device, output, real, same_as, same_place
 
 
 def _result(loss, dtype, grad):
-    return np.asarray(loss, dtype=dtype), grad
+    if isinstance(loss, float):
+        return np.asarray(loss, dtype=dtype), grad
+    return loss.astype(dtype), grad  # a device scalar
 
 
 def mse(pred, target, out=None):
@@ -17,7 +22,7 @@ def mse(pred, target, out=None):
     pred = float_array(pred, "pred")
     target = same_as(target, pred, "target", "pred")
     out, (pred, target) = output(out, pred, "pred", (pred, target))
-    return _result(_backend.kernels.mse(pred, target, out), pred.dtype, out)
+    return _result(_backend.kernels_for(pred).mse(pred, target, out), pred.dtype, out)
 
 
 def binary_crossentropy(pred, target, from_logits=False, out=None):
@@ -31,13 +36,17 @@ def binary_crossentropy(pred, target, from_logits=False, out=None):
     pred = float_array(pred, "pred")
     target = same_as(target, pred, "target", "pred")
     out, (pred, target) = output(out, pred, "pred", (pred, target))
-    return _result(_backend.kernels.binary_crossentropy(pred, target, out, bool(from_logits)), pred.dtype, out)
+    loss = _backend.kernels_for(pred).binary_crossentropy(pred, target, out, bool(from_logits))
+    return _result(loss, pred.dtype, out)
 
 
 def _class_ids(target):
+    xp = array_module(target)
     if target.dtype in (np.int64, np.int32):
-        return target if target.flags.c_contiguous else np.ascontiguousarray(target)
-    if target.dtype == np.uint64 and target.size and target.max() > np.iinfo(np.int64).max:
+        return target if target.flags.c_contiguous else xp.ascontiguousarray(target)
+    # (on a device this check would wait for the GPU: there an id beyond int64 wraps to a negative
+    # one, which the kernel answers with a NaN loss)
+    if target.dtype == np.uint64 and not on_device(target) and target.size and target.max() > np.iinfo(np.int64).max:
         i = int(np.argmax(target.reshape(-1)))  # named as given, not as it would wrap to int64
         raise ValueError(f"target[{i}] = {target.reshape(-1)[i]} is not a class id")
     return target.astype(np.int64)
@@ -50,7 +59,9 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
     given probabilities), smoothed as q <- (1 - eps) q + eps / C:
         L = mean_rows(sum_c q_c (lse - x_c)),   dL/dx_c = (sum(q) softmax(x)_c - q_c) / rows.
     One fused pass per row (max, then exp-sum into the gradient, then the gradient in place);
-    stable for any finite logits. Class ids must lie in [0, C).
+    stable for any finite logits. Class ids must lie in [0, C): on the host an id outside raises
+    ValueError; on a GPU (where checking would wait for the device) its row's loss and gradient
+    are NaN, so the mean loss is NaN.
     """
     logits = float_array(logits, "logits")
     if logits.ndim == 0:
@@ -58,7 +69,9 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
     if logits.shape[-1] == 0 and logits.size == 0 and np.prod(logits.shape[:-1]) > 0:
         raise ValueError("logits has no classes")
     eps = real(label_smoothing, "label_smoothing", 0.0, 1.0)
-    target = np.asarray(target)
+    if type(target) is np.ndarray or on_device(target):
+        same_place(target, logits, "target", "logits")
+    target = array_module(logits).asarray(target)
     probabilities = target.dtype.kind == "f"  # decided before reshaping: (C,) logits take a 0-d id
     if target.dtype.kind in "iu":
         if target.shape != logits.shape[:-1]:
@@ -75,8 +88,8 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
     grad, (logits,) = output(out, logits, "logits", (logits,))  # out may be the logits themselves
     rows = logits.reshape(-1, logits.shape[-1])
     if probabilities:
-        if np.may_share_memory(target, grad):  # the kernel reads the target after writing out
+        if may_share_memory(target, grad):  # the kernel reads the target after writing out
             target = target.copy()
         target = target.reshape(rows.shape)
-    loss = _backend.kernels.softmax_cross_entropy(rows, target, grad.reshape(rows.shape), eps)
+    loss = _backend.kernels_for(rows).softmax_cross_entropy(rows, target, grad.reshape(rows.shape), eps)
     return _result(loss, logits.dtype, grad)

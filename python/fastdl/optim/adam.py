@@ -1,6 +1,5 @@
 """Adam and AdamW."""
 
-from .. import _backend
 from ..backends.options import AdamOptions
 from .._checks import flag, real
 from .optimizer import Optimizer, learning_rate, max_norm
@@ -45,13 +44,13 @@ class Adam(Optimizer):
     def _state_names_for(self, hyperparams):
         return self.state_names if hyperparams["amsgrad"] else self.state_names[:2]
 
-    def _update(self, idx, grads):
+    def _update(self, kernels, idx, grads):
         params, grads, state, steps = self._lists(idx, grads)
         h = self._h  # the hyperparameters step() checked
         b1, b2 = h["betas"]
         options = AdamOptions(self._lr_now, b1, b2, h["eps"], h["weight_decay"], h["amsgrad"], self._decoupled,
                               h["maximize"], self._clip_coef)
-        _backend.kernels.adam_step(params, grads, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+        kernels.adam_step(params, grads, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
                                    steps, options)
 
 

@@ -8,7 +8,7 @@ import operator
 import numpy as np
 
 from .. import _backend
-from .._checks import FLOAT_DTYPES, real
+from .._checks import DEVICE_FLOAT_DTYPES, FLOAT_DTYPES, address, array_module, on_device, real, same_place
 from . import schedules
 
 
@@ -37,16 +37,23 @@ def max_norm(value):
 
 
 def clip_coefficient(norm, max_grad_norm):
-    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6))."""
+    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)) (kernels::clip_coefficient).
+    A device norm (a 0-d CuPy array) gives a device factor, computed there without waiting for it."""
+    if not isinstance(norm, float):
+        xp = array_module(norm)
+        r = max_grad_norm / (norm + 1e-6)
+        return xp.where(xp.isfinite(norm), xp.minimum(r, 1.0), r)
     return min(1.0, max_grad_norm / (norm + 1e-6)) if math.isfinite(norm) else max_grad_norm / (norm + 1e-6)
 
 
 class Optimizer:
-    """Updates a list of NumPy arrays in place, one multi-tensor kernel call per step.
+    """Updates a list of NumPy arrays (or CuPy arrays on one GPU) in place, one multi-tensor
+    kernel call per step; state arrays live where the parameters do.
 
     Subclasses name their per-parameter state arrays (``state_names``), check their
-    hyperparameters in ``_hyperparams(**kwargs) -> dict`` and implement ``_update(idx, grads)``,
-    one kernel call for the parameters ``idx`` (all of one dtype).
+    hyperparameters in ``_hyperparams(**kwargs) -> dict`` and implement ``_update(kernels, idx, grads)``,
+    one call of ``kernels`` (the implementation for the parameters' arrays) for the parameters
+    ``idx`` (all of one dtype).
 
     Every optimizer takes ``lr`` as a number or a schedule (fastdl.optim.schedules, evaluated at
     ``iterations``, the number of steps taken) and ``max_grad_norm``: when set, each step scales
@@ -63,7 +70,8 @@ class Optimizer:
         self.iterations = 0
         self.last_grad_norm = None
         self._steps = np.zeros(len(self.params), dtype=np.int64)
-        self.state = {name: [np.zeros_like(p) for p in self.params] for name in self._active_state_names()}
+        xp = array_module(self.params[0])
+        self.state = {name: [xp.zeros_like(p) for p in self.params] for name in self._active_state_names()}
         # Parameters of one dtype are stepped together; usually there is one group.
         dtypes = sorted({p.dtype.str for p in self.params})
         self._groups = [[i for i, p in enumerate(self.params) if p.dtype.str == d] for d in dtypes]
@@ -122,20 +130,21 @@ class Optimizer:
         steps = self._steps + 1
         self._steps_now = steps
         self._clip_coef = 1.0
+        kernels = _backend.kernels_for(self.params[0])
         if self._h.get("max_grad_norm") is not None:
-            total = 0.0
+            total = 0.0  # a device scalar on a GPU: the norm and the factor stay there
             for group in self._groups:
                 idx = [i for i in group if grads[i] is not None]
                 if idx:
-                    total += _backend.kernels.grad_sum_squares([grads[i] for i in idx])
-            self.last_grad_norm = math.sqrt(total)
+                    total = total + kernels.grad_sum_squares([grads[i] for i in idx])
+            self.last_grad_norm = math.sqrt(total) if isinstance(total, float) else total ** 0.5
             self._clip_coef = clip_coefficient(self.last_grad_norm, self._h["max_grad_norm"])
         for group in self._groups:
             idx = group if everything else [i for i in group if grads[i] is not None]
             if idx:
                 # nothing is expected to fail here: everything the kernels check was checked above.
                 # Should a call still fail, the counts stay true to what was updated.
-                self._update(idx, grads)
+                self._update(kernels, idx, grads)
                 self._steps[idx] = steps[idx]
         self.iterations += 1
 
@@ -147,21 +156,23 @@ class Optimizer:
         return ([self.params[i] for i in idx], [grads[i] for i in idx],
                 {k: [v[i] for i in idx] for k, v in self.state.items()}, steps[idx])
 
-    def _update(self, idx, grads):
+    def _update(self, kernels, idx, grads):
         raise NotImplementedError
 
     # -- checks ------------------------------------------------------------------------------
     @staticmethod
     def _check_params(params):
-        if isinstance(params, np.ndarray):
+        if isinstance(params, np.ndarray) or on_device(params):
             raise TypeError("params must be a list of arrays, not one array: wrap it in a list")
         params = list(params)
         if not params:
             raise ValueError("params is empty: the optimizer has nothing to update")
         for i, p in enumerate(params):
             Optimizer._check_param(p, i)
+            if i:
+                same_place(p, params[0], f"params[{i}]", "params[0]")
         # two parameters sharing memory would be updated twice (and by two threads at once)
-        spans = sorted((p.ctypes.data, p.ctypes.data + p.nbytes, i) for i, p in enumerate(params) if p.nbytes)
+        spans = sorted((address(p), address(p) + p.nbytes, i) for i, p in enumerate(params) if p.nbytes)
         for (_, end, i), (start, _, j) in zip(spans, spans[1:]):
             if start < end:
                 raise ValueError(f"params[{max(i, j)}] shares memory with params[{min(i, j)}]")
@@ -169,16 +180,18 @@ class Optimizer:
 
     @staticmethod
     def _check_param(p, i):
-        if type(p) is not np.ndarray:
-            raise TypeError(f"params[{i}] must be a numpy.ndarray, got {type(p).__name__}")
-        if p.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"params[{i}] must be float32 or float64, got dtype {p.dtype}")
+        device = on_device(p)
+        if type(p) is not np.ndarray and not device:
+            raise TypeError(f"params[{i}] must be a numpy.ndarray (or a cupy.ndarray), got {type(p).__name__}")
+        if p.dtype not in (DEVICE_FLOAT_DTYPES if device else FLOAT_DTYPES):
+            raise TypeError(f"params[{i}] must be float32 or float64{' (or float16)' if device else ''}, "
+                            f"got dtype {p.dtype}")
         if not p.flags.c_contiguous:
             raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
-        if not p.flags.aligned:
+        if address(p) % p.dtype.itemsize if device else not p.flags.aligned:
             raise ValueError(f"params[{i}] must be aligned to its {p.dtype.itemsize}-byte elements: it is updated "
                              f"in place")
-        if not p.flags.writeable:
+        if not device and not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only")
 
     def _check_state(self):
@@ -198,10 +211,11 @@ class Optimizer:
         lists = [self.state.get(name) for name in names]
         # One C++ call checks every array before it writes any: then only replaced arrays need a look
         # here. Several calls (parameters of two dtypes), or the NumPy kernels (which write tensor by
-        # tensor), need every array checked, a read-only flag set since included.
+        # tensor), need every array checked, a read-only flag set since included. (A CuPy array's
+        # dtype, size and layout are fixed for its life, and it has no read-only flag.)
         cached = getattr(self, "_checked_state", None)
         if cached is not None and cached[0] == names and len(self._groups) == 1 and \
-                _backend.kernels is _backend.cpu_extension() and \
+                _backend.kernels_for(self.params[0]) is not _backend.numpy_kernels and \
                 all(len(a) == len(b) and all(map(operator.is_, a, b)) for a, b in zip(lists, cached[1])):
             return hyper
         for name, arrays in zip(names, lists):
@@ -210,20 +224,24 @@ class Optimizer:
                                  f"(hyperparams {sorted(self.hyperparams)} need it)")
             for i in range(len(self.params)):
                 a, p = arrays[i], self.params[i]
-                if type(a) is not np.ndarray:
-                    raise TypeError(f"state[{name!r}][{i}] must be a numpy.ndarray, got {type(a).__name__}")
+                if type(a) is not type(p):
+                    raise TypeError(f"state[{name!r}][{i}] must be a {type(p).__module__.split('.')[0]}.ndarray "
+                                    f"like params[{i}], got {type(a).__name__}")
+                same_place(a, p, f"state[{name!r}][{i}]", f"params[{i}]")
                 if a.dtype != p.dtype or a.shape != p.shape:
                     raise ValueError(f"state[{name!r}][{i}] is {a.dtype}{list(a.shape)} but params[{i}] is "
                                      f"{p.dtype}{list(p.shape)}")
-                if not (a.flags.c_contiguous and a.flags.aligned and a.flags.writeable):
+                dense = a.flags.c_contiguous and (address(a) % a.dtype.itemsize == 0 if on_device(a) else
+                                                  a.flags.aligned and a.flags.writeable)
+                if not dense:
                     raise ValueError(f"state[{name!r}][{i}] must be a writeable C-contiguous array")
-                if a.size and np.may_share_memory(a, p):
+                if a.size and array_module(a).may_share_memory(a, p):
                     raise ValueError(f"state[{name!r}][{i}] shares memory with params[{i}]")
         self._checked_state = (names, [list(arrays) for arrays in lists])
         return hyper
 
     def _check_grads(self, grads):
-        if isinstance(grads, np.ndarray):
+        if isinstance(grads, np.ndarray) or on_device(grads):
             raise TypeError("grads must be a list of arrays, one per parameter: wrap it in a list")
         grads = list(grads)
         if len(grads) != len(self.params):
@@ -231,13 +249,21 @@ class Optimizer:
         for i, (g, p) in enumerate(zip(grads, self.params)):
             if g is None:
                 continue
-            if type(g) is not np.ndarray:
-                raise TypeError(f"grads[{i}] must be a numpy.ndarray or None, got {type(g).__name__}")
+            if type(g) is not type(p):
+                if type(g) is np.ndarray or on_device(g):
+                    same_place(g, p, f"grads[{i}]", f"params[{i}]")
+                raise TypeError(f"grads[{i}] must be a {type(p).__module__.split('.')[0]}.ndarray or None, got "
+                                f"{type(g).__name__}")
+            if on_device(g):
+                same_place(g, p, f"grads[{i}]", f"params[{i}]")
             if g.dtype != p.dtype:
                 raise TypeError(f"grads[{i}] has dtype {g.dtype} but params[{i}] has dtype {p.dtype}")
             if g.shape != p.shape:
                 raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has shape {p.shape}")
-            if not (g.flags.c_contiguous and g.flags.aligned):
+            if on_device(g):
+                if not g.flags.c_contiguous or address(g) % g.dtype.itemsize:
+                    grads[i] = g.copy(order="C")
+            elif not (g.flags.c_contiguous and g.flags.aligned):
                 grads[i] = np.array(g, order="C")  # a copy: ascontiguousarray keeps a misaligned array as it is
         return grads
 
@@ -277,7 +303,8 @@ class Optimizer:
             if len(arrays) != len(self.params):
                 raise ValueError(f"state_dict['state'][{name!r}] has {len(arrays)} arrays for {len(self.params)} params")
             for i, (a, p) in enumerate(zip(arrays, self.params)):
-                a = np.asarray(a)
+                if type(a) is not np.ndarray and not on_device(a):
+                    a = np.asarray(a)
                 if a.shape != p.shape or a.dtype != p.dtype:
                     raise ValueError(f"state_dict['state'][{name!r}][{i}] is {a.dtype}{list(a.shape)} but params[{i}] "
                                      f"is {p.dtype}{list(p.shape)}")
@@ -291,7 +318,10 @@ class Optimizer:
         iterations = int(iterations)
         for name in names:
             for dst, src in zip(self.state[name], d["state"][name]):
-                np.copyto(dst, src)
+                if on_device(dst) or on_device(src):
+                    dst[...] = array_module(dst).asarray(src)  # to or from the host, or between devices
+                else:
+                    np.copyto(dst, src)
         self._steps[...] = steps
         self.iterations = iterations
         self.hyperparams = hyper

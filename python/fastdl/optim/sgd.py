@@ -1,6 +1,5 @@
 """Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
 
-from .. import _backend
 from ..backends.options import SgdOptions
 from .._checks import flag, real
 from .optimizer import Optimizer, learning_rate, max_norm
@@ -40,9 +39,9 @@ class SGD(Optimizer):
     def _state_names_for(self, hyperparams):
         return self.state_names if hyperparams["momentum"] != 0 else ()
 
-    def _update(self, idx, grads):
+    def _update(self, kernels, idx, grads):
         params, grads, state, steps = self._lists(idx, grads)
         h = self._h  # the hyperparameters step() checked
         options = SgdOptions(self._lr_now, h["momentum"], h["dampening"], h["weight_decay"], h["nesterov"],
                              h["maximize"], self._clip_coef)
-        _backend.kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, options)
+        kernels.sgd_step(params, grads, state.get("momentum_buffer"), steps, options)
