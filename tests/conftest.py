@@ -24,6 +24,14 @@ class Backend(str):
     def numpy(self, a):
         return np.asarray(a)
 
+    def run(self, fn, *args, **kwargs):
+        """fn on this implementation's arrays: NumPy array arguments are moved there first, and
+        array results (also inside a tuple) are brought back as NumPy arrays."""
+        move = lambda a: self.asarray(a) if isinstance(a, np.ndarray) else a  # noqa: E731
+        result = fn(*map(move, args), **{k: move(v) for k, v in kwargs.items()})
+        back = lambda r: self.numpy(r) if hasattr(r, "dtype") else r  # noqa: E731
+        return tuple(map(back, result)) if isinstance(result, tuple) else back(result)
+
 
 class CudaBackend(Backend):
     device = True

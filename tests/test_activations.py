@@ -43,19 +43,19 @@ def _rtol(name, dtype):
 
 @pytest.mark.parametrize("name", FORWARD)
 @pytest.mark.parametrize("n", SIZES)
-def test_forward_matches_reference(backend, name, n, dtype, rng):
+def test_forward_matches_reference(arrays, name, n, dtype, rng):
     fwd, reference = FORWARD[name]
     x = random_array(rng, n, dtype)
-    y = fwd(x)
+    y = arrays.run(fwd, x)
     assert y.dtype == dtype and y.shape == x.shape
     assert_close(y, reference(x), dtype, rtol=_rtol(name, dtype))
 
 
 @pytest.mark.parametrize("name", FORWARD)
-def test_forward_extremes_finite_and_exact(backend, name, dtype):
+def test_forward_extremes_finite_and_exact(arrays, name, dtype):
     fwd, reference = FORWARD[name]
     x = EXTREMES.astype(dtype)
-    y = fwd(x)
+    y = arrays.run(fwd, x)
     assert np.all(np.isfinite(y)), y
     # Near the float32 underflow threshold results may flush to zero: absolute 1e-36 there.
     assert_close(y, reference(x), dtype, rtol=_rtol(name, dtype), atol=1e-36 if dtype == np.float32 else None)
@@ -72,12 +72,12 @@ def test_near_the_float32_exp_overflow(backend, name):
 
 @pytest.mark.parametrize("name", BACKWARD)
 @pytest.mark.parametrize("n", SIZES)
-def test_backward_matches_reference(backend, name, n, dtype, rng):
+def test_backward_matches_reference(arrays, name, n, dtype, rng):
     bwd, saved_kind, reference = BACKWARD[name]
     x = random_array(rng, n, dtype)
     g = random_array(rng, n, dtype, scale=1.0)
-    saved = FORWARD[name][0](x) if saved_kind == "y" else x
-    got = bwd(g, saved)
+    saved = arrays.run(FORWARD[name][0], x) if saved_kind == "y" else x
+    got = arrays.run(bwd, g, saved)
     assert got.dtype == dtype
     # 1 - y^2 and y (1 - y) cancel near |y| = 1: the float32 error is absolute, a few ulp of |g|.
     atol = 4 * np.finfo(dtype).eps * np.abs(g.astype(np.float64)) + 1e-37
@@ -85,12 +85,12 @@ def test_backward_matches_reference(backend, name, n, dtype, rng):
 
 
 @pytest.mark.parametrize("name", BACKWARD)
-def test_backward_extremes_finite(backend, name, dtype):
+def test_backward_extremes_finite(arrays, name, dtype):
     bwd, saved_kind, reference = BACKWARD[name]
     x = EXTREMES.astype(dtype)
-    saved = FORWARD[name][0](x) if saved_kind == "y" else x
+    saved = arrays.run(FORWARD[name][0], x) if saved_kind == "y" else x
     g = np.ones_like(x)
-    got = bwd(g, saved)
+    got = arrays.run(bwd, g, saved)
     assert np.all(np.isfinite(got)), got
     assert_close(got, reference(ref.f64(g), ref.f64(saved)), dtype, rtol=_rtol(name, dtype),
                  atol=4 * np.finfo(dtype).eps + 1e-36)

@@ -24,9 +24,9 @@ def _check_loss(loss, expected, dtype, n):
 # ---- mse ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n", SIZES)
-def test_mse(backend, n, dtype, rng):
+def test_mse(arrays, n, dtype, rng):
     p, t = _pair(rng, n, dtype)
-    loss, grad = ops.mse(p, t)
+    loss, grad = arrays.run(ops.mse, p, t)
     d = p.astype(np.float64) - t
     _check_loss(loss, np.mean(d * d) if n else None, dtype, n)
     assert_close(grad, 2 * d / max(n, 1), dtype, atol=4 * np.finfo(dtype).eps * np.abs(d) / max(n, 1))
@@ -53,19 +53,19 @@ def _bce_prob_ref(p, t, dtype):
 
 
 @pytest.mark.parametrize("n", SIZES)
-def test_bce_probabilities(backend, n, dtype, rng):
+def test_bce_probabilities(arrays, n, dtype, rng):
     p = rng.uniform(0, 1, n).astype(dtype)
     t = (rng.uniform(0, 1, n) > 0.5).astype(dtype)
-    loss, grad = ops.binary_crossentropy(p, t)
+    loss, grad = arrays.run(ops.binary_crossentropy, p, t)
     terms, g = _bce_prob_ref(p, t, dtype)
     _check_loss(loss, terms.mean() if n else None, dtype, n)
     assert_close(grad, g / max(n, 1), dtype, rtol=2e-5 if dtype == np.float32 else 1e-10)
 
 
-def test_bce_probabilities_at_0_and_1(backend, dtype):
+def test_bce_probabilities_at_0_and_1(arrays, dtype):
     p = np.array([0.0, 1.0, 0.0, 1.0, 1e-9, 0.5], dtype=dtype)
     t = np.array([0.0, 1.0, 1.0, 0.0, 1.0, 0.3], dtype=dtype)
-    loss, grad = ops.binary_crossentropy(p, t)
+    loss, grad = arrays.run(ops.binary_crossentropy, p, t)
     terms, g = _bce_prob_ref(p, t, dtype)
     assert np.isfinite(loss) and np.all(np.isfinite(grad))
     np.testing.assert_allclose(float(loss), terms.mean(), rtol=1e-5)
@@ -73,10 +73,10 @@ def test_bce_probabilities_at_0_and_1(backend, dtype):
 
 
 @pytest.mark.parametrize("n", SIZES)
-def test_bce_logits(backend, n, dtype, rng):
+def test_bce_logits(arrays, n, dtype, rng):
     z = (rng.standard_normal(n) * 4).astype(dtype)
     t = rng.uniform(0, 1, n).astype(dtype)
-    loss, grad = ops.binary_crossentropy(z, t, from_logits=True)
+    loss, grad = arrays.run(ops.binary_crossentropy, z, t, from_logits=True)
     z64, t64 = z.astype(np.float64), t.astype(np.float64)
     terms = np.log1p(np.exp(-np.abs(z64))) + np.maximum(z64, 0) - z64 * t64
     _check_loss(loss, terms.mean() if n else None, dtype, n)
@@ -84,10 +84,10 @@ def test_bce_logits(backend, n, dtype, rng):
     assert_close(grad, (sig - t64) / max(n, 1), dtype, atol=4 * np.finfo(dtype).eps / max(n, 1))
 
 
-def test_bce_logits_extremes(backend, dtype):
+def test_bce_logits_extremes(arrays, dtype):
     z = np.array([1e4, -1e4, 100.0, -100.0, 3e38, -3e38, 0.0], dtype=dtype)
     t = np.array([1.0, 0.0, 0.0, 1.0, 0.5, 0.5, 1.0], dtype=dtype)
-    loss, grad = ops.binary_crossentropy(z, t, from_logits=True)
+    loss, grad = arrays.run(ops.binary_crossentropy, z, t, from_logits=True)
     assert np.isfinite(loss) and np.all(np.isfinite(grad))
     z64 = z.astype(np.float64)
     expected = np.mean(np.maximum(z64, 0) - z64 * t + np.log1p(np.exp(-np.abs(z64))))
@@ -126,11 +126,11 @@ def _ce_tol(dtype):
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 2), (5, 3), (33, 10), (256, 1000), (3, 100_003)], ids=str)
 @pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.uint8])
-def test_softmax_ce_int_labels(backend, shape, label_dtype, dtype, rng):
+def test_softmax_ce_int_labels(arrays, shape, label_dtype, dtype, rng):
     n, c = shape
     x = (rng.standard_normal(shape) * 3).astype(dtype)
     y = rng.integers(0, min(c, 255), n).astype(label_dtype)
-    loss, grad = ops.softmax_cross_entropy(x, y)
+    loss, grad = arrays.run(ops.softmax_cross_entropy, x, y)
     eloss, egrad = _ce_ref(x, _onehot(y, c))
     _check_loss(loss, eloss, dtype, n)
     tol = _ce_tol(dtype)
@@ -138,24 +138,24 @@ def test_softmax_ce_int_labels(backend, shape, label_dtype, dtype, rng):
 
 
 @pytest.mark.parametrize("smoothing", [0.1, 0.5, 1.0])
-def test_softmax_ce_label_smoothing(backend, smoothing, dtype, rng):
+def test_softmax_ce_label_smoothing(arrays, smoothing, dtype, rng):
     n, c = 40, 7
     x = (rng.standard_normal((n, c)) * 3).astype(dtype)
     y = rng.integers(0, c, n)
     q = (1 - smoothing) * _onehot(y, c) + smoothing / c
-    loss, grad = ops.softmax_cross_entropy(x, y, label_smoothing=smoothing)
+    loss, grad = arrays.run(ops.softmax_cross_entropy, x, y, label_smoothing=smoothing)
     eloss, egrad = _ce_ref(x, q)
     _check_loss(loss, eloss, dtype, n)
     assert_close(grad, egrad, dtype, rtol=_ce_tol(dtype)["rtol"], atol=_ce_tol(dtype)["atol"] / n)
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.2])
-def test_softmax_ce_probability_targets(backend, smoothing, dtype, rng):
+def test_softmax_ce_probability_targets(arrays, smoothing, dtype, rng):
     n, c = 50, 13
     x = (rng.standard_normal((n, c)) * 3).astype(dtype)
     t = rng.uniform(0, 1, (n, c))
     t = (t / t.sum(axis=1, keepdims=True)).astype(dtype)
-    loss, grad = ops.softmax_cross_entropy(x, t, label_smoothing=smoothing)
+    loss, grad = arrays.run(ops.softmax_cross_entropy, x, t, label_smoothing=smoothing)
     eloss, egrad = _ce_ref(x, (1 - smoothing) * t.astype(np.float64) + smoothing / c)
     _check_loss(loss, eloss, dtype, n)
     assert_close(grad, egrad, dtype, rtol=_ce_tol(dtype)["rtol"], atol=_ce_tol(dtype)["atol"] / n)
@@ -170,10 +170,10 @@ def test_softmax_ce_probabilities_equal_ids(backend, dtype, rng):
     np.testing.assert_allclose(g1, g2, rtol=1e-5, atol=1e-8)
 
 
-def test_softmax_ce_extreme_logits(backend, dtype):
+def test_softmax_ce_extreme_logits(arrays, dtype):
     x = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0], [0.0, 0.0, 0.0], [3e38, -3e38, 0.0]], dtype=dtype)
     y = np.array([0, 0, 2, 1])
-    loss, grad = ops.softmax_cross_entropy(x, y)
+    loss, grad = arrays.run(ops.softmax_cross_entropy, x, y)
     assert np.isfinite(loss) and np.all(np.isfinite(grad))
     eloss, egrad = _ce_ref(x, _onehot(y, 3))
     np.testing.assert_allclose(float(loss), eloss, rtol=1e-6)

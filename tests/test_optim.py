@@ -96,13 +96,18 @@ def _grads(params, targets, step, dtype):
     return [(p.astype(np.float64) - t + 0.1 * math.sin(step)).astype(dtype) for p, t in zip(params, targets)]
 
 
-def _run(opt, ref, params, targets, dtype, steps=60):
+def _run(opt, ref, params, targets, dtype, steps=60, arrays=None):
+    """Steps opt (over params, or over their copies on `arrays`' device) and ref side by side;
+    returns the parameters opt updated, as NumPy arrays."""
     for k in range(steps):
+        host = [arrays.numpy(p) for p in opt.params] if arrays is not None else params
         ref_grads = _grads(ref.p, targets, k, np.float64)
         if dtype == np.float32:  # both see the same float32 gradient of their own parameters
-            ref_grads = _grads(params, targets, k, dtype)
-        opt.step(_grads(params, targets, k, dtype))
+            ref_grads = _grads(host, targets, k, dtype)
+        grads = _grads(host, targets, k, dtype)
+        opt.step([arrays.asarray(g) for g in grads] if arrays is not None else grads)
         ref.step(ref_grads)
+    return [arrays.numpy(p) for p in opt.params] if arrays is not None else params
 
 
 def _rtol(dtype):
@@ -110,26 +115,24 @@ def _rtol(dtype):
 
 
 @pytest.mark.parametrize("config", SGD_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-def test_sgd_trajectory(backend, config, dtype, rng):
+def test_sgd_trajectory(arrays, config, dtype, rng):
     params, targets = _problem(rng, dtype)
     ref = RefSGD(params, **config)
-    opt = optim.SGD(params, **config)
-    _run(opt, ref, params, targets, dtype)
-    for p, r in zip(params, ref.p):
+    opt = optim.SGD([arrays.asarray(p) for p in params], **config)
+    for p, r in zip(_run(opt, ref, params, targets, dtype, arrays=arrays), ref.p):
         np.testing.assert_allclose(p, r, rtol=_rtol(dtype), atol=_rtol(dtype))
 
 
 @pytest.mark.parametrize("decoupled", [False, True], ids=["Adam", "AdamW"])
 @pytest.mark.parametrize("config", ADAM_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
-def test_adam_trajectory(backend, config, decoupled, dtype, rng):
+def test_adam_trajectory(arrays, config, decoupled, dtype, rng):
     params, targets = _problem(rng, dtype)
     config = dict(config)
     if decoupled:
         config.setdefault("weight_decay", 0.01)
     ref = RefAdam(params, decoupled=decoupled, **config)
-    opt = (optim.AdamW if decoupled else optim.Adam)(params, **config)
-    _run(opt, ref, params, targets, dtype)
-    for p, r in zip(params, ref.p):
+    opt = (optim.AdamW if decoupled else optim.Adam)([arrays.asarray(p) for p in params], **config)
+    for p, r in zip(_run(opt, ref, params, targets, dtype, arrays=arrays), ref.p):
         np.testing.assert_allclose(p, r, rtol=_rtol(dtype), atol=_rtol(dtype))
 
 
