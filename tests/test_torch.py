@@ -250,9 +250,19 @@ def test_sparse_gradients_are_refused_before_anything_changes():
     assert len(o.state) == 0
 
 
+def test_cuda_tensors_without_a_usable_gpu_are_refused_with_the_reason(monkeypatch):
+    """A CUDA parameter where the CUDA module or a GPU is missing: a RuntimeError saying why (here
+    simulated: torch's CPU build cannot make CUDA tensors, so the check is called directly)."""
+    from fastdl import _backend, _torch_cuda
+    monkeypatch.setattr(_backend, "cuda_status", lambda: {"extension": True, "devices": 0,
+                                                           "reason": "no NVIDIA driver", "device_name": None})
+    with pytest.raises(RuntimeError, match="CUDA module and a GPU for CUDA tensors: no NVIDIA driver"):
+        _torch_cuda.module()
+
+
 def test_refusals():
     meta = torch.nn.Parameter(torch.empty(3, device="meta"))
-    with pytest.raises(RuntimeError, match="CPU kernels only"):
+    with pytest.raises(RuntimeError, match="CPU and CUDA kernels"):
         fdt.Adam([meta])
     with pytest.raises(TypeError, match="float32 and float64"):
         fdt.SGD([torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))])

@@ -2,7 +2,7 @@
 
     import fastdl
     fastdl.info()                      # what is built and in use
-    y = fastdl.ops.gelu(x)             # fused activations and losses on NumPy arrays
+    y = fastdl.ops.gelu(x)             # fused activations and losses on NumPy or CuPy arrays
     opt = fastdl.optim.Adam(params)    # multi-tensor optimizers, torch.optim's update rules
     from fastdl import layers, models  # Keras's Sequential API
 """
@@ -19,10 +19,13 @@ def info():
 
     version, backend ('cpu' = the C++ extension, 'numpy' = the fallback), cpu_extension (bool:
     the module loaded), cpu_extension_error (why not, or None), simd (instruction set in use),
-    simd_supported, threads, cuda_extension, cuda_devices, cuda_device_name.
+    simd_supported, threads, cuda_extension (the CUDA module loaded), cuda_devices (GPUs it can
+    use), cuda_status (why there are none, e.g. "no NVIDIA driver"; None when there are),
+    cuda_device_name (of device 0).
     """
     ext = _backend.cpu_extension()
     err = _backend.cpu_import_error()
+    cuda = _backend.cuda_status()
     return {
         "version": __version__,
         "backend": _backend.name,
@@ -31,9 +34,10 @@ def info():
         "simd": ext.simd() if ext else None,
         "simd_supported": list(ext.supported_simd()) if ext else [],
         "threads": ext.num_threads() if ext else 1,
-        "cuda_extension": False,
-        "cuda_devices": 0,
-        "cuda_device_name": None,
+        "cuda_extension": cuda["extension"],
+        "cuda_devices": cuda["devices"],
+        "cuda_status": cuda["reason"],
+        "cuda_device_name": cuda["device_name"],
     }
 
 

@@ -15,14 +15,9 @@ device) is checked by ``fastdl._checks`` with the arguments' names.
 import contextlib
 import os
 
-from .backends import numpy_kernels
+from .backends import cpu, numpy_kernels
 
-try:
-    from . import _fastdl_cpu
-    _CPU_IMPORT_ERROR = None
-except ImportError as exc:  # not built, or built for another Python / platform
-    _fastdl_cpu = None
-    _CPU_IMPORT_ERROR = exc
+_fastdl_cpu, _CPU_IMPORT_ERROR = cpu.module, cpu.import_error
 
 _REQUESTED = os.environ.get("FASTDL_BACKEND", "").strip().lower() or "auto"
 if _REQUESTED not in ("auto", "cpu", "numpy"):
@@ -102,3 +97,17 @@ def cpu_extension():
 def cpu_import_error():
     """Why the C++ extension did not load (an ImportError), or None."""
     return _CPU_IMPORT_ERROR
+
+
+def cuda_status():
+    """What the CUDA module sees: {"extension": bool, "devices": int, "reason": str or None,
+    "device_name": str or None}. Never fails: a missing module or driver is a reason."""
+    try:
+        from . import _fastdl_cuda
+    except ImportError as exc:
+        return {"extension": False, "devices": 0, "reason": f"the CUDA module is not built ({exc})",
+                "device_name": None}
+    status = _fastdl_cuda.status()
+    devices = int(status["devices"])
+    return {"extension": True, "devices": devices, "reason": status["reason"],
+            "device_name": _fastdl_cuda.device_name(0) if devices else None}

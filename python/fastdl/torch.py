@@ -38,7 +38,7 @@ import operator
 import numpy as np
 import torch
 
-from . import _backend
+from . import _backend, _torch_cuda
 from .optim import schedules
 from .backends.options import AdamOptions, SgdOptions
 from .optim.optimizer import clip_coefficient, max_norm
@@ -47,6 +47,7 @@ __all__ = ["SGD", "Adam", "AdamW"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64"}
 _LAYOUT = operator.attrgetter("layout")
+_DEVICE = operator.attrgetter("device")
 _SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
 _STRIDE = torch.Tensor.stride
 
@@ -76,14 +77,25 @@ class _NumpyKernels:
 
 
 def _kernels(work):
-    """The extension, or the NumPy backend over the tensors of this step."""
+    """{device: the implementation for that device's bindings}: the CPU extension or the NumPy
+    backend (over the tensors of this step) for CPU tensors, the CUDA module for each GPU."""
+    kernels = {}
+    for w in work:
+        device = w.binding.device
+        if device not in kernels:
+            kernels[device] = _torch_cuda.Kernels(device) if device.type == "cuda" else _host_kernels(work)
+    return kernels
+
+
+def _host_kernels(work):
     ext = _backend.cpu_extension()
     if ext is not None and _backend.host is ext:
         return ext
     tensors = []
     for w in work:
         b = w.binding
-        tensors += b.params + w.grads + [v for views in b.views.values() for v in views]
+        if b.device.type == "cpu":
+            tensors += b.params + w.grads + [v for views in b.views.values() for v in views]
     return _NumpyKernels(tensors)
 
 
@@ -103,11 +115,17 @@ def _dense(t):
 def _check_param(p, where):
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"{where} is a {type(p).__name__}, not a torch.Tensor")
-    if p.device.type != "cpu":
-        raise RuntimeError(f"{where} is on {p.device}: fastdl.torch has CPU kernels only for now (CUDA support "
-                           f"comes in a later release); use torch.optim for parameters on {p.device.type}")
-    if p.dtype not in _DTYPES:
-        raise TypeError(f"{where} has dtype {p.dtype}: fastdl.torch updates float32 and float64 parameters")
+    if p.device.type == "cuda":
+        _torch_cuda.module()  # a RuntimeError saying why when the CUDA module or a GPU is missing
+        if p.dtype not in _torch_cuda.DTYPES:
+            raise TypeError(f"{where} has dtype {p.dtype}: fastdl.torch updates float32, float64, float16 and "
+                            f"bfloat16 parameters on a GPU")
+    elif p.device.type != "cpu":
+        raise RuntimeError(f"{where} is on {p.device}: fastdl.torch has CPU and CUDA kernels; use torch.optim for "
+                           f"parameters on {p.device.type}")
+    elif p.dtype not in _DTYPES:
+        raise TypeError(f"{where} has dtype {p.dtype}: fastdl.torch updates float32 and float64 parameters on the "
+                        f"CPU (and float16 / bfloat16 on a GPU)")
     if p.layout != torch.strided:
         raise ValueError(f"{where} is a {p.layout} tensor: fastdl.torch updates dense parameters in place")
     if not _dense(p):
@@ -189,14 +207,16 @@ class _Binding:
         self.index = index
         self.names = names
         self.torch_dtype = params[0].dtype
-        self.dtype = _DTYPES[self.torch_dtype]
+        self.device = params[0].device
+        self.dtype = _torch_cuda.DTYPES[self.torch_dtype]
         self.ptrs = [p.data_ptr() for p in params]
         self.sizes = [p.numel() for p in params]
         self.strides = list(map(_STRIDE, params))
         self.repeats = repeats if repeats is not None and (repeats > 1).any() else None
         self.has_empty = 0 in self.sizes
         offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.buffers = {name: torch.zeros(int(offsets[-1]), dtype=params[0].dtype) for name in names}
+        self.buffers = {name: torch.zeros(int(offsets[-1]), dtype=params[0].dtype, device=self.device)
+                        for name in names}
         self.views = {name: [buf.as_strided(p.shape, p.stride(), int(offsets[i])) for i, p in enumerate(params)]
                       for name, buf in self.buffers.items()}
         self.state_ptrs = {name: [v.data_ptr() for v in views] for name, views in self.views.items()}
@@ -264,6 +284,11 @@ class _Binding:
             return active, grads
         if any(map(operator.ne, map(_LAYOUT, grads), itertools.repeat(torch.strided))):
             raise RuntimeError(f"{optimizer_name} does not support sparse gradients")
+        if any(map(operator.ne, map(_DEVICE, grads), itertools.repeat(self.device))):
+            for i, g in zip(active, grads):
+                if g.device != self.device:
+                    raise RuntimeError(f"the gradient of {self.where(i)} is on {g.device}, the parameter on "
+                                       f"{self.device}")
         if list(map(_SHAPE_DTYPE, grads)) != self.pick(self.shape_dtype, active):
             for i, g in zip(active, grads):
                 if (g.shape, g.dtype) != self.shape_dtype[i]:
@@ -271,8 +296,6 @@ class _Binding:
                                      f"{self.torch_dtype} {tuple(self.params[i].shape)}: they must match")
         if list(map(_STRIDE, grads)) != self.pick(self.strides, active):
             for k, (i, g) in enumerate(zip(active, grads)):
-                if g.device.type != "cpu":
-                    raise RuntimeError(f"the gradient of {self.where(i)} is on {g.device}, the parameter on the cpu")
                 if g.stride() != self.strides[i]:
                     # a temporary laid out as the parameter (empty_like keeps a dense tensor's strides);
                     # it lives until the kernel has run
@@ -528,8 +551,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 dtype, k = first[id(p)]
                 by_dtype[dtype][1][k] += 1
                 continue
-            js, counts = by_dtype.setdefault(p.dtype, ([], []))
-            first[id(p)] = (p.dtype, len(js))
+            key = (p.dtype, p.device)
+            js, counts = by_dtype.setdefault(key, ([], []))
+            first[id(p)] = (key, len(js))
             js.append(j)
             counts.append(1)
         bindings = [_Binding(self, [params[j] for j in js], js, np.asarray(counts, dtype=np.int64), names, index)
@@ -562,6 +586,19 @@ class _FusedOptimizer(torch.optim.Optimizer):
                     work.append(_Work(b, settings, lr, active, grads))
         return work
 
+    def _clip_factor(self, work, kernels):
+        """(global gradient norm, clipping factor). On one GPU both stay there as 0-d tensors, so
+        the step does not wait for the device; with CPU tensors (or several devices) they are floats."""
+        sums = [kernels[w.binding.device]._grad_sum_squares_raw(w.binding.dtype, w.grad_ptrs,
+                                                                w.binding.pick(w.binding.sizes, w.kernel))
+                for w in work if w.kernel]
+        devices = {w.binding.device for w in work}
+        if len(devices) == 1 and next(iter(devices)).type == "cuda" and sums:
+            norm = torch.stack(sums).sum().sqrt() if len(sums) > 1 else sums[0].sqrt()
+            return norm, _torch_cuda.clip_coefficient(norm, self.max_grad_norm)
+        norm = math.sqrt(sum(float(t) for t in sums))
+        return norm, clip_coefficient(norm, self.max_grad_norm)
+
     @torch.no_grad()
     def step(self, closure=None):
         """One update of every parameter that has a gradient; returns closure()'s loss if given.
@@ -572,19 +609,16 @@ class _FusedOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         work = self._plan()
-        ext = _kernels(work)
+        kernels = _kernels(work)
         clip_coef, grad_norm = 1.0, None
         if self.max_grad_norm is not None:
-            total = sum(ext._grad_sum_squares_raw(w.binding.dtype, w.grad_ptrs, w.binding.pick(w.binding.sizes, w.kernel))
-                        for w in work if w.kernel)
-            grad_norm = math.sqrt(total)
-            clip_coef = clip_coefficient(grad_norm, self.max_grad_norm)
+            grad_norm, clip_coef = self._clip_factor(work, kernels)
         # from here on nothing can fail on checked input: every kernel call runs, then the counts move
         for w in work:
             b = w.binding
             for kernel, steps, first, grad_ptrs in w.rounds():
                 if kernel:
-                    self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef)
+                    self._run(kernels[b.device], w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef)
         for w in work:
             w.commit(self)
         if self.max_grad_norm is not None:
@@ -706,4 +740,5 @@ def _refuse(differentiable=False, capturable=False):
         raise ValueError("differentiable=True is not supported by fastdl.torch: its step runs outside autograd; "
                          "use torch.optim to differentiate through optimizer steps")
     if capturable:
-        raise ValueError("capturable=True (CUDA graph capture) is not supported: fastdl.torch runs on the CPU")
+        raise ValueError("capturable=True (CUDA graph capture) is not supported by fastdl.torch: its step reads "
+                         "step counts on the host")

@@ -1,0 +1,61 @@
+"""fastdl.torch's way to the CUDA module: the _raw calls of the CPU module, for torch CUDA
+tensors of one device, launched on torch's current stream of that device.
+
+The squared gradient norm stays on the device (a 0-d float64 tensor) and the clipping factor is
+computed there, so that a step with max_grad_norm never waits for the GPU.
+"""
+
+import torch
+
+DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "float16",
+          torch.bfloat16: "bfloat16"}
+
+
+def module():
+    """The CUDA module, or a RuntimeError saying why there is none to use."""
+    from ._backend import cuda_status
+    status = cuda_status()
+    if not status["extension"] or not status["devices"]:
+        raise RuntimeError(f"fastdl.torch needs fastdl's CUDA module and a GPU for CUDA tensors: {status['reason']}")
+    from . import _fastdl_cuda
+    return _fastdl_cuda
+
+
+class Kernels:
+    """The CPU module's _raw entry points (same arguments) on one CUDA device."""
+
+    def __init__(self, device):
+        self.module = module()
+        self.device = device.index if device.index is not None else torch.cuda.current_device()
+
+    def _stream(self):
+        return torch.cuda.current_stream(self.device).cuda_stream
+
+    def _grad_sum_squares_raw(self, dtype, grads, sizes):
+        out = torch.empty((), dtype=torch.float64, device=f"cuda:{self.device}")
+        self.module.grad_sum_squares(dtype, grads, sizes, out.data_ptr(), self.device, self._stream())
+        return out
+
+    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, options):
+        options, clip_ptr = _clip(options)
+        self.module.sgd_step(dtype, params, grads, bufs, sizes, steps, options, clip_ptr, self.device, self._stream())
+
+    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, options):
+        options, clip_ptr = _clip(options)
+        self.module.adam_step(dtype, params, grads, m, v, vmax, sizes, steps, options, clip_ptr, self.device,
+                              self._stream())
+
+
+def _clip(options):
+    """(options with a number for clip_coef, the address of a device factor or 0)."""
+    coef = options.clip_coef
+    if isinstance(coef, torch.Tensor):
+        return options._replace(clip_coef=1.0), coef.data_ptr()
+    return options, 0
+
+
+def clip_coefficient(norm, max_grad_norm):
+    """kernels::clip_coefficient on a device norm: min(1, max_norm / (norm + 1e-6)), the ratio itself
+    when the norm is not finite."""
+    r = max_grad_norm / (norm + 1e-6)
+    return torch.where(torch.isfinite(norm), r.clamp(max=1.0), r)
