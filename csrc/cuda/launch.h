@@ -1,0 +1,90 @@
+// The CUDA module's launchers, as the pybind11 glue (compiled by g++) sees them: plain C++, no
+// CUDA headers. Device addresses are integers (0 = absent), the stream is a cudaStream_t passed
+// as an integer, the device an ordinal. Every launcher switches to `device` for the call,
+// launches asynchronously on `stream` (never synchronises) and throws std::runtime_error
+// ("CUDA error cudaErrorX (text) in what") when a CUDA call or a launch fails, or
+// std::invalid_argument for arguments it refuses. The caller checks shapes and dtypes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "../common/activation.h"
+#include "../common/optim_options.h"
+#include "../common/tensor_list.h"
+
+namespace fastdl {
+namespace cuda {
+
+// Storage types: float and double compute in themselves, float16 and bfloat16 in float.
+enum class DType : int { f32, f64, f16, bf16 };
+
+// "float32", "float64", "float16", "bfloat16"; false for anything else.
+inline bool parse_dtype(const std::string& name, DType& out) {
+  if (name == "float32") out = DType::f32;
+  else if (name == "float64") out = DType::f64;
+  else if (name == "float16") out = DType::f16;
+  else if (name == "bfloat16") out = DType::bf16;
+  else return false;
+  return true;
+}
+inline int64_t itemsize(DType dt) { return dt == DType::f64 ? 8 : dt == DType::f32 ? 4 : 2; }
+
+// Where a call runs.
+struct Place {
+  int device;
+  uintptr_t stream;  // a cudaStream_t; 0 is the legacy default stream
+};
+
+// ---- the device ---------------------------------------------------------------------------------
+struct Status {
+  int devices;            // 0 when CUDA cannot run here
+  bool has_reason;
+  std::string reason;     // why not (has_reason), e.g. "no NVIDIA driver"
+  int runtime_version;    // CUDA runtime linked into the module (e.g. 13000)
+  int driver_version;     // CUDA version the driver supports; 0 without a driver
+};
+Status probe();
+std::string device_name(int device);
+
+// ---- activations (csrc/kernels/activations.h) ----------------------------------------------------
+// y = act(x); y may alias x.
+void activation(Activation op, DType dt, uintptr_t x, uintptr_t y, int64_t n, double alpha, Place at);
+// out = act'(saved) * grad; saved = y for sigmoid and tanh, x otherwise. out may alias either.
+void activation_backward(Activation op, DType dt, uintptr_t grad, uintptr_t saved, uintptr_t out, int64_t n,
+                         double alpha, Place at);
+// (rows, cols): y = act(z + bias[col]) (bias 0: none); pre = z + bias when pre != 0. y may alias z.
+void bias_activation(Activation op, DType dt, uintptr_t z, uintptr_t bias, uintptr_t pre, uintptr_t y, int64_t rows,
+                     int64_t cols, double alpha, Place at);
+// dz = act'(saved) * grad; dbias[c] = sum over rows of dz[r, c] when dbias != 0 (deterministic).
+void bias_activation_backward(Activation op, DType dt, uintptr_t grad, uintptr_t saved, uintptr_t dz,
+                              uintptr_t dbias, int64_t rows, int64_t cols, double alpha, Place at);
+
+// ---- softmax over the last axis (csrc/kernels/softmax.h); y may alias x ----------------------------
+void softmax(DType dt, uintptr_t x, uintptr_t y, int64_t rows, int64_t cols, bool log, Place at);
+void softmax_backward(DType dt, uintptr_t grad, uintptr_t y, uintptr_t out, int64_t rows, int64_t cols, bool log,
+                      Place at);
+
+// ---- losses (csrc/kernels/losses.h) ----------------------------------------------------------------
+// grad = dl/dpred / n; *loss (one device double) = the mean, NaN for n = 0.
+void mse(DType dt, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, uintptr_t loss, Place at);
+void bce(DType dt, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, bool from_logits, uintptr_t loss,
+         Place at);
+
+// Softmax cross-entropy of (rows, cols) logits. target: `rows` class ids (int32 or int64), or a
+// (rows, cols) probability array of the logits' dtype. grad may alias logits. A class id outside
+// [0, cols) makes its row's loss and gradient NaN (checking it would need a synchronisation).
+enum class TargetKind : int { int32, int64, probs };
+void softmax_ce(DType dt, uintptr_t logits, uintptr_t target, TargetKind kind, uintptr_t grad, int64_t rows,
+                int64_t cols, double smoothing, uintptr_t loss, Place at);
+
+// ---- multi-tensor optimizer steps (csrc/kernels/optimizers.h) -------------------------------------
+// The list's pointers are device addresses stored as void*; offsets are the prefix sums of the
+// sizes. clip_ptr != 0: the gradients' clipping factor is read on the device from that double,
+// overriding options.clip_coef.
+void grad_sum_squares(DType dt, const TensorList<void>& grads, uintptr_t out, Place at);
+void sgd_step(DType dt, const TensorList<void>& tensors, const SgdOptions& options, uintptr_t clip_ptr, Place at);
+void adam_step(DType dt, const TensorList<void>& tensors, const AdamOptions& options, uintptr_t clip_ptr, Place at);
+
+}  // namespace cuda
+}  // namespace fastdl

@@ -1,0 +1,179 @@
+// Bindings for the CUDA activation, softmax and loss launchers: check the integers, release the
+// GIL, queue the kernels (asynchronous: nothing here waits for the GPU).
+#include <string>
+
+#include "cuda_args.h"
+
+namespace fastdl {
+namespace glue {
+
+namespace {
+
+void activation(int op, const std::string& dtype, uintptr_t x, uintptr_t y, int64_t n, double alpha, int device,
+                uintptr_t stream) {
+  Activation a = cuda_activation(op);
+  cuda::DType dt = cuda_dtype(dtype);
+  check_count(n, "n");
+  check_address(x, n, dt, "x");
+  check_address(y, n, dt, "y");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::activation(a, dt, x, y, n, alpha, at);
+}
+
+void activation_backward(int op, const std::string& dtype, uintptr_t grad, uintptr_t saved, uintptr_t out, int64_t n,
+                         double alpha, int device, uintptr_t stream) {
+  Activation a = cuda_activation(op);
+  cuda::DType dt = cuda_dtype(dtype);
+  check_count(n, "n");
+  check_address(grad, n, dt, "grad");
+  check_address(saved, n, dt, "saved");
+  check_address(out, n, dt, "out");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::activation_backward(a, dt, grad, saved, out, n, alpha, at);
+}
+
+void bias_activation(int op, const std::string& dtype, uintptr_t z, uintptr_t bias, uintptr_t pre, uintptr_t y,
+                     int64_t rows, int64_t cols, double alpha, int device, uintptr_t stream) {
+  Activation a = cuda_activation(op);
+  cuda::DType dt = cuda_dtype(dtype);
+  int64_t n = cuda_elements(rows, cols);
+  check_address(z, n, dt, "z");
+  check_address(bias, cols, dt, "bias", true);
+  check_address(pre, n, dt, "pre", true);
+  check_address(y, n, dt, "y");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::bias_activation(a, dt, z, bias, pre, y, rows, cols, alpha, at);
+}
+
+void bias_activation_backward(int op, const std::string& dtype, uintptr_t grad, uintptr_t saved, uintptr_t dz,
+                              uintptr_t dbias, int64_t rows, int64_t cols, double alpha, int device,
+                              uintptr_t stream) {
+  Activation a = cuda_activation(op);
+  cuda::DType dt = cuda_dtype(dtype);
+  int64_t n = cuda_elements(rows, cols);
+  check_address(grad, n, dt, "grad");
+  check_address(saved, n, dt, "saved");
+  check_address(dz, n, dt, "dz");
+  check_address(dbias, cols, dt, "dbias", true);
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::bias_activation_backward(a, dt, grad, saved, dz, dbias, rows, cols, alpha, at);
+}
+
+void softmax(const std::string& dtype, uintptr_t x, uintptr_t y, int64_t rows, int64_t cols, bool log, int device,
+             uintptr_t stream) {
+  cuda::DType dt = cuda_dtype(dtype);
+  int64_t n = cuda_elements(rows, cols);
+  check_address(x, n, dt, "x");
+  check_address(y, n, dt, "y");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::softmax(dt, x, y, rows, cols, log, at);
+}
+
+void softmax_backward(const std::string& dtype, uintptr_t grad, uintptr_t y, uintptr_t out, int64_t rows,
+                      int64_t cols, bool log, int device, uintptr_t stream) {
+  cuda::DType dt = cuda_dtype(dtype);
+  int64_t n = cuda_elements(rows, cols);
+  check_address(grad, n, dt, "grad");
+  check_address(y, n, dt, "y");
+  check_address(out, n, dt, "out");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::softmax_backward(dt, grad, y, out, rows, cols, log, at);
+}
+
+void mse(const std::string& dtype, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, uintptr_t loss,
+         int device, uintptr_t stream) {
+  cuda::DType dt = cuda_dtype(dtype);
+  check_count(n, "n");
+  check_address(pred, n, dt, "pred");
+  check_address(target, n, dt, "target");
+  check_address(grad, n, dt, "grad");
+  check_loss(loss);
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::mse(dt, pred, target, grad, n, loss, at);
+}
+
+void bce(const std::string& dtype, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, bool from_logits,
+         uintptr_t loss, int device, uintptr_t stream) {
+  cuda::DType dt = cuda_dtype(dtype);
+  check_count(n, "n");
+  check_address(pred, n, dt, "pred");
+  check_address(target, n, dt, "target");
+  check_address(grad, n, dt, "grad");
+  check_loss(loss);
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::bce(dt, pred, target, grad, n, from_logits, loss, at);
+}
+
+void softmax_ce(const std::string& dtype, uintptr_t logits, uintptr_t target, const std::string& target_kind,
+                uintptr_t grad, int64_t rows, int64_t cols, double smoothing, uintptr_t loss, int device,
+                uintptr_t stream) {
+  cuda::DType dt = cuda_dtype(dtype);
+  int64_t n = cuda_elements(rows, cols);
+  if (rows > 0 && cols == 0) throw py::value_error("logits has no classes");
+  cuda::TargetKind kind;
+  if (target_kind == "int32") {
+    kind = cuda::TargetKind::int32;
+    if (target == 0 ? rows > 0 : target % 4 != 0) throw py::value_error("target is not a valid int32 address");
+  } else if (target_kind == "int64") {
+    kind = cuda::TargetKind::int64;
+    if (target == 0 ? rows > 0 : target % 8 != 0) throw py::value_error("target is not a valid int64 address");
+  } else if (target_kind == "probs") {
+    kind = cuda::TargetKind::probs;
+    check_address(target, n, dt, "target");
+  } else {
+    throw py::value_error("target_kind must be 'int32', 'int64' or 'probs', got '" + target_kind + "'");
+  }
+  check_address(logits, n, dt, "logits");
+  check_address(grad, n, dt, "grad");
+  check_loss(loss);
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::softmax_ce(dt, logits, target, kind, grad, rows, cols, smoothing, loss, at);
+}
+
+}  // namespace
+
+void bind_cuda_ops(py::module_& m) {
+  m.def("activation", &activation, py::arg("op"), py::arg("dtype"), py::arg("x"), py::arg("y"), py::arg("n"),
+        py::arg("alpha"), py::arg("device"), py::arg("stream"),
+        "y = f(x) over n elements for the activation with id `op` (see ACTIVATIONS); y may be x.");
+  m.def("activation_backward", &activation_backward, py::arg("op"), py::arg("dtype"), py::arg("grad"),
+        py::arg("saved"), py::arg("out"), py::arg("n"), py::arg("alpha"), py::arg("device"), py::arg("stream"),
+        "out = dL/dx from grad = dL/dy and saved (y for sigmoid/tanh, x otherwise).");
+  m.def("bias_activation", &bias_activation, py::arg("op"), py::arg("dtype"), py::arg("z"), py::arg("bias"),
+        py::arg("pre"), py::arg("y"), py::arg("rows"), py::arg("cols"), py::arg("alpha"), py::arg("device"),
+        py::arg("stream"),
+        "y = act(z + bias) over (rows, cols); pre = z + bias when pre != 0; bias 0 = none; y may be z.");
+  m.def("bias_activation_backward", &bias_activation_backward, py::arg("op"), py::arg("dtype"), py::arg("grad"),
+        py::arg("saved"), py::arg("dz"), py::arg("dbias"), py::arg("rows"), py::arg("cols"), py::arg("alpha"),
+        py::arg("device"), py::arg("stream"),
+        "dz = act'(saved) * grad; dbias = dz summed over rows when dbias != 0 (deterministic).");
+  m.def("softmax", &softmax, py::arg("dtype"), py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("cols"),
+        py::arg("log"), py::arg("device"), py::arg("stream"), "Softmax (or log-softmax) over rows; y may be x.");
+  m.def("softmax_backward", &softmax_backward, py::arg("dtype"), py::arg("grad"), py::arg("y"), py::arg("out"),
+        py::arg("rows"), py::arg("cols"), py::arg("log"), py::arg("device"), py::arg("stream"),
+        "Gradient of softmax (or log-softmax) over rows, from its output y.");
+  m.def("mse", &mse, py::arg("dtype"), py::arg("pred"), py::arg("target"), py::arg("grad"), py::arg("n"),
+        py::arg("loss"), py::arg("device"), py::arg("stream"),
+        "Mean squared error: grad = dL/dpred; the mean goes to the device double at `loss` (NaN for n = 0).");
+  m.def("bce", &bce, py::arg("dtype"), py::arg("pred"), py::arg("target"), py::arg("grad"), py::arg("n"),
+        py::arg("from_logits"), py::arg("loss"), py::arg("device"), py::arg("stream"),
+        "Binary cross-entropy: grad = dL/dpred; the mean goes to the device double at `loss` (NaN for n = 0).");
+  m.def("softmax_ce", &softmax_ce, py::arg("dtype"), py::arg("logits"), py::arg("target"), py::arg("target_kind"),
+        py::arg("grad"), py::arg("rows"), py::arg("cols"), py::arg("smoothing"), py::arg("loss"), py::arg("device"),
+        py::arg("stream"),
+        "Softmax cross-entropy of (rows, cols) logits against class ids (target_kind 'int32'/'int64') or "
+        "probabilities ('probs'); grad may be logits; the mean goes to the device double at `loss` (NaN for rows "
+        "= 0). A class id outside [0, cols) makes its row's loss and gradient NaN.");
+}
+
+}  // namespace glue
+}  // namespace fastdl

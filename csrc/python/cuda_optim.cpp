@@ -1,0 +1,168 @@
+// Bindings for the CUDA multi-tensor steps: lists of device addresses and sizes become one
+// TensorList; the launchers cut it into launches (csrc/cuda/chunk_schedule.h).
+#include <pybind11/numpy.h>
+
+#include <string>
+#include <vector>
+
+#include "../cuda/chunk_schedule.h"
+#include "cuda_args.h"
+#include "options_args.h"
+
+namespace fastdl {
+namespace glue {
+
+namespace {
+
+std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
+
+// One call's tensors, copied out of the Python lists while the GIL is held.
+struct DeviceTensors {
+  cuda::DType dt;
+  std::vector<int64_t> offsets{0}, steps;
+  std::vector<void*> params, momentum_buffer, exp_avg, exp_avg_sq, max_exp_avg_sq;
+  std::vector<const void*> grads;
+
+  DeviceTensors(cuda::DType dtype, const py::sequence& sizes) : dt(dtype) {
+    for (size_t i = 0; i < static_cast<size_t>(py::len(sizes)); ++i) {
+      int64_t s = sizes[i].cast<int64_t>();
+      if (s < 0) throw py::value_error(item("sizes", i) + " is negative");
+      offsets.push_back(offsets.back() + s);
+    }
+  }
+
+  size_t count() const { return offsets.size() - 1; }
+
+  // One address per tensor, checked against the tensor's size.
+  std::vector<void*> addresses(const py::object& seq, const char* name) const {
+    if (!py::isinstance<py::sequence>(seq)) throw py::type_error(std::string(name) + " must be a list of addresses");
+    py::sequence s = seq.cast<py::sequence>();
+    if (static_cast<size_t>(py::len(s)) != count())
+      throw py::value_error(std::string(name) + " has " + std::to_string(py::len(s)) + " entries, expected " +
+                            std::to_string(count()));
+    std::vector<void*> out(count());
+    for (size_t i = 0; i < count(); ++i) {
+      uintptr_t a = s[i].cast<uintptr_t>();
+      check_address(a, offsets[i + 1] - offsets[i], dt, item(name, i).c_str());
+      out[i] = reinterpret_cast<void*>(a);
+    }
+    return out;
+  }
+
+  // Each tensor's step count including this step (an int64 NumPy array), copied.
+  void set_steps(const py::object& step_counts) {
+    if (!py::isinstance<py::array_t<int64_t>>(step_counts)) throw py::type_error("steps must be an int64 array");
+    auto a = py::array_t<int64_t, py::array::c_style>::ensure(step_counts);
+    if (!a || static_cast<size_t>(a.size()) != count())
+      throw py::value_error("steps must have one count per tensor (" + std::to_string(count()) + ")");
+    steps.assign(a.data(), a.data() + count());
+    for (size_t i = 0; i < count(); ++i)
+      if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
+  }
+
+  TensorList<void> list() const {
+    auto ptr = [](const std::vector<void*>& v) { return v.empty() ? nullptr : v.data(); };
+    return {static_cast<int64_t>(count()), offsets.data(), ptr(params), grads.empty() ? nullptr : grads.data(),
+            ptr(momentum_buffer), ptr(exp_avg), ptr(exp_avg_sq), ptr(max_exp_avg_sq),
+            steps.empty() ? nullptr : steps.data()};
+  }
+};
+
+// With clip_ptr != 0 the kernel reads the clipping factor from the device, and options.clip_coef
+// (then typically a device array) is ignored: read the record as if it were 1.
+py::object host_options(const py::object& options, uintptr_t clip_ptr) {
+  if (clip_ptr == 0) return options;
+  if (clip_ptr % 8 != 0) throw py::value_error("clip_ptr must be the address of a device double");
+  return options.attr("_replace")(py::arg("clip_coef") = 1.0);
+}
+
+void grad_sum_squares(const std::string& dtype, const py::sequence& grads, const py::sequence& sizes, uintptr_t out,
+                      int device, uintptr_t stream) {
+  DeviceTensors t(cuda_dtype(dtype), sizes);
+  for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
+  check_loss(out);
+  cuda::Place at = cuda_place(device, stream);
+  TensorList<void> list = t.list();
+  py::gil_scoped_release nogil;
+  cuda::grad_sum_squares(t.dt, list, out, at);
+}
+
+void sgd_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
+              const py::object& momentum_buffers, const py::sequence& sizes, const py::object& steps,
+              const py::object& options, uintptr_t clip_ptr, int device, uintptr_t stream) {
+  SgdOptions o = sgd_options(host_options(options, clip_ptr));
+  DeviceTensors t(cuda_dtype(dtype), sizes);
+  t.params = t.addresses(params, "params");
+  for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
+  if (o.momentum != 0.0) t.momentum_buffer = t.addresses(momentum_buffers, "momentum_buffers");
+  t.set_steps(steps);
+  cuda::Place at = cuda_place(device, stream);
+  TensorList<void> list = t.list();
+  py::gil_scoped_release nogil;
+  cuda::sgd_step(t.dt, list, o, clip_ptr, at);
+}
+
+void adam_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
+               const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
+               const py::sequence& sizes, const py::object& steps, const py::object& options, uintptr_t clip_ptr,
+               int device, uintptr_t stream) {
+  AdamOptions o = adam_options(host_options(options, clip_ptr));
+  DeviceTensors t(cuda_dtype(dtype), sizes);
+  t.params = t.addresses(params, "params");
+  for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
+  t.exp_avg = t.addresses(exp_avgs, "exp_avgs");
+  t.exp_avg_sq = t.addresses(exp_avg_sqs, "exp_avg_sqs");
+  if (o.amsgrad) t.max_exp_avg_sq = t.addresses(max_exp_avg_sqs, "max_exp_avg_sqs");
+  t.set_steps(steps);
+  cuda::Place at = cuda_place(device, stream);
+  TensorList<void> list = t.list();
+  py::gil_scoped_release nogil;
+  cuda::adam_step(t.dt, list, o, clip_ptr, at);
+}
+
+py::list chunk_schedule(const py::sequence& sizes_seq, int64_t max_tensors, int64_t max_blocks, int64_t chunk) {
+  std::vector<int64_t> sizes;
+  for (size_t i = 0; i < static_cast<size_t>(py::len(sizes_seq)); ++i) sizes.push_back(sizes_seq[i].cast<int64_t>());
+  std::vector<cuda::LaunchChunks> plan;
+  try {
+    plan = cuda::chunk_schedule(sizes.data(), static_cast<int64_t>(sizes.size()), max_tensors, max_blocks, chunk);
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(e.what());
+  }
+  py::list out;
+  for (const cuda::LaunchChunks& launch : plan) {
+    py::list blocks;
+    for (const cuda::ChunkRange& c : launch) blocks.append(py::make_tuple(c.tensor, c.begin, c.end));
+    out.append(blocks);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_cuda_optim(py::module_& m) {
+  m.def("grad_sum_squares", &grad_sum_squares, py::arg("dtype"), py::arg("grads"), py::arg("sizes"), py::arg("out"),
+        py::arg("device"), py::arg("stream"),
+        "The sum of squares of every element of the tensors (the squared global norm), into the device double at "
+        "`out`; deterministic.");
+  m.def("sgd_step", &sgd_step, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
+        py::arg("sizes"), py::arg("steps"), py::arg("options"), py::arg("clip_ptr"), py::arg("device"),
+        py::arg("stream"),
+        "One SGD step (torch.optim.SGD's update) over all tensors, in multi-tensor launches. steps: int64 array of "
+        "each tensor's count including this step. clip_ptr != 0: the clipping factor is read on the device from "
+        "that double (options.clip_coef is then ignored).");
+  m.def("adam_step", &adam_step, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
+        py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
+        py::arg("clip_ptr"), py::arg("device"), py::arg("stream"),
+        "One Adam / AdamW step (torch.optim's update) over all tensors, in multi-tensor launches; as sgd_step.");
+  m.def("_chunk_schedule", &chunk_schedule, py::arg("sizes"), py::arg("max_tensors"), py::arg("max_blocks"),
+        py::arg("chunk"),
+        "How the multi-tensor launchers cut tensors of these sizes: a list of launches, each a list of "
+        "(tensor index, begin, end) element ranges, one per thread block.");
+  m.attr("DEFAULT_CHUNK") = cuda::kDefaultChunk;
+  m.attr("MAX_TENSORS_PER_LAUNCH") = cuda::kMaxTensorsPerLaunch;
+  m.attr("MAX_BLOCKS_PER_LAUNCH") = cuda::kMaxBlocksPerLaunch;
+}
+
+}  // namespace glue
+}  // namespace fastdl
