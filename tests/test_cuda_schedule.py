@@ -1,0 +1,150 @@
+"""The CUDA module without a GPU: it imports and says why it cannot run, it refuses bad arguments
+before touching CUDA, and its multi-tensor chunk schedule (the host function the launchers use
+to cut a step into kernel launches) covers every element once within the launch limits.
+
+Skipped when fastdl was built without nvcc (FASTDL_CUDA=OFF or no CUDA toolkit)."""
+
+import re
+
+import numpy as np
+import pytest
+
+m = pytest.importorskip("fastdl._fastdl_cuda", reason="fastdl was built without the CUDA module")
+
+from fastdl.backends import numpy_kernels  # noqa: E402
+from fastdl.backends.options import AdamOptions, SgdOptions  # noqa: E402
+
+NO_DEVICE = m.status()["devices"] == 0
+
+
+# ---- the module ---------------------------------------------------------------------------------------
+
+def test_status_reports_devices_or_a_reason():
+    s = m.status()
+    assert set(s) == {"devices", "reason", "runtime_version", "driver_version"}
+    assert s["runtime_version"] >= 13000
+    if s["devices"]:
+        assert s["reason"] is None
+        assert isinstance(m.device_name(0), str) and m.device_name(0)
+    else:
+        assert isinstance(s["reason"], str) and s["reason"]
+        if s["driver_version"] == 0:
+            assert s["reason"] == "no NVIDIA driver"
+    assert m.status() == s  # probing twice gives the same answer (the probe leaves no error behind)
+
+
+def test_activation_ids_match_the_other_implementations():
+    assert dict(m.ACTIVATIONS) == numpy_kernels.ACTIVATIONS
+
+
+def test_adapter_imports_and_says_why_it_cannot_run():
+    from fastdl.backends import cuda
+    ok, why = cuda.available()
+    if NO_DEVICE:
+        assert not ok and isinstance(why, str) and why
+    for name in ("activation", "activation_backward", "bias_activation", "bias_activation_backward", "softmax",
+                 "softmax_backward", "mse", "binary_crossentropy", "softmax_cross_entropy", "grad_sum_squares",
+                 "sgd_step", "adam_step"):
+        assert callable(getattr(cuda, name)), name
+        assert getattr(cuda, name).__doc__, name
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: m.activation(99, "float32", 256, 256, 4, 0.0, 0, 0), ValueError, "activation id"),
+    (lambda: m.activation(0, "int8", 256, 256, 4, 0.0, 0, 0), TypeError, "dtype"),
+    (lambda: m.activation(0, "float32", 0, 256, 4, 0.0, 0, 0), ValueError, "x is a null address"),
+    (lambda: m.activation(0, "float32", 258, 256, 4, 0.0, 0, 0), ValueError, "aligned"),
+    (lambda: m.activation(0, "float32", 256, 256, -1, 0.0, 0, 0), ValueError, "n must be"),
+    (lambda: m.activation(0, "float32", 256, 256, 4, 0.0, -1, 0), ValueError, "device"),
+    (lambda: m.softmax("float32", 256, 256, 1 << 40, 1 << 40, False, 0, 0), ValueError, "overflows"),
+    (lambda: m.mse("float64", 256, 256, 256, 4, 0, 0, 0), ValueError, "loss"),
+    (lambda: m.softmax_ce("float32", 256, 256, "int16", 256, 2, 3, 0.0, 256, 0, 0), ValueError, "target_kind"),
+    (lambda: m.softmax_ce("float32", 256, 256, "int64", 256, 2, 0, 0.0, 256, 0, 0), ValueError, "no classes"),
+    (lambda: m.sgd_step("float32", [256], [256, 512], None, [4], np.array([1]), SgdOptions(lr=0.1), 0, 0, 0),
+     ValueError, "grads has 2 entries"),
+    (lambda: m.sgd_step("float32", [256], [256], None, [4], np.array([0]), SgdOptions(lr=0.1), 0, 0, 0),
+     ValueError, "steps[0]"),
+    (lambda: m.sgd_step("float32", [256], [256], None, [4], [1], SgdOptions(lr=0.1), 0, 0, 0),
+     TypeError, "int64 array"),
+    (lambda: m.adam_step("float16", [256], [256], [256], [256], None, [-4], np.array([1]), AdamOptions(lr=0.1), 0,
+                         0, 0), ValueError, "sizes[0]"),
+    (lambda: m.sgd_step("float32", [256], [256], None, [4], np.array([1]), SgdOptions(lr=0.1, clip_coef=object()),
+                        0, 0, 0), TypeError, "clip_coef"),
+])
+def test_bad_arguments_are_refused_before_cuda(call, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        call()
+
+
+@pytest.mark.skipif(not NO_DEVICE, reason="would launch kernels on made-up addresses")
+def test_without_a_gpu_calls_raise_runtime_error_naming_the_cuda_error():
+    calls = [
+        lambda: m.activation(0, "float32", 256, 256, 4, 0.0, 0, 0),
+        lambda: m.softmax_ce("bfloat16", 256, 256, "probs", 256, 2, 3, 0.1, 256, 0, 0),
+        lambda: m.grad_sum_squares("float64", [256], [10], 256, 0, 0),
+        # a device clipping factor: options.clip_coef is then ignored, whatever it is
+        lambda: m.adam_step("float32", [256], [256], [256], [256], None, [4], np.array([3]),
+                            AdamOptions(lr=0.1, clip_coef=object()), 512, 0, 0),
+    ]
+    for call in calls:
+        with pytest.raises(RuntimeError, match=r"CUDA error cudaError\w+ \(.+\) in \w+"):
+            call()
+    # empty work queues nothing and touches no CUDA
+    m.activation(0, "float32", 0, 0, 0, 0.0, 0, 0)
+    m.softmax("float64", 0, 0, 0, 7, True, 0, 0)
+
+
+# ---- the chunk schedule -----------------------------------------------------------------------------
+
+def check_schedule(sizes, max_tensors, max_blocks, chunk):
+    launches = m._chunk_schedule(sizes, max_tensors, max_blocks, chunk)
+    covered = [0] * len(sizes)
+    last = (-1, 0)
+    for launch in launches:
+        assert 0 < len(launch) <= max_blocks
+        assert len({k for k, _, _ in launch}) <= max_tensors
+        for k, b, e in launch:
+            assert sizes[k] > 0, "an empty tensor got a block"
+            assert b == covered[k], "chunks of a tensor out of order, overlapping or with a gap"
+            assert b % chunk == 0 and 0 < e - b <= chunk and e <= sizes[k]
+            assert (k, b) > last, "blocks out of order"
+            last = (k, b)
+            covered[k] = e
+    assert covered == list(sizes), "an element is not covered"
+    return launches
+
+
+def test_schedule_small_cases():
+    assert m._chunk_schedule([], 2, 3, 4) == []
+    assert m._chunk_schedule([0, 0], 2, 3, 4) == []
+    assert m._chunk_schedule([3, 0, 10], 2, 3, 4) == [[(0, 0, 3), (2, 0, 4), (2, 4, 8)], [(2, 8, 10)]]
+    # the tensor limit starts a new launch; a tensor split across launches continues where it stopped
+    assert m._chunk_schedule([1, 1, 1], 2, 10, 4) == [[(0, 0, 1), (1, 0, 1)], [(2, 0, 1)]]
+    assert m._chunk_schedule([9], 1, 2, 4) == [[(0, 0, 4), (0, 4, 8)], [(0, 8, 9)]]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_schedule_random(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    sizes = [int(s) for s in rng.choice([0, 1, 7, 64, 65, 1000], n)]
+    check_schedule(sizes, int(rng.integers(1, 6)), int(rng.integers(1, 9)), int(rng.choice([1, 8, 64])))
+
+
+def test_schedule_with_the_defaults():
+    chunk, max_t, max_b = m.DEFAULT_CHUNK, m.MAX_TENSORS_PER_LAUNCH, m.MAX_BLOCKS_PER_LAUNCH
+    assert chunk % 8 == 0 and 1 <= max_t <= 65536 and max_b >= 1
+    # a model: 330 small tensors (more than one launch's table), a big matrix, empty ones
+    sizes = [k % 97 + 1 for k in range(330)] + [1025 * 1025, 0, 4097, 0]
+    launches = check_schedule(sizes, max_t, max_b, chunk)
+    assert len(launches) == 2
+    # one tensor bigger than a launch: split across launches, every launch full but the last
+    big = (2 * max_b + 3) * chunk + 5
+    launches = check_schedule([big], max_t, max_b, chunk)
+    assert [len(x) for x in launches] == [max_b, max_b, 4]
+
+
+def test_schedule_refuses_bad_limits():
+    for args in ([1], 0, 1, 1), ([1], 1, 0, 1), ([1], 1, 1, 0), ([-1], 1, 1, 1):
+        with pytest.raises(ValueError):
+            m._chunk_schedule(*args)
