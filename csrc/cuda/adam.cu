@@ -41,24 +41,24 @@ __global__ void __launch_bounds__(kMultiTensorThreads) adam_kernel(const AdamArg
   T* vmax = s.amsgrad ? static_cast<T*>(a.table.ptr[4][br.slot]) : nullptr;
   const bool vec = (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(g) | reinterpret_cast<uintptr_t>(m) |
                     reinterpret_cast<uintptr_t>(v) | reinterpret_cast<uintptr_t>(vmax)) % 16 == 0;
-  for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, vec, [&](auto width, int64_t i) {
+  for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, [&](auto width, int64_t i) {
     constexpr int K = decltype(width)::value;
     C pv[K], gv[K], mv[K], vv[K], xv[K];
-    load_widen<K>(p + i, pv);
-    load_widen<K>(g + i, gv);
-    load_widen<K>(m + i, mv);
-    load_widen<K>(v + i, vv);
-    if (vmax) load_widen<K>(vmax + i, xv);
+    load_widen<K>(p + i, pv, vec);
+    load_widen<K>(g + i, gv, vec);
+    load_widen<K>(m + i, mv, vec);
+    load_widen<K>(v + i, vv, vec);
+    if (vmax) load_widen<K>(vmax + i, xv, vec);
     else {
 #pragma unroll
       for (int j = 0; j < K; ++j) xv[j] = C(0);
     }
 #pragma unroll
     for (int j = 0; j < K; ++j) kernels::adam_update(pv[j], gv[j], mv[j], vv[j], xv[j], s);
-    narrow_store<K>(p + i, pv);
-    narrow_store<K>(m + i, mv);
-    narrow_store<K>(v + i, vv);
-    if (vmax) narrow_store<K>(vmax + i, xv);
+    narrow_store<K>(p + i, pv, vec);
+    narrow_store<K>(m + i, mv, vec);
+    narrow_store<K>(v + i, vv, vec);
+    if (vmax) narrow_store<K>(vmax + i, xv, vec);
   });
 }
 

@@ -22,7 +22,7 @@ __global__ void __launch_bounds__(kMapThreads)
     bias_activation_kernel(F f, const T* z, const T* bias, T* pre, T* y, int64_t n, int64_t cols, bool vec) {
   using C = compute_t<T>;
   constexpr int W = Pack<T>::W;
-  auto run = [&](auto width) {
+  auto run = [&](auto width) {  // run(Width<W>) only when vec: packs are then vector accesses
     constexpr int K = decltype(width)::value;
     const int64_t pieces = n / K, stride = global_threads();
     int64_t col = global_thread() * K % cols;
@@ -30,18 +30,18 @@ __global__ void __launch_bounds__(kMapThreads)
     for (int64_t j = global_thread(); j < pieces; j += stride) {
       const int64_t i = j * K;
       C x[K], out[K];
-      load_widen<K>(z + i, x);
+      load_widen<K>(z + i, x, true);
       if (bias) {
         C b[K];
-        load_widen<K>(bias + col, b);
+        load_widen<K>(bias + col, b, true);
         // rounded to T first, so that y = act(pre) exactly for 16-bit types too
 #pragma unroll
         for (int k = 0; k < K; ++k) x[k] = widen(narrow<T>(x[k] + b[k]));
       }
-      if (pre) narrow_store<K>(pre + i, x);
+      if (pre) narrow_store<K>(pre + i, x, true);
 #pragma unroll
       for (int k = 0; k < K; ++k) out[k] = f(x[k]);
-      narrow_store<K>(y + i, out);
+      narrow_store<K>(y + i, out, true);
       col += step;
       if (col >= cols) col -= cols;
     }

@@ -25,10 +25,10 @@ __global__ void __launch_bounds__(kMultiTensorThreads) sum_squares_kernel(const 
   const T* g = static_cast<const T*>(a.table.ptr[0][br.slot]);
   const bool vec = reinterpret_cast<uintptr_t>(g) % 16 == 0;
   double acc = 0.0;
-  for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, vec, [&](auto width, int64_t i) {
+  for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, [&](auto width, int64_t i) {
     constexpr int K = decltype(width)::value;
     C v[K];
-    load_widen<K>(g + i, v);
+    load_widen<K>(g + i, v, vec);
     C piece = C(0);
 #pragma unroll
     for (int j = 0; j < K; ++j) piece += v[j] * v[j];

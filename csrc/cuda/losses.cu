@@ -22,11 +22,11 @@ __global__ void __launch_bounds__(kLossThreads)
                             bool vec, double* partials) {
   using C = compute_t<T>;
   double acc = 0.0;
-  for_each_piece<T>(0, n, global_thread(), global_threads(), vec, [&](auto width, int64_t i) {
+  for_each_piece<T>(0, n, global_thread(), global_threads(), [&](auto width, int64_t i) {
     constexpr int K = decltype(width)::value;
     C p[K], t[K], g[K];
-    load_widen<K>(pred + i, p);
-    load_widen<K>(target + i, t);
+    load_widen<K>(pred + i, p, vec);
+    load_widen<K>(target + i, t, vec);
     C piece = C(0);
 #pragma unroll
     for (int j = 0; j < K; ++j) {
@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(kLossThreads)
       piece += term(p[j], t[j], dl);
       g[j] = dl * scale;
     }
-    narrow_store<K>(grad + i, g);
+    narrow_store<K>(grad + i, g, vec);
     acc += (double)piece;
   });
   const double total = block_sum<kLossThreads>(acc);
@@ -54,8 +54,8 @@ void elementwise_loss(Term term, DType dt, uintptr_t pred, uintptr_t target, uin
     int64_t blocks = 0;
     if (n > 0) {
       const bool vec = aligned16(pred, target, grad);
-      // about four pieces per thread, at most kMaxPartials blocks
-      blocks = ceil_div(ceil_div(n, vec ? Pack<T>::W : 1), kLossThreads * int64_t(4));
+      // about four packs per thread, at most kMaxPartials blocks: a function of n only
+      blocks = ceil_div(ceil_div(n, Pack<T>::W), kLossThreads * int64_t(4));
       if (blocks > kMaxPartials) blocks = kMaxPartials;
       StreamBuffer<double> partials(blocks, stream, what);
       elementwise_loss_kernel<<<blocks, kLossThreads, 0, stream>>>(

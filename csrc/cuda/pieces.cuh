@@ -1,6 +1,7 @@
 // Loading and storing "pieces": K consecutive elements widened to the compute type, K = the
-// pack width (one 16-byte access) or 1 (a scalar access). Loops written once over pieces serve
-// the vector path (every address 16-byte aligned) and the scalar one.
+// pack width W (16 bytes) or 1. A pack is one 16-byte access when `vec` (its address is 16-byte
+// aligned), else W scalar accesses: the same elements and the same arithmetic either way, so a
+// result (a reduction's bits included) does not depend on the addresses' alignment.
 #pragma once
 
 #include <type_traits>
@@ -14,46 +15,47 @@ template <int K>
 using Width = std::integral_constant<int, K>;
 
 template <int K, class T>
-__device__ __forceinline__ void load_widen(const T* p, compute_t<T> (&out)[K]) {
+__device__ __forceinline__ void load_widen(const T* p, compute_t<T> (&out)[K], bool vec) {
   static_assert(K == 1 || K == Pack<T>::W, "a piece is one element or one pack");
   if constexpr (K == 1) {
     out[0] = widen(p[0]);
-  } else {
+  } else if (vec) {
     const Pack<T> pk = load_pack(p);
 #pragma unroll
     for (int j = 0; j < K; ++j) out[j] = widen(pk.v[j]);
+  } else {
+#pragma unroll
+    for (int j = 0; j < K; ++j) out[j] = widen(p[j]);
   }
 }
 
 template <int K, class T>
-__device__ __forceinline__ void narrow_store(T* p, const compute_t<T> (&in)[K]) {
+__device__ __forceinline__ void narrow_store(T* p, const compute_t<T> (&in)[K], bool vec) {
   static_assert(K == 1 || K == Pack<T>::W, "a piece is one element or one pack");
   if constexpr (K == 1) {
     p[0] = narrow<T>(in[0]);
-  } else {
+  } else if (vec) {
     Pack<T> pk;
 #pragma unroll
     for (int j = 0; j < K; ++j) pk.v[j] = narrow<T>(in[j]);
     store_pack(p, pk);
+  } else {
+#pragma unroll
+    for (int j = 0; j < K; ++j) p[j] = narrow<T>(in[j]);
   }
 }
 
 // Calls f(Width<K>{}, i) for the first element i of each piece of [begin, end) that thread
-// `lane` of `lanes` threads owns: packs of W when vec (begin and the addresses then aligned to
-// 16 bytes), the tail after the last whole pack and everything else one element at a time.
+// `lane` of `lanes` threads owns: packs of W elements from begin, then the tail (fewer than W)
+// one element at a time. The partition depends only on the range, never on alignment.
 // 64-bit indices throughout.
 template <class T, class F>
-__device__ __forceinline__ void for_each_piece(int64_t begin, int64_t end, int64_t lane, int64_t lanes, bool vec,
-                                               F&& f) {
+__device__ __forceinline__ void for_each_piece(int64_t begin, int64_t end, int64_t lane, int64_t lanes, F&& f) {
   constexpr int W = Pack<T>::W;
-  int64_t tail = begin;
-  if (vec) {
-    const int64_t packs = (end - begin) / W;
+  const int64_t packs = (end - begin) / W;
 #pragma unroll 2  // two packs in flight per thread: enough for HBM, half the code of 4
-    for (int64_t j = lane; j < packs; j += lanes) f(Width<W>{}, begin + j * W);
-    tail = begin + packs * W;
-  }
-  for (int64_t i = tail + lane; i < end; i += lanes) f(Width<1>{}, i);
+  for (int64_t j = lane; j < packs; j += lanes) f(Width<W>{}, begin + j * W);
+  for (int64_t i = begin + packs * W + lane; i < end; i += lanes) f(Width<1>{}, i);
 }
 
 // The global thread index and count of a 1-D grid, in 64 bits.

@@ -36,20 +36,20 @@ __global__ void __launch_bounds__(kMultiTensorThreads) sgd_kernel(const SgdArgs<
   const bool first = a.table.extra[br.slot].first_step;
   const bool vec = (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(g) |
                     reinterpret_cast<uintptr_t>(buf)) % 16 == 0;
-  for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, vec, [&](auto width, int64_t i) {
+  for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, [&](auto width, int64_t i) {
     constexpr int K = decltype(width)::value;
     C pv[K], gv[K], bv[K];
-    load_widen<K>(p + i, pv);
-    load_widen<K>(g + i, gv);
-    if (buf) load_widen<K>(buf + i, bv);
+    load_widen<K>(p + i, pv, vec);
+    load_widen<K>(g + i, gv, vec);
+    if (buf) load_widen<K>(buf + i, bv, vec);
     else {
 #pragma unroll
       for (int j = 0; j < K; ++j) bv[j] = C(0);
     }
 #pragma unroll
     for (int j = 0; j < K; ++j) kernels::sgd_update(pv[j], gv[j], bv[j], first, s);
-    narrow_store<K>(p + i, pv);
-    if (buf) narrow_store<K>(buf + i, bv);
+    narrow_store<K>(p + i, pv, vec);
+    if (buf) narrow_store<K>(buf + i, bv, vec);
   });
 }
 

@@ -24,23 +24,23 @@ __global__ void __launch_bounds__(kRowBlock)
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
     MaxSum<C> ms = max_sum_init<C>();
-    for_each_piece<T>(0, cols, loop.lane(), G, vec, [&](auto width, int64_t c) {
+    for_each_piece<T>(0, cols, loop.lane(), G, [&](auto width, int64_t c) {
       constexpr int K = decltype(width)::value;
       C v[K];
-      load_widen<K>(xr + c, v);
+      load_widen<K>(xr + c, v, vec);
       max_sum_add<K>(ms, v);
     });
     ms = group_all_reduce<G>(ms, [](const MaxSum<C>& a, const MaxSum<C>& b) { return max_sum_merge(a, b); }, smem);
     const C m = ms.m, log_s = kernels::log(ms.s), inv_s = C(1) / ms.s;
-    for_each_piece<T>(0, cols, loop.lane(), G, vec, [&](auto width, int64_t c) {
+    for_each_piece<T>(0, cols, loop.lane(), G, [&](auto width, int64_t c) {
       constexpr int K = decltype(width)::value;
       C v[K];
-      load_widen<K>(xr + c, v);
+      load_widen<K>(xr + c, v, vec);
 #pragma unroll
       for (int j = 0; j < K; ++j)
         v[j] = use_log ? kernels::log_softmax_value(v[j], m, log_s)
                        : kernels::softmax_from_exp(kernels::exp(v[j] - m), inv_s);
-      narrow_store<K>(yr + c, v);
+      narrow_store<K>(yr + c, v, vec);
     });
   }
 }
@@ -57,24 +57,24 @@ __global__ void __launch_bounds__(kRowBlock)
     const T* yr = y + r * cols;
     T* outr = out + r * cols;
     C sum = C(0);
-    for_each_piece<T>(0, cols, loop.lane(), G, vec, [&](auto width, int64_t c) {
+    for_each_piece<T>(0, cols, loop.lane(), G, [&](auto width, int64_t c) {
       constexpr int K = decltype(width)::value;
       C g[K], yv[K];
-      load_widen<K>(gr + c, g);
-      if (!use_log) load_widen<K>(yr + c, yv);
+      load_widen<K>(gr + c, g, vec);
+      if (!use_log) load_widen<K>(yr + c, yv, vec);
 #pragma unroll
       for (int j = 0; j < K; ++j) sum += use_log ? g[j] : g[j] * yv[j];
     });
     sum = group_all_reduce<G>(sum, Plus{}, smem);
-    for_each_piece<T>(0, cols, loop.lane(), G, vec, [&](auto width, int64_t c) {
+    for_each_piece<T>(0, cols, loop.lane(), G, [&](auto width, int64_t c) {
       constexpr int K = decltype(width)::value;
       C g[K], yv[K];
-      load_widen<K>(gr + c, g);
-      load_widen<K>(yr + c, yv);
+      load_widen<K>(gr + c, g, vec);
+      load_widen<K>(yr + c, yv, vec);
 #pragma unroll
       for (int j = 0; j < K; ++j)
         g[j] = use_log ? kernels::log_softmax_grad(g[j], yv[j], sum) : kernels::softmax_grad(g[j], yv[j], sum);
-      narrow_store<K>(outr + c, g);
+      narrow_store<K>(outr + c, g, vec);
     });
   }
 }

@@ -72,16 +72,16 @@ __global__ void __launch_bounds__(kRowBlock)
       x_label = bad ? nan : (double)widen(xr[label]);  // read before the barrier: gr may be xr
     }
     CeStats<C> st{max_sum_init<C>(), C(0), C(0), C(0)};
-    for_each_piece<T>(0, cols, loop.lane(), G, vec, [&](auto width, int64_t c) {
+    for_each_piece<T>(0, cols, loop.lane(), G, [&](auto width, int64_t c) {
       constexpr int K = decltype(width)::value;
       C x[K];
-      load_widen<K>(xr + c, x);
+      load_widen<K>(xr + c, x, vec);
       max_sum_add<K>(st.ms, x);
 #pragma unroll
       for (int j = 0; j < K; ++j) st.sum_x += x[j];
       if constexpr (kProbs) {
         C t[K];
-        load_widen<K>(tr + c, t);
+        load_widen<K>(tr + c, t, vec);
 #pragma unroll
         for (int j = 0; j < K; ++j) {
           st.sum_t += t[j];
@@ -101,12 +101,12 @@ __global__ void __launch_bounds__(kRowBlock)
     acc += kernels::softmax_ce_row_loss<double>((double)st.ms.m, s, q);
     const C m = st.ms.m, a = bad ? C(nan) : C(f.a), one_minus_eps = C(f.one_minus_eps), uniform = C(f.uniform);
 
-    for_each_piece<T>(0, cols, loop.lane(), G, vec, [&](auto width, int64_t c) {
+    for_each_piece<T>(0, cols, loop.lane(), G, [&](auto width, int64_t c) {
       constexpr int K = decltype(width)::value;
       C x[K], t[K];
-      load_widen<K>(xr + c, x);
+      load_widen<K>(xr + c, x, vec);
       if constexpr (kProbs) {
-        load_widen<K>(tr + c, t);
+        load_widen<K>(tr + c, t, vec);
       } else {
 #pragma unroll
         for (int j = 0; j < K; ++j) t[j] = c + j == label ? C(1) : C(0);  // one-hot
@@ -115,7 +115,7 @@ __global__ void __launch_bounds__(kRowBlock)
       for (int j = 0; j < K; ++j)
         x[j] = kernels::softmax_ce_grad(kernels::exp(x[j] - m), a,
                                         kernels::smoothed_target(t[j], one_minus_eps, uniform));
-      narrow_store<K>(gr + c, x);
+      narrow_store<K>(gr + c, x, vec);
     });
   }
   // One double per block: the groups' sums in group order.
