@@ -1,7 +1,8 @@
 // Elementwise losses (mean squared error, binary cross-entropy): one pass writes each element's
 // gradient dl/dp / n and sums the values; terms from csrc/kernels/losses.h. The mean lands in one
 // device double: each block's sum goes to a stream-ordered temporary, then one block adds them in
-// a fixed order (grid size a function of n only, so the same inputs give the same bits).
+// a fixed order (grid size a function of n only, so the same inputs give the same bits). A grid
+// of one block (n up to 1024 packs) writes the mean itself: no temporary, one launch.
 #include "check.cuh"
 #include "pieces.cuh"
 #include "reduce.cuh"
@@ -19,7 +20,7 @@ constexpr int kLossThreads = 256;
 template <class T, class Term>
 __global__ void __launch_bounds__(kLossThreads)
     elementwise_loss_kernel(Term term, const T* pred, const T* target, T* grad, int64_t n, compute_t<T> scale,
-                            bool vec, double* partials) {
+                            bool vec, ReduceOut out) {
   using C = compute_t<T>;
   double acc = 0.0;
   for_each_piece<T>(0, n, global_thread(), global_threads(), [&](auto width, int64_t i) {
@@ -38,7 +39,7 @@ __global__ void __launch_bounds__(kLossThreads)
     acc += (double)piece;
   });
   const double total = block_sum<kLossThreads>(acc);
-  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+  if (threadIdx.x == 0) out.write(total);
 }
 
 template <class Term>
@@ -57,12 +58,13 @@ void elementwise_loss(Term term, DType dt, uintptr_t pred, uintptr_t target, uin
       // about four packs per thread, at most kMaxPartials blocks: a function of n only
       blocks = ceil_div(ceil_div(n, Pack<T>::W), kLossThreads * int64_t(4));
       if (blocks > kMaxPartials) blocks = kMaxPartials;
-      StreamBuffer<double> partials(blocks, stream, what);
+      StreamBuffer<double> partials(blocks > 1 ? blocks : 0, stream, what);
+      const ReduceOut out{partials.get(), reinterpret_cast<double*>(loss), true, n};
       elementwise_loss_kernel<<<blocks, kLossThreads, 0, stream>>>(
           term, reinterpret_cast<const T*>(pred), reinterpret_cast<const T*>(target), reinterpret_cast<T*>(grad), n,
-          C(1.0 / (double)n), vec, partials.get());
+          C(1.0 / (double)n), vec, out);
       check_launch(what);
-      finish_sum(partials.get(), blocks, true, n, reinterpret_cast<double*>(loss), stream, what);
+      if (blocks > 1) finish_sum(partials.get(), blocks, true, n, out.out, stream, what);
     } else {
       finish_sum(nullptr, 0, true, 0, reinterpret_cast<double*>(loss), stream, what);  // NaN
     }

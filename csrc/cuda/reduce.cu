@@ -14,7 +14,7 @@ __global__ void __launch_bounds__(kFinishThreads)
   double acc = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += kFinishThreads) acc += partials[i];
   const double total = block_sum<kFinishThreads>(acc);
-  if (threadIdx.x == 0) *out = !mean ? total : n == 0 ? __longlong_as_double(0x7ff8000000000000LL) : total / (double)n;
+  if (threadIdx.x == 0) *out = finish_value(total, mean, n);
 }
 
 }  // namespace

@@ -50,6 +50,25 @@ __device__ __forceinline__ double block_sum(double v) {
   return block_all_reduce<kThreads>(v, Plus{}, smem);
 }
 
+// A reduction's result from its total: the mean over n (NaN for n = 0), or the total itself.
+__device__ __forceinline__ double finish_value(double total, bool mean, int64_t n) {
+  if (!mean) return total;
+  return n == 0 ? __longlong_as_double(0x7ff8000000000000LL) : total / (double)n;
+}
+
+// Where a reducing kernel puts its block's total: partials[blockIdx.x], or, when the grid is a
+// single block (partials null), the final value straight into *out.
+struct ReduceOut {
+  double* partials;
+  double* out;
+  bool mean;
+  int64_t n;
+  __device__ __forceinline__ void write(double block_total) const {
+    if (partials) partials[blockIdx.x] = block_total;
+    else *out = finish_value(block_total, mean, n);
+  }
+};
+
 // *out = the sum of partials[0, count) in a fixed order (one block), divided by n when mean
 // (NaN for n = 0). Queued on `stream`; throws on a launch error.
 void finish_sum(const double* partials, int64_t count, bool mean, int64_t n, double* out, cudaStream_t stream,

@@ -6,7 +6,8 @@
 //   read 2: grad_c = exp(x_c - m) a - q_c, written over the row (it may be the logits row: every
 //           read of the row happens before the group's barrier, every write after it)
 // Row losses are summed per group in row order, per block in group order, then by one block in
-// block order (finish_sum): deterministic. No buffer beyond the gradient but one double per block.
+// block order (finish_sum): deterministic. No buffer beyond the gradient but one double per block
+// (none when one block does all the rows).
 //
 // A class id outside [0, cols) makes its row's loss and gradient NaN: refusing it would need the
 // host to wait for the device.
@@ -48,7 +49,7 @@ __device__ __forceinline__ CeStats<C> shfl_broadcast(const CeStats<C>& v) {
 template <class T, bool kProbs, int G>
 __global__ void __launch_bounds__(kRowBlock)
     softmax_ce_kernel(const T* logits, const void* target, bool ids64, T* grad, int64_t rows, int64_t cols,
-                      double eps, bool vec, double* partials) {
+                      double eps, bool vec, ReduceOut out) {
   using C = compute_t<T>;
   constexpr int kGroups = RowLoop<G>::kRowsPerBlock;
   __shared__ CeStats<C> smem[kRowBlock / 32];
@@ -124,7 +125,7 @@ __global__ void __launch_bounds__(kRowBlock)
   if (threadIdx.x == 0) {
     double total = group_loss[0];
     for (int k = 1; k < kGroups; ++k) total += group_loss[k];
-    partials[blockIdx.x] = total;
+    out.write(total);
   }
 }
 
@@ -133,15 +134,17 @@ void launch_ce(const T* logits, const void* target, bool ids64, T* grad, int64_t
                bool vec, uintptr_t loss, cudaStream_t stream, const char* what) {
   const bool per_warp = cols <= kWarpRowCols;
   const int64_t blocks = row_blocks(rows, per_warp, kMaxCeBlocks);
-  StreamBuffer<double> partials(blocks, stream, what);
+  // One block (up to 16 short rows, or 1 long one) writes the mean itself.
+  StreamBuffer<double> partials(blocks > 1 ? blocks : 0, stream, what);
+  const ReduceOut out{partials.get(), reinterpret_cast<double*>(loss), true, rows};
   if (per_warp)
     softmax_ce_kernel<T, kProbs, 32><<<blocks, kRowBlock, 0, stream>>>(logits, target, ids64, grad, rows, cols, eps,
-                                                                       vec, partials.get());
+                                                                       vec, out);
   else
     softmax_ce_kernel<T, kProbs, kRowBlock><<<blocks, kRowBlock, 0, stream>>>(logits, target, ids64, grad, rows, cols,
-                                                                              eps, vec, partials.get());
+                                                                              eps, vec, out);
   check_launch(what);
-  finish_sum(partials.get(), blocks, true, rows, reinterpret_cast<double*>(loss), stream, what);
+  if (blocks > 1) finish_sum(partials.get(), blocks, true, rows, out.out, stream, what);
 }
 
 }  // namespace
