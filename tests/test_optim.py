@@ -248,3 +248,20 @@ def test_many_tiny_tensors_one_call(backend, rng):
         ref.step(grads)
     for p, r in zip(params, ref.p):
         np.testing.assert_allclose(p, r, rtol=1e-5, atol=1e-6)
+
+
+def test_options_records_match_the_modules_field_order():
+    """The modules read the options records by position: their field order is the records'."""
+    from fastdl import _backend
+    from fastdl.backends.options import AdamOptions, SgdOptions
+    modules = [m for m in (_backend.cpu_extension(),) if m is not None]
+    try:
+        from fastdl import _fastdl_cuda
+        modules.append(_fastdl_cuda)
+    except ImportError:
+        pass
+    if not modules:
+        pytest.skip("no compiled module here")
+    for m in modules:
+        assert m.SGD_OPTION_FIELDS == SgdOptions._fields
+        assert m.ADAM_OPTION_FIELDS == AdamOptions._fields

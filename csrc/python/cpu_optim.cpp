@@ -266,6 +266,7 @@ double grad_sum_squares_raw(const std::string& dtype, const py::sequence& grads,
 }  // namespace
 
 void bind_optim(py::module_& m) {
+  bind_option_fields(m);
   m.def("sgd_step", &sgd_step, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("steps"),
         py::arg("options"),
         "One SGD step over all params (torch.optim.SGD's update), in one multi-tensor call. options: "

@@ -69,11 +69,10 @@ struct DeviceTensors {
 };
 
 // With clip_ptr != 0 the kernel reads the clipping factor from the device, and options.clip_coef
-// (then typically a device array) is ignored: read the record as if it were 1.
-py::object host_options(const py::object& options, uintptr_t clip_ptr) {
-  if (clip_ptr == 0) return options;
+// (then typically a device array) is not read.
+bool device_clip(uintptr_t clip_ptr) {
   if (clip_ptr % 8 != 0) throw py::value_error("clip_ptr must be the address of a device double");
-  return options.attr("_replace")(py::arg("clip_coef") = 1.0);
+  return clip_ptr != 0;
 }
 
 void grad_sum_squares(const std::string& dtype, const py::sequence& grads, const py::sequence& sizes, uintptr_t out,
@@ -90,7 +89,7 @@ void grad_sum_squares(const std::string& dtype, const py::sequence& grads, const
 void sgd_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
               const py::object& momentum_buffers, const py::sequence& sizes, const py::object& steps,
               const py::object& options, uintptr_t clip_ptr, int device, uintptr_t stream) {
-  SgdOptions o = sgd_options(host_options(options, clip_ptr));
+  SgdOptions o = sgd_options(options, device_clip(clip_ptr));
   DeviceTensors t(cuda_dtype(dtype), sizes);
   t.params = t.addresses(params, "params");
   for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
@@ -106,7 +105,7 @@ void adam_step(const std::string& dtype, const py::sequence& params, const py::s
                const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
                const py::sequence& sizes, const py::object& steps, const py::object& options, uintptr_t clip_ptr,
                int device, uintptr_t stream) {
-  AdamOptions o = adam_options(host_options(options, clip_ptr));
+  AdamOptions o = adam_options(options, device_clip(clip_ptr));
   DeviceTensors t(cuda_dtype(dtype), sizes);
   t.params = t.addresses(params, "params");
   for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
@@ -141,6 +140,7 @@ py::list chunk_schedule(const py::sequence& sizes_seq, int64_t max_tensors, int6
 }  // namespace
 
 void bind_cuda_optim(py::module_& m) {
+  bind_option_fields(m);
   m.def("grad_sum_squares", &grad_sum_squares, py::arg("dtype"), py::arg("grads"), py::arg("sizes"), py::arg("out"),
         py::arg("device"), py::arg("stream"),
         "The sum of squares of every element of the tensors (the squared global norm), into the device double at "

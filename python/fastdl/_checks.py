@@ -16,7 +16,8 @@ DEVICE_FLOAT_DTYPES = (np.dtype(np.float16),) + FLOAT_DTYPES
 
 def on_device(x):
     """Whether x is a CuPy (device) array."""
-    return type(x).__module__.split(".")[0] == "cupy"
+    kind = type(x)
+    return kind is not np.ndarray and kind.__module__.split(".")[0] == "cupy"
 
 
 def array_module(x):

@@ -5,6 +5,9 @@ csrc/common/optim_options.h.
 ``clip_coef`` multiplies every gradient first: the global-norm clipping factor
 min(1, max_norm / (norm + 1e-6)), 1.0 when not clipping. On CUDA it may be a 0-d device array
 (computed on the device from the norm, so that clipping needs no synchronisation).
+
+The modules read these records by position (csrc/python/options_args.h): the field order is part
+of the contract, exported by them as SGD_OPTION_FIELDS / ADAM_OPTION_FIELDS and tested.
 """
 
 from typing import Any, NamedTuple

@@ -180,19 +180,29 @@ class Optimizer:
 
     @staticmethod
     def _check_param(p, i):
-        device = on_device(p)
-        if type(p) is not np.ndarray and not device:
-            raise TypeError(f"params[{i}] must be a numpy.ndarray (or a cupy.ndarray), got {type(p).__name__}")
-        if p.dtype not in (DEVICE_FLOAT_DTYPES if device else FLOAT_DTYPES):
-            raise TypeError(f"params[{i}] must be float32 or float64{' (or float16)' if device else ''}, "
-                            f"got dtype {p.dtype}")
+        if type(p) is not np.ndarray:
+            return Optimizer._check_device_param(p, i)
+        if p.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"params[{i}] must be float32 or float64, got dtype {p.dtype}")
         if not p.flags.c_contiguous:
             raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
-        if address(p) % p.dtype.itemsize if device else not p.flags.aligned:
+        if not p.flags.aligned:
             raise ValueError(f"params[{i}] must be aligned to its {p.dtype.itemsize}-byte elements: it is updated "
                              f"in place")
-        if not device and not p.flags.writeable:
+        if not p.flags.writeable:
             raise ValueError(f"params[{i}] is read-only")
+
+    @staticmethod
+    def _check_device_param(p, i):
+        if not on_device(p):
+            raise TypeError(f"params[{i}] must be a numpy.ndarray (or a cupy.ndarray), got {type(p).__name__}")
+        if p.dtype not in DEVICE_FLOAT_DTYPES:
+            raise TypeError(f"params[{i}] must be float16, float32 or float64, got dtype {p.dtype}")
+        if not p.flags.c_contiguous:
+            raise ValueError(f"params[{i}] must be C-contiguous: it is updated in place")
+        if address(p) % p.dtype.itemsize:
+            raise ValueError(f"params[{i}] must be aligned to its {p.dtype.itemsize}-byte elements: it is updated "
+                             f"in place")
 
     def _check_state(self):
         """The hyperparameters (checked again: ``hyperparams`` is a public dict) and the state arrays
@@ -246,25 +256,26 @@ class Optimizer:
         grads = list(grads)
         if len(grads) != len(self.params):
             raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {len(self.params)} params")
+        kind = type(self.params[0])  # every parameter's (checked at construction)
         for i, (g, p) in enumerate(zip(grads, self.params)):
             if g is None:
                 continue
-            if type(g) is not type(p):
+            if type(g) is not kind:
                 if type(g) is np.ndarray or on_device(g):
                     same_place(g, p, f"grads[{i}]", f"params[{i}]")
-                raise TypeError(f"grads[{i}] must be a {type(p).__module__.split('.')[0]}.ndarray or None, got "
+                raise TypeError(f"grads[{i}] must be a {kind.__module__.split('.')[0]}.ndarray or None, got "
                                 f"{type(g).__name__}")
-            if on_device(g):
-                same_place(g, p, f"grads[{i}]", f"params[{i}]")
             if g.dtype != p.dtype:
                 raise TypeError(f"grads[{i}] has dtype {g.dtype} but params[{i}] has dtype {p.dtype}")
             if g.shape != p.shape:
                 raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has shape {p.shape}")
-            if on_device(g):
+            if kind is np.ndarray:
+                if not (g.flags.c_contiguous and g.flags.aligned):
+                    grads[i] = np.array(g, order="C")  # a copy: ascontiguousarray keeps a misaligned array as is
+            else:
+                same_place(g, p, f"grads[{i}]", f"params[{i}]")
                 if not g.flags.c_contiguous or address(g) % g.dtype.itemsize:
                     grads[i] = g.copy(order="C")
-            elif not (g.flags.c_contiguous and g.flags.aligned):
-                grads[i] = np.array(g, order="C")  # a copy: ascontiguousarray keeps a misaligned array as it is
         return grads
 
     # -- state -------------------------------------------------------------------------------
