@@ -11,15 +11,33 @@ import fastdl.torch as fdt  # noqa: E402
 from fastdl.optim import CosineDecay  # noqa: E402
 
 
-def _model(dtype, seed=0):
+def _model(dtype, seed=0, device="cpu"):
     torch.manual_seed(seed)
     return torch.nn.Sequential(torch.nn.Linear(12, 32), torch.nn.Tanh(), torch.nn.Linear(32, 16), torch.nn.GELU(),
-                               torch.nn.Linear(16, 4)).to(dtype)
+                               torch.nn.Linear(16, 4)).to(device, dtype)
 
 
-def _data(dtype, seed=1):
+def _data(dtype, seed=1, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(64, 12, generator=g).to(dtype), torch.randint(0, 4, (64,), generator=g)
+    return torch.randn(64, 12, generator=g).to(device, dtype), torch.randint(0, 4, (64,), generator=g).to(device)
+
+
+def _cuda_unusable():
+    if not torch.cuda.is_available():
+        return "this torch build or machine has no CUDA device"
+    from fastdl import _backend
+    status = _backend.cuda_status()
+    return None if status["devices"] else status["reason"]
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request):
+    """The tensor factory's device: the CPU, and a GPU where torch and fastdl's CUDA module have one."""
+    if request.param == "cuda":
+        why = _cuda_unusable()
+        if why:
+            pytest.skip(f"CUDA: {why}")
+    return request.param
 
 
 def _train(model, opt, x, y, steps, scheduler=None, closure=False):
@@ -44,7 +62,8 @@ def _train(model, opt, x, y, steps, scheduler=None, closure=False):
 def _close(m1, m2, dtype):
     tol = 1e-9 if dtype == torch.float64 else 5e-5
     for a, b in zip(m1.parameters(), m2.parameters()):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=tol, atol=tol * b.abs().max().item())
+        np.testing.assert_allclose(a.detach().cpu().numpy(), b.detach().cpu().numpy(), rtol=tol,
+                                   atol=tol * b.abs().max().item())
 
 
 CASES = [
@@ -68,10 +87,10 @@ def _ids(case):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize("case", CASES, ids=[_ids(c) for c in CASES])
-def test_trajectory_matches_torch_optim(case, dtype):
+def test_trajectory_matches_torch_optim(case, dtype, device):
     name, kw = case
-    x, y = _data(dtype)
-    m1, m2 = _model(dtype), _model(dtype)
+    x, y = _data(dtype, device=device)
+    m1, m2 = _model(dtype, device=device), _model(dtype, device=device)
     o1 = getattr(fdt, name)(m1.parameters(), **kw)
     o2 = getattr(torch.optim, name)(m2.parameters(), foreach=False, **kw)
     _train(m1, o1, x, y, 100)
@@ -294,9 +313,9 @@ def test_parameters_of_two_dtypes_and_a_strided_gradient():
     np.testing.assert_allclose(b.detach().numpy(), rb.detach().numpy(), rtol=1e-12)
 
 
-def test_max_grad_norm_equals_clip_grad_norm_then_step():
-    x, y = _data(torch.float64)
-    m1, m2 = _model(torch.float64), _model(torch.float64)
+def test_max_grad_norm_equals_clip_grad_norm_then_step(device):
+    x, y = _data(torch.float64, device=device)
+    m1, m2 = _model(torch.float64, device=device), _model(torch.float64, device=device)
     o1 = fdt.Adam(m1.parameters(), lr=1e-2, max_grad_norm=0.5)
     o2 = torch.optim.Adam(m2.parameters(), lr=1e-2, foreach=False)
     for _ in range(20):
@@ -306,7 +325,7 @@ def test_max_grad_norm_equals_clip_grad_norm_then_step():
         norm = torch.nn.utils.clip_grad_norm_(m2.parameters(), 0.5)
         o1.step()
         o2.step()
-        assert o1.last_grad_norm == pytest.approx(norm.item(), rel=1e-12)
+        assert float(o1.last_grad_norm) == pytest.approx(norm.item(), rel=1e-12)
     _close(m1, m2, torch.float64)
     assert all(p.grad.abs().sum() > 0 for p in m1.parameters())  # fastdl did not rewrite the gradients
 
