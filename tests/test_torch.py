@@ -275,6 +275,7 @@ def test_cuda_tensors_without_a_usable_gpu_are_refused_with_the_reason(monkeypat
     from fastdl import _backend, _torch_cuda
     monkeypatch.setattr(_backend, "cuda_status", lambda: {"extension": True, "devices": 0,
                                                            "reason": "no NVIDIA driver", "device_name": None})
+    monkeypatch.setattr(_torch_cuda, "_MODULE", None)  # probed once per process: forget a GPU seen earlier
     with pytest.raises(RuntimeError, match="CUDA module and a GPU for CUDA tensors: no NVIDIA driver"):
         _torch_cuda.module()
 

@@ -11,14 +11,23 @@ DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.float16: "fl
           torch.bfloat16: "bfloat16"}
 
 
+_MODULE = None  # the CUDA module once a GPU was seen (a device count does not drop while a process runs)
+
+
 def module():
-    """The CUDA module, or a RuntimeError saying why there is none to use."""
-    from ._backend import cuda_status
-    status = cuda_status()
-    if not status["extension"] or not status["devices"]:
-        raise RuntimeError(f"fastdl.torch needs fastdl's CUDA module and a GPU for CUDA tensors: {status['reason']}")
-    from . import _fastdl_cuda
-    return _fastdl_cuda
+    """The CUDA module, or a RuntimeError saying why there is none to use. Probed once: every step
+    and every parameter check call this, and the probe (cuda_status reads the device's name through
+    cudaGetDeviceProperties, ~1-2 ms) would cost more than a step."""
+    global _MODULE
+    if _MODULE is None:
+        from ._backend import cuda_status
+        status = cuda_status()
+        if not status["extension"] or not status["devices"]:
+            raise RuntimeError(f"fastdl.torch needs fastdl's CUDA module and a GPU for CUDA tensors: "
+                               f"{status['reason']}")
+        from . import _fastdl_cuda
+        _MODULE = _fastdl_cuda
+    return _MODULE
 
 
 class Kernels:
