@@ -272,7 +272,8 @@ def test_sparse_gradients_are_refused_before_anything_changes():
 def test_cuda_tensors_without_a_usable_gpu_are_refused_with_the_reason(monkeypatch):
     """A CUDA parameter where the CUDA module or a GPU is missing: a RuntimeError saying why (here
     simulated: torch's CPU build cannot make CUDA tensors, so the check is called directly)."""
-    from fastdl import _backend, _torch_cuda
+    from fastdl import _backend
+    from fastdl.torch import _cuda as _torch_cuda
     monkeypatch.setattr(_backend, "cuda_status", lambda: {"extension": True, "devices": 0,
                                                            "reason": "no NVIDIA driver", "device_name": None})
     monkeypatch.setattr(_torch_cuda, "_MODULE", None)  # probed once per process: forget a GPU seen earlier

@@ -7,6 +7,7 @@
 // functions are extern (libm) or always inlined (intrinsics), are shared.
 #include <omp.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <type_traits>
 

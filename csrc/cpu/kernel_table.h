@@ -34,9 +34,12 @@ struct Kernels {
   // Losses return the mean loss and write its gradient (already divided by the count).
   double (*mse)(const T* pred, const T* target, T* grad, int64_t n);
   double (*bce)(const T* pred, const T* target, T* grad, int64_t n, bool from_logits);
-  // labels: class ids in [0, cols), checked by the caller
-  double (*softmax_ce_labels)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols, double smoothing);
-  double (*softmax_ce_probs)(const T* logits, const T* target, T* grad, int64_t rows, int64_t cols, double smoothing);
+  // labels: class ids in [0, cols), checked by the caller, or negative for a row to ignore. Both
+  // return sum_r loss_r / denom and write the gradient / denom; row_loss (nullable) gets each loss_r.
+  double (*softmax_ce_labels)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols,
+                              double smoothing, double denom, double* row_loss);
+  double (*softmax_ce_probs)(const T* logits, const T* target, T* grad, int64_t rows, int64_t cols, double smoothing,
+                             double denom, double* row_loss);
   // sum over all tensors of grads[k][i]^2 (the squared global norm); the same bits whatever the thread count
   double (*grad_sum_squares)(const TensorList<T>& tensors);
   void (*sgd)(const TensorList<T>& tensors, const SgdOptions& options);

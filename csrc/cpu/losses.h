@@ -42,13 +42,16 @@ double bce(const T* p, const T* t, T* grad, int64_t n, bool from_logits) {
 // target needs), (2) e = exp(x - max) while summing it, into a stack buffer (or the gradient row
 // when the row is long or the output small), (3) the gradient from e. No probabilities are
 // materialised beyond the gradient output, and a large gradient is written with streaming stores.
-// Labels: Label = int32_t / int64_t class ids (validated by the caller), or T for a (rows, cols)
-// probability target.
+// Labels: Label = int64_t class ids (validated by the caller; a negative id marks a row to ignore:
+// its loss is 0 and its gradient row 0), or T for a (rows, cols) probability target.
+// Returns sum_r loss_r / denom and writes dloss/dx / denom (denom: the rows for a mean, the rows
+// not ignored for torch's mean with ignore_index, 1 for a sum); row_loss[r] = loss_r when given.
 template <class T, class Label>
-double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t cols, double smoothing) {
+double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t cols, double smoothing, double denom,
+                  double* row_loss) {
   if (rows == 0) return __builtin_nan("");
   constexpr bool probs = std::is_same<Label, T>::value;
-  const double eps = smoothing, C = (double)cols, R = (double)rows;
+  const double eps = smoothing, C = (double)cols, R = denom;
   const bool stream = should_stream<T>(rows * cols, g == x || (const void*)g == (const void*)target);
   const bool staged = stream && cols * (int64_t)sizeof(T) <= kRowScratchBytes;
   int64_t grain = kGrainTranscendental / (cols > 0 ? cols : 1);
@@ -58,6 +61,13 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
       T* gr = g + r * cols;
+      if constexpr (!probs) {
+        if (target[r] < 0) {  // ignored
+          memset(gr, 0, (size_t)cols * sizeof(T));
+          if (row_loss) row_loss[r] = 0.0;
+          continue;
+        }
+      }
       T* er = staged ? scratch : gr;
       T m = row_max(xr, cols);
       double sum_x = eps != 0.0 ? row_dot(xr, (const T*)nullptr, cols) : 0.0;
@@ -70,7 +80,9 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
       }
       const bool more = r + 1 < e;
       double s = row_sum_exp(xr, m, er, cols, more ? xr + cols : nullptr, more && !staged ? gr + cols : nullptr);
-      part += kernels::softmax_ce_row_loss<double>(m, s, q);
+      const double loss_r = kernels::softmax_ce_row_loss<double>(m, s, q);
+      if (row_loss) row_loss[r] = loss_r;
+      part += loss_r;
       const kernels::CeGradFactors<double> f = kernels::ce_grad_factors<double>(s, q, eps, C, R);
       const Vec<T> a(T(f.a)), uniform(T(f.uniform));
       if constexpr (probs) {

@@ -202,14 +202,24 @@ double bce(const py::array& pred, const py::array& target, py::array& grad, bool
 
 // The class ids as int64, copied and checked while the GIL is held: the kernel indexes memory
 // with them after the GIL is released, when another thread could change the caller's array.
+// Ids equal to `ignore` (when has_ignore) become -1, the kernel's mark for a row to skip.
+// Returns how many rows are not ignored.
 template <class L>
-void copy_labels(const py::array& target, int64_t rows, int64_t cols, std::vector<int64_t>& out) {
+int64_t copy_labels(const py::array& target, int64_t rows, int64_t cols, bool has_ignore, int64_t ignore,
+                    std::vector<int64_t>& out) {
   const L* y = input<L>(target, "target");
   out.assign(y, y + rows);
-  for (int64_t i = 0; i < rows; ++i)
-    if (out[i] < 0 || out[i] >= cols)
+  int64_t kept = rows;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (has_ignore && out[i] == ignore) {
+      out[i] = -1;
+      --kept;
+    } else if (out[i] < 0 || out[i] >= cols) {
       throw py::value_error("target[" + std::to_string(i) + "] = " + std::to_string(out[i]) +
                             " is not a class id in [0, " + std::to_string(cols) + ")");
+    }
+  }
+  return kept;
 }
 
 bool overlap(const py::array& a, const py::array& b) {
@@ -217,13 +227,30 @@ bool overlap(const py::array& a, const py::array& b) {
   return a.nbytes() > 0 && b.nbytes() > 0 && lo_a < lo_b + b.nbytes() && lo_b < lo_a + a.nbytes();
 }
 
-double softmax_cross_entropy(const py::array& logits, const py::array& target, py::array& grad, double smoothing) {
+// reduction "mean" (over the rows not ignored), "sum" or "none" (each row's loss into row_losses,
+// a float64 array of one element per row; the gradient is then that of the sum).
+double softmax_cross_entropy(const py::array& logits, const py::array& target, py::array& grad, double smoothing,
+                             const py::object& ignore_index, const std::string& reduction,
+                             const py::object& row_losses) {
   DType dt = float_dtype(logits, "logits");
   if (logits.ndim() != 2) throw py::value_error("logits must be 2-D (batch, classes)");
   int64_t rows = logits.shape(0), cols = logits.shape(1);
   require_dtype(grad, dt, "out", "logits");
   require_size(grad, rows * cols, "out", "logits");
   if (rows > 0 && cols == 0) throw py::value_error("logits has no classes");
+  if (reduction != "mean" && reduction != "sum" && reduction != "none")
+    throw py::value_error("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
+  double* rl = nullptr;
+  py::array rl_array;
+  if (reduction == "none") {
+    if (row_losses.is_none()) throw py::value_error("reduction='none' needs row_losses");
+    rl_array = as_array(row_losses, "row_losses");
+    if (!py::isinstance<py::array_t<double>>(rl_array)) throw py::type_error("row_losses must be a float64 array");
+    require_size(rl_array, rows, "row_losses", "logits' batch");
+    rl = output<double>(rl_array, "row_losses");
+  }
+  const bool has_ignore = !ignore_index.is_none();
+  const int64_t ignore = has_ignore ? ignore_index.cast<int64_t>() : 0;
   return with_type(dt, [&](auto zero) -> double {
     using T = decltype(zero);
     const cpu::Kernels<T>& k = table<T>();
@@ -232,17 +259,20 @@ double softmax_cross_entropy(const py::array& logits, const py::array& target, p
     if (py::isinstance<py::array_t<int64_t>>(target) || py::isinstance<py::array_t<int32_t>>(target)) {
       require_size(target, rows, "target", "logits' batch");
       std::vector<int64_t> labels;
-      if (py::isinstance<py::array_t<int64_t>>(target)) copy_labels<int64_t>(target, rows, cols, labels);
-      else copy_labels<int32_t>(target, rows, cols, labels);
+      int64_t kept = py::isinstance<py::array_t<int64_t>>(target)
+                         ? copy_labels<int64_t>(target, rows, cols, has_ignore, ignore, labels)
+                         : copy_labels<int32_t>(target, rows, cols, has_ignore, ignore, labels);
+      const double denom = reduction == "mean" ? (double)kept : 1.0;
       py::gil_scoped_release nogil;
-      return k.softmax_ce_labels(xp, labels.data(), gp, rows, cols, smoothing);
+      return k.softmax_ce_labels(xp, labels.data(), gp, rows, cols, smoothing, denom, rl);
     }
     require_dtype(target, dt, "target", "logits");
     require_size(target, rows * cols, "target", "logits");
     if (overlap(target, grad)) throw py::value_error("out must not share memory with target");
     const T* tp = input<T>(target, "target");
+    const double denom = reduction == "mean" ? (double)rows : 1.0;
     py::gil_scoped_release nogil;
-    return k.softmax_ce_probs(xp, tp, gp, rows, cols, smoothing);
+    return k.softmax_ce_probs(xp, tp, gp, rows, cols, smoothing, denom, rl);
   });
 }
 
@@ -268,7 +298,11 @@ void bind_ops(py::module_& m) {
   m.def("binary_crossentropy", &bce, py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("from_logits") = false,
         "Mean binary cross-entropy; writes dL/dpred to out.");
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("target"), py::arg("out"),
-        py::arg("label_smoothing") = 0.0, "Mean softmax cross-entropy; writes dL/dlogits to out.");
+        py::arg("label_smoothing") = 0.0, py::arg("ignore_index") = py::none(), py::arg("reduction") = "mean",
+        py::arg("row_losses") = py::none(),
+        "Softmax cross-entropy of (batch, classes) logits; writes its gradient to out and returns the mean "
+        "(over rows whose class id is not ignore_index), the sum, or (reduction='none') each row's loss into "
+        "row_losses.");
 }
 
 }  // namespace glue

@@ -150,12 +150,16 @@ def binary_crossentropy(pred, target, out, from_logits=False):
     return loss
 
 
-def softmax_cross_entropy(logits, target, out, label_smoothing=0.0):
+def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index=None, reduction="mean",
+                          row_losses=None):
     """Mean softmax cross-entropy of (batch, classes) logits against class ids (int32/int64, one per
     row) or probabilities (logits' shape and dtype); out = dL/dlogits (out may be logits).
 
     Class ids are not checked here (that would wait for the GPU): a row whose id is outside
     [0, classes) gets a NaN loss and NaN gradient, so the mean loss is NaN."""
+    if ignore_index is not None or reduction != "mean":
+        raise NotImplementedError("the CUDA cross-entropy takes the mean over all rows: ignore_index and "
+                                  "reduction='sum'/'none' run on the CPU for now")
     rows, cols = logits.shape
     if target.dtype.kind in "iu":
         if target.dtype.name not in ("int32", "int64"):

@@ -172,29 +172,43 @@ def softmax_ce_rows(logits, q):
     return loss, e * (qsum / s) - q
 
 
-def _check_labels(y, classes):
-    bad = np.flatnonzero((y < 0) | (y >= classes))
+def _check_labels(y, classes, ignored):
+    bad = np.flatnonzero(((y < 0) | (y >= classes)) & ~ignored)
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"target[{i}] = {int(y[i])} is not a class id in [0, {classes})")
 
 
-def softmax_cross_entropy(logits, target, out, label_smoothing=0.0):
+def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index=None, reduction="mean",
+                          row_losses=None):
     rows, cols = logits.shape
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if reduction == "none" and row_losses is None:
+        raise ValueError("reduction='none' needs row_losses")
     if rows == 0:
         return math.nan
     if rows and not cols:
         raise ValueError("logits has no classes")
     eps = float(label_smoothing)
+    keep = np.ones(rows, dtype=bool)
     if target.dtype.kind in "iu":
-        _check_labels(target, cols)
+        if ignore_index is not None:
+            keep = target != ignore_index
+        _check_labels(target, cols, ~keep)
         q = np.full(logits.shape, eps / cols)
-        q[np.arange(rows), target] += 1 - eps
+        q[np.flatnonzero(keep), target[keep]] += 1 - eps
     else:
         q = (1 - eps) * target.astype(np.float64) + eps / cols
     loss, grad = softmax_ce_rows(logits, q)
-    out[...] = grad / rows
-    return float(loss.sum()) / rows
+    loss[~keep] = 0.0
+    grad[~keep] = 0.0
+    denom = float(keep.sum()) if reduction == "mean" else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):  # every row ignored: a NaN mean, as torch's
+        out[...] = grad / denom if denom else grad
+    if row_losses is not None and reduction == "none":
+        row_losses[...] = loss
+    return float(loss.sum()) / denom if denom else math.nan
 
 
 # ---- optimizers: torch.optim's single-tensor updates, one tensor at a time ------------------

@@ -20,12 +20,12 @@ def module():
     cudaGetDeviceProperties, ~1-2 ms) would cost more than a step."""
     global _MODULE
     if _MODULE is None:
-        from ._backend import cuda_status
+        from .._backend import cuda_status
         status = cuda_status()
         if not status["extension"] or not status["devices"]:
             raise RuntimeError(f"fastdl.torch needs fastdl's CUDA module and a GPU for CUDA tensors: "
                                f"{status['reason']}")
-        from . import _fastdl_cuda
+        from .. import _fastdl_cuda
         _MODULE = _fastdl_cuda
     return _MODULE
 

@@ -1,4 +1,4 @@
-"""fastdl.torch: drop-in replacements for torch.optim.SGD, Adam and AdamW.
+"""fastdl.torch's optimizers: drop-in replacements for torch.optim.SGD, Adam and AdamW.
 
     from fastdl.torch import Adam        # instead of: from torch.optim import Adam
     opt = Adam(model.parameters(), lr=1e-3)
@@ -38,10 +38,11 @@ import operator
 import numpy as np
 import torch
 
-from . import _backend, _torch_cuda
-from .optim import schedules
-from .backends.options import AdamOptions, SgdOptions
-from .optim.optimizer import clip_coefficient, max_norm
+from .. import _backend
+from . import _cuda as _torch_cuda
+from ..optim import schedules
+from ..backends.options import AdamOptions, SgdOptions
+from ..optim.optimizer import clip_coefficient, max_norm
 
 __all__ = ["SGD", "Adam", "AdamW"]
 

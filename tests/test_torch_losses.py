@@ -1,0 +1,161 @@
+"""fastdl.torch.nn: the fused cross-entropy against torch.nn.functional.cross_entropy."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import fastdl.torch.nn as fnn  # noqa: E402
+from fastdl.torch.nn import functional as FF  # noqa: E402
+
+
+def _logits(shape, dtype=torch.float64, scale=3.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(shape, generator=g, dtype=torch.float64) * scale).to(dtype).requires_grad_()
+
+
+def _ids(n, classes, seed=1, ignore=()):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    for i in ignore:
+        y[i] = -100
+    return y
+
+
+def _both(x, y, **kw):
+    """(fastdl loss, fastdl dL/dx, torch loss, torch dL/dx) for the same inputs."""
+    xa, xb = x.detach().clone().requires_grad_(), x.detach().clone().requires_grad_()
+    a, b = FF.cross_entropy(xa, y, **kw), F.cross_entropy(xb, y, **kw)
+    g = torch.randn(a.shape, generator=torch.Generator().manual_seed(7), dtype=a.dtype)  # any upstream gradient
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    return a, xa.grad, b, xb.grad
+
+
+def _close(a, b, dtype):
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    np.testing.assert_allclose(a.detach().double().numpy(), b.detach().double().numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("shape", [(1, 1), (7, 5), (64, 1000), (3, 40_001)], ids=str)
+def test_class_ids_with_ignored_rows_match_torch(dtype, reduction, smoothing, shape):
+    n, c = shape
+    x, y = _logits(shape, dtype), _ids(n, c, ignore=range(0, n, 3))
+    a, ga, b, gb = _both(x, y, reduction=reduction, label_smoothing=smoothing)
+    _close(a, b, dtype)
+    _close(ga, gb, dtype)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_every_row_ignored(reduction):
+    x, y = _logits((4, 6)), torch.full((4,), -100)
+    a, ga, b, gb = _both(x, y, reduction=reduction)
+    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())  # NaN for the mean, as torch
+    assert torch.equal(ga, gb) and not ga.any()
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_probability_targets_match_torch(smoothing, reduction):
+    x = _logits((9, 11))
+    t = torch.softmax(torch.randn(9, 11, dtype=torch.float64), dim=1)
+    a, ga, b, gb = _both(x, t, reduction=reduction, label_smoothing=smoothing)
+    _close(a, b, torch.float64)
+    _close(ga, gb, torch.float64)
+
+
+def test_other_ignore_index_unbatched_and_spatial_inputs():
+    x, y = _logits((6, 4)), torch.tensor([0, 3, 3, 1, 3, 2])
+    a, ga, b, gb = _both(x, y, ignore_index=3)
+    _close(a, b, torch.float64)
+    _close(ga, gb, torch.float64)
+    a, ga, b, gb = _both(_logits((5,)), torch.tensor(2))  # (C,) logits, a 0-d class id
+    _close(a, b, torch.float64)
+    _close(ga, gb, torch.float64)
+    xs = _logits((2, 5, 3, 4))  # (N, C, d1, d2): torch's K-dimensional form
+    ys = torch.randint(0, 5, (2, 3, 4), generator=torch.Generator().manual_seed(3))
+    for reduction in ("mean", "none"):
+        a, ga, b, gb = _both(xs, ys, reduction=reduction)
+        assert a.shape == b.shape
+        _close(a, b, torch.float64)
+        _close(ga, gb, torch.float64)
+
+
+def test_extreme_logits_are_finite():
+    x = torch.tensor([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0], [3e38, -3e38, 0.0]], dtype=torch.float32,
+                     requires_grad=True)
+    y = torch.tensor([0, 0, 1])
+    loss = FF.cross_entropy(x, y)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    # row losses 0, 2e4 and 6e38 (beyond float32, where torch's row loss is inf): their mean, 2e38, is not
+    np.testing.assert_allclose(loss.item(), (0 + 2e4 + 6e38) / 3, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.numpy(), [[0, 0, 0], [-1 / 3, 1 / 3, 0], [1 / 3, -1 / 3, 0]], atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_inputs_compute_in_float32(dtype):
+    x = _logits((32, 50), dtype, scale=2.0)
+    y = _ids(32, 50, ignore=[5])
+    a, ga, b, gb = _both(x, y)
+    assert a.dtype == dtype and ga.dtype == dtype
+    ref = F.cross_entropy(x.detach().float(), y)  # float32 math, as fastdl's
+    np.testing.assert_allclose(a.float().item(), ref.item(), rtol=1e-2)
+    np.testing.assert_allclose(ga.float().numpy(), gb.float().numpy(), atol=2e-3)
+
+
+def test_gradcheck():
+    x = _logits((5, 7)).detach().requires_grad_()
+    y = torch.tensor([1, -100, 3, 6, 0])
+    for reduction in ("mean", "sum", "none"):
+        assert torch.autograd.gradcheck(lambda t: FF.cross_entropy(t, y, reduction=reduction, label_smoothing=0.1),
+                                        (x,))
+
+
+def test_inplace_backward_reuses_the_logits_and_refuses_a_saved_use():
+    w = torch.randn(30, 30, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(16, 30, dtype=torch.float64)
+    y = _ids(16, 30, ignore=[2])
+    logits = h @ w  # matmul saves its inputs (h, w), not the logits: in place is safe
+    FF.cross_entropy(logits, y, inplace_backward=True).backward()
+    ref = w.detach().clone().requires_grad_()
+    F.cross_entropy(h @ ref, y).backward()
+    _close(w.grad, ref.grad, torch.float64)
+    z = torch.randn(16, 30, dtype=torch.float64, requires_grad=True)
+    logits = z * z
+    cubed = logits * z  # saves logits for its backward: the gradient written over them must not be read there
+    loss = FF.cross_entropy(logits, y, inplace_backward=True) + cubed.sum()
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
+def test_module_and_refusals():
+    x, y = _logits((4, 3)), torch.tensor([0, 1, 2, 1])
+    _close(fnn.CrossEntropyLoss(label_smoothing=0.2)(x, y), F.cross_entropy(x, y, label_smoothing=0.2), torch.float64)
+    with pytest.raises(NotImplementedError, match="weight"):
+        FF.cross_entropy(x, y, weight=torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="reduction"):
+        FF.cross_entropy(x, y, reduction="avg")
+    with pytest.raises(ValueError, match=r"target\[1\] = 7 is not a class id"):
+        FF.cross_entropy(x, torch.tensor([0, 7, 2, 1]))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        FF.cross_entropy(x, y, label_smoothing=1.5)
+
+
+def test_a_second_backward_works_unless_the_gradient_was_handed_over():
+    x, y = _logits((3, 4)), torch.tensor([0, 1, 2])
+    loss = FF.cross_entropy(x, y)
+    loss.backward(retain_graph=True)
+    first = x.grad.clone()
+    loss.backward()
+    _close(x.grad, 2 * first, torch.float64)
+    logits = x.detach() * 1.0
+    logits.requires_grad_()
+    loss = FF.cross_entropy(logits * 1.0, y, inplace_backward=True)
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="ran its backward twice"):
+        loss.backward()
