@@ -159,3 +159,78 @@ def test_a_second_backward_works_unless_the_gradient_was_handed_over():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="ran its backward twice"):
         loss.backward()
+
+
+# ---- linear_cross_entropy ------------------------------------------------------------------------------
+
+def _linear_case(n=37, d=16, v=50, dtype=torch.float64, bias=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype).requires_grad_()
+    w = (torch.randn(v, d, generator=g, dtype=torch.float64) * 0.5).to(dtype).requires_grad_()
+    b = torch.randn(v, generator=g, dtype=torch.float64).to(dtype).requires_grad_() if bias else None
+    y = torch.randint(0, v, (n,), generator=g)
+    return x, w, b, y
+
+
+def _linear_both(x, w, b, y, **kw):
+    chunk = kw.pop("chunk_rows", None)
+    a = FF.linear_cross_entropy(x, w, y, b, chunk_rows=chunk, **kw)
+    r = F.cross_entropy(F.linear(x, w, b), y, **kw)
+    inputs = [t for t in (x, w, b) if t is not None and t.requires_grad]
+    return a, torch.autograd.grad(a * 1.5, inputs), r, torch.autograd.grad(r * 1.5, inputs)
+
+
+@pytest.mark.parametrize("chunk_rows", [None, 1, 7, 37, 100])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear_cross_entropy_matches_linear_then_torch(chunk_rows, reduction, bias):
+    x, w, b, y = _linear_case(bias=bias)
+    y[::4] = -100
+    a, ga, r, gr = _linear_both(x, w, b, y, reduction=reduction, label_smoothing=0.1, chunk_rows=chunk_rows)
+    _close(a, r, torch.float64)
+    for p, q in zip(ga, gr):
+        _close(p, q, torch.float64)
+
+
+def test_linear_cross_entropy_float32_spatial_and_partial_grads():
+    x, w, b, y = _linear_case(dtype=torch.float32)
+    x3, y3 = x.detach().reshape(1, 37, 16), y.reshape(1, 37)  # (..., D) input: only w and b need gradients
+    a = FF.linear_cross_entropy(x3, w, y3, b)
+    r = F.cross_entropy(F.linear(x3, w, b).reshape(-1, 50), y3.reshape(-1))
+    _close(a, r, torch.float32)
+    for p, q in zip(torch.autograd.grad(a, (w, b)), torch.autograd.grad(r, (w, b))):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_linear_cross_entropy_all_ignored_and_16_bit():
+    x, w, b, y = _linear_case()
+    a, ga, r, gr = _linear_both(x, w, b, torch.full((37,), -100))
+    assert torch.isnan(a) and torch.isnan(r)
+    assert all(not g.any() for g in ga)
+    x, w, b, y = _linear_case(dtype=torch.bfloat16)
+    a = FF.linear_cross_entropy(x, w, y, b)
+    ref = F.cross_entropy(F.linear(x.detach().float(), w.detach().float(), b.detach().float()), y)
+    np.testing.assert_allclose(a.float().item(), ref.item(), rtol=2e-2)
+    a.backward()
+    assert x.grad.dtype == w.grad.dtype == torch.bfloat16
+
+
+def test_linear_cross_entropy_gradcheck():
+    x, w, b, y = _linear_case(n=6, d=3, v=5)
+    y[2] = -100
+    assert torch.autograd.gradcheck(lambda x_, w_, b_: FF.linear_cross_entropy(x_, w_, y, b_, label_smoothing=0.2,
+                                                                                chunk_rows=4), (x, w, b))
+
+
+def test_linear_cross_entropy_refusals():
+    x, w, b, y = _linear_case()
+    with pytest.raises(NotImplementedError, match="reduction='mean' and 'sum'"):
+        FF.linear_cross_entropy(x, w, y, b, reduction="none")
+    with pytest.raises(ValueError, match=r"weight must be \(V, D\)"):
+        FF.linear_cross_entropy(x, w.T, y, b)
+    with pytest.raises(TypeError, match="one dtype"):
+        FF.linear_cross_entropy(x.float(), w, y, b)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        FF.linear_cross_entropy(x, w, y, b, chunk_rows=0)
+    loss = fnn.LinearCrossEntropyLoss(label_smoothing=0.1)(x, w, y, b)
+    _close(loss, F.cross_entropy(F.linear(x, w, b), y, label_smoothing=0.1), torch.float64)

@@ -1,4 +1,5 @@
-"""Fused losses for PyTorch models: drop-in for torch.nn's CrossEntropyLoss and its functional form."""
+"""Fused losses for PyTorch models: a drop-in CrossEntropyLoss, and LinearCrossEntropyLoss (a linear
+layer and cross-entropy without the logits in memory), with their functional forms."""
 
 import torch
 
@@ -28,4 +29,21 @@ class CrossEntropyLoss(torch.nn.Module):
                                         inplace_backward=self.inplace_backward)
 
 
-__all__ = ["CrossEntropyLoss", "functional"]
+class LinearCrossEntropyLoss(torch.nn.Module):
+    """The loss of a linear layer followed by cross-entropy, without the logits in memory
+    (fastdl.torch.nn.functional.linear_cross_entropy): ``loss(input, weight, target, bias=None)``."""
+
+    def __init__(self, ignore_index=-100, reduction="mean", label_smoothing=0.0, *, chunk_rows=None):
+        super().__init__()
+        self.ignore_index = ignore_index
+        self.reduction = reduction
+        self.label_smoothing = label_smoothing
+        self.chunk_rows = chunk_rows
+
+    def forward(self, input, weight, target, bias=None):
+        return functional.linear_cross_entropy(input, weight, target, bias, ignore_index=self.ignore_index,
+                                               reduction=self.reduction, label_smoothing=self.label_smoothing,
+                                               chunk_rows=self.chunk_rows)
+
+
+__all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "functional"]

@@ -121,3 +121,117 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if reduction == "none":
         loss = loss.reshape(()) if unbatched else loss.reshape(expected)
     return loss.to(input.dtype)
+
+
+# ---- linear + cross-entropy, without the (N, V) logits ------------------------------------------------
+
+_CHUNK_ELEMENTS = 1 << 22  # logits per chunk: 16 MiB in float32, a few hundred rows of a large vocabulary
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Forward computes the loss and every gradient chunk by chunk of rows: logits of a chunk
+    (matmul), their fused softmax cross-entropy and its gradient written over them, then that
+    gradient's products with the weight (grad_input rows) and the input (grad_weight, accumulated).
+    Backward scales the saved gradients by the upstream one."""
+
+    @staticmethod
+    def forward(ctx, input, weight, bias, target, ignore_index, reduction, label_smoothing, chunk_rows):
+        kernels = _backend.host
+        rows, classes = input.shape[0], weight.shape[0]
+        work = torch.float32 if input.dtype not in _HOST_DTYPES else input.dtype
+        w = weight if weight.dtype == work else weight.to(work)
+        b = None if bias is None else (bias if bias.dtype == work else bias.to(work))
+        grad_input = torch.empty((rows, input.shape[1]), dtype=work) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros((classes, w.shape[1]), dtype=work) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros(classes, dtype=work) if bias is not None and ctx.needs_input_grad[2] else None
+        ids = target.numpy()
+        buffer = torch.empty((min(chunk_rows, rows), classes), dtype=work)
+        total = 0.0
+        for r0 in range(0, rows, chunk_rows):
+            r1 = min(r0 + chunk_rows, rows)
+            x = input[r0:r1] if input.dtype == work else input[r0:r1].to(work)
+            logits = buffer[:r1 - r0]
+            if b is None:
+                torch.matmul(x, w.T, out=logits)
+            else:
+                torch.addmm(b, x, w.T, out=logits)
+            lg = logits.numpy()
+            total += kernels.softmax_cross_entropy(lg, ids[r0:r1], lg, label_smoothing, ignore_index, "sum")
+            if grad_input is not None:
+                torch.matmul(logits, w, out=grad_input[r0:r1])
+            if grad_weight is not None:
+                grad_weight.addmm_(logits.T, x)
+            if grad_bias is not None:
+                grad_bias += logits.sum(0)
+        kept = rows if ignore_index is None else int((target != ignore_index).sum())
+        denom = kept if reduction == "mean" else 1
+        loss = total / denom if denom else float("nan")  # every row ignored: NaN, as torch (gradients 0)
+        grads = [g for g in (grad_input, grad_weight, grad_bias) if g is not None]
+        if denom > 1:
+            for g in grads:
+                g.mul_(1.0 / denom)
+        ctx.dtypes = (input.dtype, weight.dtype, None if bias is None else bias.dtype)
+        ctx.has = (grad_input is not None, grad_weight is not None, grad_bias is not None)
+        ctx.save_for_backward(*grads)
+        return torch.tensor(loss, dtype=input.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        saved = iter(ctx.saved_tensors)
+        scale = grad_output.item()
+        out = []
+        for has, dtype in zip(ctx.has, ctx.dtypes):
+            g = next(saved) if has else None
+            out.append(None if g is None else (g if scale == 1.0 else g * scale).to(dtype))
+        return out[0], out[1], out[2], None, None, None, None, None
+
+
+def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
+                         *, chunk_rows=None):
+    """cross_entropy(input @ weight.T + bias, target) without the (N, V) logits in memory.
+
+    input (..., D), weight (V, D), bias (V,) or None, target (...) class ids; the loss and its
+    gradients for input, weight and bias equal torch's F.linear + F.cross_entropy (mean over rows
+    whose id is not ignore_index, or sum; label smoothing as there). Rows are processed in chunks
+    of chunk_rows (default: about 4M logits per chunk): a chunk's logits by one matmul, their fused
+    cross-entropy and gradient written over them, then the gradient's matmuls with the weight and
+    the input. Extra memory: one chunk of logits, and the gradients themselves.
+    CPU tensors in float32 / float64 (bfloat16 / float16 computed in float32); reduction 'none' and
+    CUDA tensors are not supported yet (a clear error).
+    """
+    if reduction not in ("mean", "sum"):
+        if reduction == "none":
+            raise NotImplementedError("linear_cross_entropy supports reduction='mean' and 'sum' (per-row losses "
+                                      "would need the gradients recomputed in backward)")
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    for name, t in (("input", input), ("weight", weight), ("target", target), ("bias", bias)):
+        if t is None:
+            continue
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.device.type != "cpu":
+            raise NotImplementedError(f"fastdl.torch linear_cross_entropy runs on the CPU for now; {name} is on "
+                                      f"{t.device}")
+    if not input.is_floating_point() or input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
+        raise TypeError(f"input, weight and bias must be floating point of one dtype, got {input.dtype}, "
+                        f"{weight.dtype}{'' if bias is None else ', ' + str(bias.dtype)}")
+    if weight.dim() != 2 or input.shape[-1:] != weight.shape[1:]:
+        raise ValueError(f"weight must be (V, D) with D = input's last dimension; got input {tuple(input.shape)}, "
+                         f"weight {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise ValueError(f"bias must be ({weight.shape[0]},), got {tuple(bias.shape)}")
+    if target.is_floating_point() or tuple(target.shape) != tuple(input.shape[:-1]):
+        raise ValueError(f"target must be class ids of shape {tuple(input.shape[:-1])}, got {target.dtype} "
+                         f"{tuple(target.shape)}")
+    eps = float(label_smoothing)
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    classes = weight.shape[0]
+    if chunk_rows is None:
+        chunk_rows = max(1, _CHUNK_ELEMENTS // max(classes, 1))
+    elif not isinstance(chunk_rows, int) or isinstance(chunk_rows, bool) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an int >= 1, got {chunk_rows!r}")
+    x = input.reshape(-1, input.shape[-1]).contiguous()
+    ids = target.reshape(-1).to(torch.int64).contiguous()
+    return _LinearCrossEntropy.apply(x, weight.contiguous(), None if bias is None else bias.contiguous(), ids,
+                                     int(ignore_index), reduction, eps, chunk_rows)
