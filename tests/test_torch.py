@@ -285,8 +285,8 @@ def test_refusals():
     meta = torch.nn.Parameter(torch.empty(3, device="meta"))
     with pytest.raises(RuntimeError, match="CPU and CUDA kernels"):
         fdt.Adam([meta])
-    with pytest.raises(TypeError, match="float32 and float64"):
-        fdt.SGD([torch.nn.Parameter(torch.ones(3, dtype=torch.bfloat16))])
+    with pytest.raises(TypeError, match="float32, float64, bfloat16 and float16"):
+        fdt.SGD([torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))])
     with pytest.raises(ValueError, match="differentiable"):
         fdt.Adam([torch.nn.Parameter(torch.ones(3))], differentiable=True)
     with pytest.raises(ValueError, match="capturable"):
@@ -412,8 +412,8 @@ def test_gradient_of_another_dtype_or_shape_is_refused_before_anything_changes()
 def test_failed_add_param_group_leaves_the_optimizer_as_it_was():
     a = torch.nn.Parameter(torch.ones(3))
     o = fdt.Adam([a], lr=0.1)
-    with pytest.raises(TypeError, match="float32 and float64"):
-        o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2, dtype=torch.float16))]})
+    with pytest.raises(TypeError, match="float32, float64, bfloat16 and float16"):
+        o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2, dtype=torch.complex64))]})
     with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
         o.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "betas": (0.9, 1.5)})
     with pytest.raises(ValueError, match="more than one parameter group"):

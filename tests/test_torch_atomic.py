@@ -196,8 +196,8 @@ STATE_CASES = [
     ("in two groups", _append(lambda pf: pf[0]), ValueError, "also parameter 0 of group 0"),
     ("strided param", _append(lambda pf: torch.nn.Parameter(torch.ones(4, 4, dtype=torch.float64)[:, ::2])),
      ValueError, "strides"),
-    ("float16 param", _append(lambda pf: torch.nn.Parameter(torch.ones(3, dtype=torch.float16))), TypeError,
-     "float32 and float64"),
+    ("complex param", _append(lambda pf: torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))), TypeError,
+     "float32, float64, bfloat16 and float16"),
     ("not a tensor", _append(lambda pf: "x"), TypeError, "not a torch.Tensor"),
 ]
 

@@ -19,6 +19,7 @@
 #include "../kernels/losses.h"
 #include "../kernels/optimizers.h"
 #include "../kernels/softmax.h"
+#include "../common/half.h"
 #include "kernel_table.h"
 
 #ifndef FASTDL_ISA
@@ -51,7 +52,13 @@ constexpr Kernels<T> kernels_for() {
   };
 }
 
-const KernelTable table = {FASTDL_STR(FASTDL_ISA), kernels_for<float>(), kernels_for<double>()};
+template <class H>
+constexpr HalfKernels half_kernels_for() {
+  return HalfKernels{grad_sum_squares_with<HalfLanes<H>>, sgd_with<HalfLanes<H>>, adam_with<HalfLanes<H>>};
+}
+
+const KernelTable table = {FASTDL_STR(FASTDL_ISA), kernels_for<float>(), kernels_for<double>(),
+                           half_kernels_for<Bf16Bits>(), half_kernels_for<F16Bits>()};
 
 }  // namespace FASTDL_ISA
 

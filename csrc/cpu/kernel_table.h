@@ -46,10 +46,19 @@ struct Kernels {
   void (*adam)(const TensorList<T>& tensors, const AdamOptions& options);
 };
 
+// The optimizer steps on 16-bit parameters (bfloat16, float16 bits): float math, each value
+// rounded once when stored; state in the parameters' dtype, as torch keeps it.
+struct HalfKernels {
+  double (*grad_sum_squares)(const TensorList<uint16_t>& tensors);
+  void (*sgd)(const TensorList<uint16_t>& tensors, const SgdOptions& options);
+  void (*adam)(const TensorList<uint16_t>& tensors, const AdamOptions& options);
+};
+
 struct KernelTable {
   const char* isa;
   Kernels<float> f32;
   Kernels<double> f64;
+  HalfKernels bf16, f16;
 };
 
 // Outputs at least this large (bytes) that do not alias an input are written with streaming

@@ -22,59 +22,96 @@ FASTDL_VI void for_each_piece(const TensorList<T>& L, F f) {
   });
 }
 
-// Loads the tensors' elements [i, i + n) (n < lanes: a partial vector), applies update, stores back.
+// Access to the tensors' elements [i, i + n) (n < lanes: a partial vector) as one vector of the
+// compute type: Lanes for float / double storage, HalfLanes for 16-bit storage (bfloat16, float16),
+// widened to float on load and rounded once on store.
 template <class T>
 struct Lanes {
+  typedef T storage;
+  typedef T compute;
   int64_t i, n;
   FASTDL_VI Vec<T> load(const T* p) const { return n == Vec<T>::lanes ? Vec<T>::load(p + i) : Vec<T>::load_partial(p + i, n, T(0)); }
   FASTDL_VI void store(Vec<T> v, T* p) const { if (n == Vec<T>::lanes) v.store(p + i); else v.store_partial(p + i, n); }
 };
 
-template <class T, class F>
+struct Bf16Bits {
+  static FASTDL_VI float widen(uint16_t h) { return bf16_to_float(h); }
+  static FASTDL_VI uint16_t narrow(float f) { return bf16_from_float(f); }
+};
+struct F16Bits {
+  static FASTDL_VI float widen(uint16_t h) { return f16_to_float(h); }
+  static FASTDL_VI uint16_t narrow(float f) { return f16_from_float(f); }
+};
+
+template <class H>
+struct HalfLanes {
+  typedef uint16_t storage;
+  typedef float compute;
+  static constexpr int64_t W = Vec<float>::lanes;
+  int64_t i, n;
+  FASTDL_VI Vec<float> load(const uint16_t* p) const {
+    alignas(64) float b[W];
+    if (n == W) {  // the common case, without the tail's test: the compiler vectorises it
+      for (int64_t j = 0; j < W; ++j) b[j] = H::widen(p[i + j]);
+    } else {
+      for (int64_t j = 0; j < W; ++j) b[j] = j < n ? H::widen(p[i + j]) : 0.0f;
+    }
+    return Vec<float>::load(b);
+  }
+  FASTDL_VI void store(Vec<float> v, uint16_t* p) const {
+    alignas(64) float b[W];
+    v.store(b);
+    if (n == W) {
+      for (int64_t j = 0; j < W; ++j) p[i + j] = H::narrow(b[j]);
+    } else {
+      for (int64_t j = 0; j < n; ++j) p[i + j] = H::narrow(b[j]);
+    }
+  }
+};
+
+template <class A, class F>
 FASTDL_VI void for_each_vector(int64_t b, int64_t e, F f) {
-  constexpr int64_t W = Vec<T>::lanes;
+  constexpr int64_t W = Vec<typename A::compute>::lanes;
   int64_t i = b;
-  for (; i + W <= e; i += W) f(Lanes<T>{i, W});
-  if (i < e) f(Lanes<T>{i, e - i});
+  for (; i + W <= e; i += W) f(A{i, W});
+  if (i < e) f(A{i, e - i});
 }
 
 // Sum of squares of every gradient element. Blocks of the global index space have sizes that
 // depend only on the total, so the result does not depend on the thread count.
-template <class T>
-double grad_sum_squares(const TensorList<T>& L) {
-  constexpr int64_t W = Vec<T>::lanes;
+template <class A>
+double grad_sum_squares_with(const TensorList<typename A::storage>& L) {
+  typedef typename A::compute C;
   const int64_t* off = L.offsets;
   return deterministic_sum(off[L.count], kGrainCheap, [&](int64_t b, int64_t e) {
-    LaneSum<T> acc;
+    LaneSum<C> acc;
     int64_t k = 0;
     while (off[k + 1] <= b) ++k;
     for (; k < L.count && off[k] < e; ++k) {
-      const T* g = L.grads[k];
+      const typename A::storage* g = L.grads[k];
       int64_t i = (b > off[k] ? b : off[k]) - off[k], end = (e < off[k + 1] ? e : off[k + 1]) - off[k];
-      for (; i + W <= end; i += W) {
-        Vec<T> v = Vec<T>::load(g + i);
-        acc.add(v * v);
-      }
-      if (i < end) {
-        Vec<T> v = Vec<T>::load_partial(g + i, end - i, T(0));
-        acc.add(v * v);
-      }
+      for_each_vector<A>(i, end, [&](A at) {
+        Vec<C> v = at.load(g);
+        acc.add(v * v);  // a partial vector's padding lanes are 0
+      });
     }
     return acc.sum();
   });
 }
 
-template <class T>
-void sgd(const TensorList<T>& L, const SgdOptions& o) {
-  typedef Vec<T> V;
-  const kernels::SgdScalars<V> s = kernels::sgd_scalars<V, T>(o);
+template <class A>
+void sgd_with(const TensorList<typename A::storage>& L, const SgdOptions& o) {
+  typedef typename A::storage T;
+  typedef typename A::compute C;
+  typedef Vec<C> V;
+  const kernels::SgdScalars<V> s = kernels::sgd_scalars<V, C>(o);
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     T* p = L.params[k];
     const T* g = L.grads[k];
     T* buf = s.has_momentum ? L.momentum_buffer[k] : nullptr;
     const bool first = L.steps[k] == 1;
-    for_each_vector<T>(b, e, [&](Lanes<T> at) {
-      V pv = at.load(p), bv = buf ? at.load(buf) : V(T(0));
+    for_each_vector<A>(b, e, [&](A at) {
+      V pv = at.load(p), bv = buf ? at.load(buf) : V(C(0));
       kernels::sgd_update(pv, at.load(g), bv, first, s);
       at.store(pv, p);
       if (buf) at.store(bv, buf);
@@ -82,17 +119,19 @@ void sgd(const TensorList<T>& L, const SgdOptions& o) {
   });
 }
 
-template <class T>
-void adam(const TensorList<T>& L, const AdamOptions& o) {
-  typedef Vec<T> V;
-  const kernels::AdamScalars<V> base = kernels::adam_scalars<V, T>(o);
+template <class A>
+void adam_with(const TensorList<typename A::storage>& L, const AdamOptions& o) {
+  typedef typename A::storage T;
+  typedef typename A::compute C;
+  typedef Vec<C> V;
+  const kernels::AdamScalars<V> base = kernels::adam_scalars<V, C>(o);
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     kernels::AdamScalars<V> s = base;
-    kernels::set_adam_tensor<V, T>(s, kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]));
+    kernels::set_adam_tensor<V, C>(s, kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]));
     T *p = L.params[k], *m = L.exp_avg[k], *v = L.exp_avg_sq[k], *vmax = o.amsgrad ? L.max_exp_avg_sq[k] : nullptr;
     const T* g = L.grads[k];
-    for_each_vector<T>(b, e, [&](Lanes<T> at) {
-      V pv = at.load(p), mv = at.load(m), vv = at.load(v), vmaxv = vmax ? at.load(vmax) : V(T(0));
+    for_each_vector<A>(b, e, [&](A at) {
+      V pv = at.load(p), mv = at.load(m), vv = at.load(v), vmaxv = vmax ? at.load(vmax) : V(C(0));
       kernels::adam_update(pv, at.load(g), mv, vv, vmaxv, s);
       at.store(pv, p);
       at.store(mv, m);
@@ -101,3 +140,10 @@ void adam(const TensorList<T>& L, const AdamOptions& o) {
     });
   });
 }
+
+template <class T>
+double grad_sum_squares(const TensorList<T>& L) { return grad_sum_squares_with<Lanes<T>>(L); }
+template <class T>
+void sgd(const TensorList<T>& L, const SgdOptions& o) { sgd_with<Lanes<T>>(L, o); }
+template <class T>
+void adam(const TensorList<T>& L, const AdamOptions& o) { adam_with<Lanes<T>>(L, o); }

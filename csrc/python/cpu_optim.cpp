@@ -140,23 +140,45 @@ DType params_dtype(const py::sequence& params) {
   return float_dtype(first.cast<py::array>(), "params[0]");
 }
 
-DType named_dtype(const std::string& name) {
-  if (name == "float32") return DType::f32;
-  if (name == "float64") return DType::f64;
-  throw py::type_error("dtype must be 'float32' or 'float64', got '" + name + "'");
-}
-
 template <class F>
 auto with_dtype(DType dt, F f) {
   return dt == DType::f32 ? f(float{}) : f(double{});
 }
 
+// The raw entry points (fastdl.torch) name the dtype: the storage type T and the kernel table.
+// 16-bit parameters (bfloat16, float16) are stepped with float math (cpu::HalfKernels).
+struct F32 {
+  using T = float;
+  static const cpu::Kernels<float>& k() { return cpu::kernels().f32; }
+};
+struct F64 {
+  using T = double;
+  static const cpu::Kernels<double>& k() { return cpu::kernels().f64; }
+};
+struct BF16 {
+  using T = uint16_t;
+  static const cpu::HalfKernels& k() { return cpu::kernels().bf16; }
+};
+struct FP16 {
+  using T = uint16_t;
+  static const cpu::HalfKernels& k() { return cpu::kernels().f16; }
+};
+
+template <class F>
+auto with_named_dtype(const std::string& name, F f) {
+  if (name == "float32") return f(F32{});
+  if (name == "float64") return f(F64{});
+  if (name == "bfloat16") return f(BF16{});
+  if (name == "float16") return f(FP16{});
+  throw py::type_error("dtype must be 'float32', 'float64', 'bfloat16' or 'float16', got '" + name + "'");
+}
+
 // ---- SGD ---------------------------------------------------------------------------------------
-template <class T>
-void run_sgd(Tensors<T>& t, const SgdOptions& o) {
+template <class T, class K>
+void run_sgd(Tensors<T>& t, const SgdOptions& o, const K& k) {
   TensorList<T> list = t.list();
   py::gil_scoped_release nogil;
-  table<T>().sgd(list, o);
+  k.sgd(list, o);
 }
 
 void sgd_step(const py::sequence& params, const py::sequence& grads, const py::object& momentum_buffers,
@@ -168,7 +190,7 @@ void sgd_step(const py::sequence& params, const py::sequence& grads, const py::o
     t.from_arrays(params, grads);
     t.set_steps(steps);
     if (o.momentum != 0.0) t.add_state(t.momentum_buffer, momentum_buffers, "momentum_buffers");
-    run_sgd(t, o);
+    run_sgd(t, o, table<T>());
     return 0;
   });
 }
@@ -177,23 +199,23 @@ void sgd_step_raw(const std::string& dtype, const py::sequence& params, const py
                   const py::object& momentum_buffers, const py::sequence& sizes, const py::array& steps,
                   const py::object& options) {
   SgdOptions o = sgd_options(options);
-  with_dtype(named_dtype(dtype), [&](auto zero) {
-    using T = decltype(zero);
+  with_named_dtype(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::T;
     Tensors<T> t;
     t.from_addresses(params, grads, sizes);
     t.set_steps(steps);
     if (o.momentum != 0.0) t.add_state_addresses(t.momentum_buffer, momentum_buffers, "momentum_buffers");
-    run_sgd(t, o);
+    run_sgd(t, o, tag.k());
     return 0;
   });
 }
 
 // ---- Adam / AdamW ----------------------------------------------------------------------------
-template <class T>
-void run_adam(Tensors<T>& t, const AdamOptions& o) {
+template <class T, class K>
+void run_adam(Tensors<T>& t, const AdamOptions& o, const K& k) {
   TensorList<T> list = t.list();
   py::gil_scoped_release nogil;
-  table<T>().adam(list, o);
+  k.adam(list, o);
 }
 
 void adam_step(const py::sequence& params, const py::sequence& grads, const py::object& exp_avgs,
@@ -208,7 +230,7 @@ void adam_step(const py::sequence& params, const py::sequence& grads, const py::
     t.add_state(t.exp_avg, exp_avgs, "exp_avgs");
     t.add_state(t.exp_avg_sq, exp_avg_sqs, "exp_avg_sqs");
     if (o.amsgrad) t.add_state(t.max_exp_avg_sq, max_exp_avg_sqs, "max_exp_avg_sqs");
-    run_adam(t, o);
+    run_adam(t, o, table<T>());
     return 0;
   });
 }
@@ -217,25 +239,25 @@ void adam_step_raw(const std::string& dtype, const py::sequence& params, const p
                    const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
                    const py::sequence& sizes, const py::array& steps, const py::object& options) {
   AdamOptions o = adam_options(options);
-  with_dtype(named_dtype(dtype), [&](auto zero) {
-    using T = decltype(zero);
+  with_named_dtype(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::T;
     Tensors<T> t;
     t.from_addresses(params, grads, sizes);
     t.set_steps(steps);
     t.add_state_addresses(t.exp_avg, exp_avgs, "exp_avgs");
     t.add_state_addresses(t.exp_avg_sq, exp_avg_sqs, "exp_avg_sqs");
     if (o.amsgrad) t.add_state_addresses(t.max_exp_avg_sq, max_exp_avg_sqs, "max_exp_avg_sqs");
-    run_adam(t, o);
+    run_adam(t, o, tag.k());
     return 0;
   });
 }
 
 // ---- global gradient norm ----------------------------------------------------------------------
-template <class T>
-double run_sum_squares(Tensors<T>& t) {
+template <class T, class K>
+double run_sum_squares(Tensors<T>& t, const K& k) {
   TensorList<T> list = t.list();
   py::gil_scoped_release nogil;
-  return table<T>().grad_sum_squares(list);
+  return k.grad_sum_squares(list);
 }
 
 double grad_sum_squares(const py::sequence& grads) {
@@ -250,16 +272,16 @@ double grad_sum_squares(const py::sequence& grads) {
       t.offsets.push_back(t.offsets.back() + static_cast<int64_t>(gs[i].size()));
     }
     t.owners = gs;
-    return run_sum_squares(t);
+    return run_sum_squares(t, table<T>());
   });
 }
 
 double grad_sum_squares_raw(const std::string& dtype, const py::sequence& grads, const py::sequence& sizes) {
-  return with_dtype(named_dtype(dtype), [&](auto zero) {
-    using T = decltype(zero);
+  return with_named_dtype(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::T;
     Tensors<T> t;
     t.from_addresses(grads, grads, sizes);
-    return run_sum_squares(t);
+    return run_sum_squares(t, tag.k());
   });
 }
 

@@ -46,7 +46,8 @@ from ..optim.optimizer import clip_coefficient, max_norm
 
 __all__ = ["SGD", "Adam", "AdamW"]
 
-_DTYPES = {torch.float32: "float32", torch.float64: "float64"}
+_DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+_HALF = (torch.bfloat16, torch.float16)
 _LAYOUT = operator.attrgetter("layout")
 _DEVICE = operator.attrgetter("device")
 _SHAPE_DTYPE = operator.attrgetter("shape", "dtype")
@@ -55,26 +56,41 @@ _STRIDE = torch.Tensor.stride
 
 class _NumpyKernels:
     """The _raw kernel calls of the extension, run by fastdl's NumPy backend on NumPy views of the
-    tensors (the addresses are looked up among the binding's own tensors)."""
+    tensors (the addresses are looked up among the binding's own tensors). 16-bit tensors (NumPy
+    has no bfloat16) are widened to float32 copies, stepped, and rounded back once, as the C++
+    kernels compute them."""
 
     def __init__(self, tensors):
         self.by_address = {t.data_ptr(): t for t in tensors if t.numel()}
 
-    def _views(self, addresses, sizes):
+    def _flat(self, addresses, sizes):
         # each tensor is dense: its n elements are the n elements of storage from its first one
-        return [self.by_address[a].as_strided((n,), (1,)).numpy() for a, n in zip(addresses, sizes)]
+        return [self.by_address[a].as_strided((n,), (1,)) for a, n in zip(addresses, sizes)]
+
+    def _run(self, step, lists, written):
+        """step(*arrays) on NumPy views, or on float32 copies of 16-bit tensors written back after."""
+        flat = [None if ptrs is None else self._flat(*ptrs) for ptrs in lists]
+        half = any(t is not None and t and t[0].dtype in _HALF for t in flat)
+        arrays = [None if ts is None else [(t.float() if half else t).numpy() for t in ts] for ts in flat]
+        result = step(*arrays)
+        if half:
+            for k in written:
+                if flat[k] is not None:
+                    for t, a in zip(flat[k], arrays[k]):
+                        t.copy_(torch.from_numpy(a))
+        return result
 
     def _grad_sum_squares_raw(self, dtype, grads, sizes):
-        return _backend.numpy_kernels.grad_sum_squares(self._views(grads, sizes))
+        return self._run(_backend.numpy_kernels.grad_sum_squares, [(grads, sizes)], ())
 
     def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, *args):
-        _backend.numpy_kernels.sgd_step(self._views(params, sizes), self._views(grads, sizes),
-                                        None if bufs is None else self._views(bufs, sizes), steps, *args)
+        step = lambda p, g, b: _backend.numpy_kernels.sgd_step(p, g, b, steps, *args)  # noqa: E731
+        self._run(step, [(params, sizes), (grads, sizes), None if bufs is None else (bufs, sizes)], (0, 2))
 
     def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, *args):
-        _backend.numpy_kernels.adam_step(self._views(params, sizes), self._views(grads, sizes), self._views(m, sizes),
-                                         self._views(v, sizes), None if vmax is None else self._views(vmax, sizes),
-                                         steps, *args)
+        step = lambda *a: _backend.numpy_kernels.adam_step(*a, steps, *args)  # noqa: E731
+        self._run(step, [(params, sizes), (grads, sizes), (m, sizes), (v, sizes),
+                         None if vmax is None else (vmax, sizes)], (0, 2, 3, 4))
 
 
 def _kernels(work):
@@ -125,8 +141,8 @@ def _check_param(p, where):
         raise RuntimeError(f"{where} is on {p.device}: fastdl.torch has CPU and CUDA kernels; use torch.optim for "
                            f"parameters on {p.device.type}")
     elif p.dtype not in _DTYPES:
-        raise TypeError(f"{where} has dtype {p.dtype}: fastdl.torch updates float32 and float64 parameters on the "
-                        f"CPU (and float16 / bfloat16 on a GPU)")
+        raise TypeError(f"{where} has dtype {p.dtype}: fastdl.torch updates float32, float64, bfloat16 and float16 "
+                        f"parameters")
     if p.layout != torch.strided:
         raise ValueError(f"{where} is a {p.layout} tensor: fastdl.torch updates dense parameters in place")
     if not _dense(p):
