@@ -17,7 +17,7 @@ def _bits(t):
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
-def test_every_16_bit_value_survives_a_zero_step(dtype):
+def test_every_16_bit_value_survives_a_zero_step(backend, dtype):
     """lr = 0: each value is widened to float and rounded back: all 65,536 bit patterns come back
     unchanged (NaN stays NaN)."""
     values = torch.arange(-32768, 32768, dtype=torch.int32).to(torch.int16).view(dtype)
@@ -30,7 +30,7 @@ def test_every_16_bit_value_survives_a_zero_step(dtype):
 
 
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
-def test_a_step_rounds_once_to_nearest_even(dtype):
+def test_a_step_rounds_once_to_nearest_even(backend, dtype):
     """p - g computed in float, rounded once: the same bits as torch's float math then .to(dtype),
     subnormals, overflow to inf and ties included. (lr = 1: with another lr the FMA builds fuse
     p - lr g into one rounding where torch rounds lr g first, a legitimate difference of an ulp.)"""
@@ -57,7 +57,7 @@ CASES = [
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 @pytest.mark.parametrize("max_grad_norm", [None, 1.0])
-def test_matches_float32_math_rounded_each_step(dtype, name, kw, max_grad_norm):
+def test_matches_float32_math_rounded_each_step(backend, dtype, name, kw, max_grad_norm):
     """Against torch.optim (foreach=False) run in float32 on float32 copies whose parameters and
     state are rounded to the 16-bit dtype after every step: the same arithmetic, rounded where
     fastdl rounds. (torch's own fused CPU SGD on bfloat16 is not a usable oracle: on 2.13 it

@@ -34,13 +34,63 @@ struct Lanes {
   FASTDL_VI void store(Vec<T> v, T* p) const { if (n == Vec<T>::lanes) v.store(p + i); else v.store_partial(p + i, n); }
 };
 
+// 16 bit <-> float for a whole vector (load / store) and for one value (widen / narrow, the tails).
+// bfloat16 converts in registers: a widening shift, and a rounding add with a select for NaN.
+typedef uint16_t half_part __attribute__((vector_size(kNativeBytes / 2)));
+typedef uint16_t unaligned_half_part __attribute__((vector_size(kNativeBytes / 2), aligned(2), may_alias));
+typedef uint32_t word_part __attribute__((vector_size(kNativeBytes)));
+
 struct Bf16Bits {
   static FASTDL_VI float widen(uint16_t h) { return bf16_to_float(h); }
   static FASTDL_VI uint16_t narrow(float f) { return bf16_from_float(f); }
+  static FASTDL_VI Vec<float> load(const uint16_t* src) {
+    Vec<float> r;
+    FASTDL_PARTS(i) {
+      half_part h = *reinterpret_cast<const unaligned_half_part*>(src + i * Vec<float>::part_lanes);
+      r.p[i] = (typename Vec<float>::part)(__builtin_convertvector(h, word_part) << 16);
+    }
+    return r;
+  }
+  static FASTDL_VI void store(Vec<float> v, uint16_t* dst) {
+    FASTDL_PARTS(i) {
+      const word_part u = (word_part)v.p[i];
+      const word_part rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;  // as bf16_from_float
+      const word_part quiet_nan = (u >> 16) | 0x40u;
+      const word_part r = (u & 0x7fffffffu) > 0x7f800000u ? quiet_nan : rounded;
+      *reinterpret_cast<unaligned_half_part*>(dst + i * Vec<float>::part_lanes) = __builtin_convertvector(r, half_part);
+    }
+  }
 };
+
+// float16 converts with the AVX-512 instructions (vcvtph2ps / vcvtps2ph, nearest-even) where this
+// build has them, else value by value (the AVX2 build may run where F16C is absent). The two
+// agree on every value but NaN payloads.
 struct F16Bits {
+  static constexpr int64_t W = Vec<float>::lanes;
   static FASTDL_VI float widen(uint16_t h) { return f16_to_float(h); }
   static FASTDL_VI uint16_t narrow(float f) { return f16_from_float(f); }
+#if defined(__AVX512F__)
+  static FASTDL_VI Vec<float> load(const uint16_t* src) {
+    Vec<float> r;
+    r.p[0] = (typename Vec<float>::part)_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src)));
+    return r;
+  }
+  static FASTDL_VI void store(Vec<float> v, uint16_t* dst) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst),
+                        _mm512_cvtps_ph((__m512)v.p[0], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+#else
+  static FASTDL_VI Vec<float> load(const uint16_t* src) {
+    alignas(64) float b[W];
+    for (int64_t j = 0; j < W; ++j) b[j] = widen(src[j]);
+    return Vec<float>::load(b);
+  }
+  static FASTDL_VI void store(Vec<float> v, uint16_t* dst) {
+    alignas(64) float b[W];
+    v.store(b);
+    for (int64_t j = 0; j < W; ++j) dst[j] = narrow(b[j]);
+  }
+#endif
 };
 
 template <class H>
@@ -50,22 +100,16 @@ struct HalfLanes {
   static constexpr int64_t W = Vec<float>::lanes;
   int64_t i, n;
   FASTDL_VI Vec<float> load(const uint16_t* p) const {
+    if (n == W) return H::load(p + i);
     alignas(64) float b[W];
-    if (n == W) {  // the common case, without the tail's test: the compiler vectorises it
-      for (int64_t j = 0; j < W; ++j) b[j] = H::widen(p[i + j]);
-    } else {
-      for (int64_t j = 0; j < W; ++j) b[j] = j < n ? H::widen(p[i + j]) : 0.0f;
-    }
+    for (int64_t j = 0; j < W; ++j) b[j] = j < n ? H::widen(p[i + j]) : 0.0f;
     return Vec<float>::load(b);
   }
   FASTDL_VI void store(Vec<float> v, uint16_t* p) const {
+    if (n == W) return H::store(v, p + i);
     alignas(64) float b[W];
     v.store(b);
-    if (n == W) {
-      for (int64_t j = 0; j < W; ++j) p[i + j] = H::narrow(b[j]);
-    } else {
-      for (int64_t j = 0; j < n; ++j) p[i + j] = H::narrow(b[j]);
-    }
+    for (int64_t j = 0; j < n; ++j) p[i + j] = H::narrow(b[j]);
   }
 };
 
