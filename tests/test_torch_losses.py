@@ -234,3 +234,22 @@ def test_linear_cross_entropy_refusals():
         FF.linear_cross_entropy(x, w, y, b, chunk_rows=0)
     loss = fnn.LinearCrossEntropyLoss(label_smoothing=0.1)(x, w, y, b)
     _close(loss, F.cross_entropy(F.linear(x, w, b), y, label_smoothing=0.1), torch.float64)
+
+
+# ---- regressions ---------------------------------------------------------------------------------------
+
+
+# ---- regressions ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("probs", [False, True], ids=["ids", "probs"])
+def test_an_empty_batch_sums_to_zero_and_averages_to_nan(reduction, probs):
+    x = torch.zeros((0, 5), dtype=torch.float64, requires_grad=True)
+    y = torch.zeros((0, 5), dtype=torch.float64) if probs else torch.zeros(0, dtype=torch.int64)
+    a, b = FF.cross_entropy(x, y, reduction=reduction), F.cross_entropy(x, y, reduction=reduction)
+    np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())  # sum 0, mean NaN
+    a.sum().backward()
+    assert x.grad.shape == (0, 5)
+    spatial = FF.cross_entropy(torch.zeros(2, 5, 0), torch.zeros(2, 0, dtype=torch.int64), reduction=reduction)
+    np.testing.assert_array_equal(spatial.numpy(), F.cross_entropy(torch.zeros(2, 5, 0), torch.zeros(
+        2, 0, dtype=torch.int64), reduction=reduction).numpy())

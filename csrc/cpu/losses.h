@@ -49,7 +49,7 @@ double bce(const T* p, const T* t, T* grad, int64_t n, bool from_logits) {
 template <class T, class Label>
 double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t cols, double smoothing, double denom,
                   double* row_loss) {
-  if (rows == 0) return __builtin_nan("");
+  if (rows == 0) return denom != 0.0 ? 0.0 : __builtin_nan("");  // a sum over no rows is 0, a mean NaN
   constexpr bool probs = std::is_same<Label, T>::value;
   const double eps = smoothing, C = (double)cols, R = denom;
   const bool stream = should_stream<T>(rows * cols, g == x || (const void*)g == (const void*)target);

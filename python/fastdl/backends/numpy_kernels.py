@@ -186,8 +186,8 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if reduction == "none" and row_losses is None:
         raise ValueError("reduction='none' needs row_losses")
-    if rows == 0:
-        return math.nan
+    if rows == 0:  # a mean over no rows is NaN, a sum 0 (as torch)
+        return math.nan if reduction == "mean" else 0.0
     if rows and not cols:
         raise ValueError("logits has no classes")
     eps = float(label_smoothing)
