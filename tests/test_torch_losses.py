@@ -238,9 +238,6 @@ def test_linear_cross_entropy_refusals():
 
 # ---- regressions ---------------------------------------------------------------------------------------
 
-
-# ---- regressions ---------------------------------------------------------------------------------------
-
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("probs", [False, True], ids=["ids", "probs"])
 def test_an_empty_batch_sums_to_zero_and_averages_to_nan(reduction, probs):
@@ -253,3 +250,14 @@ def test_an_empty_batch_sums_to_zero_and_averages_to_nan(reduction, probs):
     spatial = FF.cross_entropy(torch.zeros(2, 5, 0), torch.zeros(2, 0, dtype=torch.int64), reduction=reduction)
     np.testing.assert_array_equal(spatial.numpy(), F.cross_entropy(torch.zeros(2, 5, 0), torch.zeros(
         2, 0, dtype=torch.int64), reduction=reduction).numpy())
+
+
+def test_double_backward_raises_instead_of_a_silent_zero():
+    x, y = _logits((4, 5)), torch.tensor([0, 1, 4, 2])
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(FF.cross_entropy(x, y), x, create_graph=True)
+    w = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(FF.linear_cross_entropy(h, w, y), h, create_graph=True)
+    torch.autograd.grad(FF.cross_entropy(x, y), x)  # a plain backward still works

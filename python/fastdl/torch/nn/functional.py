@@ -18,6 +18,15 @@ _HOST_DTYPES = (torch.float32, torch.float64)
 _REDUCTIONS = ("mean", "sum", "none")
 
 
+def _no_double_backward(name):
+    """The gradient is computed in the forward and saved: a constant to autograd, so a backward with
+    create_graph=True (double backward, MAML, gradient penalties) would silently drop the loss's
+    second derivative. Refuse it instead."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"fastdl.torch {name} has no double backward (create_graph=True): its gradient is "
+                           f"computed in the forward; use torch's cross_entropy for second derivatives")
+
+
 class _CrossEntropy(torch.autograd.Function):
     """(N, C) logits -> loss; the gradient is computed with the loss and kept for backward."""
 
@@ -42,6 +51,7 @@ class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        _no_double_backward("cross_entropy")
         (grad,) = ctx.saved_tensors
         scale = grad_output[:, None] if ctx.reduction == "none" else grad_output
         if not ctx.inplace:
@@ -177,6 +187,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
+        _no_double_backward("linear_cross_entropy")
         saved = iter(ctx.saved_tensors)
         scale = grad_output.item()
         out = []
