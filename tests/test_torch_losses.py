@@ -261,3 +261,25 @@ def test_double_backward_raises_instead_of_a_silent_zero():
     with pytest.raises(RuntimeError, match="no double backward"):
         torch.autograd.grad(FF.linear_cross_entropy(h, w, y), h, create_graph=True)
     torch.autograd.grad(FF.cross_entropy(x, y), x)  # a plain backward still works
+
+
+def test_inplace_backward_keeps_logits_that_need_no_gradient_and_leaves():
+    y = torch.tensor([0, 1, 2, 1])
+    z = torch.randn(4, 3)
+    kept = z.clone()
+    FF.cross_entropy(z, y, inplace_backward=True)  # needs no gradient: an evaluation pass
+    assert torch.equal(z, kept)
+    x = torch.randn(4, 3, requires_grad=True)
+    kept = x.detach().clone()
+    with torch.no_grad():
+        FF.cross_entropy(x, y, inplace_backward=True)
+    assert torch.equal(x.detach(), kept)
+    FF.cross_entropy(x, y, inplace_backward=True).backward()  # a leaf (a parameter): its memory is its value
+    assert torch.equal(x.detach(), kept)
+    ref = kept.clone().requires_grad_()
+    F.cross_entropy(ref, y).backward()
+    _close(x.grad, ref.grad, torch.float32)
+    x.grad = None
+    FF.cross_entropy(x.view(4, 3), y, inplace_backward=True).backward()  # a view of the leaf
+    assert torch.equal(x.detach(), kept)
+    _close(x.grad, ref.grad, torch.float32)

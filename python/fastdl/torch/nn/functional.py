@@ -81,7 +81,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     input: (N, C), (C,) or (N, C, d1, ...) logits on the CPU, float32 or float64 (float16 and
     bfloat16 are computed in float32 and the gradient cast back); target: class ids (int64) or
     probabilities shaped like input. inplace_backward=True writes the gradient over input's memory
-    and hands it to autograd (no (N, C) buffer beyond the logits); then input must not be needed
+    and hands it to autograd (no (N, C) buffer beyond the logits; only where a backward will use it:
+    under grad mode, for logits that require grad and are not a leaf or a view of one); then input must not be needed
     afterwards (an op that saved it for its backward raises there), and the backward runs once
     (retain_graph=True and a second backward raise).
     ``weight``, ``size_average`` and ``reduce`` are not supported (a clear error, not ignored).
@@ -125,8 +126,12 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                              f"{expected}")
         rows_target = target.reshape(-1).to(torch.int64)
     compute = (logits if logits.dtype in _HOST_DTYPES else logits.float()).contiguous()
-    # in place only where the rows are the input's own memory (not a copy made above)
-    inplace = bool(inplace_backward) and compute.data_ptr() == input.data_ptr() and input.is_contiguous()
+    # in place only where the rows are the input's own memory (not a copy made above), and only where
+    # a backward will use the gradient: not under no_grad or for logits that need none (an evaluation
+    # pass keeps its logits), and never over a leaf's memory (a parameter, or a view of one)
+    base = input if input._base is None else input._base
+    inplace = (bool(inplace_backward) and compute.data_ptr() == input.data_ptr() and input.is_contiguous()
+               and torch.is_grad_enabled() and input.requires_grad and not base.is_leaf)
     loss = _CrossEntropy.apply(compute, rows_target.contiguous(), int(ignore_index), reduction, eps, inplace)
     if reduction == "none":
         loss = loss.reshape(()) if unbatched else loss.reshape(expected)
