@@ -283,3 +283,13 @@ def test_inplace_backward_keeps_logits_that_need_no_gradient_and_leaves():
     FF.cross_entropy(x.view(4, 3), y, inplace_backward=True).backward()  # a view of the leaf
     assert torch.equal(x.detach(), kept)
     _close(x.grad, ref.grad, torch.float32)
+
+
+def test_probability_targets_that_require_grad_are_refused():
+    x = _logits((4, 5))
+    t = torch.softmax(torch.randn(4, 5, dtype=torch.float64), 1).requires_grad_()
+    with pytest.raises(NotImplementedError, match="target"):
+        FF.cross_entropy(x, t)
+    with torch.no_grad():
+        FF.cross_entropy(x, t)  # no gradient wanted: fine
+    _close(FF.cross_entropy(x, t.detach()), F.cross_entropy(x, t.detach()), torch.float64)

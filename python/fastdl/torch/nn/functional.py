@@ -105,6 +105,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
     probabilities = target.is_floating_point()
+    if probabilities and target.requires_grad and torch.is_grad_enabled():
+        raise NotImplementedError("fastdl.torch cross_entropy computes no gradient for the target probabilities "
+                                  "(target.requires_grad): detach the target, or use torch's cross_entropy")
     if input.dim() == 0:
         raise ValueError("input must have a class dimension: (C,), (N, C) or (N, C, d1, ...)")
     # (C,) -> one row; (N, C, d1, ...) -> the class axis last, one row per position
