@@ -177,11 +177,12 @@ def _linear_both(x, w, b, y, **kw):
     a = FF.linear_cross_entropy(x, w, y, b, chunk_rows=chunk, **kw)
     r = F.cross_entropy(F.linear(x, w, b), y, **kw)
     inputs = [t for t in (x, w, b) if t is not None and t.requires_grad]
-    return a, torch.autograd.grad(a * 1.5, inputs), r, torch.autograd.grad(r * 1.5, inputs)
+    up = torch.linspace(0.5, 2.0, a.numel(), dtype=a.dtype).reshape(a.shape)  # an upstream gradient per loss
+    return a, torch.autograd.grad((a * up).sum(), inputs), r, torch.autograd.grad((r * up).sum(), inputs)
 
 
 @pytest.mark.parametrize("chunk_rows", [None, 1, 7, 37, 100])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_linear_cross_entropy_matches_linear_then_torch(chunk_rows, reduction, bias):
     x, w, b, y = _linear_case(bias=bias)
@@ -218,14 +219,16 @@ def test_linear_cross_entropy_all_ignored_and_16_bit():
 def test_linear_cross_entropy_gradcheck():
     x, w, b, y = _linear_case(n=6, d=3, v=5)
     y[2] = -100
-    assert torch.autograd.gradcheck(lambda x_, w_, b_: FF.linear_cross_entropy(x_, w_, y, b_, label_smoothing=0.2,
-                                                                                chunk_rows=4), (x, w, b))
+    for reduction in ("mean", "sum", "none"):
+        assert torch.autograd.gradcheck(
+            lambda x_, w_, b_: FF.linear_cross_entropy(x_, w_, y, b_, label_smoothing=0.2, chunk_rows=4,
+                                                       reduction=reduction), (x, w, b))
 
 
 def test_linear_cross_entropy_refusals():
     x, w, b, y = _linear_case()
-    with pytest.raises(NotImplementedError, match="reduction='mean' and 'sum'"):
-        FF.linear_cross_entropy(x, w, y, b, reduction="none")
+    with pytest.raises(ValueError, match="reduction"):
+        FF.linear_cross_entropy(x, w, y, b, reduction="avg")
     with pytest.raises(ValueError, match=r"weight must be \(V, D\)"):
         FF.linear_cross_entropy(x, w.T, y, b)
     with pytest.raises(TypeError, match="one dtype"):
@@ -293,3 +296,16 @@ def test_probability_targets_that_require_grad_are_refused():
     with torch.no_grad():
         FF.cross_entropy(x, t)  # no gradient wanted: fine
     _close(FF.cross_entropy(x, t.detach()), F.cross_entropy(x, t.detach()), torch.float64)
+
+
+def test_linear_cross_entropy_per_row_losses_keep_the_target_shape():
+    x, w, b, y = _linear_case()
+    x3, y3 = x.detach().reshape(37, 1, 16).requires_grad_(), y.reshape(37, 1)
+    y3[5, 0] = -100
+    a = FF.linear_cross_entropy(x3, w, y3, b, reduction="none", chunk_rows=10)
+    r = F.cross_entropy(F.linear(x3, w, b).reshape(37, 50), y3.reshape(37), reduction="none").reshape(37, 1)
+    assert a.shape == (37, 1)
+    _close(a, r, torch.float64)
+    up = torch.rand(37, 1, dtype=torch.float64)
+    for p, q in zip(torch.autograd.grad((a * up).sum(), (x3, w, b)), torch.autograd.grad((r * up).sum(), (x3, w, b))):
+        _close(p, q, torch.float64)

@@ -146,63 +146,106 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 _CHUNK_ELEMENTS = 1 << 22  # logits per chunk: 16 MiB in float32, a few hundred rows of a large vocabulary
 
 
+def _linear_ce_chunks(input, w, b, ids, ignore_index, label_smoothing, chunk_rows, work, row_losses=None):
+    """For each chunk of rows: (r0, r1, its input rows in the work dtype, the gradient of the chunk's
+    summed loss w.r.t. its logits (written over the logits in a reused buffer), the chunk's loss sum).
+    row_losses (float64, one per row) receives each row's loss when given."""
+    kernels = _backend.host
+    rows, classes = input.shape[0], w.shape[0]
+    buffer = torch.empty((min(chunk_rows, rows), classes), dtype=work)
+    for r0 in range(0, rows, chunk_rows):
+        r1 = min(r0 + chunk_rows, rows)
+        x = input[r0:r1] if input.dtype == work else input[r0:r1].to(work)
+        logits = buffer[:r1 - r0]
+        if b is None:
+            torch.matmul(x, w.T, out=logits)
+        else:
+            torch.addmm(b, x, w.T, out=logits)
+        lg = logits.numpy()
+        per_row = None if row_losses is None else row_losses[r0:r1].numpy()
+        total = kernels.softmax_cross_entropy(lg, ids[r0:r1], lg, label_smoothing, ignore_index,
+                                              "sum" if per_row is None else "none", per_row)
+        yield r0, r1, x, logits, total
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
-    """Forward computes the loss and every gradient chunk by chunk of rows: logits of a chunk
-    (matmul), their fused softmax cross-entropy and its gradient written over them, then that
-    gradient's products with the weight (grad_input rows) and the input (grad_weight, accumulated).
-    Backward scales the saved gradients by the upstream one."""
+    """mean / sum: forward computes the loss and every gradient chunk by chunk of rows (logits of a
+    chunk by a matmul, their fused softmax cross-entropy with its gradient written over them, then
+    that gradient's products with the weight (grad_input rows) and the input (grad_weight,
+    accumulated)); backward scales the saved gradients by the upstream one.
+    none: forward computes each row's loss; backward, which needs each row's upstream gradient,
+    computes the chunks again and scales each gradient row by it before the matmuls."""
 
     @staticmethod
     def forward(ctx, input, weight, bias, target, ignore_index, reduction, label_smoothing, chunk_rows):
-        kernels = _backend.host
         rows, classes = input.shape[0], weight.shape[0]
         work = torch.float32 if input.dtype not in _HOST_DTYPES else input.dtype
         w = weight if weight.dtype == work else weight.to(work)
         b = None if bias is None else (bias if bias.dtype == work else bias.to(work))
-        grad_input = torch.empty((rows, input.shape[1]), dtype=work) if ctx.needs_input_grad[0] else None
-        grad_weight = torch.zeros((classes, w.shape[1]), dtype=work) if ctx.needs_input_grad[1] else None
-        grad_bias = torch.zeros(classes, dtype=work) if bias is not None and ctx.needs_input_grad[2] else None
-        ids = target.numpy()
-        buffer = torch.empty((min(chunk_rows, rows), classes), dtype=work)
-        total = 0.0
-        for r0 in range(0, rows, chunk_rows):
-            r1 = min(r0 + chunk_rows, rows)
-            x = input[r0:r1] if input.dtype == work else input[r0:r1].to(work)
-            logits = buffer[:r1 - r0]
-            if b is None:
-                torch.matmul(x, w.T, out=logits)
-            else:
-                torch.addmm(b, x, w.T, out=logits)
-            lg = logits.numpy()
-            total += kernels.softmax_cross_entropy(lg, ids[r0:r1], lg, label_smoothing, ignore_index, "sum")
-            if grad_input is not None:
-                torch.matmul(logits, w, out=grad_input[r0:r1])
-            if grad_weight is not None:
-                grad_weight.addmm_(logits.T, x)
-            if grad_bias is not None:
-                grad_bias += logits.sum(0)
+        ctx.dtypes = (input.dtype, weight.dtype, None if bias is None else bias.dtype)
+        ctx.reduction = reduction
+        if reduction == "none":
+            row_losses = torch.empty(rows, dtype=torch.float64)
+            for _ in _linear_ce_chunks(input, w, b, target.numpy(), ignore_index, label_smoothing, chunk_rows, work,
+                                       row_losses):
+                pass
+            ctx.args = (ignore_index, label_smoothing, chunk_rows, work)
+            ctx.save_for_backward(input, weight, bias, target)
+            return row_losses.to(input.dtype)
+        grads = _linear_ce_grads(ctx.needs_input_grad, input, w, b, target.numpy(), ignore_index, label_smoothing,
+                                 chunk_rows, work)
+        total = grads.pop()
         kept = rows if ignore_index is None else int((target != ignore_index).sum())
         denom = kept if reduction == "mean" else 1
-        loss = total / denom if denom else float("nan")  # every row ignored: NaN, as torch (gradients 0)
-        grads = [g for g in (grad_input, grad_weight, grad_bias) if g is not None]
+        loss = total / denom if denom else float("nan")  # every row ignored (or none): NaN, as torch
         if denom > 1:
             for g in grads:
-                g.mul_(1.0 / denom)
-        ctx.dtypes = (input.dtype, weight.dtype, None if bias is None else bias.dtype)
-        ctx.has = (grad_input is not None, grad_weight is not None, grad_bias is not None)
-        ctx.save_for_backward(*grads)
+                if g is not None:
+                    g.mul_(1.0 / denom)
+        ctx.has = tuple(g is not None for g in grads)
+        ctx.save_for_backward(*[g for g in grads if g is not None])
         return torch.tensor(loss, dtype=input.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         _no_double_backward("linear_cross_entropy")
-        saved = iter(ctx.saved_tensors)
-        scale = grad_output.item()
-        out = []
-        for has, dtype in zip(ctx.has, ctx.dtypes):
-            g = next(saved) if has else None
-            out.append(None if g is None else (g if scale == 1.0 else g * scale).to(dtype))
+        if ctx.reduction == "none":
+            input, weight, bias, target = ctx.saved_tensors
+            ignore_index, label_smoothing, chunk_rows, work = ctx.args
+            w = weight if weight.dtype == work else weight.to(work)
+            b = None if bias is None else (bias if bias.dtype == work else bias.to(work))
+            grads = _linear_ce_grads(ctx.needs_input_grad, input, w, b, target.numpy(), ignore_index, label_smoothing,
+                                     chunk_rows, work, row_scale=grad_output.to(work))
+            grads.pop()
+        else:
+            saved = iter(ctx.saved_tensors)
+            scale = grad_output.item()
+            grads = [next(saved) if has else None for has in ctx.has]
+            grads = [None if g is None else (g if scale == 1.0 else g * scale) for g in grads]
+        out = [None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return out[0], out[1], out[2], None, None, None, None, None
+
+
+def _linear_ce_grads(needs, input, w, b, ids, ignore_index, label_smoothing, chunk_rows, work, row_scale=None):
+    """[grad_input, grad_weight, grad_bias (None where not needed), summed loss] of the summed loss, each
+    row's gradient multiplied by row_scale[row] when given."""
+    rows, classes = input.shape[0], w.shape[0]
+    grad_input = torch.empty((rows, input.shape[1]), dtype=work) if needs[0] else None
+    grad_weight = torch.zeros((classes, w.shape[1]), dtype=work) if needs[1] else None
+    grad_bias = torch.zeros(classes, dtype=work) if b is not None and needs[2] else None
+    total = 0.0
+    for r0, r1, x, grad, chunk_total in _linear_ce_chunks(input, w, b, ids, ignore_index, label_smoothing, chunk_rows,
+                                                          work):
+        total += chunk_total
+        if row_scale is not None:
+            grad.mul_(row_scale[r0:r1, None])
+        if grad_input is not None:
+            torch.matmul(grad, w, out=grad_input[r0:r1])
+        if grad_weight is not None:
+            grad_weight.addmm_(grad.T, x)
+        if grad_bias is not None:
+            grad_bias += grad.sum(0)
+    return [grad_input, grad_weight, grad_bias, total]
 
 
 def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, reduction="mean", label_smoothing=0.0,
@@ -211,17 +254,15 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
 
     input (..., D), weight (V, D), bias (V,) or None, target (...) class ids; the loss and its
     gradients for input, weight and bias equal torch's F.linear + F.cross_entropy (mean over rows
-    whose id is not ignore_index, or sum; label smoothing as there). Rows are processed in chunks
+    whose id is not ignore_index, sum, or each row's loss; label smoothing as there). Rows are processed in chunks
     of chunk_rows (default: about 4M logits per chunk): a chunk's logits by one matmul, their fused
     cross-entropy and gradient written over them, then the gradient's matmuls with the weight and
     the input. Extra memory: one chunk of logits, and the gradients themselves.
-    CPU tensors in float32 / float64 (bfloat16 / float16 computed in float32); reduction 'none' and
-    CUDA tensors are not supported yet (a clear error).
+    reduction='none' computes the chunks twice (once for the losses, again in backward, where each
+    row's upstream gradient is known). CPU tensors in float32 / float64 (bfloat16 / float16 computed
+    in float32); CUDA tensors are not supported yet (a clear error).
     """
-    if reduction not in ("mean", "sum"):
-        if reduction == "none":
-            raise NotImplementedError("linear_cross_entropy supports reduction='mean' and 'sum' (per-row losses "
-                                      "would need the gradients recomputed in backward)")
+    if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     for name, t in (("input", input), ("weight", weight), ("target", target), ("bias", bias)):
         if t is None:
@@ -252,5 +293,6 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
         raise ValueError(f"chunk_rows must be an int >= 1, got {chunk_rows!r}")
     x = input.reshape(-1, input.shape[-1]).contiguous()
     ids = target.reshape(-1).to(torch.int64).contiguous()
-    return _LinearCrossEntropy.apply(x, weight.contiguous(), None if bias is None else bias.contiguous(), ids,
+    loss = _LinearCrossEntropy.apply(x, weight.contiguous(), None if bias is None else bias.contiguous(), ids,
                                      int(ignore_index), reduction, eps, chunk_rows)
+    return loss.reshape(target.shape) if reduction == "none" else loss
