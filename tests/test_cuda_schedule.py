@@ -60,6 +60,15 @@ def test_adapter_imports_and_says_why_it_cannot_run():
     (lambda: m.mse("float64", 256, 256, 256, 4, 0, 0, 0), ValueError, "loss"),
     (lambda: m.softmax_ce("float32", 256, 256, "int16", 256, 2, 3, 0.0, 256, 0, 0), ValueError, "target_kind"),
     (lambda: m.softmax_ce("float32", 256, 256, "int64", 256, 2, 0, 0.0, 256, 0, 0), ValueError, "no classes"),
+    # the reduction's arguments (null addresses: a call that got past these checks would still stop before CUDA)
+    (lambda: m.softmax_ce("float32", 0, 0, "int64", 0, 2, 3, 0.0, 0, 0, 0, True, -100, "avg", 0), ValueError,
+     "reduction must be 'mean', 'sum' or 'none', got 'avg'"),
+    (lambda: m.softmax_ce("float32", 0, 0, "int64", 0, 2, 3, 0.0, 0, 0, 0, False, 0, "none", 0), ValueError,
+     "reduction='none' needs row_losses"),
+    (lambda: m.softmax_ce("float32", 0, 0, "probs", 0, 2, 3, 0.0, 0, 0, 0, False, 0, "none", 4), ValueError,
+     "row_losses must be the address of device doubles"),
+    (lambda: m.softmax_ce("float32", 0, 0, "int64", 0, 2, 3, 0.0, 0, 0, 0, True, 1, reduction="sum"), ValueError,
+     "target is not a valid int64 address"),
     (lambda: m.sgd_step("float32", [256], [256, 512], None, [4], np.array([1]), SgdOptions(lr=0.1), 0, 0, 0),
      ValueError, "grads has 2 entries"),
     (lambda: m.sgd_step("float32", [256], [256], None, [4], np.array([0]), SgdOptions(lr=0.1), 0, 0, 0),
@@ -76,11 +85,20 @@ def test_bad_arguments_are_refused_before_cuda(call, error, words):
         call()
 
 
+def test_cuda_softmax_cross_entropy_checks_its_reduction_first():
+    from fastdl.backends import cuda
+    with pytest.raises(ValueError, match="reduction must be"):
+        cuda.softmax_cross_entropy(None, None, None, reduction="avg")
+    with pytest.raises(ValueError, match="needs row_losses"):
+        cuda.softmax_cross_entropy(None, None, None, ignore_index=-100, reduction="none")
+
+
 @pytest.mark.skipif(not NO_DEVICE, reason="would launch kernels on made-up addresses")
 def test_without_a_gpu_calls_raise_runtime_error_naming_the_cuda_error():
     calls = [
         lambda: m.activation(0, "float32", 256, 256, 4, 0.0, 0, 0),
         lambda: m.softmax_ce("bfloat16", 256, 256, "probs", 256, 2, 3, 0.1, 256, 0, 0),
+        lambda: m.softmax_ce("float32", 256, 256, "int32", 256, 2, 3, 0.0, 256, 0, 0, True, -100, "none", 512),
         lambda: m.grad_sum_squares("float64", [256], [10], 256, 0, 0),
         # a device clipping factor: options.clip_coef is then ignored, whatever it is
         lambda: m.adam_step("float32", [256], [256], [256], [256], None, [4], np.array([3]),

@@ -74,9 +74,16 @@ void bce(DType dt, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, 
 // Softmax cross-entropy of (rows, cols) logits. target: `rows` class ids (int32 or int64), or a
 // (rows, cols) probability array of the logits' dtype. grad may alias logits. A class id outside
 // [0, cols) makes its row's loss and gradient NaN (checking it would need a synchronisation).
+// Class ids equal to ignore_index (when has_ignore; not for probabilities) give loss 0 and gradient
+// row 0. reduction: mean (divided by the rows not ignored, counted on the device; NaN when none are
+// left), sum, or none (the sum's gradient and loss, and each row's loss into the `rows` device
+// doubles at row_losses). *loss (one device double) = the reduced loss; no rows: NaN for mean, 0
+// otherwise.
 enum class TargetKind : int { int32, int64, probs };
+enum class Reduction : int { mean, sum, none };
 void softmax_ce(DType dt, uintptr_t logits, uintptr_t target, TargetKind kind, uintptr_t grad, int64_t rows,
-                int64_t cols, double smoothing, uintptr_t loss, Place at);
+                int64_t cols, double smoothing, bool has_ignore, int64_t ignore_index, Reduction reduction,
+                uintptr_t row_losses, uintptr_t loss, Place at);
 
 // ---- multi-tensor optimizer steps (csrc/kernels/optimizers.h) -------------------------------------
 // The list's pointers are device addresses stored as void*; offsets are the prefix sums of the

@@ -51,28 +51,32 @@ __device__ __forceinline__ double block_sum(double v) {
 }
 
 // A reduction's result from its total: the mean over n (NaN for n = 0), or the total itself.
-__device__ __forceinline__ double finish_value(double total, bool mean, int64_t n) {
+// count (when not null) is a device double that replaces n, written by an earlier kernel.
+__device__ __forceinline__ double finish_value(double total, bool mean, int64_t n, const double* count = nullptr) {
   if (!mean) return total;
-  return n == 0 ? __longlong_as_double(0x7ff8000000000000LL) : total / (double)n;
+  const double d = count ? *count : (double)n;
+  return d == 0.0 ? __longlong_as_double(0x7ff8000000000000LL) : total / d;
 }
 
 // Where a reducing kernel puts its block's total: partials[blockIdx.x], or, when the grid is a
-// single block (partials null), the final value straight into *out.
+// single block (partials null), the final value straight into *out. A mean divides by *n_dev
+// when n_dev is not null (a count only the device knows), else by n.
 struct ReduceOut {
   double* partials;
   double* out;
   bool mean;
   int64_t n;
+  const double* n_dev = nullptr;
   __device__ __forceinline__ void write(double block_total) const {
     if (partials) partials[blockIdx.x] = block_total;
-    else *out = finish_value(block_total, mean, n);
+    else *out = finish_value(block_total, mean, n, n_dev);
   }
 };
 
-// *out = the sum of partials[0, count) in a fixed order (one block), divided by n when mean
-// (NaN for n = 0). Queued on `stream`; throws on a launch error.
+// *out = the sum of partials[0, count) in a fixed order (one block), divided by n (by *n_dev when
+// n_dev is not null) when mean (NaN for a divisor 0). Queued on `stream`; throws on a launch error.
 void finish_sum(const double* partials, int64_t count, bool mean, int64_t n, double* out, cudaStream_t stream,
-                const char* what);
+                const char* what, const double* n_dev = nullptr);
 
 // Reductions launch grids whose size depends only on the problem size (never on the device), so
 // that a result does not depend on which GPU computed it.

@@ -114,7 +114,16 @@ void bce(const std::string& dtype, uintptr_t pred, uintptr_t target, uintptr_t g
 
 void softmax_ce(const std::string& dtype, uintptr_t logits, uintptr_t target, const std::string& target_kind,
                 uintptr_t grad, int64_t rows, int64_t cols, double smoothing, uintptr_t loss, int device,
-                uintptr_t stream) {
+                uintptr_t stream, bool has_ignore, int64_t ignore_index, const std::string& reduction,
+                uintptr_t row_losses) {
+  cuda::Reduction red;
+  if (reduction == "mean") red = cuda::Reduction::mean;
+  else if (reduction == "sum") red = cuda::Reduction::sum;
+  else if (reduction == "none") red = cuda::Reduction::none;
+  else throw py::value_error("reduction must be 'mean', 'sum' or 'none', got '" + reduction + "'");
+  if (red == cuda::Reduction::none && row_losses == 0 && rows > 0)
+    throw py::value_error("reduction='none' needs row_losses");
+  if (row_losses % 8 != 0) throw py::value_error("row_losses must be the address of device doubles");
   cuda::DType dt = cuda_dtype(dtype);
   int64_t n = cuda_elements(rows, cols);
   if (rows > 0 && cols == 0) throw py::value_error("logits has no classes");
@@ -136,7 +145,8 @@ void softmax_ce(const std::string& dtype, uintptr_t logits, uintptr_t target, co
   check_loss(loss);
   cuda::Place at = cuda_place(device, stream);
   py::gil_scoped_release nogil;
-  cuda::softmax_ce(dt, logits, target, kind, grad, rows, cols, smoothing, loss, at);
+  cuda::softmax_ce(dt, logits, target, kind, grad, rows, cols, smoothing, has_ignore, ignore_index, red,
+                   red == cuda::Reduction::none ? row_losses : 0, loss, at);
 }
 
 }  // namespace
@@ -169,10 +179,14 @@ void bind_cuda_ops(py::module_& m) {
         "Binary cross-entropy: grad = dL/dpred; the mean goes to the device double at `loss` (NaN for n = 0).");
   m.def("softmax_ce", &softmax_ce, py::arg("dtype"), py::arg("logits"), py::arg("target"), py::arg("target_kind"),
         py::arg("grad"), py::arg("rows"), py::arg("cols"), py::arg("smoothing"), py::arg("loss"), py::arg("device"),
-        py::arg("stream"),
+        py::arg("stream"), py::arg("has_ignore") = false, py::arg("ignore_index") = 0, py::arg("reduction") = "mean",
+        py::arg("row_losses") = 0,
         "Softmax cross-entropy of (rows, cols) logits against class ids (target_kind 'int32'/'int64') or "
-        "probabilities ('probs'); grad may be logits; the mean goes to the device double at `loss` (NaN for rows "
-        "= 0). A class id outside [0, cols) makes its row's loss and gradient NaN.");
+        "probabilities ('probs'); grad may be logits. A class id equal to ignore_index (when has_ignore) gives "
+        "loss 0 and gradient row 0; any other id outside [0, cols) makes its row's loss and gradient NaN. "
+        "reduction 'mean' (over the rows not ignored, counted on the device), 'sum', or 'none' (the sum, and "
+        "each row's loss into the `rows` device doubles at row_losses) goes to the device double at `loss` "
+        "(no rows: NaN for 'mean', 0 otherwise); the gradient is that of the reduced loss.");
 }
 
 }  // namespace glue

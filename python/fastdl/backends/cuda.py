@@ -152,14 +152,18 @@ def binary_crossentropy(pred, target, out, from_logits=False):
 
 def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index=None, reduction="mean",
                           row_losses=None):
-    """Mean softmax cross-entropy of (batch, classes) logits against class ids (int32/int64, one per
-    row) or probabilities (logits' shape and dtype); out = dL/dlogits (out may be logits).
+    """Softmax cross-entropy of (batch, classes) logits against class ids (int32/int64, one per row) or
+    probabilities (logits' shape and dtype); out = dL/dlogits (out may be logits). As numpy_kernels:
+    class ids equal to ignore_index give loss 0 and gradient row 0; reduction 'mean' (over the rows not
+    ignored, counted on the device: NaN when none is left), 'sum', or 'none' (the sum, and each row's
+    loss into row_losses, a float64 CuPy array of one element per row). Returns a 0-d float64 array.
 
     Class ids are not checked here (that would wait for the GPU): a row whose id is outside
-    [0, classes) gets a NaN loss and NaN gradient, so the mean loss is NaN."""
-    if ignore_index is not None or reduction != "mean":
-        raise NotImplementedError("the CUDA cross-entropy takes the mean over all rows: ignore_index and "
-                                  "reduction='sum'/'none' run on the CPU for now")
+    [0, classes) (and not ignore_index) gets a NaN loss and NaN gradient, so the loss is NaN."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if reduction == "none" and row_losses is None:
+        raise ValueError("reduction='none' needs row_losses")
     rows, cols = logits.shape
     if target.dtype.kind in "iu":
         if target.dtype.name not in ("int32", "int64"):
@@ -167,10 +171,17 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index
         kind = target.dtype.name
     else:
         kind = "probs"
+    rl = 0
+    if reduction == "none":
+        if row_losses.dtype != np.float64 or row_losses.size != rows or not row_losses.flags.c_contiguous:
+            raise ValueError(f"row_losses must be a contiguous float64 array of {rows} elements")
+        rl = row_losses.data.ptr
+    has_ignore = ignore_index is not None and kind != "probs"
     with logits.device:
         loss = _scalar()
         _m().softmax_ce(_dtype(logits), logits.data.ptr, target.data.ptr, kind, out.data.ptr, rows, cols,
-                        float(label_smoothing), loss.data.ptr, logits.device.id, _stream())
+                        float(label_smoothing), loss.data.ptr, logits.device.id, _stream(), has_ignore,
+                        int(ignore_index) if has_ignore else 0, reduction, rl)
     return loss
 
 
