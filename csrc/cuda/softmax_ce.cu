@@ -7,6 +7,7 @@
 //           read of the row happens before the group's barrier, every write after it)
 // Row losses are summed per group in row order, per block in group order, then by one block in
 // block order (finish_sum): deterministic. No buffer beyond the gradient but one double per block
+// (and one for the count of rows kept, for a mean with ignore_index)
 // (none when one block does all the rows).
 //
 // A class id outside [0, cols) makes its row's loss and gradient NaN: refusing it would need the
