@@ -650,6 +650,206 @@ def test_fastdl_torch_matches_torch_optim_on_cuda(case, tdtype):
                 torch_close(o1.state[p][k], v, 4 * rt, f"state {k} of params[{i}]")
 
 
+# ---- cross-entropy: ignore_index and reductions (CuPy); fastdl.torch's losses on CUDA tensors ---------------
+
+CE_IGNORE_SHAPES = [(0, 5), (7, 33), (1001, 1003), (3, 5000)]  # empty; one block; many blocks; a block per row
+
+
+@DTYPES
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ids", ["int32", "int64"])
+@pytest.mark.parametrize("shape", CE_IGNORE_SHAPES, ids=str)
+def test_softmax_cross_entropy_ignore_index_and_reductions(shape, ids, reduction, dtype, rng):
+    from fastdl.backends import cuda as cuda_kernels, numpy_kernels
+    rows, classes = shape
+    x = rand(rng, shape, dtype)
+    t = rng.integers(0, classes, rows).astype(ids)
+    ignored = rng.uniform(size=rows) < 0.3
+    t[ignored] = -100
+    eg, erl = np.zeros(shape), np.zeros(rows)
+    eloss = numpy_kernels.softmax_cross_entropy(f64(x), t, eg, 0.1, -100, reduction, erl)
+    out = poisoned(shape, dtype)
+    rl = poisoned(rows, F64) if reduction == "none" else None
+    loss = cuda_kernels.softmax_cross_entropy(dev(x), dev(t), out, 0.1, -100, reduction, rl)
+    assert isinstance(loss, cupy.ndarray) and loss.shape == () and loss.dtype == F64
+    kept = int((~ignored).sum())
+    value = float(loss)
+    if reduction == "mean" and kept == 0:
+        assert math.isnan(value) and math.isnan(eloss), f"mean over no rows: {value}"
+    else:
+        assert abs(value - eloss) <= tol(dtype) * abs(eloss) + loss_atol(dtype, x) * max(rows, 1), (value, eloss)
+    d = kept if reduction == "mean" and kept else 1
+    scale = 2 * max_abs(x) + math.log(max(classes, 2)) + 4
+    check(out, eg, dtype, tol(dtype, f32=2e-5, f64=1e-11), 2 * ceps(dtype) * scale * (np.abs(eg) + 2 / d) + tiny(dtype),
+          what="gradient")
+    assert (host(out)[ignored] == 0).all(), "an ignored row's gradient is not 0"
+    if rl is not None:
+        close(host(rl), erl, tol(dtype), loss_atol(dtype, x), "row_losses")
+        assert (host(rl)[ignored] == 0).all()
+
+
+@pytest.mark.parametrize("shape", CE_IGNORE_SHAPES[1:], ids=str)
+def test_softmax_cross_entropy_every_row_ignored(shape, rng):
+    from fastdl.backends import cuda as cuda_kernels
+    x = dev(rand(rng, shape, F32))
+    t = dev(np.full(shape[0], 7, dtype=np.int64))
+    for reduction in ("mean", "sum", "none"):
+        out, rl = poisoned(shape, F32), poisoned(shape[0], F64)
+        loss = float(cuda_kernels.softmax_cross_entropy(x, t, out, 0.1, 7, reduction, rl))
+        assert math.isnan(loss) if reduction == "mean" else loss == 0.0, (reduction, loss)
+        assert (host(out) == 0).all(), reduction
+        if reduction == "none":
+            assert (host(rl) == 0).all()
+
+
+def test_ignore_index_without_ignored_rows_gives_the_default_bits(rng):
+    from fastdl.backends import cuda as cuda_kernels
+    for shape in ((7, 33), (1001, 1003)):
+        x, t = dev(rand(rng, shape, F32)), dev(rng.integers(0, shape[1], shape[0]))
+        g1, g2 = poisoned(shape, F32), poisoned(shape, F32)
+        l1 = ops.softmax_cross_entropy(x, t, out=g1)[0]
+        l2 = cuda_kernels.softmax_cross_entropy(x, t, g2, ignore_index=-100)
+        assert bits(l1) == bits(l2) and bits(g1) == bits(g2)
+
+
+if torch is not None:
+    from fastdl.torch.nn import functional as FF
+
+TORCH_CE_RTOL = {"float32": 1e-5, "bfloat16": 2e-2}
+
+
+def torch_gen(*key):
+    return torch.Generator(device=TORCH_DEVICE).manual_seed(zlib.crc32(repr(key).encode()))
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("tdtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(64, 33), (300, 5000), (4, 7, 5)], ids=str)
+def test_fastdl_torch_cross_entropy_on_cuda(shape, reduction, tdtype):
+    dt, gen = getattr(torch, tdtype), torch_gen(shape, reduction, tdtype)
+    x = (torch.randn(shape, device=TORCH_DEVICE, generator=gen) * 3).to(dt)
+    tshape = (shape[0],) + tuple(shape[2:])
+    t = torch.randint(0, shape[1], tshape, device=TORCH_DEVICE, generator=gen)
+    t[torch.rand(tshape, device=TORCH_DEVICE, generator=gen) < 0.3] = -100
+    rt = TORCH_CE_RTOL[tdtype]
+    for smoothing in (0.0, 0.1):
+        mine, theirs = x.clone().requires_grad_(), x.float().clone().requires_grad_()  # the reference in float32
+        l1 = FF.cross_entropy(mine, t, reduction=reduction, label_smoothing=smoothing)
+        l2 = torch.nn.functional.cross_entropy(theirs, t, reduction=reduction, label_smoothing=smoothing)
+        assert l1.device == x.device and l1.dtype == dt and l1.shape == l2.shape
+        up = (torch.rand(l2.shape, device=TORCH_DEVICE, generator=gen) + 0.5).to(dt)
+        (l1 * up).sum().backward()
+        (l2 * up.float()).sum().backward()
+        torch_close(l1, l2, rt, f"loss, smoothing {smoothing}")
+        torch_close(mine.grad, theirs.grad, rt, f"grad, smoothing {smoothing}")
+    # probabilities, in place (a non-leaf that requires grad)
+    q = torch.softmax(torch.randn(shape, device=TORCH_DEVICE, generator=gen), 1).to(dt)
+    leaf, ref_leaf = x.clone().requires_grad_(), x.float().clone().requires_grad_()
+    l1 = FF.cross_entropy(leaf * 1, q, reduction=reduction, inplace_backward=True)
+    l2 = torch.nn.functional.cross_entropy(ref_leaf, q.float(), reduction=reduction)
+    l1.sum().backward()
+    l2.sum().backward()
+    torch_close(l1, l2, rt, "loss, probabilities")
+    torch_close(leaf.grad, ref_leaf.grad, rt, "grad, probabilities")
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("tdtype", ["float32", "bfloat16"])
+def test_fastdl_torch_cross_entropy_on_cuda_every_row_ignored(tdtype):
+    dt = getattr(torch, tdtype)
+    x = torch.randn((9, 40), device=TORCH_DEVICE).to(dt).requires_grad_()
+    t = torch.full((9,), -100, device=TORCH_DEVICE)
+    for reduction in ("mean", "sum", "none"):
+        x.grad = None
+        loss = FF.cross_entropy(x, t, reduction=reduction)
+        loss.sum().backward()
+        value = loss.sum().item()
+        assert math.isnan(value) if reduction == "mean" else value == 0.0, (reduction, value)
+        assert x.grad.dtype == dt and (x.grad == 0).all(), reduction
+        empty = FF.cross_entropy(x[:0], t[:0], reduction=reduction)
+        assert math.isnan(empty.item()) if reduction == "mean" else empty.sum().item() == 0.0
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("tdtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignored", [0.3, 1.0], ids=["some-ignored", "all-ignored"])
+def test_fastdl_torch_linear_cross_entropy_on_cuda(ignored, reduction, tdtype):
+    dt, gen = getattr(torch, tdtype), torch_gen(ignored, reduction, tdtype)
+    n, d, v = 300, 64, 1000
+    x = torch.randn((n, d), device=TORCH_DEVICE, generator=gen).to(dt)
+    w = (torch.randn((v, d), device=TORCH_DEVICE, generator=gen) * 0.2).to(dt)
+    b = (torch.randn(v, device=TORCH_DEVICE, generator=gen) * 0.1).to(dt)
+    t = torch.randint(0, v, (n,), device=TORCH_DEVICE, generator=gen)
+    t[torch.rand(n, device=TORCH_DEVICE, generator=gen) < ignored] = -100
+    mine = [a.clone().requires_grad_() for a in (x, w, b)]
+    theirs = [a.float().clone().requires_grad_() for a in (x, w, b)]
+    l1 = FF.linear_cross_entropy(mine[0], mine[1], t, bias=mine[2], reduction=reduction, label_smoothing=0.1,
+                                 chunk_rows=128)
+    l2 = torch.nn.functional.cross_entropy(torch.nn.functional.linear(*theirs), t, reduction=reduction,
+                                           label_smoothing=0.1)
+    assert l1.device == x.device and l1.dtype == dt and l1.shape == l2.shape
+    up = (torch.rand(l2.shape, device=TORCH_DEVICE, generator=gen) + 0.5).to(dt)
+    (l1 * up).sum().backward()
+    if ignored == 1.0 and reduction == "mean":
+        assert math.isnan(l1.item())
+        for name, p in zip(("input", "weight", "bias"), mine):
+            assert p.grad.dtype == dt and (p.grad == 0).all(), name
+        return
+    (l2 * up.float()).sum().backward()
+    rt = {"float32": 1e-4, "bfloat16": 4e-2}[tdtype]
+    torch_close(l1, l2, rt, "loss")
+    for name, p, q in zip(("input", "weight", "bias"), mine, theirs):
+        assert p.grad.dtype == dt, name
+        torch_close(p.grad, q.grad, rt, f"grad of {name}")
+
+
+def torch_busy(seconds=0.3):
+    """Enqueues about `seconds` of matrix products on torch's current stream and returns at once."""
+    a = torch.ones((4096, 4096), device=TORCH_DEVICE)
+    a @ a
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    a @ a
+    end.record()
+    end.synchronize()
+    for _ in range(max(1, math.ceil(seconds * 1e3 / max(start.elapsed_time(end), 1e-3)))):
+        a @ a
+    return a
+
+
+@needs_torch_cuda
+def test_fastdl_torch_losses_on_cuda_never_wait_for_the_device():
+    gen = torch_gen("no sync")
+    x = torch.randn((300, 1000), device=TORCH_DEVICE, generator=gen)
+    w = torch.randn((1000, 64), device=TORCH_DEVICE, generator=gen) * 0.2
+    h = torch.randn((300, 64), device=TORCH_DEVICE, generator=gen)
+    t = torch.randint(0, 1000, (300,), device=TORCH_DEVICE, generator=gen)
+    t[::3] = -100
+
+    def run():
+        a, p = x.clone().requires_grad_(), w.clone().requires_grad_()
+        losses = [FF.cross_entropy(a, t, reduction=r) for r in ("mean", "sum", "none")]
+        losses += [FF.linear_cross_entropy(h, p, t, reduction=r, chunk_rows=128) for r in ("mean", "sum", "none")]
+        sum(loss.sum() for loss in losses).backward()
+        return losses, a.grad, p.grad
+
+    expected = run()  # loads every kernel and fills torch's cache first
+    torch.cuda.synchronize()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        keep = torch_busy()
+        got = run()
+        returned_early = not s.query()
+    s.synchronize()
+    del keep
+    assert returned_early, "fastdl.torch waited for the device (a synchronisation in a loss or its backward)"
+    for g, e in zip(got[0] + [got[1], got[2]], expected[0] + [expected[1], expected[2]]):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)  # the same results on the side stream
+
+
 # ---- streams: work goes on CuPy's current stream, and nothing waits for it ------------------------------
 
 def busy(seconds=0.3):

@@ -15,6 +15,7 @@ import torch
 from ... import _backend
 
 _HOST_DTYPES = (torch.float32, torch.float64)
+_CUDA_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -27,6 +28,39 @@ def _no_double_backward(name):
                            f"computed in the forward; use torch's cross_entropy for second derivatives")
 
 
+def _cuda_ce(logits, target, grad, ignore_index, reduction, label_smoothing, row_losses=None):
+    """The CUDA module's softmax cross-entropy on contiguous tensors of one CUDA device, queued on torch's
+    current stream (nothing waits for the GPU): logits (N, C), target (N,) int64 ids or (N, C)
+    probabilities of the logits' dtype, the gradient written to grad (may be logits), each row's loss into
+    row_losses (float64) for reduction='none'. Returns the reduced loss as a 0-d float64 device tensor."""
+    from .. import _cuda
+    device = logits.device.index if logits.device.index is not None else torch.cuda.current_device()
+    loss = torch.empty((), dtype=torch.float64, device=logits.device)
+    kind = "probs" if target.is_floating_point() else "int64"
+    has_ignore = ignore_index is not None and kind == "int64"
+    _cuda.module().softmax_ce(
+        _cuda.DTYPES[logits.dtype], logits.data_ptr(), target.data_ptr(), kind, grad.data_ptr(), logits.shape[0],
+        logits.shape[1], float(label_smoothing), loss.data_ptr(), device,
+        torch.cuda.current_stream(device).cuda_stream, has_ignore, int(ignore_index) if has_ignore else 0, reduction,
+        0 if row_losses is None else row_losses.data_ptr())
+    return loss
+
+
+def _check_cuda(name, tensors):
+    """CUDA tensors of one device in a dtype the kernels take; False for CPU tensors (all of them)."""
+    tensors = [t for t in tensors if t is not None]
+    if all(t.device.type == "cpu" for t in tensors):
+        return False
+    device = tensors[0].device
+    if device.type != "cuda" or any(t.device != device for t in tensors):
+        raise NotImplementedError(f"fastdl.torch {name} takes CPU tensors or CUDA tensors of one device; got "
+                                  f"{', '.join(str(t.device) for t in tensors)}")
+    if tensors[0].is_floating_point() and tensors[0].dtype not in _CUDA_DTYPES:
+        raise TypeError(f"fastdl.torch {name} on CUDA takes float32, float64, float16 or bfloat16, got "
+                        f"{tensors[0].dtype}")
+    return True
+
+
 class _CrossEntropy(torch.autograd.Function):
     """(N, C) logits -> loss; the gradient is computed with the loss and kept for backward."""
 
@@ -34,7 +68,15 @@ class _CrossEntropy(torch.autograd.Function):
     def forward(ctx, logits, target, ignore_index, reduction, label_smoothing, inplace):
         rows = logits.shape[0]
         grad = logits if inplace else torch.empty_like(logits)
-        row_losses = torch.empty(rows, dtype=torch.float64) if reduction == "none" else None
+        row_losses = torch.empty(rows, dtype=torch.float64, device=logits.device) if reduction == "none" else None
+        if logits.is_cuda:
+            total = _cuda_ce(logits, target, grad, ignore_index if target.dtype != logits.dtype else None, reduction,
+                             label_smoothing, row_losses)
+            if inplace:
+                torch.autograd.graph.increment_version(logits)
+            ctx.reduction, ctx.inplace, ctx.used = reduction, inplace, False
+            ctx.save_for_backward(grad)
+            return (row_losses if reduction == "none" else total).to(logits.dtype)
         total = _backend.host.softmax_cross_entropy(
             logits.detach().numpy(), target.numpy(), grad.detach().numpy(), label_smoothing,
             ignore_index if target.dtype != logits.dtype else None, reduction,
@@ -63,7 +105,7 @@ class _CrossEntropy(torch.autograd.Function):
                                "(retain_graph=True?): its gradient was handed over the first time; compute the "
                                "loss again, or use inplace_backward=False")
         ctx.used = True
-        if ctx.reduction == "none" or grad_output.item() != 1.0:
+        if ctx.reduction == "none" or grad.is_cuda or grad_output.item() != 1.0:  # no .item() (a sync) on CUDA
             grad.mul_(scale)
         return grad, None, None, None, None, None
 
@@ -86,7 +128,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     afterwards (an op that saved it for its backward raises there), and the backward runs once
     (retain_graph=True and a second backward raise).
     ``weight``, ``size_average`` and ``reduce`` are not supported (a clear error, not ignored).
-    CUDA tensors are not supported yet (use torch's cross_entropy there).
+    CUDA tensors (float32, float64, and float16 / bfloat16 in their own dtype, computed in float32) run
+    fastdl's CUDA kernel on torch's current stream; the loss is a device tensor and nothing waits for
+    the GPU (a class id outside [0, C) that is not ignore_index gives a NaN loss there, not an error).
     """
     if weight is not None:
         raise NotImplementedError("fastdl.torch cross_entropy has no class weights (weight=): use torch's")
@@ -96,11 +140,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if not isinstance(input, torch.Tensor) or not isinstance(target, torch.Tensor):
         raise TypeError("cross_entropy takes torch tensors for input and target")
-    if input.device.type != "cpu" or target.device.type != "cpu":
-        raise NotImplementedError(f"fastdl.torch cross_entropy runs on the CPU for now; input is on {input.device}"
-                                  f" (use torch.nn.functional.cross_entropy on the GPU)")
     if not input.is_floating_point():
         raise TypeError(f"input must be floating point logits, got {input.dtype}")
+    on_cuda = _check_cuda("cross_entropy", (input, target))
+    host_dtypes = _CUDA_DTYPES if on_cuda else _HOST_DTYPES  # 16-bit runs in its own dtype on CUDA
     eps = float(label_smoothing)
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -122,13 +165,13 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         if target.shape != input.shape:
             raise ValueError(f"target (probabilities) has shape {tuple(target.shape)}, input {tuple(input.shape)}")
         rows_target = (target.reshape(1, classes) if unbatched else target.movedim(1, -1).reshape(-1, classes))
-        rows_target = rows_target.to(logits.dtype if logits.dtype in _HOST_DTYPES else torch.float32)
+        rows_target = rows_target.to(logits.dtype if logits.dtype in host_dtypes else torch.float32)
     else:
         if tuple(target.shape) != expected:
             raise ValueError(f"target (class ids) has shape {tuple(target.shape)}; input {tuple(input.shape)} needs "
                              f"{expected}")
         rows_target = target.reshape(-1).to(torch.int64)
-    compute = (logits if logits.dtype in _HOST_DTYPES else logits.float()).contiguous()
+    compute = (logits if logits.dtype in host_dtypes else logits.float()).contiguous()
     # in place only where the rows are the input's own memory (not a copy made above), and only where
     # a backward will use the gradient: not under no_grad or for logits that need none (an evaluation
     # pass keeps its logits), and never over a leaf's memory (a parameter, or a view of one)
@@ -152,7 +195,7 @@ def _linear_ce_chunks(input, w, b, ids, ignore_index, label_smoothing, chunk_row
     row_losses (float64, one per row) receives each row's loss when given."""
     kernels = _backend.host
     rows, classes = input.shape[0], w.shape[0]
-    buffer = torch.empty((min(chunk_rows, rows), classes), dtype=work)
+    buffer = torch.empty((min(chunk_rows, rows), classes), dtype=work, device=input.device)
     for r0 in range(0, rows, chunk_rows):
         r1 = min(r0 + chunk_rows, rows)
         x = input[r0:r1] if input.dtype == work else input[r0:r1].to(work)
@@ -161,6 +204,11 @@ def _linear_ce_chunks(input, w, b, ids, ignore_index, label_smoothing, chunk_row
             torch.matmul(x, w.T, out=logits)
         else:
             torch.addmm(b, x, w.T, out=logits)
+        if logits.is_cuda:  # ids: a CUDA tensor; the chunk's total: a 0-d float64 device tensor
+            total = _cuda_ce(logits, ids[r0:r1], logits, ignore_index, "sum" if row_losses is None else "none",
+                             label_smoothing, None if row_losses is None else row_losses[r0:r1])
+            yield r0, r1, x, logits, total
+            continue
         lg = logits.numpy()
         per_row = None if row_losses is None else row_losses[r0:r1].numpy()
         total = kernels.softmax_cross_entropy(lg, ids[r0:r1], lg, label_smoothing, ignore_index,
@@ -179,22 +227,32 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, input, weight, bias, target, ignore_index, reduction, label_smoothing, chunk_rows):
         rows, classes = input.shape[0], weight.shape[0]
-        work = torch.float32 if input.dtype not in _HOST_DTYPES else input.dtype
+        work = torch.float32 if input.dtype not in _HOST_DTYPES and not input.is_cuda else input.dtype
         w = weight if weight.dtype == work else weight.to(work)
         b = None if bias is None else (bias if bias.dtype == work else bias.to(work))
         ctx.dtypes = (input.dtype, weight.dtype, None if bias is None else bias.dtype)
         ctx.reduction = reduction
         if reduction == "none":
-            row_losses = torch.empty(rows, dtype=torch.float64)
-            for _ in _linear_ce_chunks(input, w, b, target.numpy(), ignore_index, label_smoothing, chunk_rows, work,
+            row_losses = torch.empty(rows, dtype=torch.float64, device=input.device)
+            for _ in _linear_ce_chunks(input, w, b, _ids(target), ignore_index, label_smoothing, chunk_rows, work,
                                        row_losses):
                 pass
             ctx.args = (ignore_index, label_smoothing, chunk_rows, work)
             ctx.save_for_backward(input, weight, bias, target)
             return row_losses.to(input.dtype)
-        grads = _linear_ce_grads(ctx.needs_input_grad, input, w, b, target.numpy(), ignore_index, label_smoothing,
+        grads = _linear_ce_grads(ctx.needs_input_grad, input, w, b, _ids(target), ignore_index, label_smoothing,
                                  chunk_rows, work)
         total = grads.pop()
+        ctx.has = tuple(g is not None for g in grads)
+        if input.is_cuda:  # everything stays on the device: the count, the division, the gradients' scaling
+            denom = (target != ignore_index).sum().double() if reduction == "mean" else 1.0
+            if reduction == "mean":
+                inv = 1.0 / denom.clamp(min=1.0)  # every row ignored: the gradients are 0 already
+                for g in grads:
+                    if g is not None:
+                        g.mul_(inv)
+            ctx.save_for_backward(*[g for g in grads if g is not None])
+            return (total / denom).to(input.dtype)  # no rows kept (or none at all) with mean: 0 / 0 = NaN, as torch
         kept = rows if ignore_index is None else int((target != ignore_index).sum())
         denom = kept if reduction == "mean" else 1
         loss = total / denom if denom else float("nan")  # every row ignored (or none): NaN, as torch
@@ -202,7 +260,6 @@ class _LinearCrossEntropy(torch.autograd.Function):
             for g in grads:
                 if g is not None:
                     g.mul_(1.0 / denom)
-        ctx.has = tuple(g is not None for g in grads)
         ctx.save_for_backward(*[g for g in grads if g is not None])
         return torch.tensor(loss, dtype=input.dtype)
 
@@ -214,26 +271,37 @@ class _LinearCrossEntropy(torch.autograd.Function):
             ignore_index, label_smoothing, chunk_rows, work = ctx.args
             w = weight if weight.dtype == work else weight.to(work)
             b = None if bias is None else (bias if bias.dtype == work else bias.to(work))
-            grads = _linear_ce_grads(ctx.needs_input_grad, input, w, b, target.numpy(), ignore_index, label_smoothing,
+            grads = _linear_ce_grads(ctx.needs_input_grad, input, w, b, _ids(target), ignore_index, label_smoothing,
                                      chunk_rows, work, row_scale=grad_output.to(work))
             grads.pop()
         else:
             saved = iter(ctx.saved_tensors)
-            scale = grad_output.item()
             grads = [next(saved) if has else None for has in ctx.has]
-            grads = [None if g is None else (g if scale == 1.0 else g * scale) for g in grads]
+            if grad_output.is_cuda:  # no .item() (a sync) on CUDA
+                grads = [None if g is None else g * grad_output for g in grads]
+            else:
+                scale = grad_output.item()
+                grads = [None if g is None else (g if scale == 1.0 else g * scale) for g in grads]
         out = [None if g is None else g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return out[0], out[1], out[2], None, None, None, None, None
 
 
+def _ids(target):
+    """The class ids as the chunks take them: a NumPy array on the CPU, the tensor itself on CUDA."""
+    return target if target.is_cuda else target.numpy()
+
+
 def _linear_ce_grads(needs, input, w, b, ids, ignore_index, label_smoothing, chunk_rows, work, row_scale=None):
     """[grad_input, grad_weight, grad_bias (None where not needed), summed loss] of the summed loss, each
-    row's gradient multiplied by row_scale[row] when given."""
+    row's gradient multiplied by row_scale[row] when given. On CUDA the summed loss is a 0-d float64
+    device tensor, and 16-bit weight and bias gradients are accumulated over the chunks in float32."""
     rows, classes = input.shape[0], w.shape[0]
-    grad_input = torch.empty((rows, input.shape[1]), dtype=work) if needs[0] else None
-    grad_weight = torch.zeros((classes, w.shape[1]), dtype=work) if needs[1] else None
-    grad_bias = torch.zeros(classes, dtype=work) if b is not None and needs[2] else None
-    total = 0.0
+    dev = input.device
+    acc = torch.float32 if work in (torch.float16, torch.bfloat16) else work  # 16-bit: CUDA only
+    grad_input = torch.empty((rows, input.shape[1]), dtype=work, device=dev) if needs[0] else None
+    grad_weight = torch.zeros((classes, w.shape[1]), dtype=acc, device=dev) if needs[1] else None
+    grad_bias = torch.zeros(classes, dtype=acc, device=dev) if b is not None and needs[2] else None
+    total = torch.zeros((), dtype=torch.float64, device=dev) if input.is_cuda else 0.0
     for r0, r1, x, grad, chunk_total in _linear_ce_chunks(input, w, b, ids, ignore_index, label_smoothing, chunk_rows,
                                                           work):
         total += chunk_total
@@ -242,9 +310,12 @@ def _linear_ce_grads(needs, input, w, b, ids, ignore_index, label_smoothing, chu
         if grad_input is not None:
             torch.matmul(grad, w, out=grad_input[r0:r1])
         if grad_weight is not None:
-            grad_weight.addmm_(grad.T, x)
+            if acc == work:
+                grad_weight.addmm_(grad.T, x)
+            else:
+                grad_weight += torch.matmul(grad.T, x)
         if grad_bias is not None:
-            grad_bias += grad.sum(0)
+            grad_bias += grad.sum(0) if acc == work else grad.sum(0, dtype=acc)
     return [grad_input, grad_weight, grad_bias, total]
 
 
@@ -260,7 +331,9 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
     the input. Extra memory: one chunk of logits, and the gradients themselves.
     reduction='none' computes the chunks twice (once for the losses, again in backward, where each
     row's upstream gradient is known). CPU tensors in float32 / float64 (bfloat16 / float16 computed
-    in float32); CUDA tensors are not supported yet (a clear error).
+    in float32); CUDA tensors of one device in float32 / float64 / float16 / bfloat16 (16-bit logits and
+    matmuls in their own dtype, the cross-entropy computed in float32, 16-bit weight and bias gradients
+    accumulated in float32), on torch's current stream without waiting for the GPU.
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{reduction} is not a valid value for reduction")
@@ -269,12 +342,10 @@ def linear_cross_entropy(input, weight, target, bias=None, ignore_index=-100, re
             continue
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.device.type != "cpu":
-            raise NotImplementedError(f"fastdl.torch linear_cross_entropy runs on the CPU for now; {name} is on "
-                                      f"{t.device}")
     if not input.is_floating_point() or input.dtype != weight.dtype or (bias is not None and bias.dtype != input.dtype):
         raise TypeError(f"input, weight and bias must be floating point of one dtype, got {input.dtype}, "
                         f"{weight.dtype}{'' if bias is None else ', ' + str(bias.dtype)}")
+    _check_cuda("linear_cross_entropy", (input, weight, target, bias))
     if weight.dim() != 2 or input.shape[-1:] != weight.shape[1:]:
         raise ValueError(f"weight must be (V, D) with D = input's last dimension; got input {tuple(input.shape)}, "
                          f"weight {tuple(weight.shape)}")
