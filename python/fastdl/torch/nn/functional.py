@@ -291,6 +291,14 @@ def _ids(target):
     return target if target.is_cuda else target.numpy()
 
 
+_MM_OUT_DTYPE = "dtype" in torch.ops.aten.mm.overloads()  # torch.mm(a, b, out_dtype=float32): torch >= 2.8
+
+
+def _mm_float32(a, b):
+    """a @ b of 16-bit CUDA matrices as float32: 16-bit operands, float32 product (torch >= 2.8), else in float32."""
+    return torch.mm(a, b, out_dtype=torch.float32) if _MM_OUT_DTYPE else torch.mm(a.float(), b.float())
+
+
 def _linear_ce_grads(needs, input, w, b, ids, ignore_index, label_smoothing, chunk_rows, work, row_scale=None):
     """[grad_input, grad_weight, grad_bias (None where not needed), summed loss] of the summed loss, each
     row's gradient multiplied by row_scale[row] when given. On CUDA the summed loss is a 0-d float64
@@ -312,8 +320,8 @@ def _linear_ce_grads(needs, input, w, b, ids, ignore_index, label_smoothing, chu
         if grad_weight is not None:
             if acc == work:
                 grad_weight.addmm_(grad.T, x)
-            else:
-                grad_weight += torch.matmul(grad.T, x)
+            else:  # the chunk's product in float32: a 16-bit one (the summed loss's gradient) overflows float16
+                grad_weight += _mm_float32(grad.T, x)
         if grad_bias is not None:
             grad_bias += grad.sum(0) if acc == work else grad.sum(0, dtype=acc)
     return [grad_input, grad_weight, grad_bias, total]
