@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
-"""One command for a GPU machine (issue #9): build and install fastdl, run the CUDA tests, measure
-the device's copy bandwidth, and time every CUDA kernel against PyTorch, beside the issue's goals.
+"""One command for a GPU machine (issues #9 and #10): build and install fastdl, run the CUDA tests,
+measure the device's copy bandwidth, and time every CUDA kernel against PyTorch, beside the issues'
+goals; for issue #10 also fastdl.torch's AdamW on GPT-2-small shapes and its two fused losses
+(cross_entropy, linear_cross_entropy) on torch CUDA tensors, in time and in peak extra memory.
 
     python bench/gpu_check.py                      # build, test, benchmark: ~8 minutes on an H200
     python bench/gpu_check.py --no-build --no-tests --quick
@@ -15,6 +17,10 @@ Times are CUDA-event times: each sample is a batch of back-to-back calls between
 a warm-up; the median of the samples, fastdl and torch interleaved. GB/s = the bytes a call must
 move (inputs read once, outputs written once; optimizer state in the parameter's dtype) / fastdl's
 time; % copy = that against a device-to-device copy of a >= 1 GiB buffer (bytes read + written).
+MiB (the fused losses only) = peak extra memory of one forward+backward: torch.cuda.max_memory_allocated
+after reset_peak_memory_stats, minus the memory allocated before the call (the gradients it leaves
+included, the previous call's freed first); torch's caching allocator sees it all (fastdl.torch
+allocates through torch).
 
 Exit status: 0 everything ran (whatever the numbers); 1 the build, a test or a section failed;
 3 nothing could be measured (no CuPy, no GPU, or fastdl without CUDA): the reasons are printed and
@@ -44,8 +50,15 @@ GOALS = {
                    "elements (f16 rows stand in where fastdl.ops takes no bf16: CuPy has none)",
     "adamw": "AdamW step f32 and bf16 >= 1.0x torch.optim.AdamW(fused=True), one 2^27 tensor and the LLM-like list",
     "ce": "softmax CE fwd+bwd 8192x32768 >= 2x torch (F.cross_entropy + backward)",
+    "adamw_gpt2": "fastdl.torch AdamW step f32 and bf16 >= 1.0x torch.optim.AdamW(fused=True) on GPT-2-small "
+                  "shapes (148 tensors, 124.4M parameters) (issue #10)",
+    "linear_ce": "fastdl.torch linear_cross_entropy fwd+bwd N=8192 D=2048 V=128256 bf16: peak extra memory <= 1/10 "
+                 "of torch's F.linear + F.cross_entropy and time <= 1.2x torch's (issue #10)",
 }
-COLUMNS = ["op", "dtype", "size", "fastdl ms", "torch ms", "torch/fastdl", "GB/s", "% copy", "goal met?"]
+GOAL_NEED = {"adamw": 1.0, "ce": 2.0, "adamw_gpt2": 1.0}  # torch/fastdl time ratio
+LINEAR_CE_GOAL = dict(time_factor=1.2, memory_fraction=0.1)
+COLUMNS = ["op", "dtype", "size", "fastdl ms", "torch ms", "torch/fastdl", "GB/s", "% copy", "fastdl MiB",
+           "torch MiB", "goal met?"]
 
 
 def log(*args):
@@ -78,6 +91,15 @@ def llm_shapes(d=768, vocab=50304, blocks=18):
     (two LayerNorms' weight and bias, the attention output bias); a final LayerNorm weight."""
     block = [(d, d)] * 4 + [(d, 4 * d), (4 * d, d)] + [(d,)] * 5
     return [(vocab, d)] + block * blocks + [(d,)]
+
+
+def gpt2_small_shapes(d=768, vocab=50257, ctx=1024, layers=12):
+    """GPT-2 small's 148 parameter shapes (124,439,808 elements at the defaults): token embedding
+    (vocab, d), position embedding (ctx, d), then per layer LayerNorm weight and bias, attention qkv
+    (d, 3d) + bias, attention projection (d, d) + bias, LayerNorm weight and bias, MLP (d, 4d) + bias,
+    (4d, d) + bias; a final LayerNorm's weight and bias."""
+    layer = [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    return [(vocab, d), (ctx, d)] + layer * layers + [(d,), (d,)]
 
 
 def numel(shape):
@@ -125,9 +147,10 @@ def size_label(elements=None, shape=None, label=None):
 
 
 def make_row(op, dtype, size, nbytes, fastdl_ms=None, torch_ms=None, goal=None, goal_size=True, note=None,
-             error=None, torch_label="torch"):
+             error=None, torch_label="torch", fastdl_mib=None, torch_mib=None):
     return {"op": op, "dtype": dtype, "size": size, "bytes": int(nbytes), "fastdl_ms": fastdl_ms, "torch_ms": torch_ms,
-            "torch_impl": torch_label, "goal": goal, "goal_size": goal_size, "note": note, "error": error}
+            "torch_impl": torch_label, "goal": goal, "goal_size": goal_size, "note": note, "error": error,
+            "fastdl_mib": fastdl_mib, "torch_mib": torch_mib}
 
 
 def evaluate_goal(row):
@@ -146,7 +169,15 @@ def evaluate_goal(row):
     ratio = row.get("ratio")
     if ratio is None:
         return None, "torch did not run"
-    need = {"adamw": 1.0, "ce": 2.0}[kind]
+    if kind == "linear_ce":
+        fm, tm = row.get("fastdl_mib"), row.get("torch_mib")
+        if fm is None or tm is None:
+            return None, "peak memory not measured"
+        tf, mf = LINEAR_CE_GOAL["time_factor"], LINEAR_CE_GOAL["memory_fraction"]
+        slower, mem = row["fastdl_ms"] / row["torch_ms"], fm / tm if tm > 0 else math.inf
+        met = slower <= tf and mem <= mf
+        return met, f"time {slower:.2f}x torch's (goal <= {tf:g}x), memory {mem:.3f} of torch's (goal <= {mf:g})"
+    need = GOAL_NEED[kind]
     return ratio >= need, f"{ratio:.2f}x torch (goal {need:g}x)"
 
 
@@ -154,7 +185,9 @@ def finish_row(row, copy_gbps):
     """Adds ratio, GB/s, % of copy bandwidth and the goal verdict to a row."""
     fd, th = row.get("fastdl_ms"), row.get("torch_ms")
     row["ratio"] = th / fd if fd and th else None
-    row["gbps"] = gbps(row["bytes"], fd) if fd else None
+    row["gbps"] = gbps(row["bytes"], fd) if fd and row["bytes"] else None  # bytes 0: GB/s means nothing there
+    fm, tm = row.get("fastdl_mib"), row.get("torch_mib")
+    row["memory_ratio"] = fm / tm if fm is not None and tm else None
     row["pct_copy"] = 100.0 * row["gbps"] / copy_gbps if row["gbps"] and copy_gbps else None
     row["goal_met"], row["goal_why"] = evaluate_goal(row)
     return row
@@ -177,7 +210,7 @@ def _fmt(value, spec, missing="-"):
 
 def format_table(rows):
     """The markdown table, with footnotes for errors and notes."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "| --- | --- | --- | " + " | ".join(["---:"] * 5) + " | --- |"]
+    lines = ["| " + " | ".join(COLUMNS) + " |", "| --- | --- | --- | " + " | ".join(["---:"] * 7) + " | --- |"]
     notes = []
     for r in rows:
         mark = ""
@@ -190,7 +223,8 @@ def format_table(rows):
         fd = "error" if r.get("error") else _fmt(r.get("fastdl_ms"), ".3f")
         cells = [r["op"] + mark, r["dtype"], r["size"], fd, _fmt(r.get("torch_ms"), ".3f"),
                  _fmt(r.get("ratio"), ".2f") + ("x" if r.get("ratio") is not None else ""),
-                 _fmt(r.get("gbps"), ".0f"), _fmt(r.get("pct_copy"), ".1f"), met]
+                 _fmt(r.get("gbps"), ".0f"), _fmt(r.get("pct_copy"), ".1f"), _fmt(r.get("fastdl_mib"), ".0f"),
+                 _fmt(r.get("torch_mib"), ".0f"), met]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
     return "\n".join(lines)
@@ -700,17 +734,18 @@ def _cross_entropy_of(b, rows, cols, label, tdt, goal_size):
           torch_label="F.cross_entropy + backward")
 
 
-def bench_adamw(b, workloads, goal_size):
+def bench_adamw(b, workloads, goal_size, goal="adamw"):
     """One AdamW step over the same tensors: fastdl.torch.AdamW against torch.optim.AdamW(fused=True)."""
     import torch
     for wl_label, shapes in workloads:
         total = sum(numel(s) for s in shapes)
         size = f"{wl_label} ({total / 1e6:.1f}M)"
         for label, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
-            b.guarded("AdamW step", label, size, lambda: _adamw_of(b, shapes, size, total, label, tdt, goal_size))
+            b.guarded("AdamW step", label, size,
+                      lambda: _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal))
 
 
-def _adamw_of(b, shapes, size, total, label, tdt, goal_size):
+def _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal="adamw"):
     import torch
     gen = torch.Generator(device="cuda").manual_seed(0)
 
@@ -727,14 +762,130 @@ def _adamw_of(b, shapes, size, total, label, tdt, goal_size):
     b.run("AdamW step", label, size, adamw_bytes(total, torch.finfo(tdt).bits // 8),
           b.side(b.fd_ok, fd_setup, torch_timer),
           b.side(b.th_ok, lambda: torch.optim.AdamW(params(), lr=1e-3, weight_decay=0.01, fused=True).step,
-                 torch_timer), goal="adamw", goal_size=goal_size, torch_label="torch AdamW(fused=True)")
+                 torch_timer), goal=goal, goal_size=goal_size, torch_label="torch AdamW(fused=True)")
+
+
+def peak_extra_mib(fn, clear=None):
+    """Peak memory one call of fn allocates beyond what was allocated before it, in MiB (torch's
+    allocator): clear() first frees what a previous call left (the gradients)."""
+    import torch
+    if clear is not None:
+        clear()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+
+
+def add_memory(b, row, sides, clear):
+    """Peak extra memory of each side that was timed ({side: fn}) into the row; a failure is a note."""
+    for side, fn in sides.items():
+        if fn is None or row.get(f"{side}_ms") is None:
+            continue
+        try:
+            row[f"{side}_mib"] = peak_extra_mib(fn, clear)
+        except Exception as e:
+            add_note(row, f"{side} memory: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    log(f"    peak extra memory: fastdl {_fmt(row.get('fastdl_mib'), '.1f')} MiB, "
+        f"torch {_fmt(row.get('torch_mib'), '.1f')} MiB")
+
+
+def _needs_torch(b):
+    if not b.th_ok:  # fastdl.torch's losses take torch CUDA tensors: nothing to time without them
+        raise RuntimeError(f"not measured: {b.skip['torch']}")
+
+
+def bench_torch_cross_entropy(b, rows, cols):
+    """fastdl.torch.nn.functional.cross_entropy (inplace_backward=False) against F.cross_entropy,
+    forward + backward with int64 class ids on torch CUDA tensors, float32 and bfloat16: time and peak
+    extra memory (issue #10 sets no number here: reported)."""
+    import torch
+    for label, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
+        b.guarded("fastdl.torch cross_entropy fwd+bwd", label, size_label(shape=(rows, cols)),
+                  lambda: _torch_cross_entropy_of(b, rows, cols, label, tdt))
+
+
+def _torch_cross_entropy_of(b, rows, cols, label, tdt):
+    import torch
+    import torch.nn.functional as F
+    _needs_torch(b)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = torch.randn(rows, cols, device="cuda", generator=gen).to(tdt).requires_grad_(True)
+    t = torch.randint(0, cols, (rows,), device="cuda", generator=gen)
+
+    def clear():
+        x.grad = None
+
+    def th():
+        clear()
+        F.cross_entropy(x, t).backward()
+    def fd_setup():
+        from fastdl.torch.nn import functional as FF
+
+        def fd():
+            clear()
+            FF.cross_entropy(x, t, inplace_backward=False).backward()
+        return fd
+    fd = b.side(b.fd_ok, fd_setup, torch_timer)
+    row = b.run("fastdl.torch cross_entropy fwd+bwd", label, size_label(shape=(rows, cols)),
+                ce_bytes(rows, cols, torch.finfo(tdt).bits // 8), fd, (th, torch_timer),
+                torch_label="F.cross_entropy + backward")
+    add_memory(b, row, {"fastdl": fd and fd[0], "torch": th}, clear)
+
+
+def bench_linear_cross_entropy(b, n, d, v, goal_size, chunk_rows_extra=1024):
+    """fastdl.torch.nn.functional.linear_cross_entropy(x, w, t) against F.cross_entropy(F.linear(x, w), t),
+    forward + backward (gradients of x and w), bfloat16, no bias: time and peak extra memory (issue #10's
+    goal). A second row with chunk_rows=chunk_rows_extra shows what the chunk size does (no goal)."""
+    import torch
+    size = f"N={n} D={d} V={v}"
+    b.guarded("linear_cross_entropy fwd+bwd", "bf16", size,
+              lambda: _linear_cross_entropy_of(b, n, d, v, torch.bfloat16, goal_size, chunk_rows_extra))
+
+
+def _linear_cross_entropy_of(b, n, d, v, tdt, goal_size, chunk_rows_extra):
+    import torch
+    import torch.nn.functional as F
+    _needs_torch(b)
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    x = (torch.randn(n, d, device="cuda", generator=gen) * d ** -0.5).to(tdt).requires_grad_(True)
+    w = (torch.randn(v, d, device="cuda", generator=gen) * d ** -0.5).to(tdt).requires_grad_(True)
+    t = torch.randint(0, v, (n,), device="cuda", generator=gen)
+    size = f"N={n} D={d} V={v}"
+
+    def clear():
+        x.grad = w.grad = None
+
+    def th():
+        clear()
+        F.cross_entropy(F.linear(x, w), t).backward()
+
+    def fd_setup(kw):
+        from fastdl.torch.nn import functional as FF
+
+        def fd():
+            clear()
+            FF.linear_cross_entropy(x, w, t, **kw).backward()
+        return fd
+    for kw, goal in [({}, "linear_ce"), ({"chunk_rows": chunk_rows_extra}, None)]:
+        fd = b.side(b.fd_ok, lambda: fd_setup(kw), torch_timer)
+        op = "linear_cross_entropy fwd+bwd" + (f" chunk_rows={kw['chunk_rows']}" if kw else "")
+        row = b.run(op, "bf16", size, 0, fd, (th, torch_timer), goal=goal, goal_size=goal_size,
+                    torch_label="F.linear + F.cross_entropy + backward")
+        add_memory(b, row, {"fastdl": fd and fd[0], "torch": th}, clear)
+        clear()
+        free_memory()
 
 
 def run_benchmarks(args, skip, start):
     """The timed sections, each guarded. Returns (rows, copy, errors)."""
     b, errors, copy = Bench(args, skip, start), [], {}
-    sizes = dict(n=2 ** 22, ce=(1024, 8192), big=2 ** 22, llm=llm_shapes(d=256, vocab=8192), copy=2 ** 28) \
-        if args.quick else dict(n=GOAL_ELEMENTS, ce=(8192, 32768), big=2 ** 27, llm=llm_shapes(), copy=2 ** 30)
+    sizes = dict(n=2 ** 22, ce=(1024, 8192), big=2 ** 22, llm=llm_shapes(d=256, vocab=8192), copy=2 ** 28,
+                 gpt2=gpt2_small_shapes(d=256, vocab=8192, ctx=256), lce=(1024, 512, 32000)) \
+        if args.quick else dict(n=GOAL_ELEMENTS, ce=(8192, 32768), big=2 ** 27, llm=llm_shapes(), copy=2 ** 30,
+                                gpt2=gpt2_small_shapes(), lce=(8192, 2048, 128256))
     try:
         log(f"== device-to-device copy of {sizes['copy'] / 2 ** 30:g} GiB")
         copy["gbps"], copy["ms"] = copy_bandwidth_gbps(sizes["copy"], 10 if not args.quick else 5)
@@ -751,6 +902,13 @@ def run_benchmarks(args, skip, start):
         ("AdamW", lambda: bench_adamw(b, [(f"1x{size_label(sizes['big'])}", [(sizes["big"],)]),
                                           (f"LLM-like {len(sizes['llm'])} tensors", sizes["llm"])],
                                       goal_size=not args.quick)),
+        ("AdamW on GPT-2 small (issue #10)",
+         lambda: bench_adamw(b, [(f"GPT-2 small {len(sizes['gpt2'])} tensors", sizes["gpt2"])],
+                             goal_size=not args.quick, goal="adamw_gpt2")),
+        ("fastdl.torch cross_entropy (issue #10)", lambda: bench_torch_cross_entropy(b, *sizes["ce"])),
+        ("fastdl.torch linear_cross_entropy (issue #10)",
+         lambda: bench_linear_cross_entropy(b, *sizes["lce"], goal_size=not args.quick,
+                                            chunk_rows_extra=1024 if not args.quick else 256)),
     ]
     for name, fn in sections:
         log(f"== {name}")
@@ -853,6 +1011,15 @@ def self_test():
        "LLM-like total 166,105,344 elements")
     ok({(50304, 768), (768, 768), (768, 3072), (3072, 768), (768,)} == set(shapes), "LLM-like shape kinds")
     ok(len(llm_shapes(d=256, vocab=8192)) == 200, "quick LLM-like list also 200 tensors")
+    g2 = gpt2_small_shapes()
+    ok(len(g2) == 148, f"GPT-2 small: 148 tensors, got {len(g2)}")
+    ok(sum(map(numel, g2)) == 124_439_808, f"GPT-2 small: 124,439,808 parameters, got {sum(map(numel, g2))}")
+    ok(g2[:2] == [(50257, 768), (1024, 768)] and g2[-2:] == [(768,), (768,)], "GPT-2 embeddings, final LayerNorm")
+    ok({(768, 2304), (2304,), (768, 768), (768, 3072), (3072,), (3072, 768), (768,)} | {(50257, 768), (1024, 768)}
+       == set(g2), "GPT-2 small shape kinds")
+    ok(g2.count((768, 2304)) == 12 and g2.count((768,)) == 12 * 6 + 2 and g2.count((3072,)) == 12,
+       "GPT-2 small: per layer 4 LayerNorm vectors + 2 biases of d")
+    ok(len(gpt2_small_shapes(d=256, vocab=8192, ctx=256)) == 148, "quick GPT-2 list also 148 tensors")
     ok(activation_bytes(2 ** 26, 4) == 2 ** 29 and activation_bytes(10, 2, backward=True) == 60, "activation bytes")
     ok(loss_bytes(10, 4) == 120 and adamw_bytes(10, 4) == 280 and adamw_bytes(10, 2) == 140, "loss / AdamW bytes")
     ok(ce_bytes(8192, 32768, 4) == 2 * 8192 * 32768 * 4 + 8192 * 8, "CE bytes")
@@ -882,22 +1049,52 @@ def self_test():
         make_row("softmax CE fwd+bwd", "bf16", "8192x32768", ce_bytes(8192, 32768, 2), fastdl_ms=1.0, torch_ms=1.5,
                  goal="ce"),
         make_row("gelu backward", "f32", "2^26", activation_bytes(n, 4, True), fastdl_ms=1.0, torch_ms=1.0),
+        # issue #10: AdamW on GPT-2 small; linear_cross_entropy's time and memory goal (bytes 0: no GB/s)
+        make_row("AdamW step", "f32", "GPT-2", adamw_bytes(124_439_808, 4), fastdl_ms=1.0, torch_ms=1.0,
+                 goal="adamw_gpt2"),
+        make_row("AdamW step", "bf16", "GPT-2", adamw_bytes(124_439_808, 2), fastdl_ms=1.0, torch_ms=0.99,
+                 goal="adamw_gpt2"),
+        make_row("linear CE", "bf16", "N=8192", 0, fastdl_ms=1.2, torch_ms=1.0, fastdl_mib=100.0, torch_mib=1000.0,
+                 goal="linear_ce"),
+        make_row("linear CE", "bf16", "N=8192", 0, fastdl_ms=1.0, torch_ms=1.0, fastdl_mib=101.0, torch_mib=1000.0,
+                 goal="linear_ce"),
+        make_row("linear CE", "bf16", "N=8192", 0, fastdl_ms=1.25, torch_ms=1.0, fastdl_mib=10.0, torch_mib=1000.0,
+                 goal="linear_ce"),
+        make_row("linear CE", "bf16", "N=8192", 0, fastdl_ms=1.0, torch_ms=1.0, goal="linear_ce"),
+        make_row("linear CE", "bf16", "N=1024", 0, fastdl_ms=1.0, torch_ms=1.0, fastdl_mib=1.0, torch_mib=100.0,
+                 goal="linear_ce", goal_size=False),
+        make_row("fastdl.torch cross_entropy", "bf16", "8192x32768", ce_bytes(8192, 32768, 2), fastdl_ms=1.0,
+                 torch_ms=2.0, fastdl_mib=512.0, torch_mib=1536.0),
     ]
     for r in rows:
         finish_row(r, copy)
     ok(abs(rows[0]["pct_copy"] - 90.0) < 1e-9 and abs(rows[0]["gbps"] - 3600.0) < 1e-6, "% of copy bandwidth")
     ok(abs(rows[0]["ratio"] - 1.8) < 1e-12, "ratio torch / fastdl")
-    ok([r["goal_met"] for r in rows] == [True, False, None, False, True, False, None, True, False, None],
+    ok([r["goal_met"] for r in rows] == [True, False, None, False, True, False, None, True, False, None,
+                                         True, False, True, False, False, None, None, None],
        f"goal verdicts {[r['goal_met'] for r in rows]}")
+    ok("time 1.20x torch's (goal <= 1.2x), memory 0.100 of torch's (goal <= 0.1)" == rows[12]["goal_why"],
+       f"linear CE verdict text: {rows[12]['goal_why']}")
+    ok("memory 0.101" in rows[13]["goal_why"] and "time 1.25x" in rows[14]["goal_why"], "linear CE misses")
+    ok(rows[15]["goal_why"] == "peak memory not measured", "linear CE without memory: not judged")
+    ok(rows[12]["gbps"] is None and rows[12]["pct_copy"] is None and abs(rows[12]["memory_ratio"] - 0.1) < 1e-12,
+       "no GB/s without bytes; memory ratio")
+    ok(rows[17]["goal_met"] is None and abs(rows[17]["memory_ratio"] - 1 / 3) < 1e-12 and rows[17]["ratio"] == 2.0,
+       "cross_entropy rows: reported, no goal")
     goals = summarize_goals(rows)
-    ok([g["met"] for g in goals] == [False, False, False], "goal summary")
+    ok([g["met"] for g in goals] == [False, False, False, False, False], f"goal summary {[g['met'] for g in goals]}")
+    ok([g["rows_judged"] for g in goals][3:] == [2, 3], "issue #10 goals: rows judged")
+    ok(summarize_goals(rows[:11])[3]["met"] is True and summarize_goals(rows[:11])[4]["met"] is None,
+       "GPT-2 AdamW goal met alone; linear CE without rows not judged")
     ok(goals[0]["rows_judged"] == 3 and len(goals[0]["not_met"]) == 2, "elementwise goal: 3 judged, 2 not met")
     ok(summarize_goals([])[0]["met"] is None, "a goal without rows is not judged")
     table = format_table(rows)
     lines = table.splitlines()
     ok(lines[0] == "| " + " | ".join(COLUMNS) + " |", "table header")
     ok(len(lines) == 2 + len(rows) + 2, f"a line per row plus 2 footnotes, got {len(lines)}")
-    ok("| sigmoid | f32 | 2^26 |" in table and "| 90.0 | yes |" in lines[2], "sigmoid row")
+    ok("| sigmoid | f32 | 2^26 |" in table and "| 90.0 | - | - | yes |" in lines[2], "sigmoid row")
+    ok(lines[2 + 12].endswith("| 1.200 | 1.000 | 0.83x | - | - | 100 | 1000 | yes |"), f"linear CE row: {lines[14]}")
+    ok(lines[2 + 15].endswith("| 1.00x | - | - | - | - | - |") and "n/a (size)" in lines[2 + 16], "linear CE cells")
     ok("| silu [1] | bf16 | 2^26 | error |" in table and "[1] fastdl: RuntimeError: boom" in table, "error footnote")
     ok("n/a (size)" in lines[4] and "**no**" in lines[3], "verdict cells")
     ok("NOT met" in format_goals(goals), "goal lines")
