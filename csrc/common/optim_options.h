@@ -6,7 +6,7 @@
 namespace fastdl {
 
 // clip_coef: every gradient is multiplied by it first (1: not at all). It is the factor of
-// global-norm gradient clipping, min(1, max_norm / (norm + 1e-6)) (kernels::clip_coefficient),
+// global-norm gradient clipping, min(1, max_norm / (norm + 1e-6)) (fastdl.optim.optimizer.clip_coefficient),
 // applied inside the update so the gradients are not rewritten. (Not named grad_scale: torch
 // uses that name for the AMP loss scale, a different factor.)
 

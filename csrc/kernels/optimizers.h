@@ -15,17 +15,10 @@ namespace fastdl {
 namespace kernels {
 
 // Every update first multiplies the gradient by clip_coef when it is not 1: the coefficient of
-// global-norm gradient clipping, applied on the fly so the gradients are not rewritten.
-
-// torch.nn.utils.clip_grad_norm_'s factor from the global norm: min(1, max_norm / (norm + 1e-6)).
-// A non-finite norm gives max_norm / (norm + 1e-6) as it is (0 for inf, NaN for NaN), so that a
-// step with an overflowed gradient is visible rather than silently taken at full size.
-template <class S>
-FASTDL_HD S clip_coefficient(S norm, S max_norm) {
-  S r = max_norm / (norm + S(1e-6));
-  bool finite = norm - norm == S(0);  // false for inf and NaN
-  return finite && r > S(1) ? S(1) : r;
-}
+// global-norm gradient clipping, applied on the fly so the gradients are not rewritten. The
+// coefficient comes from the global norm, a reduction over every tensor, so it is computed
+// between the two calls, in Python (fastdl.optim.optimizer.clip_coefficient; on a GPU, on the
+// device, and the kernel reads it from there).
 
 // ---- SGD --------------------------------------------------------------------------------
 // g <- g * clip_coef;  g <- -g if maximize;  g <- g + wd p

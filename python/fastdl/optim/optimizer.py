@@ -37,13 +37,15 @@ def max_norm(value):
 
 
 def clip_coefficient(norm, max_grad_norm):
-    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)) (kernels::clip_coefficient).
-    A device norm (a 0-d CuPy array) gives a device factor, computed there without waiting for it."""
+    """torch.nn.utils.clip_grad_norm_'s factor: min(1, max_norm / (norm + 1e-6)); a NaN norm gives NaN
+    (an inf norm 0), so that a step with an overflowed gradient is visible, not taken at full size.
+
+    norm may be a float or a 0-d device array (CuPy, or a torch tensor): the factor is then computed
+    on the device, without waiting for it (an array's clip keeps NaN, where Python's min drops it)."""
+    r = max_grad_norm / (norm + 1e-6)
     if not isinstance(norm, float):
-        xp = array_module(norm)
-        r = max_grad_norm / (norm + 1e-6)
-        return xp.where(xp.isfinite(norm), xp.minimum(r, 1.0), r)
-    return min(1.0, max_grad_norm / (norm + 1e-6)) if math.isfinite(norm) else max_grad_norm / (norm + 1e-6)
+        return r.clip(max=1.0)
+    return min(1.0, r) if math.isfinite(norm) else r
 
 
 class Optimizer:

@@ -62,9 +62,3 @@ def _clip(options):
         return options._replace(clip_coef=1.0), coef.data_ptr()
     return options, 0
 
-
-def clip_coefficient(norm, max_grad_norm):
-    """kernels::clip_coefficient on a device norm: min(1, max_norm / (norm + 1e-6)), the ratio itself
-    when the norm is not finite."""
-    r = max_grad_norm / (norm + 1e-6)
-    return torch.where(torch.isfinite(norm), r.clamp(max=1.0), r)

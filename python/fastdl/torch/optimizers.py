@@ -612,7 +612,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         devices = {w.binding.device for w in work}
         if len(devices) == 1 and next(iter(devices)).type == "cuda" and sums:
             norm = torch.stack(sums).sum().sqrt() if len(sums) > 1 else sums[0].sqrt()
-            return norm, _torch_cuda.clip_coefficient(norm, self.max_grad_norm)
+            return norm, clip_coefficient(norm, self.max_grad_norm)
         norm = math.sqrt(sum(float(t) for t in sums))
         return norm, clip_coefficient(norm, self.max_grad_norm)
 
