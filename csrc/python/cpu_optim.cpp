@@ -11,14 +11,13 @@
 
 #include "../cpu/dispatch.h"
 #include "array_args.h"
+#include "list_args.h"
 #include "options_args.h"
 
 namespace fastdl {
 namespace glue {
 
 namespace {
-
-std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
 
 template <class T>
 constexpr DType dtype_of() { return std::is_same<T, float>::value ? DType::f32 : DType::f64; }
@@ -94,12 +93,8 @@ struct Tensors {
   }
 
   void from_addresses(const py::sequence& p, const py::sequence& g, const py::sequence& sizes) {
-    size_t n = py::len(sizes);
-    for (size_t i = 0; i < n; ++i) {
-      int64_t s = sizes[i].cast<int64_t>();
-      if (s < 0) throw py::value_error(item("sizes", i) + " is negative");
-      offsets.push_back(offsets.back() + s);
-    }
+    append_sizes(sizes, offsets);
+    const size_t n = count();
     for (uintptr_t a : addresses(p, "params", n)) params.push_back(reinterpret_cast<T*>(a));
     for (uintptr_t a : addresses(g, "grads", n)) grads.push_back(reinterpret_cast<const T*>(a));
   }
@@ -109,15 +104,7 @@ struct Tensors {
     for (uintptr_t a : addresses(seq.cast<py::sequence>(), name, count())) dst.push_back(reinterpret_cast<T*>(a));
   }
 
-  // Each tensor's step count including this step, copied: the kernel reads them without the GIL.
-  void set_steps(const py::array& step_counts) {
-    if (!py::isinstance<py::array_t<int64_t>>(step_counts)) throw py::type_error("steps must be an int64 array");
-    require_size(step_counts, static_cast<int64_t>(count()), "steps", "params");
-    const int64_t* sp = input<int64_t>(step_counts, "steps");
-    steps.assign(sp, sp + count());
-    for (size_t i = 0; i < count(); ++i)
-      if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
-  }
+  void set_steps(const py::array& counts) { steps = step_counts(counts, count()); }
 
   TensorList<T> list() const {
     auto ptr = [](const std::vector<T*>& v) { return v.empty() ? nullptr : v.data(); };

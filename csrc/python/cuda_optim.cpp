@@ -7,14 +7,13 @@
 
 #include "../cuda/chunk_schedule.h"
 #include "cuda_args.h"
+#include "list_args.h"
 #include "options_args.h"
 
 namespace fastdl {
 namespace glue {
 
 namespace {
-
-std::string item(const char* list, size_t i) { return std::string(list) + "[" + std::to_string(i) + "]"; }
 
 // One call's tensors, copied out of the Python lists while the GIL is held.
 struct DeviceTensors {
@@ -23,13 +22,7 @@ struct DeviceTensors {
   std::vector<void*> params, momentum_buffer, exp_avg, exp_avg_sq, max_exp_avg_sq;
   std::vector<const void*> grads;
 
-  DeviceTensors(cuda::DType dtype, const py::sequence& sizes) : dt(dtype) {
-    for (size_t i = 0; i < static_cast<size_t>(py::len(sizes)); ++i) {
-      int64_t s = sizes[i].cast<int64_t>();
-      if (s < 0) throw py::value_error(item("sizes", i) + " is negative");
-      offsets.push_back(offsets.back() + s);
-    }
-  }
+  DeviceTensors(cuda::DType dtype, const py::sequence& sizes) : dt(dtype) { append_sizes(sizes, offsets); }
 
   size_t count() const { return offsets.size() - 1; }
 
@@ -49,16 +42,7 @@ struct DeviceTensors {
     return out;
   }
 
-  // Each tensor's step count including this step (an int64 NumPy array), copied.
-  void set_steps(const py::object& step_counts) {
-    if (!py::isinstance<py::array_t<int64_t>>(step_counts)) throw py::type_error("steps must be an int64 array");
-    auto a = py::array_t<int64_t, py::array::c_style>::ensure(step_counts);
-    if (!a || static_cast<size_t>(a.size()) != count())
-      throw py::value_error("steps must have one count per tensor (" + std::to_string(count()) + ")");
-    steps.assign(a.data(), a.data() + count());
-    for (size_t i = 0; i < count(); ++i)
-      if (steps[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
-  }
+  void set_steps(const py::object& counts) { steps = step_counts(counts, count()); }
 
   TensorList<void> list() const {
     auto ptr = [](const std::vector<void*>& v) { return v.empty() ? nullptr : v.data(); };
