@@ -5,12 +5,14 @@
     y = fastdl.ops.gelu(x)             # fused activations and losses on NumPy or CuPy arrays
     opt = fastdl.optim.Adam(params)    # multi-tensor optimizers, torch.optim's update rules
     from fastdl import layers, models  # Keras's Sequential API
+    with fastdl.device("gpu"): ...     # models built here keep their weights on the GPU
 """
 
 __version__ = "0.1.0"
 
 from . import _backend, ops, optim  # noqa: E402
 from . import activations, callbacks, data, initializers, layers, losses, metrics, models, optimizers  # noqa: E402,F401
+from ._device import device  # noqa: E402
 from ._random import set_seed  # noqa: E402
 
 
@@ -49,4 +51,4 @@ def set_num_threads(n):
 
 
 __all__ = ["ops", "optim", "layers", "models", "losses", "metrics", "callbacks", "optimizers", "data", "info",
-           "set_seed", "set_num_threads", "__version__"]
+           "device", "set_seed", "set_num_threads", "__version__"]

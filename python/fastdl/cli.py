@@ -1,6 +1,6 @@
 """The `fastdl` command.
 
-    fastdl train [--epochs N] [--batch-size B] [--data digits|FILE.npz|FILE.csv] [--output PATH] ...
+    fastdl train [--epochs N] [--batch-size B] [--data digits|FILE.npz|FILE.csv] [--device cpu|gpu] ...
     fastdl info
     fastdl bench [--quick] [--only NAME]
 
@@ -29,7 +29,7 @@ import traceback
 
 import numpy as np
 
-from . import _cli_data, _files
+from . import _cli_data, _device, _files
 from ._cli_data import DataError
 
 
@@ -66,6 +66,11 @@ def train(args):
     from fastdl import data, layers, metrics, models
 
     _check_output(args)
+    try:
+        device = _device.get(args.device)
+    except RuntimeError as e:  # a GPU asked for where there is none: say why, train nothing
+        raise DataError(f"--device {args.device}: {str(e).replace(f'cannot use device {args.device!r}: ', '')}") \
+            from None
     fastdl.set_seed(args.seed)
     args.doing = f"load --data {args.data}"  # for a MemoryError's message
     if args.data == "digits":
@@ -96,7 +101,7 @@ def train(args):
         layers.Dense(64, activation="relu", input_shape=(x.shape[1],)),
         layers.Dense(64, activation="relu"),
         layers.Dense(classes, activation="softmax"),
-    ])
+    ], device=device)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
     if args.verbose:
         model.summary()
@@ -156,6 +161,8 @@ def _check_arguments(parser, args):
         parser.error(f"--label-column applies to a .csv --data only, not to {args.data!r}")
     if not args.output or args.output.endswith(("/", os.sep)):
         parser.error(f"--output must be a file path, got {args.output!r}")
+    if not _device.NAME.match(args.device.strip().lower()):
+        parser.error(f"--device must be 'cpu', 'gpu', 'gpu:N', 'cuda' or 'cuda:N', got {args.device!r}")
 
 
 def _check_output(args):
@@ -262,6 +269,8 @@ def main(argv=None):
     t.add_argument("--output", default="fastdl-model.fastdl", help="where to save the model")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+    t.add_argument("--device", default="cpu", help="where to train: 'cpu' (default), 'gpu' / 'cuda' or 'gpu:N' "
+                   "(needs fastdl's CUDA module, CuPy and a GPU: pip install 'fastdl[cuda]')")
     t.add_argument("--no-plot", action="store_true", help="do not write the training-history plot")
     t.add_argument("--debug", action="store_true", help="show the traceback of an error")
     t.set_defaults(func=train)

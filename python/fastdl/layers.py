@@ -6,12 +6,13 @@ optimizer step is one fused call over the whole model. Each layer keeps its acti
 buffers allocated once per batch size: a training step allocates nothing.
 """
 
+import contextlib
 import threading
 
 import numpy as np
 
 from . import _backend, _random, activations, initializers
-from ._checks import flag, real
+from ._checks import array_module, flag, on_device, real
 
 _IDENTITY = _backend.ACTIVATIONS["identity"]
 _names = {}
@@ -74,32 +75,42 @@ class Layer:
         return dy
 
     def __call__(self, x):
-        """Applies the layer (inference) to an array; the layer must belong to a built model."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        with self._lock:  # the layer's buffers are shared with its model's other users
+        """Applies the layer (inference) to an array; the layer must belong to a built model. The
+        result is on the device of x (a NumPy array in, a NumPy array out)."""
+        host_in = not on_device(x)
+        if self.weights and on_device(self.weights[0]):  # a GPU model's layer: runs on its device
+            place = self.weights[0].device
+            with place:
+                x = array_module(self.weights[0]).ascontiguousarray(x, dtype=np.float32)
+        else:
+            place = contextlib.nullcontext()
+            x = np.ascontiguousarray(x if host_in else x.get(), dtype=np.float32)
+        with self._lock, place:  # the layer's buffers are shared with its model's other users
             if getattr(self, "logits_out", False):
                 self.logits_out = False  # the activation itself, not fit's logits (fit sets it each step)
-            return self.forward(x, training=False).copy()
+            y = self.forward(x, training=False).copy()
+        return y.get() if host_in and on_device(y) else y
 
     def __getstate__(self):  # copy.deepcopy / pickle: no lock, no scratch buffers
         state = dict(self.__dict__)
         state.pop("_lock", None)
         state["_buffers"] = {}
+        state.pop("_device_rng", None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.RLock()  # the model that holds this layer sets its own
 
-    def _buffer(self, key, shape):
+    def _buffer(self, key, shape, xp=np):
         """An array kept for reuse: allocated on first use for each shape (usually one or two
-        batch sizes), then the same memory every step."""
+        batch sizes), then the same memory every step. xp: numpy, or cupy for a GPU model."""
         shape = tuple(shape)
-        buf = self._buffers.get((key, shape))
+        buf = self._buffers.get((key, shape, xp))
         if buf is None:
             if len(self._buffers) > 64:  # many distinct batch sizes: start over rather than grow
                 self._buffers.clear()
-            buf = self._buffers[(key, shape)] = np.empty(shape, dtype=np.float32)
+            buf = self._buffers[(key, shape, xp)] = xp.empty(shape, dtype=np.float32)
         return buf
 
     def __repr__(self):
@@ -135,8 +146,9 @@ def Input(shape=None, name=None, **kwargs):
 class Dense(Layer):
     """y = activation(x @ kernel + bias) for inputs of shape (batch, features).
 
-    The matmul is NumPy's BLAS; bias and activation are one fused pass after it, and their
-    backward (with the bias gradient) one fused pass before the two gradient matmuls.
+    The matmul is NumPy's BLAS (cuBLAS through CuPy on a GPU); bias and activation are one fused
+    pass after it, and their backward (with the bias gradient) one fused pass before the two
+    gradient matmuls.
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
@@ -164,17 +176,18 @@ class Dense(Layer):
 
     def forward(self, x, training=False):
         k = _backend.kernels_for(x)
+        xp = np if type(x) is np.ndarray else array_module(x)
         act = self.activation
         kernel = self.weights[0]
         bias = self.weights[1] if self.use_bias else None
-        z = self._buffer("z", (len(x), self.units))
-        np.matmul(x, kernel, out=z)
+        z = self._buffer("z", (len(x), self.units), xp)
+        xp.matmul(x, kernel, out=z)
         self._x = x
         if act.is_softmax or act.is_identity or self.logits_out:
             k.bias_activation(_IDENTITY, z, bias, None, z, 0.0)
             self._saved = z
             if act.is_softmax and not self.logits_out:
-                y = self._buffer("y", z.shape)
+                y = self._buffer("y", z.shape, xp)
                 k.softmax(z, y, False)
                 self._saved = y
                 return y
@@ -183,7 +196,7 @@ class Dense(Layer):
             k.bias_activation(act.kernel, z, bias, None, z, act.alpha)
             self._saved = z
             return z
-        y = self._buffer("y", z.shape)  # z becomes x = z + bias, kept for the backward
+        y = self._buffer("y", z.shape, xp)  # z becomes x = z + bias, kept for the backward
         k.bias_activation(act.kernel, z, bias, z, y, act.alpha)
         self._saved = z
         return y
@@ -192,6 +205,7 @@ class Dense(Layer):
         """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
         weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
         k = _backend.kernels_for(dy)
+        xp = np if type(dy) is np.ndarray else array_module(dy)
         act = self.activation
         db = self.gradients[1] if self.use_bias else None
         if act.is_softmax and not self.logits_out:
@@ -203,14 +217,14 @@ class Dense(Layer):
             op, alpha = act.kernel, act.alpha
         if op == _IDENTITY:
             if db is not None:
-                np.sum(dy, axis=0, out=db)
+                xp.sum(dy, axis=0, out=db)
         else:
             k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
-        np.matmul(self._x.T, dy, out=self.gradients[0])
+        xp.matmul(self._x.T, dy, out=self.gradients[0])
         if not need_dx:
             return None
-        dx = self._buffer("dx", self._x.shape)
-        np.matmul(dy, self.weights[0].T, out=dx)
+        dx = self._buffer("dx", self._x.shape, xp)
+        xp.matmul(dy, self.weights[0].T, out=dx)
         return dx
 
     def get_config(self):
@@ -231,7 +245,7 @@ class Activation(Layer):
         act = self.activation
         if act.is_identity or self.logits_out:
             return x
-        y = self._buffer("y", x.shape)
+        y = self._buffer("y", x.shape, array_module(x))
         if act.is_softmax:
             _backend.kernels_for(x).softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), False)
         else:
@@ -243,7 +257,7 @@ class Activation(Layer):
         act = self.activation
         if act.is_identity or self.logits_out or not need_dx:
             return dy
-        dx = self._buffer("dx", dy.shape)
+        dx = self._buffer("dx", dy.shape, array_module(dy))
         if act.is_softmax:
             c = dy.shape[-1]
             _backend.kernels_for(dy).softmax_backward(dy.reshape(-1, c), self._saved.reshape(-1, c), dx.reshape(-1, c), False)
@@ -271,21 +285,27 @@ class Dropout(Layer):
             self._mask = None
             return x
         rng = self._rng if self._rng is not None else _random.generator()
-        draw = self._buffer("draw", x.shape)
-        rng.random(out=draw, dtype=np.float32)
-        mask = self._buffer("mask", x.shape)
-        np.greater_equal(draw, self.rate, out=mask, casting="unsafe")
+        xp = np if type(x) is np.ndarray else array_module(x)
+        mask = self._buffer("mask", x.shape, xp)
+        if xp is np:
+            draw = self._buffer("draw", x.shape)
+            rng.random(out=draw, dtype=np.float32)
+            np.greater_equal(draw, self.rate, out=mask, casting="unsafe")
+        else:  # drawn on the device by a generator seeded once from fastdl's random state
+            if getattr(self, "_device_rng", None) is None:
+                self._device_rng = xp.random.default_rng(int(rng.integers(2 ** 63)))
+            xp.greater_equal(self._device_rng.random(x.shape, dtype=np.float32), self.rate, out=mask)
         mask *= np.float32(1.0 / (1.0 - self.rate))
         self._mask = mask
-        y = self._buffer("y", x.shape)
-        np.multiply(x, mask, out=y)
+        y = self._buffer("y", x.shape, xp)
+        xp.multiply(x, mask, out=y)
         return y
 
     def backward(self, dy, need_dx=True):
         if self._mask is None or not need_dx:
             return dy
-        dx = self._buffer("dx", dy.shape)
-        np.multiply(dy, self._mask, out=dx)
+        dx = self._buffer("dx", dy.shape, array_module(dy))
+        array_module(dy).multiply(dy, self._mask, out=dx)
         return dx
 
     def get_config(self):

@@ -12,7 +12,7 @@ computed from the logits in one stable kernel (csrc/kernels/losses.h).
 import numpy as np
 
 from . import _backend
-from ._checks import flag, real
+from ._checks import array_module, flag, real
 from .activations import get as _activation
 from .backends import numpy_kernels
 
@@ -188,8 +188,9 @@ class SparseCategoricalCrossentropy(Loss):
     def value_and_grad(self, y, out, logits, grad):
         if logits or self.from_logits:
             return _backend.kernels_for(out).softmax_cross_entropy(out, y, grad, 0.0)
-        t = np.zeros(out.shape, dtype=np.float32)
-        t[np.arange(len(y)), y] = 1
+        xp = array_module(out)
+        t = xp.zeros(out.shape, dtype=np.float32)
+        t[xp.arange(len(y)), y] = 1
         return _categorical_on_probabilities(t, out, grad)
 
 
@@ -225,17 +226,20 @@ def _categorical_on_probabilities(t, p, grad):
     renormalised, q = p / S with S = sum_c p_c, then clipped to [eps, 1 - eps]:
         L = -mean_rows sum_c t_c log q_c
         dL/dp_j = -(w_j - sum_c w_c q_c) / S / rows,   w_c = t_c / q_c inside the clip, 0 outside.
-    The rare path (a model ending in softmax is fused instead), so it is written in NumPy."""
+    The rare path (a model ending in softmax is fused instead), so it is written in NumPy (CuPy on a
+    GPU: the same calls). Returns the loss as a float (a 0-d device array on a GPU)."""
+    xp = array_module(p)
     p = p.astype(np.float64)
     s = p.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         q = p / s
-    qc = np.clip(q, EPSILON, 1 - EPSILON)
+    qc = xp.clip(q, EPSILON, 1 - EPSILON)
     inside = (q >= EPSILON) & (q <= 1 - EPSILON)
     rows = len(p)
-    w = np.where(inside, t / qc, 0.0)
+    w = xp.where(inside, t / qc, 0.0)
     grad[...] = (-(w - (w * q).sum(axis=-1, keepdims=True)) / s) / rows
-    return float(_categorical_per_sample(t, p, False).sum() / rows)
+    loss = (-(t * xp.log(qc)).sum(axis=-1)).sum() / rows
+    return float(loss) if xp is np else loss
 
 
 def _smoothing(value):

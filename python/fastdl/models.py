@@ -6,6 +6,11 @@ another (layers hold views), so the optimizer step is one fused kernel call over
 model; every activation, gradient and batch buffer is allocated once per batch size; a last
 softmax (or sigmoid) is fused with its cross-entropy and computed from the logits.
 
+Devices: a model built inside `with fastdl.device("gpu")` (or made with device="gpu") keeps its
+two buffers on the GPU as CuPy arrays: matmuls run on cuBLAS, the epilogues, losses and optimizer
+step are the CUDA kernels, and fit reads losses and metrics back once per logging interval
+(fastdl/_feed.py). get_weights, predict, evaluate and save give NumPy arrays and numbers.
+
 Threads: a model may be used from any number of threads. Two re-entrant locks keep every
 result what one thread would get (the kernels are parallel inside, so a lock costs little):
 - the compute lock is held by each forward or backward use of the layers' reused buffers: a
@@ -24,15 +29,22 @@ import threading
 
 import numpy as np
 
-from . import _random, callbacks as callbacks_module, initializers, losses, metrics as metrics_module, optimizers
+from . import _device, _feed, _random, callbacks as callbacks_module, initializers, losses, \
+    metrics as metrics_module, optimizers
+from ._checks import array_module, on_device
 from .layers import InputLayer, Layer
 
 
 class Sequential:
-    """A linear stack of layers: Sequential([layer, ...]) or Sequential() then .add(layer)."""
+    """A linear stack of layers: Sequential([layer, ...]) or Sequential() then .add(layer).
 
-    def __init__(self, layers=None, name=None):
+    device: where the weights live ('cpu', 'gpu', 'gpu:N'); by default the device of the
+    enclosing `with fastdl.device(...)` when the model is built, else the CPU."""
+
+    def __init__(self, layers=None, name=None, device=None):
         self.name = name or "sequential"
+        self._device_request = None if device is None else _device.get(device)
+        self._device = None  # set at the first build
         self.layers = []
         self.built = False
         self.compiled = False
@@ -98,7 +110,10 @@ class Sequential:
                 raise ValueError(f"input shape {input_shape} does not match the declared {declared}")
         if not self._compute_layers:
             raise ValueError("the model has no layers")
-        old = {id(layer): [w.copy() for w in layer.weights] for layer in self.layers if layer.built}
+        if self._device is None:
+            self._device = self._device_request or _device.current()
+        dev = self._device
+        old = {id(layer): [np.array(dev.host(w)) for w in layer.weights] for layer in self.layers if layer.built}
         shape = tuple(int(s) for s in input_shape)
         for layer in self._compute_layers:
             shape = layer._build(shape)
@@ -107,13 +122,18 @@ class Sequential:
         self._params = np.zeros(total, dtype=np.float32)
         self._grads = np.zeros(total, dtype=np.float32)
         self._link_views()
-        for layer in self._compute_layers:
+        for layer in self._compute_layers:  # weights are made on the host, then moved in one copy
             kept = old.get(id(layer))
             for i, ((name, s, init), w) in enumerate(zip(layer.weight_specs, layer.weights)):
                 if kept is not None and i < len(kept) and kept[i].shape == w.shape:
                     w[...] = kept[i]
                 else:
                     initializers.initialize(init, s, w)
+        if dev.kind != "cpu":
+            with dev.activate():
+                self._params = dev.put(self._params)
+                self._grads = dev.xp.zeros(total, dtype=np.float32)
+            self._link_views()
         self._input_shape = tuple(input_shape)
         self.output_shape = shape
         self.built = True
@@ -153,6 +173,11 @@ class Sequential:
         return (None,) + self._input_shape if self.built else None
 
     @property
+    def device(self):
+        """Where the weights live: 'cpu' or 'gpu:N' (None before the model is built)."""
+        return None if self._device is None else repr(self._device)
+
+    @property
     def weights(self):
         """The weight arrays (views into the parameter buffer), layer by layer."""
         return [w for layer in self._compute_layers for w in layer.weights]
@@ -165,7 +190,7 @@ class Sequential:
     def get_weights(self):
         """Copies of the weights, in layer order (kernel, bias, kernel, bias, ...)."""
         with self._compute_lock:  # not halfway through another thread's optimizer step
-            return [w.copy() for w in self.weights]
+            return [np.array(self._device.host(w)) for w in self.weights]
 
     def set_weights(self, weights):
         """Sets every weight from a list shaped like get_weights(); checks all before writing."""
@@ -176,15 +201,15 @@ class Sequential:
             raise ValueError(f"set_weights got {len(weights)} arrays but the model has {len(current)} weights")
         arrays = []
         for i, (new, w) in enumerate(zip(weights, current)):
-            new = np.asarray(new)
+            new = new.get() if on_device(new) else np.asarray(new)
             if new.dtype.kind not in "iufb":
                 raise TypeError(f"weights[{i}] must be numeric, got dtype {new.dtype}")
             if new.shape != w.shape:
                 raise ValueError(f"weights[{i}] has shape {new.shape} but the model's weight {i} is {w.shape}")
             arrays.append(new.astype(w.dtype))
-        with self._compute_lock:  # between fit's steps: a callback's worker thread may set weights
+        with self._compute_lock, self._device.activate():  # between fit's steps (a callback's thread)
             for new, w in zip(arrays, current):
-                w[...] = new
+                w[...] = self._device.put(new)
 
     # -- compile -------------------------------------------------------------------------------
     def compile(self, optimizer="adam", loss=None, metrics=None):
@@ -251,13 +276,22 @@ class Sequential:
             raise RuntimeError("compile the model with a loss before fit / evaluate: model.compile(optimizer, loss)")
 
     def _as_input(self, x):
-        x = np.asarray(x)
+        """x checked, as float32: a NumPy array, or a CuPy array on the model's GPU (a NumPy x for a
+        GPU model is moved batch by batch, or once by fit)."""
+        x = x if on_device(x) else np.asarray(x)
         if x.dtype.kind not in "iufb":
             raise TypeError(f"x must be numeric, got dtype {x.dtype}")
         if not self.built:
             self.build(x.shape[1:])
         if x.shape[1:] != self._input_shape:
             raise ValueError(f"x has shape {x.shape} but the model takes (batch,) + {self._input_shape}")
+        if on_device(x):
+            dev = self._device
+            if dev.kind == "cpu":
+                x = x.get()
+            else:
+                with dev.activate():
+                    return dev.xp.ascontiguousarray(dev.put(x), dtype=np.float32)
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _forward(self, x, training, logits):
@@ -271,19 +305,25 @@ class Sequential:
         return h
 
     def __call__(self, x, training=False):
-        """The model's output for x, in one pass (no batching)."""
+        """The model's output for x, in one pass (no batching), on the device of x."""
+        host_in = not on_device(x)
         x = self._as_input(x)  # may build the model: before the compute lock (lock order)
-        with self._compute_lock:
-            return self._forward(x, training, False).copy()
+        dev = self._device
+        with self._compute_lock, dev.activate():
+            y = self._forward(dev.put(x), training, False).copy()
+        return dev.host(y) if host_in else y
 
     def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for x, batch by batch (probabilities for a softmax / sigmoid output)."""
+        """Outputs for x, batch by batch (probabilities for a softmax / sigmoid output), as a NumPy
+        array (on a GPU they are gathered there and copied back once)."""
         x = self._as_input(x)
         batch_size = _positive(batch_size, "batch_size")
-        out = np.empty((len(x),) + tuple(self.output_shape), dtype=np.float32)
-        with self._compute_lock:  # the whole call: every batch sees the same weights
+        dev = self._device
+        with self._compute_lock, dev.activate():  # the whole call: every batch sees the same weights
+            out = dev.xp.empty((len(x),) + tuple(self.output_shape), dtype=np.float32)
             for start in range(0, len(x), batch_size):
-                out[start:start + batch_size] = self._forward(x[start:start + batch_size], False, False)
+                out[start:start + batch_size] = self._forward(dev.put(x[start:start + batch_size]), False, False)
+            out = dev.host(out)
         if verbose:
             print(f"{-(-len(x) // batch_size)}/{-(-len(x) // batch_size)} predicted")
         return out
@@ -293,7 +333,7 @@ class Sequential:
         """x as float32; y as the loss takes it, and as the metrics take it (the same array unless
         the loss bakes label smoothing into its targets)."""
         x = self._as_input(x)
-        prepared = self.loss.prepare_targets(y, self.output_shape)
+        prepared = self.loss.prepare_targets(y.get() if on_device(y) else y, self.output_shape)
         # fastdl's losses return (loss targets, metric targets); a custom loss may return one array
         y_loss, y_raw = prepared if isinstance(prepared, tuple) and len(prepared) == 2 else (prepared, prepared)
         if len(y_loss) != len(x):
@@ -350,7 +390,7 @@ class Sequential:
             return (out.reshape(len(out), -1) > threshold).astype(np.int64)
         if out.shape[-1] == 1:
             return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)
-        return np.argmax(out, axis=1)
+        return array_module(out).argmax(out, axis=1)
 
     def _probabilities(self, out):
         """The outputs as the user sees them (applies a fused activation to logits)."""
@@ -359,25 +399,30 @@ class Sequential:
         from . import ops
         return ops.softmax(out) if self._last.activation.is_softmax else ops.sigmoid(out)
 
-    def _update_metrics(self, y_raw, out, truths):
-        """Feeds a batch to the metrics; y_raw: its raw targets, truths: its _metric_truths."""
-        predictions, probabilities = {}, None
+    def _metric_inputs(self, y_raw, out, truths, keep):
+        """[(metric, truths, predictions)] of a batch; y_raw: its raw targets, truths: its
+        _metric_truths. keep: copies of the arrays a later batch overwrites (a deferred feed)."""
+        inputs, predictions, probabilities = [], {}, None
         for m, reading in zip(self.metrics, self._readings):
             if reading is not None:
                 if reading not in predictions:
                     predictions[reading] = self._predictions(reading, out)
-                m._update(truths[reading], predictions[reading])
+                t = truths[reading]
+                inputs.append((m, t.copy() if keep else t, predictions[reading]))
             else:
                 if probabilities is None:
                     probabilities = self._probabilities(out)
-                m._update(y_raw, probabilities)
+                    if keep and probabilities is out:
+                        probabilities = out.copy()
+                inputs.append((m, y_raw.copy() if keep else y_raw, probabilities))
+        return inputs
 
     def _train_step(self, xb, yb):
         """One step: forward, fused loss and gradient, backward, one optimizer call."""
         h = self._forward(xb, True, self._fused)
         grad = self._grad_buffers.get(h.shape)
         if grad is None:
-            grad = self._grad_buffers[h.shape] = np.empty(h.shape, dtype=np.float32)
+            grad = self._grad_buffers[h.shape] = array_module(h).empty(h.shape, dtype=np.float32)
         loss = self.loss.value_and_grad(yb, h, self._fused, grad)
         d = grad
         for layer, need_dx in self._backward_plan:
@@ -456,65 +501,67 @@ class Sequential:
         self.history = history
         self.stop_training = False
         rng = _random.generator()
-        batch_buffers = {}
-
-        def batch(src, idx):
-            key = (id(src), len(idx))
-            buf = batch_buffers.get(key)
-            if buf is None:
-                buf = batch_buffers[key] = np.empty((len(idx),) + src.shape[1:], dtype=src.dtype)
-            return np.take(src, idx, axis=0, out=buf)
+        dev = self._device
+        if augment is not None and on_device(x):
+            x = x.get()  # augmentation functions take NumPy batches
+        # x, y, raw targets and metric truths, on the device for the whole fit where they fit
+        batches = _feed.Batches(dev, [x, y, y_raw] + list(truths.values()), keep_on_host={0} if augment else ())
+        x, y, y_raw = batches.arrays[:3]
+        truths = dict(zip(truths, batches.arrays[3:]))
+        feed = _feed.MetricFeed(dev.defers_reads)
 
         cb_list.on_train_begin({})
         logs = {}
         try:
-            for epoch in range(initial_epoch, epochs):
-                cb_list.on_epoch_begin(epoch, {})
-                for m in self.metrics:
-                    m.reset_state()
-                order = rng.permutation(n) if shuffle else None
-                total_loss, seen = 0.0, 0
+            with dev.activate():
+                for epoch in range(initial_epoch, epochs):
+                    cb_list.on_epoch_begin(epoch, {})
+                    for m in self.metrics:
+                        m.reset_state()
+                    batches.epoch(rng.permutation(n) if shuffle else None)
+                    total_loss, seen = 0.0, 0  # total_loss: a device scalar on a GPU, read when logged
 
-                def running_logs():
-                    out = {"loss": total_loss / max(seen, 1)}
-                    out.update((m.name, m.result()) for m in self.metrics)
-                    return out
+                    def running_logs():
+                        feed.flush()
+                        out = {"loss": float(total_loss) / max(seen, 1)}
+                        out.update((m.name, m.result()) for m in self.metrics)
+                        return out
 
-                for step in range(steps):
-                    if order is not None:
-                        idx = order[step * batch_size:(step + 1) * batch_size]
-                        take = lambda a: batch(a, idx)  # noqa: E731
-                    else:
-                        sl = slice(step * batch_size, (step + 1) * batch_size)
-                        take = lambda a: a[sl]  # noqa: E731
-                    xb, yb = take(x), take(y)
-                    if augment is not None:
-                        xb = np.ascontiguousarray(augment(xb), dtype=np.float32)
-                        if xb.shape[1:] != self._input_shape:
-                            raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
-                                             f"(batch,) + {self._input_shape}")
-                    for cb in cb_list.batch_begin:
-                        cb.on_train_batch_begin(step, {})
-                    with self._compute_lock:  # `out` is a layer buffer: read it before another thread runs
-                        loss, out = self._train_step(xb, yb)
-                        if self.metrics:
-                            self._update_metrics(take(y_raw) if raw_for_metrics else yb, out,
-                                                 {k: take(v) for k, v in truths.items()})
-                    total_loss += loss * len(xb)
-                    seen += len(xb)
-                    if progbar is not None:
-                        progbar.update(step + 1, running_logs)
-                    for cb in cb_list.batch_end:
-                        cb.on_train_batch_end(step, running_logs())
-                    if self.stop_training:  # a callback may stop mid-epoch, as in Keras
+                    for step in range(steps):
+                        batches.select(step * batch_size, (step + 1) * batch_size)
+                        if augment is not None:
+                            xb = np.ascontiguousarray(augment(batches.take(x, host=True)),
+                                                      dtype=np.float32)
+                            if xb.shape[1:] != self._input_shape:
+                                raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
+                                                 f"(batch,) + {self._input_shape}")
+                            xb = dev.put(xb)
+                        else:
+                            xb = batches.take(x)
+                        yb = batches.take(y)
+                        for cb in cb_list.batch_begin:
+                            cb.on_train_batch_begin(step, {})
+                        with self._compute_lock:  # `out` is a layer buffer: read it before another thread runs
+                            loss, out = self._train_step(xb, yb)
+                            if self.metrics:
+                                feed.update(self._metric_inputs(
+                                    batches.take(y_raw) if raw_for_metrics else yb, out,
+                                    {k: batches.take(v) for k, v in truths.items()}, feed.deferred))
+                        total_loss += loss * len(xb)
+                        seen += len(xb)
+                        if progbar is not None:
+                            progbar.update(step + 1, running_logs)
+                        for cb in cb_list.batch_end:
+                            cb.on_train_batch_end(step, running_logs())
+                        if self.stop_training:  # a callback may stop mid-epoch, as in Keras
+                            break
+                    logs = running_logs()
+                    if val is not None:
+                        val_logs = self._evaluate_arrays(*val, batch_size)
+                        logs.update(("val_" + k, v) for k, v in val_logs.items())
+                    cb_list.on_epoch_end(epoch, logs)
+                    if self.stop_training:
                         break
-                logs = running_logs()
-                if val is not None:
-                    val_logs = self._evaluate_arrays(*val, batch_size)
-                    logs.update(("val_" + k, v) for k, v in val_logs.items())
-                cb_list.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
         finally:
             self._end_run()
         cb_list.on_train_end(logs)
@@ -536,21 +583,31 @@ class Sequential:
             m.reset_state()
         self._readings = self._metric_readings()
         truths = self._metric_truths(y_raw)
+        dev = self._device
+        batches = _feed.Batches(dev, [x, y, y_raw] + list(truths.values()))
+        x, y, y_raw = batches.arrays[:3]
+        truths = dict(zip(truths, batches.arrays[3:]))
+        batches.epoch(None)
+        feed = _feed.MetricFeed(dev.defers_reads)
         total, grad_buffers = 0.0, {}
         try:
-            for start in range(0, len(x), batch_size):
-                sl = slice(start, start + batch_size)
-                xb, yb = x[sl], y[sl]
-                out = self._forward(xb, False, self._fused)
-                grad = grad_buffers.get(out.shape)
-                if grad is None:
-                    grad = grad_buffers[out.shape] = np.empty(out.shape, dtype=np.float32)
-                total += self.loss.value_and_grad(yb, out, self._fused, grad) * len(xb)
-                if self.metrics:
-                    self._update_metrics(y_raw[sl], out, {k: v[sl] for k, v in truths.items()})
+            with dev.activate():
+                for start in range(0, len(x), batch_size):
+                    batches.select(start, start + batch_size)
+                    xb, yb = batches.take(x), batches.take(y)
+                    out = self._forward(xb, False, self._fused)
+                    grad = grad_buffers.get(out.shape)
+                    if grad is None:
+                        grad = grad_buffers[out.shape] = array_module(out).empty(out.shape, dtype=np.float32)
+                    total += self.loss.value_and_grad(yb, out, self._fused, grad) * len(xb)
+                    if self.metrics:
+                        feed.update(self._metric_inputs(batches.take(y_raw), out,
+                                                        {k: batches.take(v) for k, v in truths.items()},
+                                                        feed.deferred))
+                feed.flush()
         finally:
             self._end_run()
-        logs = {"loss": total / max(len(x), 1)}
+        logs = {"loss": float(total) / max(len(x), 1)}
         logs.update((m.name, m.result()) for m in self.metrics)
         return logs
 

@@ -56,7 +56,8 @@ def save_model(model, path):
         "model": {"class": type(model).__name__, **model.get_config()},
         "compile": None,
     }
-    arrays = {"params.npy": model._params}
+    host = model._device.host  # a GPU model's arrays are written from host copies
+    arrays = {"params.npy": host(model._params)}
     if model.compiled:
         config["compile"] = {
             "optimizer": {"name": model._optimizer_spec.name, "config": model._optimizer_spec.get_config()},
@@ -69,7 +70,7 @@ def save_model(model, path):
                                                     "iterations": state["iterations"], "names": sorted(state["state"])}
             arrays["optimizer/steps.npy"] = state["steps"]
             for name, values in state["state"].items():
-                arrays[f"optimizer/{name}.npy"] = values[0]
+                arrays[f"optimizer/{name}.npy"] = host(values[0])
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -152,14 +153,19 @@ def _load(f):
         model = Sequential(built, name=spec.get("name"))
         first.input_shape = declared
         model.build(input_shape)
-        _read_into(z, members["params.npy"], headers["params.npy"], model._params)
+        if model._device.kind == "cpu":
+            _read_into(z, members["params.npy"], headers["params.npy"], model._params)
+        else:  # loaded inside `with fastdl.device("gpu")`: read on the host, then one copy
+            params = np.empty(model._params.shape, dtype=np.float32)
+            _read_into(z, members["params.npy"], headers["params.npy"], params)
+            model._params[...] = model._device.put(params)
         if compiled is not None:
             model.compile(optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=compiled["metrics"])
             saved = compiled["state"]
             if saved is not None:
                 state = {name: [_read_array(z, members, headers, f"optimizer/{name}.npy")] for name in saved["names"]}
                 steps = _read_array(z, members, headers, "optimizer/steps.npy")
-                _check_optimizer_arrays(steps, state, model._params)
+                _check_optimizer_arrays(steps, state, model._device.host(model._params))
                 _construct("the optimizer state", model.optimizer.load_state_dict, {
                     "optimizer": saved["class"], "hyperparams": saved["hyperparams"],
                     "iterations": saved["iterations"], "steps": steps, "state": state})

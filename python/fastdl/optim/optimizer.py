@@ -331,8 +331,10 @@ class Optimizer:
         iterations = int(iterations)
         for name in names:
             for dst, src in zip(self.state[name], d["state"][name]):
-                if on_device(dst) or on_device(src):
-                    dst[...] = array_module(dst).asarray(src)  # to or from the host, or between devices
+                if on_device(dst):
+                    dst[...] = array_module(dst).asarray(src)  # from the host or another device
+                elif on_device(src):
+                    dst[...] = src.get()
                 else:
                     np.copyto(dst, src)
         self._steps[...] = steps

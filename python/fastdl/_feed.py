@@ -1,0 +1,112 @@
+"""How fit and evaluate move data between the host and a model's device.
+
+Batches: a fit's arrays and the batches taken from them. On the CPU a batch is a slice or a take
+into a reused buffer, as always. On a GPU, NumPy arrays are copied to the device once for the
+whole fit when they fit in its memory (then each batch is a take on the device), else batch by
+batch; CuPy arrays are used where they are.
+
+MetricFeed: the metrics' inputs. On the CPU each batch updates the metrics at once. On a GPU the
+inputs of each batch (predicted class ids, targets) stay on the device, and are brought back and
+fed to the metrics only when a result is read (the progress bar's interval, an epoch's end):
+reading a value makes the host wait for the GPU, and waiting once per batch would leave the GPU
+idle between batches.
+"""
+
+import numpy as np
+
+from ._checks import array_module
+
+
+class Batches:
+    """Rows [start, stop) of the order of this epoch (or in order), on the model's device."""
+
+    def __init__(self, device, arrays, keep_on_host=()):
+        """arrays: the fit's arrays (NumPy or CuPy); keep_on_host: indices of arrays batched on the
+        host whatever happens (augmentation functions take NumPy batches)."""
+        self.device = device
+        self.on_cpu = device.kind == "cpu"
+        if not self.on_cpu:
+            moving = {id(a): a for i, a in enumerate(arrays) if not device.holds(a) and i not in keep_on_host}
+            if device.fits(sum(a.nbytes for a in moving.values())):
+                moved = {key: device.put(a) for key, a in moving.items()}  # an array listed twice moves once
+                arrays = [a if i in keep_on_host else moved.get(id(a), a) for i, a in enumerate(arrays)]
+        self.arrays = arrays
+        self.order = self.device_order = None
+        self._buffers = {}
+
+    def epoch(self, order):
+        """order: this epoch's permutation of the rows (host int64), or None for the rows in turn."""
+        self.order = order
+        self.device_order = None if order is None or self.on_cpu else self.device.put(order)
+
+    def select(self, start, stop):
+        """Makes rows start:stop of the epoch's order the batch that take() returns."""
+        if self.order is None:
+            self.rows = slice(start, stop)
+        else:
+            self.rows = self.order[start:stop]
+            if self.device_order is not None:
+                self.device_rows = self.device_order[start:stop]
+
+    def take(self, a, host=False):
+        """The selected rows of a, on the model's device (on the host if host)."""
+        rows = self.rows
+        if type(rows) is slice:
+            b = a[rows]
+        elif type(a) is np.ndarray:
+            b = self._buffer(a, len(rows), np)
+            np.take(a, rows, axis=0, out=b)
+        else:
+            b = self._buffer(a, len(rows), self.device.xp)
+            self.device.xp.take(a, self.device_rows, axis=0, out=b)
+        return b if self.on_cpu or host else self.device.put(b)
+
+    def _buffer(self, src, rows, xp):
+        key = (id(src), rows)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = xp.empty((rows,) + src.shape[1:], dtype=src.dtype)
+        return buf
+
+
+class MetricFeed:
+    """Feeds each batch's metric inputs to the metrics, at once or (deferred) at the next read."""
+
+    # a deferred feed brings its inputs back early rather than hold more than this on the device
+    MAX_PENDING_BYTES = 64 << 20
+
+    def __init__(self, deferred):
+        self.deferred = deferred
+        self.pending, self.pending_bytes = [], 0
+
+    def update(self, inputs):
+        """inputs: [(metric, truths, predictions)] of one batch; with a deferred feed, arrays that
+        the next batch does not overwrite."""
+        if not self.deferred:
+            for m, t, p in inputs:
+                m._update(t, p)
+            return
+        self.pending.append(inputs)
+        self.pending_bytes += sum(t.nbytes + p.nbytes for _, t, p in inputs)
+        if self.pending_bytes > self.MAX_PENDING_BYTES:
+            self.flush()
+
+    def flush(self):
+        """Brings the pending inputs to the host (one copy per array and metric) and feeds them."""
+        if not self.pending:
+            return
+        batches, self.pending, self.pending_bytes = self.pending, [], 0
+        for k, (m, _, _) in enumerate(batches[0]):
+            ts = [b[k][1] for b in batches]
+            ps = [b[k][2] for b in batches]
+            m._update(_host(_concat(ts)), _host(_concat(ps)))
+
+
+def _concat(arrays):
+    if len(arrays) == 1:
+        return arrays[0]
+    return array_module(arrays[0]).concatenate(arrays, axis=0)
+
+
+def _host(a):
+    return a if type(a) is np.ndarray else a.get()
