@@ -73,10 +73,10 @@ class GpuDevice(Device):
         super().__init__("gpu", index)
         import cupy
         self.xp = cupy
-        self._cupy_device = cupy.cuda.Device(index)
 
     def activate(self):
-        return self._cupy_device
+        # a new CuPy Device each time: one object's stack of previous devices is not per thread
+        return self.xp.cuda.Device(self.index)
 
     def holds(self, a):
         return on_device(a) and a.device.id == self.index
@@ -84,12 +84,12 @@ class GpuDevice(Device):
     def put(self, a):
         if self.holds(a):
             return a
-        with self._cupy_device:
+        with self.xp.cuda.Device(self.index):
             return self.xp.asarray(a)  # a copy from the host or from another GPU
 
     def fits(self, nbytes):
         """A quarter of the free memory: the rest is for the model's buffers and CuPy's pool."""
-        with self._cupy_device:
+        with self.xp.cuda.Device(self.index):
             free, _ = self.xp.cuda.runtime.memGetInfo()
         return nbytes <= free // 4
 

@@ -65,6 +65,7 @@ def build_model_proto(model):
     except ImportError:
         raise ImportError("exporting to ONNX needs the onnx package: pip install 'fastdl[onnx]'") from None
     model._require_built()
+    host = model._device.host  # a GPU model's weights, copied to the host
     nodes, inits = [], []
     current = "input"
     layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
@@ -72,10 +73,10 @@ def build_model_proto(model):
         out = "output" if i == len(layers) - 1 else f"{layer.name}_out"
         if isinstance(layer, Dense):
             w = f"{layer.name}_kernel"
-            inits.append(numpy_helper.from_array(layer.weights[0].astype(np.float32), w))
+            inits.append(numpy_helper.from_array(host(layer.weights[0]).astype(np.float32), w))
             gemm_in = [current, w]
             if layer.use_bias:
-                inits.append(numpy_helper.from_array(layer.weights[1].astype(np.float32), f"{layer.name}_bias"))
+                inits.append(numpy_helper.from_array(host(layer.weights[1]).astype(np.float32), f"{layer.name}_bias"))
                 gemm_in.append(f"{layer.name}_bias")
             z = f"{layer.name}_z"
             nodes.append(helper.make_node("Gemm", gemm_in, [z], name=f"{layer.name}_gemm"))
