@@ -138,7 +138,7 @@ def test_a_training_step_does_not_wait_for_the_gpu():
     with cupyx.allow_synchronize(False):
         for _ in range(5):
             loss, out = gpu._train_step(xb, yb)
-            feed.update(gpu._metric_inputs(yb, out, truths, True))
+            feed.update(gpu._metric_inputs(yb, out, truths, False, True))
     assert isinstance(loss, cupy.ndarray)
     feed.flush()
 

@@ -5,6 +5,8 @@ into a reused buffer, as always. On a GPU, NumPy arrays are copied to the device
 whole fit when they fit in its memory (then each batch is a take on the device), else batch by
 batch; CuPy arrays are used where they are.
 
+LossSum: the running loss, summed on the device between reads.
+
 MetricFeed: the metrics' inputs. On the CPU each batch updates the metrics at once. On a GPU the
 inputs of each batch (predicted class ids, targets) stay on the device, and are brought back and
 fed to the metrics only when a result is read (the progress bar's interval, an epoch's end):
@@ -14,7 +16,7 @@ idle between batches.
 
 import numpy as np
 
-from ._checks import array_module
+from ._checks import array_module, on_device
 
 
 class Batches:
@@ -33,6 +35,10 @@ class Batches:
         self.arrays = arrays
         self.order = self.device_order = None
         self._buffers = {}
+        # On the CPU a batch goes into a buffer reused by the next batch (no allocation per step); on
+        # a GPU each batch is a new array (CuPy's pool makes that cheap), so that a deferred feed can
+        # keep it without a copy.
+        self.reuses_buffers = self.on_cpu
 
     def epoch(self, order):
         """order: this epoch's permutation of the rows (host int64), or None for the rows in turn."""
@@ -57,16 +63,40 @@ class Batches:
             b = self._buffer(a, len(rows), np)
             np.take(a, rows, axis=0, out=b)
         else:
-            b = self._buffer(a, len(rows), self.device.xp)
-            self.device.xp.take(a, self.device_rows, axis=0, out=b)
+            b = self.device.xp.take(a, self.device_rows, axis=0)
         return b if self.on_cpu or host else self.device.put(b)
 
     def _buffer(self, src, rows, xp):
+        if not self.reuses_buffers:
+            return xp.empty((rows,) + src.shape[1:], dtype=src.dtype)
         key = (id(src), rows)
         buf = self._buffers.get(key)
         if buf is None:
             buf = self._buffers[key] = xp.empty((rows,) + src.shape[1:], dtype=src.dtype)
         return buf
+
+
+class LossSum:
+    """The running sum of batch losses times batch rows. On the CPU a loss is a number; on a GPU it
+    is a 0-d device array, kept as it is until the mean is read (one reduction then)."""
+
+    def __init__(self):
+        self.total, self.rows, self.pending = 0.0, 0, []
+
+    def add(self, loss, rows):
+        if type(loss) is float or not on_device(loss):
+            self.total += loss * rows
+        else:
+            self.pending.append((loss, rows))
+        self.rows += rows
+
+    def mean(self):
+        if self.pending:
+            xp = array_module(self.pending[0][0])
+            losses = xp.stack([loss for loss, _ in self.pending])
+            self.total += float(losses @ xp.asarray([rows for _, rows in self.pending], dtype=losses.dtype))
+            self.pending = []
+        return self.total / max(self.rows, 1)
 
 
 class MetricFeed:

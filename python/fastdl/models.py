@@ -399,22 +399,23 @@ class Sequential:
         from . import ops
         return ops.softmax(out) if self._last.activation.is_softmax else ops.sigmoid(out)
 
-    def _metric_inputs(self, y_raw, out, truths, keep):
+    def _metric_inputs(self, y_raw, out, truths, keep_batch, keep_out):
         """[(metric, truths, predictions)] of a batch; y_raw: its raw targets, truths: its
-        _metric_truths. keep: copies of the arrays a later batch overwrites (a deferred feed)."""
+        _metric_truths. For a deferred feed, copies of what a later batch overwrites: y_raw and
+        truths (keep_batch: they are reused batch buffers) and the layer output (keep_out)."""
         inputs, predictions, probabilities = [], {}, None
         for m, reading in zip(self.metrics, self._readings):
             if reading is not None:
                 if reading not in predictions:
                     predictions[reading] = self._predictions(reading, out)
                 t = truths[reading]
-                inputs.append((m, t.copy() if keep else t, predictions[reading]))
+                inputs.append((m, t.copy() if keep_batch else t, predictions[reading]))
             else:
                 if probabilities is None:
                     probabilities = self._probabilities(out)
-                    if keep and probabilities is out:
+                    if keep_out and probabilities is out:
                         probabilities = out.copy()
-                inputs.append((m, y_raw.copy() if keep else y_raw, probabilities))
+                inputs.append((m, y_raw.copy() if keep_batch else y_raw, probabilities))
         return inputs
 
     def _train_step(self, xb, yb):
@@ -509,6 +510,7 @@ class Sequential:
         x, y, y_raw = batches.arrays[:3]
         truths = dict(zip(truths, batches.arrays[3:]))
         feed = _feed.MetricFeed(dev.defers_reads)
+        keep_batch = feed.deferred and batches.reuses_buffers
 
         cb_list.on_train_begin({})
         logs = {}
@@ -519,11 +521,11 @@ class Sequential:
                     for m in self.metrics:
                         m.reset_state()
                     batches.epoch(rng.permutation(n) if shuffle else None)
-                    total_loss, seen = 0.0, 0  # total_loss: a device scalar on a GPU, read when logged
+                    total_loss = _feed.LossSum()
 
                     def running_logs():
                         feed.flush()
-                        out = {"loss": float(total_loss) / max(seen, 1)}
+                        out = {"loss": total_loss.mean()}
                         out.update((m.name, m.result()) for m in self.metrics)
                         return out
 
@@ -546,9 +548,8 @@ class Sequential:
                             if self.metrics:
                                 feed.update(self._metric_inputs(
                                     batches.take(y_raw) if raw_for_metrics else yb, out,
-                                    {k: batches.take(v) for k, v in truths.items()}, feed.deferred))
-                        total_loss += loss * len(xb)
-                        seen += len(xb)
+                                    {k: batches.take(v) for k, v in truths.items()}, keep_batch, feed.deferred))
+                        total_loss.add(loss, len(xb))
                         if progbar is not None:
                             progbar.update(step + 1, running_logs)
                         for cb in cb_list.batch_end:
@@ -589,7 +590,8 @@ class Sequential:
         truths = dict(zip(truths, batches.arrays[3:]))
         batches.epoch(None)
         feed = _feed.MetricFeed(dev.defers_reads)
-        total, grad_buffers = 0.0, {}
+        keep_batch = feed.deferred and batches.reuses_buffers
+        total, grad_buffers = _feed.LossSum(), {}
         try:
             with dev.activate():
                 for start in range(0, len(x), batch_size):
@@ -599,15 +601,15 @@ class Sequential:
                     grad = grad_buffers.get(out.shape)
                     if grad is None:
                         grad = grad_buffers[out.shape] = array_module(out).empty(out.shape, dtype=np.float32)
-                    total += self.loss.value_and_grad(yb, out, self._fused, grad) * len(xb)
+                    total.add(self.loss.value_and_grad(yb, out, self._fused, grad), len(xb))
                     if self.metrics:
                         feed.update(self._metric_inputs(batches.take(y_raw), out,
                                                         {k: batches.take(v) for k, v in truths.items()},
-                                                        feed.deferred))
+                                                        keep_batch, feed.deferred))
                 feed.flush()
         finally:
             self._end_run()
-        logs = {"loss": float(total) / max(len(x), 1)}
+        logs = {"loss": total.mean()}
         logs.update((m.name, m.result()) for m in self.metrics)
         return logs
 
