@@ -289,8 +289,14 @@ def test_refusals():
         fdt.SGD([torch.nn.Parameter(torch.ones(3, dtype=torch.complex64))])
     with pytest.raises(ValueError, match="differentiable"):
         fdt.Adam([torch.nn.Parameter(torch.ones(3))], differentiable=True)
-    with pytest.raises(ValueError, match="capturable"):
-        fdt.AdamW([torch.nn.Parameter(torch.ones(3))], capturable=True)
+    # capturable=True is taken (the parameters may move to a GPU later) but a step on CPU tensors refuses it, as
+    # torch's does, before anything changes
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    o = fdt.AdamW([p], capturable=True)
+    with pytest.raises(ValueError, match=r"capturable=True needs the parameters on a GPU.*parameter 0 of group 0"):
+        o.step()
+    assert torch.equal(p, torch.ones(3)) and not o.state
     with pytest.raises(ValueError, match="Invalid learning rate"):
         fdt.Adam([torch.nn.Parameter(torch.ones(3))], lr=-1.0)
     with pytest.raises(ValueError, match="Nesterov"):

@@ -1,7 +1,9 @@
 // Adam / AdamW step over many tensors in one multi-tensor launch (torch.optim's update, formulas
-// in csrc/kernels/optimizers.h). Each tensor's bias corrections come from its own step count,
-// computed on the host in double (kernels::adam_tensor_scalars) and carried in the table.
-// 16-bit params keep their moments in their dtype and compute in float.
+// in csrc/kernels/optimizers.h). Each tensor's bias corrections come from its own step count, in
+// double (kernels::adam_tensor_scalars): computed on the host and carried in the table, or, for
+// counts kept on the device (fastdl.torch's CUDA tensors), computed by every block from the count
+// whose address the table carries. 16-bit params keep their moments in their dtype and compute in
+// float.
 #include "multi_tensor.cuh"
 
 #include "../kernels/optimizers.h"
@@ -11,25 +13,38 @@ namespace cuda {
 
 namespace {
 
+// A union: a slot for a pointer per tensor would take the kernel arguments over CUDA's limit.
 template <class C>
-struct AdamTensorScalars {
-  C neg_step_size, bc2_sqrt;
+union AdamTensorScalars {
+  struct {
+    C neg_step_size, bc2_sqrt;
+  } host;             // computed on the host from its count
+  const float* step;  // its count on the device (AdamArgs::device_steps)
 };
 
 template <class T>
 struct AdamArgs {
   kernels::AdamScalars<compute_t<T>> scalars;  // without the per-tensor ones
   const double* clip;                          // null, or the clipping factor computed on the device
+  const float* found_inf;                      // null, or GradScaler's flag: not 0, the step is skipped
+  bool device_steps;                           // the table holds the counts' addresses
+  double lr, beta1, beta2;                     // for the bias corrections of device counts
   TensorTable<5, AdamTensorScalars<compute_t<T>>> table;  // params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq
 };
 
 template <class T>
 __global__ void __launch_bounds__(kMultiTensorThreads) adam_kernel(const AdamArgs<T> a) {
   using C = compute_t<T>;
+  if (a.found_inf && *a.found_inf != 0.0f) return;
   const BlockRange br = block_range(a.table, kDefaultChunk);
   kernels::AdamScalars<C> s = a.scalars;
-  s.neg_step_size = a.table.extra[br.slot].neg_step_size;
-  s.bc2_sqrt = a.table.extra[br.slot].bc2_sqrt;
+  if (a.device_steps) {
+    const int64_t step = static_cast<int64_t>(*a.table.extra[br.slot].step);
+    kernels::set_adam_tensor<C, C>(s, kernels::adam_tensor_scalars(a.lr, a.beta1, a.beta2, step));
+  } else {
+    s.neg_step_size = a.table.extra[br.slot].host.neg_step_size;
+    s.bc2_sqrt = a.table.extra[br.slot].host.bc2_sqrt;
+  }
   if (a.clip) {
     s.clip_coef = C(*a.clip);
     s.has_clip = true;
@@ -64,7 +79,8 @@ __global__ void __launch_bounds__(kMultiTensorThreads) adam_kernel(const AdamArg
 
 }  // namespace
 
-void adam_step(DType dt, const TensorList<void>& L, const AdamOptions& o, uintptr_t clip_ptr, Place at) {
+void adam_step(DType dt, const TensorList<void>& L, const AdamOptions& o, uintptr_t clip_ptr,
+               const float* const* step_counts, uintptr_t found_inf, Place at) {
   const char* what = "adam_step";
   DeviceGuard guard(at.device, what);
   cudaStream_t stream = stream_of(at);
@@ -74,6 +90,11 @@ void adam_step(DType dt, const TensorList<void>& L, const AdamOptions& o, uintpt
     auto args = std::make_unique<AdamArgs<T>>();
     args->scalars = kernels::adam_scalars<C, C>(o);
     args->clip = reinterpret_cast<const double*>(clip_ptr);
+    args->found_inf = reinterpret_cast<const float*>(found_inf);
+    args->device_steps = step_counts != nullptr;
+    args->lr = o.lr;
+    args->beta1 = o.beta1;
+    args->beta2 = o.beta2;
     for_each_launch(
         L, args,
         [&](AdamArgs<T>& a, int64_t slot, int64_t k) {
@@ -82,10 +103,14 @@ void adam_step(DType dt, const TensorList<void>& L, const AdamOptions& o, uintpt
           a.table.ptr[2][slot] = L.exp_avg[k];
           a.table.ptr[3][slot] = L.exp_avg_sq[k];
           a.table.ptr[4][slot] = o.amsgrad ? L.max_exp_avg_sq[k] : nullptr;
-          // the per-tensor scalars exactly as the CPU sets them (host-only: double pow)
+          if (step_counts) {
+            a.table.extra[slot].step = step_counts[k];
+            return;
+          }
+          // the per-tensor scalars exactly as the CPU sets them
           kernels::AdamScalars<C> s = a.scalars;
           kernels::set_adam_tensor<C, C>(s, kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]));
-          a.table.extra[slot] = {s.neg_step_size, s.bc2_sqrt};
+          a.table.extra[slot].host = {s.neg_step_size, s.bc2_sqrt};
         },
         [&](AdamArgs<T>& a, int64_t blocks, int64_t) {
           adam_kernel<T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);

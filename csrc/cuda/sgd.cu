@@ -17,13 +17,15 @@ struct SgdTensorScalars {
 template <class T>
 struct SgdArgs {
   kernels::SgdScalars<compute_t<T>> scalars;
-  const double* clip;  // null, or the clipping factor computed on the device
+  const double* clip;       // null, or the clipping factor computed on the device
+  const float* found_inf;   // null, or GradScaler's flag: not 0, the step is skipped
   TensorTable<3, SgdTensorScalars> table;  // params, grads, momentum buffers
 };
 
 template <class T>
 __global__ void __launch_bounds__(kMultiTensorThreads) sgd_kernel(const SgdArgs<T> a) {
   using C = compute_t<T>;
+  if (a.found_inf && *a.found_inf != 0.0f) return;
   const BlockRange br = block_range(a.table, kDefaultChunk);
   kernels::SgdScalars<C> s = a.scalars;
   if (a.clip) {
@@ -55,7 +57,8 @@ __global__ void __launch_bounds__(kMultiTensorThreads) sgd_kernel(const SgdArgs<
 
 }  // namespace
 
-void sgd_step(DType dt, const TensorList<void>& L, const SgdOptions& o, uintptr_t clip_ptr, Place at) {
+void sgd_step(DType dt, const TensorList<void>& L, const SgdOptions& o, uintptr_t clip_ptr, uintptr_t found_inf,
+              Place at) {
   const char* what = "sgd_step";
   DeviceGuard guard(at.device, what);
   cudaStream_t stream = stream_of(at);
@@ -65,6 +68,7 @@ void sgd_step(DType dt, const TensorList<void>& L, const SgdOptions& o, uintptr_
     auto args = std::make_unique<SgdArgs<T>>();
     args->scalars = kernels::sgd_scalars<C, C>(o);
     args->clip = reinterpret_cast<const double*>(clip_ptr);
+    args->found_inf = reinterpret_cast<const float*>(found_inf);
     const bool momentum = o.momentum != 0.0;
     for_each_launch(
         L, args,

@@ -59,6 +59,29 @@ bool device_clip(uintptr_t clip_ptr) {
   return clip_ptr != 0;
 }
 
+// found_inf: 0, or the address of GradScaler's device float (a step skipped where it is not 0).
+uintptr_t checked_found_inf(uintptr_t found_inf) {
+  if (found_inf % 4 != 0) throw py::value_error("found_inf must be the address of a device float");
+  return found_inf;
+}
+
+// step_ptrs: None, or one device float address per tensor: the tensors' step counts on the device.
+std::vector<const float*> step_addresses(const py::object& step_ptrs, size_t count) {
+  std::vector<const float*> out;
+  if (step_ptrs.is_none()) return out;
+  if (!py::isinstance<py::sequence>(step_ptrs)) throw py::type_error("step_ptrs must be None or a list of addresses");
+  py::sequence s = step_ptrs.cast<py::sequence>();
+  if (static_cast<size_t>(py::len(s)) != count)
+    throw py::value_error("step_ptrs has " + std::to_string(py::len(s)) + " entries, expected " +
+                          std::to_string(count));
+  for (size_t i = 0; i < count; ++i) {
+    uintptr_t a = s[i].cast<uintptr_t>();
+    if (a == 0 || a % 4 != 0) throw py::value_error(item("step_ptrs", i) + " must be the address of a device float");
+    out.push_back(reinterpret_cast<const float*>(a));
+  }
+  return out;
+}
+
 void grad_sum_squares(const std::string& dtype, const py::sequence& grads, const py::sequence& sizes, uintptr_t out,
                       int device, uintptr_t stream) {
   DeviceTensors t(cuda_dtype(dtype), sizes);
@@ -72,8 +95,9 @@ void grad_sum_squares(const std::string& dtype, const py::sequence& grads, const
 
 void sgd_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
               const py::object& momentum_buffers, const py::sequence& sizes, const py::object& steps,
-              const py::object& options, uintptr_t clip_ptr, int device, uintptr_t stream) {
+              const py::object& options, uintptr_t clip_ptr, int device, uintptr_t stream, uintptr_t found_inf) {
   SgdOptions o = sgd_options(options, device_clip(clip_ptr));
+  checked_found_inf(found_inf);
   DeviceTensors t(cuda_dtype(dtype), sizes);
   t.params = t.addresses(params, "params");
   for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
@@ -82,25 +106,28 @@ void sgd_step(const std::string& dtype, const py::sequence& params, const py::se
   cuda::Place at = cuda_place(device, stream);
   TensorList<void> list = t.list();
   py::gil_scoped_release nogil;
-  cuda::sgd_step(t.dt, list, o, clip_ptr, at);
+  cuda::sgd_step(t.dt, list, o, clip_ptr, found_inf, at);
 }
 
 void adam_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
                const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
                const py::sequence& sizes, const py::object& steps, const py::object& options, uintptr_t clip_ptr,
-               int device, uintptr_t stream) {
+               int device, uintptr_t stream, const py::object& step_ptrs, uintptr_t found_inf) {
   AdamOptions o = adam_options(options, device_clip(clip_ptr));
+  checked_found_inf(found_inf);
   DeviceTensors t(cuda_dtype(dtype), sizes);
   t.params = t.addresses(params, "params");
   for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
   t.exp_avg = t.addresses(exp_avgs, "exp_avgs");
   t.exp_avg_sq = t.addresses(exp_avg_sqs, "exp_avg_sqs");
   if (o.amsgrad) t.max_exp_avg_sq = t.addresses(max_exp_avg_sqs, "max_exp_avg_sqs");
-  t.set_steps(steps);
+  const std::vector<const float*> counts = step_addresses(step_ptrs, t.count());
+  const float* const* count_ptrs = step_ptrs.is_none() ? nullptr : counts.data();
+  if (!count_ptrs) t.set_steps(steps);
   cuda::Place at = cuda_place(device, stream);
   TensorList<void> list = t.list();
   py::gil_scoped_release nogil;
-  cuda::adam_step(t.dt, list, o, clip_ptr, at);
+  cuda::adam_step(t.dt, list, o, clip_ptr, count_ptrs, found_inf, at);
 }
 
 py::list chunk_schedule(const py::sequence& sizes_seq, int64_t max_tensors, int64_t max_blocks, int64_t chunk) {
@@ -131,14 +158,18 @@ void bind_cuda_optim(py::module_& m) {
         "`out`; deterministic.");
   m.def("sgd_step", &sgd_step, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
         py::arg("sizes"), py::arg("steps"), py::arg("options"), py::arg("clip_ptr"), py::arg("device"),
-        py::arg("stream"),
+        py::arg("stream"), py::arg("found_inf") = 0,
         "One SGD step (torch.optim.SGD's update) over all tensors, in multi-tensor launches. steps: int64 array of "
         "each tensor's count including this step. clip_ptr != 0: the clipping factor is read on the device from "
-        "that double (options.clip_coef is then ignored).");
+        "that double (options.clip_coef is then ignored). found_inf != 0: the address of a device float32 "
+        "(torch.amp.GradScaler's); where it is not 0 the step changes nothing.");
   m.def("adam_step", &adam_step, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
         py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
-        py::arg("clip_ptr"), py::arg("device"), py::arg("stream"),
-        "One Adam / AdamW step (torch.optim's update) over all tensors, in multi-tensor launches; as sgd_step.");
+        py::arg("clip_ptr"), py::arg("device"), py::arg("stream"), py::arg("step_ptrs") = py::none(),
+        py::arg("found_inf") = 0,
+        "One Adam / AdamW step (torch.optim's update) over all tensors, in multi-tensor launches; as sgd_step. "
+        "step_ptrs: None, or per tensor the address of its step count (this step included) in a device float32, "
+        "read there instead of `steps` (which may then be None).");
   m.def("_chunk_schedule", &chunk_schedule, py::arg("sizes"), py::arg("max_tensors"), py::arg("max_blocks"),
         py::arg("chunk"),
         "How the multi-tensor launchers cut tensors of these sizes: a list of launches, each a list of "

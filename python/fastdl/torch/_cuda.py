@@ -2,7 +2,10 @@
 tensors of one device, launched on torch's current stream of that device.
 
 The squared gradient norm stays on the device (a 0-d float64 tensor) and the clipping factor is
-computed there, so that a step with max_grad_norm never waits for the GPU.
+computed there, so that a step with max_grad_norm never waits for the GPU. So do the rest of a
+step's inputs that change from step to step: the Adam step counts (``step_ptrs``: the addresses of
+device float32 counts) and torch.amp.GradScaler's skip flag (``found_inf``: the address of a device
+float32, 0 for none), which is what lets a step be captured in a CUDA graph.
 """
 
 import torch
@@ -45,14 +48,15 @@ class Kernels:
         self.module.grad_sum_squares(dtype, grads, sizes, out.data_ptr(), self.device, self._stream())
         return out
 
-    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, options):
+    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, options, found_inf=0):
         options, clip_ptr = _clip(options)
-        self.module.sgd_step(dtype, params, grads, bufs, sizes, steps, options, clip_ptr, self.device, self._stream())
+        self.module.sgd_step(dtype, params, grads, bufs, sizes, steps, options, clip_ptr, self.device, self._stream(),
+                             found_inf)
 
-    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, options):
+    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, options, found_inf=0, step_ptrs=None):
         options, clip_ptr = _clip(options)
         self.module.adam_step(dtype, params, grads, m, v, vmax, sizes, steps, options, clip_ptr, self.device,
-                              self._stream())
+                              self._stream(), step_ptrs, found_inf)
 
 
 def _clip(options):

@@ -93,6 +93,12 @@ class _NumpyKernels:
                          None if vmax is None else (vmax, sizes)], (0, 2, 3, 4))
 
 
+def _on_device(device):
+    """Whether a binding on `device` keeps its step counts there and a step reads GradScaler's
+    tensors there (a GPU); tests stand a CPU in for one."""
+    return device.type == "cuda"
+
+
 def _kernels(work):
     """{device: the implementation for that device's bindings}: the CPU extension or the NumPy
     backend (over the tensors of this step) for CPU tensors, the CUDA module for each GPU."""
@@ -100,7 +106,7 @@ def _kernels(work):
     for w in work:
         device = w.binding.device
         if device not in kernels:
-            kernels[device] = _torch_cuda.Kernels(device) if device.type == "cuda" else _host_kernels(work)
+            kernels[device] = _torch_cuda.Kernels(device) if _on_device(device) else _host_kernels(work)
     return kernels
 
 
@@ -237,10 +243,17 @@ class _Binding:
         self.views = {name: [buf.as_strided(p.shape, p.stride(), int(offsets[i])) for i, p in enumerate(params)]
                       for name, buf in self.buffers.items()}
         self.state_ptrs = {name: [v.data_ptr() for v in views] for name, views in self.views.items()}
-        self.step_tensor = torch.zeros(len(params), dtype=torch.get_default_dtype()
-                                       if torch.get_default_dtype() == torch.float64 else torch.float32)
-        self.steps = self.step_tensor.numpy()  # shares memory
+        if _on_device(self.device) and opt._counts_steps:
+            # the counts stay on the GPU (float32, as torch's fused and capturable optimizers keep them): a
+            # step advances them and the kernel reads them there, so that it never waits for the device
+            self.step_tensor = torch.zeros(len(params), dtype=torch.float32, device=self.device)
+            self.steps = None
+        else:
+            self.step_tensor = torch.zeros(len(params), dtype=torch.get_default_dtype()
+                                           if torch.get_default_dtype() == torch.float64 else torch.float32)
+            self.steps = self.step_tensor.numpy()  # shares memory
         self.step_views = [self.step_tensor[i] for i in range(len(params))]
+        self.step_ptrs = list(map(torch.Tensor.data_ptr, self.step_views)) if self.steps is None else None
         self.exposed = np.zeros(len(params), dtype=bool)
         # state already there (a loaded checkpoint, an earlier binding): all checked, then adopted
         found = [(i, st) for i, st in ((i, opt.state.get(p)) for i, p in enumerate(params)) if st]
@@ -266,7 +279,11 @@ class _Binding:
                 raise ValueError(f"state {name!r} of {self.where(i)} has shape {tuple(value.shape)}, the parameter "
                                  f"{tuple(views[i].shape)}")
         if opt._counts_steps and "step" in st:
-            return _step_count(st["step"], f"the state of {self.where(i)}")
+            step = st["step"]
+            if self.steps is None and isinstance(step, torch.Tensor) and step.numel() == 1 \
+                    and step.device.type != "cpu":
+                return step  # copied on the device as it is: checking it would wait for the device
+            return _step_count(step, f"the state of {self.where(i)}")
         return None
 
     def _adopt(self, opt, i, st, step):
@@ -275,7 +292,11 @@ class _Binding:
             if value is not None:
                 views[i].copy_(value)
         if step is not None:
-            self.steps[i] = step
+            if self.steps is not None:
+                self.steps[i] = step
+            else:
+                view = self.step_views[i]
+                view.copy_(step.reshape(())) if isinstance(step, torch.Tensor) else view.fill_(step)
         self._expose(opt, i)
 
     def _expose(self, opt, i):
@@ -318,6 +339,16 @@ class _Binding:
                     # it lives until the kernel has run
                     grads[k] = torch.empty_like(self.params[i]).copy_(g)
         return active, grads
+
+    def advance(self, stepped, skip=None):
+        """Device counts: +1 for the parameters `stepped` (binding indices), on the current stream;
+        with `skip` (a device float, 1 where GradScaler found an inf or NaN) -skip instead: a skipped
+        step leaves the counts as they were."""
+        if stepped is self.all_indices:
+            self.step_tensor.add_(1) if skip is None else self.step_tensor.sub_(skip)
+        else:
+            views = [self.step_views[i] for i in stepped]
+            torch._foreach_add_(views, 1) if skip is None else torch._foreach_sub_(views, [skip] * len(views))
 
     def pick(self, values, active):
         """values[i] for i in active (the list itself when every parameter is active)."""
@@ -376,8 +407,13 @@ class _Work:
             raise ValueError(f"the gradient of {b.where(self.kernel[k])} is not aligned to its element size")
         idx = None if active is b.all_indices else np.asarray(active, dtype=np.int64)
         self.counts = 1 if b.repeats is None else (b.repeats if idx is None else b.repeats[idx])
-        old = b.steps if idx is None else b.steps[idx]
         self.first = ~b.exposed if idx is None else ~b.exposed[idx]
+        if b.steps is None:
+            # counts on the device: advanced there, around the kernel calls; not checked here (reading them
+            # would wait for the device; torch's fused optimizers do not either): load_state_dict checks them
+            self.new_steps = None
+            return
+        old = b.steps if idx is None else b.steps[idx]
         new = old + np.asarray(self.counts, dtype=old.dtype)  # float32 or float64 arithmetic, as torch's step
         # whole numbers >= 0 (NaN fails ==, inf fails the bound): torch's 'step' tensors may be edited in place
         if old.size and not (0 <= old.min() and old.max() < math.inf and (old == np.floor(old)).all()):
@@ -387,25 +423,32 @@ class _Work:
         self.new_steps = new
 
     def rounds(self):
-        """(kernel indices, their step counts, first-step flags, gradient addresses) per kernel call:
-        one call, or for a parameter listed n times in its group n calls in turn, as torch.optim
-        steps each listing (with the momentum buffer it found at the start of the step)."""
+        """(kernel indices, their step counts, first-step flags, gradient addresses, the binding indices
+        this call steps) per kernel call: one call, or for a parameter listed n times in its group n
+        calls in turn, as torch.optim steps each listing (with the momentum buffer it found at the start
+        of the step). With device counts the step counts are None (the kernel reads them there), and
+        the stepped indices (empty parameters included) are what to advance before the call."""
         sel = self.sel
-        new = self.new_steps if sel is None else self.new_steps[sel]
+        new = None if self.new_steps is None else self.new_steps if sel is None else self.new_steps[sel]
         first = self.first if sel is None else self.first[sel]
         if self.binding.repeats is None:
-            yield self.kernel, new.astype(np.int64), first, self.grad_ptrs
+            yield self.kernel, None if new is None else new.astype(np.int64), first, self.grad_ptrs, self.active
             return
         counts = self.counts if sel is None else self.counts[sel]
-        base = new - counts
-        for r in range(int(counts.max(initial=0))):
+        for r in range(int(self.counts.max(initial=0))):
             take = np.flatnonzero(counts > r)
-            yield ([self.kernel[k] for k in take], (base[take] + r + 1).astype(np.int64), first[take],
-                   [self.grad_ptrs[k] for k in take])
+            stepped = [self.active[k] for k in np.flatnonzero(self.counts > r)]
+            steps = None if new is None else (new[take] - counts[take] + r + 1).astype(np.int64)
+            yield [self.kernel[k] for k in take], steps, first[take], [self.grad_ptrs[k] for k in take], stepped
 
-    def commit(self, opt):
+    def commit(self, opt, taken=True):
+        """The step's counts (host counts; device ones moved on the device) and any new state exposed
+        in optimizer.state; a step GradScaler skipped (taken=False) exposes the state but keeps the
+        counts, as torch's fused optimizers do."""
         b = self.binding
-        if self.active is b.all_indices:
+        if self.new_steps is None or not taken:
+            pass
+        elif self.active is b.all_indices:
             b.steps[...] = self.new_steps
         else:
             b.steps[np.asarray(self.active)] = self.new_steps
@@ -419,6 +462,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
     """The shared machinery: validation, bindings, one kernel call per group and dtype."""
 
     _counts_steps = True
+    _step_supports_amp_scaling = True  # GradScaler.step hands its grad_scale and found_inf to step()
 
     def __init__(self, params, defaults, max_grad_norm=None):
         self.max_grad_norm = max_norm(max_grad_norm)
@@ -603,18 +647,43 @@ class _FusedOptimizer(torch.optim.Optimizer):
                     work.append(_Work(b, settings, lr, active, grads))
         return work
 
-    def _clip_factor(self, work, kernels):
-        """(global gradient norm, clipping factor). On one GPU both stay there as 0-d tensors, so
-        the step does not wait for the device; with CPU tensors (or several devices) they are floats."""
+    def _clip_factor(self, work, kernels, on_device, grad_scale):
+        """(global gradient norm, clipping factor), of the gradients divided by grad_scale when there is
+        one. On one GPU both stay there as 0-d tensors, so the step does not wait for the device; with
+        CPU tensors (or several devices) they are floats."""
         sums = [kernels[w.binding.device]._grad_sum_squares_raw(w.binding.dtype, w.grad_ptrs,
                                                                 w.binding.pick(w.binding.sizes, w.kernel))
                 for w in work if w.kernel]
-        devices = {w.binding.device for w in work}
-        if len(devices) == 1 and next(iter(devices)).type == "cuda" and sums:
+        if on_device and sums:
             norm = torch.stack(sums).sum().sqrt() if len(sums) > 1 else sums[0].sqrt()
-            return norm, clip_coefficient(norm, self.max_grad_norm)
-        norm = math.sqrt(sum(float(t) for t in sums))
+        else:
+            norm = math.sqrt(sum(float(t) for t in sums))
+        if grad_scale is not None:
+            norm = norm / grad_scale if on_device or grad_scale else math.inf
         return norm, clip_coefficient(norm, self.max_grad_norm)
+
+    def _amp(self, work):
+        """(on_device, grad_scale, skip): torch.amp.GradScaler's tensors, which its step() sets as
+        optimizer.grad_scale (None when the user called scaler.unscale_ already) and
+        optimizer.found_inf, as it does for torch's fused optimizers (_step_supports_amp_scaling).
+        When every parameter with a gradient is on one GPU they are used there (grad_scale as a 0-d
+        float64, skip a 0-d float32: 1 when an inf or NaN was found) and the step never waits for the
+        device; otherwise they are read on the host (a float, a bool), which on the CPU costs nothing."""
+        grad_scale, found_inf = _amp_tensor(self, "grad_scale"), _amp_tensor(self, "found_inf")
+        if grad_scale is None and found_inf is None and self.max_grad_norm is None:
+            return False, None, None  # the plain step: nothing more to know
+        devices = {w.binding.device for w in work}
+        device = next(iter(devices)) if len(devices) == 1 else None
+        on_device = device is not None and _on_device(device)
+        if on_device:
+            if grad_scale is not None:
+                grad_scale = grad_scale.to(device, torch.float64, non_blocking=True).reshape(())
+            skip = None if found_inf is None else \
+                found_inf.to(device, non_blocking=True).reshape(()).ne(0).to(torch.float32)
+            return on_device, grad_scale, skip
+        if grad_scale is not None:
+            grad_scale = float(grad_scale)
+        return on_device, grad_scale, None if found_inf is None else float(found_inf) != 0
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -627,21 +696,62 @@ class _FusedOptimizer(torch.optim.Optimizer):
                 loss = closure()
         work = self._plan()
         kernels = _kernels(work)
+        on_device, grad_scale, skip = self._amp(work)
         clip_coef, grad_norm = 1.0, None
         if self.max_grad_norm is not None:
-            grad_norm, clip_coef = self._clip_factor(work, kernels)
+            grad_norm, clip_coef = self._clip_factor(work, kernels, on_device, grad_scale)
+        if grad_scale is not None:  # unscaled inside the update: the factor multiplies every gradient
+            clip_coef = clip_coef / grad_scale if on_device or grad_scale else math.inf
         # from here on nothing can fail on checked input: every kernel call runs, then the counts move
-        for w in work:
+        taken = skip is not True  # False: found on the host, nothing to run; a device skip the kernels read
+        device_skip = skip if on_device else None
+        for w in work if taken else ():
             b = w.binding
-            for kernel, steps, first, grad_ptrs in w.rounds():
+            if b.steps is None or device_skip is not None:
+                self._run_on_device(kernels[b.device], w, clip_coef, device_skip)
+                continue
+            for kernel, steps, first, grad_ptrs, _ in w.rounds():
                 if kernel:
-                    self._run(kernels[b.device], w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef)
+                    self._run(kernels[b.device], w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef,
+                              _NO_EXTRA)
         for w in work:
-            w.commit(self)
+            w.commit(self, taken)
         if self.max_grad_norm is not None:
             self.last_grad_norm = grad_norm
         self.iterations += 1
         return loss
+
+
+    def _run_on_device(self, ext, w, clip_coef, skip):
+        """w's kernel calls on a GPU: the device counts advanced on the stream before each call (the
+        kernel reads them there) and, with GradScaler's skip flag (read by the kernel too), moved back
+        by it after: a skipped step leaves them as they were, and nothing waits for the device."""
+        b = w.binding
+        device_counts = b.steps is None
+        rounds = list(w.rounds())
+        for kernel, steps, first, grad_ptrs, stepped in rounds:
+            if device_counts:
+                b.advance(stepped)
+            if kernel:
+                extra = {} if skip is None else {"found_inf": skip.data_ptr()}
+                if device_counts:
+                    extra["step_ptrs"] = b.pick(b.step_ptrs, kernel)
+                self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra)
+        if device_counts and skip is not None:
+            for *_, stepped in rounds:
+                b.advance(stepped, skip)
+
+
+_NO_EXTRA = {}
+
+
+def _amp_tensor(opt, name):
+    """optimizer.grad_scale or optimizer.found_inf as GradScaler sets them: None or a one-element tensor."""
+    value = getattr(opt, name, None)
+    if value is not None and (not isinstance(value, torch.Tensor) or value.numel() != 1 or value.is_complex()):
+        raise TypeError(f"optimizer.{name} is {value!r}: torch.amp.GradScaler sets it to a one-element real tensor "
+                        f"(or leaves it unset)")
+    return value
 
 
 class SGD(_FusedOptimizer):
@@ -679,13 +789,13 @@ class SGD(_FusedOptimizer):
             group.setdefault("nesterov", False)
             group.setdefault("maximize", False)
 
-    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef):
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra):
         momentum, dampening, weight_decay, nesterov, maximize = settings
         bufs = b.pick(b.state_ptrs["momentum_buffer"], kernel) if momentum != 0 else None
         # the kernel starts a momentum buffer where the step count is 1: a parameter without one yet
         counts = np.where(first, 1, 2).astype(np.int64)
         ext._sgd_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, bufs, b.pick(b.sizes, kernel), counts,
-                          SgdOptions(lr, momentum, dampening, weight_decay, nesterov, maximize, clip_coef))
+                          SgdOptions(lr, momentum, dampening, weight_decay, nesterov, maximize, clip_coef), **extra)
 
 
 class Adam(_FusedOptimizer):
@@ -703,7 +813,7 @@ class Adam(_FusedOptimizer):
         return (beta1, beta2, _real(group["eps"], "epsilon value"), _real(group["weight_decay"], "weight_decay value"),
                 _flag(group["amsgrad"], "amsgrad value"),
                 _flag(group["decoupled_weight_decay"], "decoupled_weight_decay value"),
-                _flag(group["maximize"], "maximize value"))
+                _flag(group["maximize"], "maximize value"), _flag(group.get("capturable", False), "capturable value"))
 
     def _state_names(self, settings):
         return ("exp_avg", "exp_avg_sq", "max_exp_avg_sq") if settings[4] else ("exp_avg", "exp_avg_sq")
@@ -711,7 +821,7 @@ class Adam(_FusedOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
                  decoupled_weight_decay=None, max_grad_norm=None):
-        _refuse(differentiable=differentiable, capturable=capturable)
+        _refuse(differentiable=differentiable)
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled_default
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, maximize=maximize,
@@ -723,20 +833,38 @@ class Adam(_FusedOptimizer):
         self._settings(defaults)
         super().__init__(params, defaults, max_grad_norm)
 
+    def _plan(self):
+        work = super()._plan()
+        uncapturable_cuda = False
+        for w in work:
+            if w.settings[7]:
+                if not _on_device(w.binding.device):
+                    raise ValueError(f"capturable=True needs the parameters on a GPU (a CUDA graph captures GPU "
+                                     f"work): {w.binding.where(w.active[0])} is on {w.binding.device}")
+            elif w.binding.device.type == "cuda":
+                uncapturable_cuda = True
+        # as torch.optim.Adam: capturing a step is refused unless its groups declared capturable=True
+        if uncapturable_cuda and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(f"Attempting CUDA graph capture of step() for an instance of {type(self).__name__} "
+                               f"but param_groups' capturable is False")
+        return work
+
     def __setstate__(self, state):
         super().__setstate__(state)
         for group in self.param_groups:
+            group.setdefault("capturable", False)
             group.setdefault("amsgrad", False)
             group.setdefault("maximize", False)
             group.setdefault("decoupled_weight_decay", self._decoupled_default)
 
-    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef):
-        beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize = settings
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra):
+        beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize = settings[:7]
         sp = b.state_ptrs
         ext._adam_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["exp_avg"], kernel),
                            b.pick(sp["exp_avg_sq"], kernel), b.pick(sp["max_exp_avg_sq"], kernel) if amsgrad else None,
                            b.pick(b.sizes, kernel), steps,
-                           AdamOptions(lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, clip_coef))
+                           AdamOptions(lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, clip_coef),
+                           **extra)
 
 
 class AdamW(Adam):
@@ -752,10 +880,7 @@ class AdamW(Adam):
                          fused=fused, decoupled_weight_decay=True, max_grad_norm=max_grad_norm)
 
 
-def _refuse(differentiable=False, capturable=False):
+def _refuse(differentiable=False):
     if differentiable:
         raise ValueError("differentiable=True is not supported by fastdl.torch: its step runs outside autograd; "
                          "use torch.optim to differentiate through optimizer steps")
-    if capturable:
-        raise ValueError("capturable=True (CUDA graph capture) is not supported by fastdl.torch: its step reads "
-                         "step counts on the host")
