@@ -9,7 +9,11 @@ fastdl and the torch loop run interleaved in one process (each repetition runs e
 table shows medians. Keras runs afterwards in a process of its own: importing it in the same
 process slowed both others by 2x-5x here (its torch backend changes process-wide settings).
 
-    python bench/train_speed.py [--repeats 5] [--batch-sizes 32 1024] [--no-keras]
+    python bench/train_speed.py [--repeats 5] [--batch-sizes 32 1024] [--no-keras] [--device cuda]
+
+--device cuda: fastdl's model on the GPU (fastdl.device("gpu"), CuPy inputs) against the same torch
+loop on CUDA tensors; each epoch's time ends when the GPU has finished it (fit reads its logs at the
+end of an epoch; the torch loop synchronises). bench/gpu_check.py runs this on a GPU machine.
 """
 
 import argparse
@@ -39,32 +43,38 @@ def _timed_fit(model, x, y, batch_size):
     return run
 
 
-def fastdl_epoch(x, labels, batch_size):
+def fastdl_epoch(x, labels, batch_size, device="cpu"):
     import fastdl
     from fastdl import layers, models
     y = fastdl.data.to_categorical(labels, CLASSES)
-    model = models.Sequential([layers.Dense(64, activation="relu", input_shape=(FEATURES,)),
-                               layers.Dense(64, activation="relu"), layers.Dense(CLASSES, activation="softmax")])
+    with fastdl.device("gpu" if device == "cuda" else "cpu"):
+        model = models.Sequential([layers.Dense(64, activation="relu", input_shape=(FEATURES,)),
+                                   layers.Dense(64, activation="relu"), layers.Dense(CLASSES, activation="softmax")])
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    if device == "cuda":  # the data on the GPU before timing, as the torch loop's is
+        import cupy
+        x, y = cupy.asarray(x), cupy.asarray(y)
     return _timed_fit(model, x, y, batch_size)
 
 
-def torch_epoch(x, labels, batch_size):
+def torch_epoch(x, labels, batch_size, device="cpu"):
     import torch
-    xt, yt = torch.from_numpy(x), torch.from_numpy(labels)
+    xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(labels).to(device)
     model = torch.nn.Sequential(torch.nn.Linear(FEATURES, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64),
-                                torch.nn.ReLU(), torch.nn.Linear(64, CLASSES))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+                                torch.nn.ReLU(), torch.nn.Linear(64, CLASSES)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)  # torch's default on CUDA: the foreach step
 
     def run():
         t = time.perf_counter()
-        perm = torch.randperm(N)
+        perm = torch.randperm(N, device=device)
         for start in range(0, N, batch_size):
             idx = perm[start:start + batch_size]
             opt.zero_grad()
             loss = torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
         return time.perf_counter() - t
     return run
 
@@ -80,12 +90,13 @@ def keras_epoch(x, labels, batch_size):
     return _timed_fit(model, x, y, batch_size)
 
 
-def measure(makers, batch_sizes, repeats):
+def measure(makers, batch_sizes, repeats, device="cpu"):
     """{batch size: {name: samples/s}}, medians of interleaved repetitions after a warm-up epoch."""
     x, labels = data()
     rates = {}
     for bs in batch_sizes:
-        runs = {name: make(x, labels, bs) for name, make in makers.items()}
+        runs = {name: (make(x, labels, bs, device) if device != "cpu" else make(x, labels, bs))
+                for name, make in makers.items()}
         for run in runs.values():  # warm-up epoch (allocations, imports, first-call costs)
             run()
         times = {name: [] for name in runs}
@@ -112,7 +123,10 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 1024])
     parser.add_argument("--no-keras", action="store_true")
     parser.add_argument("--keras-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args(argv)
+    if args.device == "cuda":
+        args.no_keras = True  # Keras runs in its own process on the CPU reference only
     if args.keras_only:
         rates = measure({"keras 3 (torch)": keras_epoch}, args.batch_sizes, args.repeats)
         print(json.dumps({bs: r["keras 3 (torch)"] for bs, r in rates.items()}))
@@ -124,7 +138,7 @@ def main(argv=None):
         del makers["torch loop"]
     from fastdl.bench import machine_line
     print(machine_line())
-    rates = measure(makers, args.batch_sizes, args.repeats)
+    rates = measure(makers, args.batch_sizes, args.repeats, args.device)
     keras = None if args.no_keras else keras_rates(args.batch_sizes, args.repeats)
     names = list(makers) + (["keras 3 (torch)"] if keras else [])
     rows = []
