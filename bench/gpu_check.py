@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One command for a GPU machine (issues #9 and #10): build and install fastdl, run the CUDA tests,
 measure the device's copy bandwidth, and time every CUDA kernel against PyTorch, beside the issues'
-goals; for issue #10 also fastdl.torch's AdamW on GPT-2-small shapes and its two fused losses
+goals; for issue #10 also fastdl.torch's AdamW on GPT-2-small shapes (plain, and under
+torch.amp.GradScaler: scaler.step + update, no goal) and its two fused losses
 (cross_entropy, linear_cross_entropy) on torch CUDA tensors, in time and in peak extra memory.
 
     python bench/gpu_check.py                      # build, test, benchmark: ~8 minutes on an H200
@@ -56,6 +57,7 @@ GOALS = {
                  "of torch's F.linear + F.cross_entropy and time <= 1.2x torch's (issue #10)",
 }
 GOAL_NEED = {"adamw": 1.0, "ce": 2.0, "adamw_gpt2": 1.0}  # torch/fastdl time ratio
+AMP_ADAMW_OP = "AdamW + GradScaler"  # no goal: shown beside the plain step
 LINEAR_CE_GOAL = dict(time_factor=1.2, memory_fraction=0.1)
 COLUMNS = ["op", "dtype", "size", "fastdl ms", "torch ms", "torch/fastdl", "GB/s", "% copy", "fastdl MiB",
            "torch MiB", "goal met?"]
@@ -734,20 +736,39 @@ def _cross_entropy_of(b, rows, cols, label, tdt, goal_size):
           torch_label="F.cross_entropy + backward")
 
 
-def bench_adamw(b, workloads, goal_size, goal="adamw"):
-    """One AdamW step over the same tensors: fastdl.torch.AdamW against torch.optim.AdamW(fused=True)."""
+def bench_adamw(b, workloads, goal_size, goal="adamw", amp=False):
+    """One AdamW step over the same tensors: fastdl.torch.AdamW against torch.optim.AdamW(fused=True).
+    amp: the step as torch.amp.GradScaler takes it, scaler.step(opt) + scaler.update() (both sides pay the
+    scaler's inf check of the gradients; the optimizers unscale inside their step and read found_inf on
+    the device)."""
     import torch
+    op = AMP_ADAMW_OP if amp else "AdamW step"
     for wl_label, shapes in workloads:
         total = sum(numel(s) for s in shapes)
         size = f"{wl_label} ({total / 1e6:.1f}M)"
         for label, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
-            b.guarded("AdamW step", label, size,
-                      lambda: _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal))
+            b.guarded(op, label, size,
+                      lambda: _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal, amp))
 
 
-def _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal="adamw"):
+def scaled_step(scaler, opt):
+    """One optimizer step through a GradScaler, as a training loop makes it."""
+    def call():
+        scaler.step(opt)
+        scaler.update()
+    return call
+
+
+def _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal="adamw", amp=False):
     import torch
     gen = torch.Generator(device="cuda").manual_seed(0)
+
+    def stepper(opt):
+        if not amp:
+            return opt.step
+        scaler = torch.amp.GradScaler("cuda")
+        scaler.scale(torch.ones((), device="cuda"))  # creates the scale (a loss would be scaled here)
+        return scaled_step(scaler, opt)
 
     def params():
         ps = [torch.nn.Parameter(torch.randn(s, device="cuda", generator=gen).to(tdt)) for s in shapes]
@@ -757,11 +778,11 @@ def _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal="adamw"):
 
     def fd_setup():
         import fastdl.torch as fdt
-        return fdt.AdamW(params(), lr=1e-3, weight_decay=0.01).step
+        return stepper(fdt.AdamW(params(), lr=1e-3, weight_decay=0.01))
 
-    b.run("AdamW step", label, size, adamw_bytes(total, torch.finfo(tdt).bits // 8),
+    b.run(AMP_ADAMW_OP if amp else "AdamW step", label, size, adamw_bytes(total, torch.finfo(tdt).bits // 8),
           b.side(b.fd_ok, fd_setup, torch_timer),
-          b.side(b.th_ok, lambda: torch.optim.AdamW(params(), lr=1e-3, weight_decay=0.01, fused=True).step,
+          b.side(b.th_ok, lambda: stepper(torch.optim.AdamW(params(), lr=1e-3, weight_decay=0.01, fused=True)),
                  torch_timer), goal=goal, goal_size=goal_size, torch_label="torch AdamW(fused=True)")
 
 
@@ -905,6 +926,9 @@ def run_benchmarks(args, skip, start):
         ("AdamW on GPT-2 small (issue #10)",
          lambda: bench_adamw(b, [(f"GPT-2 small {len(sizes['gpt2'])} tensors", sizes["gpt2"])],
                              goal_size=not args.quick, goal="adamw_gpt2")),
+        ("AdamW + GradScaler on GPT-2 small (issue #10)",
+         lambda: bench_adamw(b, [(f"GPT-2 small {len(sizes['gpt2'])} tensors", sizes["gpt2"])],
+                             goal_size=False, goal=None, amp=True)),
         ("fastdl.torch cross_entropy (issue #10)", lambda: bench_torch_cross_entropy(b, *sizes["ce"])),
         ("fastdl.torch linear_cross_entropy (issue #10)",
          lambda: bench_linear_cross_entropy(b, *sizes["lce"], goal_size=not args.quick,
@@ -1081,6 +1105,19 @@ def self_test():
        "no GB/s without bytes; memory ratio")
     ok(rows[17]["goal_met"] is None and abs(rows[17]["memory_ratio"] - 1 / 3) < 1e-12 and rows[17]["ratio"] == 2.0,
        "cross_entropy rows: reported, no goal")
+    amp_row = make_row(AMP_ADAMW_OP, "bf16", "GPT-2", adamw_bytes(124_439_808, 2), fastdl_ms=1.0, torch_ms=1.1)
+    finish_row(amp_row, copy)
+    ok(amp_row["goal_met"] is None and abs(amp_row["ratio"] - 1.1) < 1e-12, "AdamW + GradScaler row: no goal")
+    calls = []
+
+    class FakeScaler:
+        def step(self, opt):
+            calls.append(("step", opt))
+
+        def update(self):
+            calls.append("update")
+    scaled_step(FakeScaler(), "opt")()
+    ok(calls == [("step", "opt"), "update"], "a scaled step is scaler.step(opt) then scaler.update()")
     goals = summarize_goals(rows)
     ok([g["met"] for g in goals] == [False, False, False, False, False], f"goal summary {[g['met'] for g in goals]}")
     ok([g["rows_judged"] for g in goals][3:] == [2, 3], "issue #10 goals: rows judged")

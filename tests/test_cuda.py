@@ -650,6 +650,220 @@ def test_fastdl_torch_matches_torch_optim_on_cuda(case, tdtype):
                 torch_close(o1.state[p][k], v, 4 * rt, f"state {k} of params[{i}]")
 
 
+
+# ---- fastdl.torch with torch.amp.GradScaler, device step counts, CUDA graphs ------------------------------
+
+AMP_CASES = [
+    ("SGD", dict(lr=0.05, momentum=0.9)),
+    ("SGD", dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ("Adam", dict(lr=1e-2, amsgrad=True, weight_decay=0.05)),
+    ("AdamW", dict(lr=1e-2, weight_decay=0.1)),
+]
+AMP_SHAPES = [(0,), (1,), (1025, 1025), (3, 5), (33, 31)] + [(k % 61 + 1,) for k in range(40)]
+AMP_STEPS = 6
+AMP_BAD = {2: (2, float("inf")), 3: (4, float("nan"))}  # step: (parameter, value); step 0 is never skipped
+
+
+def amp_run(opt, params, grads, unscale_clip=None, sync_free=False):
+    """GradScaler("cuda") steps on the given unscaled gradients (an inf or NaN at the AMP_BAD steps);
+    returns the scales used. sync_free: every step after the first under set_sync_debug_mode("error")."""
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 12, growth_interval=2)
+    scales = []
+    for step, gs in enumerate(grads):
+        scale = scaler.scale(torch.ones((), device=TORCH_DEVICE))  # a device tensor: reading it would sync
+        scales.append(scale)
+        for p, g in zip(params, gs):
+            p.grad = (g.float() * scale).to(g.dtype)
+        if step in AMP_BAD:
+            k, value = AMP_BAD[step]
+            params[k].grad.view(-1)[0] = value
+        before = [p.detach().clone() for p in params]
+        try:
+            if sync_free and step:
+                torch.cuda.set_sync_debug_mode("error")
+            if unscale_clip is not None:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, unscale_clip, foreach=True)
+            scaler.step(opt)
+            scaler.update()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        if step in AMP_BAD:
+            assert all(torch.equal(a, b) for a, b in zip(before, params)), f"step {step} was not skipped"
+    return [float(s) for s in scales]
+
+
+def amp_grads(dt, *key):
+    gen = torch_gen("amp", *key)
+    return [[((torch.rand(s, device=TORCH_DEVICE, generator=gen) * 1.5 + 0.5) * (1 + step)).to(dt)
+             for s in AMP_SHAPES] for step in range(AMP_STEPS)]
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("tdtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("case", AMP_CASES, ids=opt_id)
+def test_fastdl_torch_under_grad_scaler_matches_torch_fused_on_cuda(case, tdtype):
+    """Against torch's fused optimizer under GradScaler("cuda"): the same parameters (to TORCH_RTOL), the
+    same step counts (float32 on the device, skipped steps not counted), the same scales; every step
+    after the first without a host synchronisation."""
+    name, kw = case
+    dt = getattr(torch, tdtype)
+    gen = torch_gen("amp init", name, tdtype)
+    init = [torch.randn(s, device=TORCH_DEVICE, generator=gen).to(dt) for s in AMP_SHAPES]
+    grads = amp_grads(dt, name, tdtype)
+    mine = [torch.nn.Parameter(t.clone()) for t in init]
+    theirs = [torch.nn.Parameter(t.clone()) for t in init]
+    o1 = getattr(fdt, name)(mine, **kw)
+    o2 = getattr(torch.optim, name)(theirs, fused=True, **kw)
+    s1 = amp_run(o1, mine, grads, sync_free=True)
+    s2 = amp_run(o2, theirs, grads)
+    assert s1 == s2
+    rt = TORCH_RTOL[tdtype]
+    for i, (p, q) in enumerate(zip(mine, theirs)):
+        torch_close(p, q, rt, f"params[{i}] {tuple(q.shape)}")
+        for k, v in o2.state[q].items():
+            got = o1.state[p][k]
+            if k == "step":
+                assert got.device == v.device and got.dtype == torch.float32 and float(got) == float(v)
+                assert float(got) == AMP_STEPS - len(AMP_BAD)
+            else:
+                torch_close(got, v, 4 * rt, f"state {k} of params[{i}]")
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("max_grad_norm", [None, 50.0])
+def test_fastdl_torch_under_grad_scaler_unscale_and_clip_on_cuda(max_grad_norm):
+    """The user's scaler.unscale_ + clip_grad_norm_ (then only found_inf reaches the step), and fastdl's own
+    max_grad_norm with a scaler (the norm of the unscaled gradients), against torch's fused AdamW after
+    unscale_ + clip_grad_norm_; fastdl's clip needs no host synchronisation either."""
+    gen = torch_gen("amp clip", max_grad_norm)
+    init = [torch.randn(s, device=TORCH_DEVICE, generator=gen) for s in AMP_SHAPES]
+    grads = amp_grads(torch.float32, "clip", max_grad_norm)
+    mine = [torch.nn.Parameter(t.clone()) for t in init]
+    theirs = [torch.nn.Parameter(t.clone()) for t in init]
+    o1 = fdt.AdamW(mine, lr=1e-2, max_grad_norm=max_grad_norm)
+    o2 = torch.optim.AdamW(theirs, lr=1e-2, fused=True)
+    amp_run(o1, mine, grads, unscale_clip=None if max_grad_norm else 50.0, sync_free=max_grad_norm is not None)
+    amp_run(o2, theirs, grads, unscale_clip=50.0)
+    for i, (p, q) in enumerate(zip(mine, theirs)):
+        torch_close(p, q, 1e-5, f"params[{i}]")
+        assert float(o1.state[p]["step"]) == float(o2.state[q]["step"]) == AMP_STEPS - len(AMP_BAD)
+    if max_grad_norm:
+        norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads[-1]]))
+        assert float(o1.last_grad_norm) == pytest.approx(float(norm), rel=1e-5)
+
+
+@needs_torch_cuda
+def test_fastdl_torch_step_counts_move_across_devices_and_to_torch(tmp_path):
+    """Device counts in checkpoints: CUDA fastdl -> CPU fastdl (map_location) -> CUDA torch Adam, and a CPU
+    torch checkpoint into CUDA fastdl; every run continues as one that never moved."""
+    gen = torch_gen("counts")
+    shapes = [(33, 31), (7,), (0,)]
+    init = [torch.randn(s, device=TORCH_DEVICE, generator=gen) for s in shapes]
+    grads = [[torch.randn(s, device=TORCH_DEVICE, generator=gen) for s in shapes] for _ in range(6)]
+
+    def run(opt, params, gs):
+        for g in gs:
+            for p, x in zip(params, g):
+                p.grad = x.to(p.device)
+            opt.step()
+
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    ro = fdt.Adam(ref, lr=1e-2)
+    run(ro, ref, grads)
+    a = [torch.nn.Parameter(t.clone()) for t in init]
+    oa = fdt.Adam(a, lr=1e-2)
+    run(oa, a, grads[:2])
+    assert all(oa.state[p]["step"].device.type == "cuda" and oa.state[p]["step"].dtype == torch.float32 for p in a)
+    torch.save(oa.state_dict(), tmp_path / "a.pt")
+    b = [torch.nn.Parameter(p.detach().cpu()) for p in a]
+    ob = fdt.Adam(b, lr=1e-2)
+    ob.load_state_dict(torch.load(tmp_path / "a.pt", map_location="cpu"))
+    run(ob, b, grads[2:4])
+    torch.save(ob.state_dict(), tmp_path / "b.pt")  # CPU step tensors
+    c = [torch.nn.Parameter(p.detach().to(TORCH_DEVICE)) for p in b]
+    oc = fdt.Adam(c, lr=1e-2)
+    oc.load_state_dict(torch.load(tmp_path / "b.pt"))
+    run(oc, c, grads[4:5])
+    d = [torch.nn.Parameter(p.detach().clone()) for p in c]
+    od = torch.optim.Adam(d, lr=1e-2, foreach=False)
+    od.load_state_dict(oc.state_dict())  # CUDA float32 counts into torch's single-tensor Adam
+    run(od, d, grads[5:])
+    for p, q in zip(d, ref):
+        torch_close(p, q, 1e-5, "after CUDA -> CPU -> CUDA -> torch")
+    assert [float(ro.state[p]["step"]) for p in ref] == [6.0] * 3
+
+
+def graph_setup(capturable=True, **kw):
+    gen = torch_gen("graph", capturable, tuple(kw))
+    init = [torch.randn(s, device=TORCH_DEVICE, generator=gen) for s in AMP_SHAPES]
+    feed = [[torch.randn(s, device=TORCH_DEVICE, generator=gen) for s in AMP_SHAPES] for _ in range(8)]
+    params = [torch.nn.Parameter(t.clone()) for t in init]
+    for p in params:
+        p.grad = torch.zeros_like(p)  # static gradients: a replay reads these tensors
+    return params, feed, fdt.AdamW(params, lr=1e-2, capturable=capturable, **kw)
+
+
+@needs_torch_cuda
+@pytest.mark.parametrize("kw", [{}, {"max_grad_norm": 20.0, "amsgrad": True}], ids=["plain", "clip-amsgrad"])
+def test_fastdl_torch_step_captured_in_a_cuda_graph(kw):
+    """capturable=True: warm-up steps on a side stream, optimizer.step() captured, replays on new
+    gradients equal (bit for bit) eager steps on the same gradients, step counts included; with
+    GradScaler's tensors set by hand (static), a replay whose found_inf is 1 changes nothing."""
+    params, feed, opt = graph_setup(**kw)
+    eager, _, ref = graph_setup(**kw)
+    scale, found = torch.full((), 4.0, device=TORCH_DEVICE), torch.zeros((), device=TORCH_DEVICE)
+    for o in (opt, ref):
+        o.grad_scale, o.found_inf = scale, found
+
+    def feed_grads(ps, g):
+        for p, x in zip(ps, g):
+            p.grad.copy_(x * 4.0)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for g in feed[:3]:
+            feed_grads(params, g)
+            opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    for g in feed[:3]:
+        feed_grads(eager, g)
+        ref.step()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        opt.step()
+    for step, g in enumerate(feed[3:]):
+        skip = step == 2
+        found.fill_(1.0 if skip else 0.0)
+        feed_grads(params, g)
+        before = [p.detach().clone() for p in params]
+        graph.replay()
+        feed_grads(eager, g)
+        ref.step()
+        torch.cuda.synchronize()
+        if skip:
+            assert all(torch.equal(a, b) for a, b in zip(before, params))
+        for p, q in zip(params, eager):
+            assert torch.equal(p, q)
+            for k, v in ref.state[q].items():
+                assert torch.equal(opt.state[p][k], v), k
+    assert float(opt.state[params[0]]["step"]) == 3 + len(feed) - 3 - 1
+
+
+@needs_torch_cuda
+def test_capturing_a_step_without_capturable_is_refused():
+    params, feed, opt = graph_setup(capturable=False)
+    opt.step()
+    torch.cuda.synchronize()
+    before = [p.detach().clone() for p in params]
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="capturable is False"):
+        with torch.cuda.graph(graph):
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, params))
+
+
 # ---- cross-entropy: ignore_index and reductions (CuPy); fastdl.torch's losses on CUDA tensors ---------------
 
 CE_IGNORE_SHAPES = [(0, 5), (7, 33), (1001, 1003), (3, 5000)]  # empty; one block; many blocks; a block per row

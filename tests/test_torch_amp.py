@@ -320,3 +320,19 @@ def test_grad_scale_and_found_inf_are_checked():
     r.step()
     opt.step()
     assert torch.equal(p, ref) and float(opt.state[p]["step"]) == 1
+
+
+def test_a_skipped_first_sgd_step_leaves_a_zero_momentum_buffer(path):
+    """SGD keeps no count: after a skipped first step the next one continues the zero buffer
+    (b = (1 - dampening) g; torch's single-tensor SGD starts b = g, its fused one from garbage)."""
+    p = torch.nn.Parameter(torch.ones(4))
+    opt = fdt.SGD([p], lr=0.1, momentum=0.9, dampening=0.5)
+    opt.grad_scale, opt.found_inf = torch.tensor(2.0), torch.ones(())
+    p.grad = torch.full((4,), float("inf"))
+    opt.step()
+    assert torch.equal(p, torch.ones(4)) and torch.equal(opt.state[p]["momentum_buffer"], torch.zeros(4))
+    opt.found_inf = torch.zeros(())
+    p.grad = torch.full((4,), 2.0)  # 1 once unscaled
+    opt.step()
+    assert torch.equal(opt.state[p]["momentum_buffer"], torch.full((4,), 0.5))
+    assert torch.allclose(p, torch.full((4,), 0.95))

@@ -16,13 +16,41 @@ A step is all or nothing: every group's settings, every parameter, gradient and 
 checked before the first one changes, so a step that raises leaves the parameters, their state and
 the step counts exactly as they were.
 
-Parameters: CPU tensors, float32 or float64, dense in any dimension order (contiguous,
-channels_last, ...; the state tensors take the parameter's layout, as torch's do), empty ones
-included. Two parameters may not share memory (views of one tensor): they are refused. A parameter
-listed twice in a group is stepped twice, as torch.optim does (it warns). fastdl has no CUDA
-kernels yet: CUDA parameters are refused with an error rather than copied to the CPU. Without the
-C++ extension (or with FASTDL_BACKEND=numpy) the same updates run in NumPy on views of the same
-memory.
+Parameters: CPU or CUDA tensors, float32, float64, bfloat16 or float16, dense in any dimension order
+(contiguous, channels_last, ...; the state tensors take the parameter's layout, as torch's do),
+empty ones included. Two parameters may not share memory (views of one tensor): they are refused. A
+parameter listed twice in a group is stepped twice, as torch.optim does (it warns). Without the C++
+extension (or with FASTDL_BACKEND=numpy) the CPU updates run in NumPy on views of the same memory.
+
+On a GPU a step never waits for the device: the kernels run on torch's current stream, the Adam
+step counts stay there ('step' is a 0-d float32 tensor on the parameter's device, as in torch's
+fused and capturable optimizers; a step advances them with torch ops and the kernel reads them
+there), and the clipping factor is computed there. The counts are checked when a state_dict is
+loaded, not at every step (reading them would wait; torch's fused optimizers do not check either).
+Checkpoints move between devices (map_location) and to and from torch.optim either way.
+
+torch.amp.GradScaler: the optimizers declare ``_step_supports_amp_scaling``, so ``scaler.step(opt)``
+hands them its scale and its inf/NaN flag (``opt.grad_scale``, ``opt.found_inf``) as it does torch's
+fused optimizers, instead of unscaling the gradients itself and reading the flag on the host. The
+step divides the gradients by the scale inside the update (one factor with ``max_grad_norm``'s clip,
+whose norm is then that of the unscaled gradients; after ``scaler.unscale_(opt)`` only the flag
+comes), and where the flag is set it changes nothing: parameters, state and step counts stay as they
+were (a parameter's first step still creates its zero state, as torch's fused optimizers do). On one
+GPU the flag and the scale are read by the kernels there: no synchronisation. With GradScaler's
+power-of-two scales the result is bit for bit that of the gradients unscaled beforehand (another
+scale: fastdl multiplies by 1/scale where torch's fused kernels divide, an ulp apart).
+Unlike torch's fused kernels, the step does not write the unscaled gradients back into ``.grad``
+(fastdl never writes gradients): call ``scaler.unscale_(opt)`` first where they are needed after
+the step. ``iterations`` counts skipped steps too (as an LR scheduler does). SGD keeps no step
+count (and on a GPU the host does not know a step was skipped), so after a skipped very first step
+a parameter's next step continues its zero momentum buffer: b = (1 - dampening) g, which is torch's
+b = g for the default dampening 0 (torch's fused SGD leaves the buffer uninitialised there).
+
+``capturable=True`` (Adam, AdamW): a step on CUDA parameters does no host synchronisation and reads
+every per-step value from the device, so it can be captured in a CUDA graph (torch.cuda.graph, after
+warm-up steps on a side stream) and replayed; the learning rate and the other settings are those of
+the captured step, and ``iterations`` does not move on a replay. As in torch, capturable=True with
+CPU parameters is refused at the step, and capturing a step of groups without it raises.
 
 fastdl additions (keyword-only): ``max_grad_norm`` clips the gradients' global L2 norm inside the
 step, as torch.nn.utils.clip_grad_norm_ would before it (``last_grad_norm`` keeps the norm); ``lr``
