@@ -336,3 +336,32 @@ def test_a_skipped_first_sgd_step_leaves_a_zero_momentum_buffer(path):
     opt.step()
     assert torch.equal(opt.state[p]["momentum_buffer"], torch.full((4,), 0.5))
     assert torch.allclose(p, torch.full((4,), 0.95))
+
+
+@pytest.mark.filterwarnings("ignore:optimizer contains a parameter group with duplicate parameters")
+def test_a_parameter_listed_twice_and_a_parameter_without_gradient(path):
+    """Each listing is a step with its own count (as torch.optim's single-tensor step); a parameter
+    without a gradient is not stepped; a skipped step moves no count: against torch.optim.Adam
+    (foreach=False) on the gradients unscaled by hand."""
+    init = _params(torch.float32)
+    ours = [torch.nn.Parameter(t.clone()) for t in init]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    o1 = fdt.Adam(ours + [ours[1]], lr=1e-2)
+    o2 = torch.optim.Adam(ref + [ref[1]], lr=1e-2, foreach=False)
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    for step, gs in enumerate(_gradients(torch.float32)[:5]):
+        scale = scaler.scale(torch.ones(())).item()
+        for k, (p, q, g) in enumerate(zip(ours, ref, gs)):
+            p.grad = None if k == 3 and step < 2 else g * scale
+            q.grad = None if k == 3 and step < 2 else g.clone()
+        if step == 2:
+            ours[0].grad[0, 0] = float("nan")
+        scaler.step(o1)
+        scaler.update()
+        if step != 2:
+            o2.step()
+    _took(path, o1)
+    for p, q in zip(ours, ref):
+        _close(p, q, torch.float32, "params")
+        assert float(o1.state[p]["step"]) == float(o2.state[q]["step"])
+    assert [float(o1.state[p]["step"]) for p in ours] == [4.0, 8.0, 4.0, 2.0, 4.0]
