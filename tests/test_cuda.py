@@ -650,6 +650,39 @@ def test_fastdl_torch_matches_torch_optim_on_cuda(case, tdtype):
                 torch_close(o1.state[p][k], v, 4 * rt, f"state {k} of params[{i}]")
 
 
+@needs_torch_cuda
+@pytest.mark.parametrize("tdtype", ["bfloat16", "float16"])
+@pytest.mark.parametrize("case", TORCH_CASES, ids=lambda c: opt_id(c) + (f",max_grad_norm={c[2]}" if c[2] else ""))
+def test_float32_state_on_cuda_matches_the_cpu(case, tdtype):
+    """state_dtype=torch.float32 beside 16-bit parameters: the CUDA kernels (float32 state loaded as two
+    packs per piece of 16-bit parameters) against the CPU kernels, which tests/test_torch_half.py holds
+    against float32 torch.optim steps: the state (float32) to 1e-5, the parameters to an ulp."""
+    name, kw, max_norm = case
+    dt = getattr(torch, tdtype)
+    gen = torch.Generator().manual_seed(zlib.crc32(f"f32state{case}{tdtype}".encode()))
+    init = [torch.randn(s, generator=gen).to(dt) for s in TORCH_SHAPES]
+    runs = []
+    for device in ("cpu", TORCH_DEVICE):
+        params = [torch.nn.Parameter(t.clone().to(device)) for t in init]
+        opt = getattr(fdt, name)(params, state_dtype=torch.float32, **kw,
+                                 **({"max_grad_norm": max_norm} if max_norm else {}))
+        g = torch.Generator().manual_seed(7)
+        for _ in range(TORCH_STEPS):
+            for p, s in zip(params, TORCH_SHAPES):
+                p.grad = ((torch.rand(s, generator=g) * 1.5 + 0.5) * (torch.randint(0, 2, s, generator=g) * 2 - 1)
+                          ).to(dt).to(device)
+            opt.step()
+        runs.append((params, opt))
+    (cpu_params, cpu_opt), (gpu_params, gpu_opt) = runs
+    ulp = float(torch.finfo(dt).eps)
+    for i, (p, q) in enumerate(zip(gpu_params, cpu_params)):
+        torch_close(p, q, 2 * ulp, f"params[{i}]")
+        for k, v in cpu_opt.state[q].items():
+            if k != "step":
+                assert gpu_opt.state[p][k].dtype == torch.float32
+                torch_close(gpu_opt.state[p][k], v, 1e-5, f"state {k} of params[{i}]")
+
+
 
 # ---- fastdl.torch with torch.amp.GradScaler, device step counts, CUDA graphs ------------------------------
 

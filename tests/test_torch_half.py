@@ -1,5 +1,6 @@
 """fastdl.torch on bfloat16 and float16 CPU parameters: float32 math inside the step, each value
-rounded once to the parameter's dtype (as torch's fused CPU optimizers do), state in that dtype."""
+rounded once to the parameter's dtype (as torch's fused CPU optimizers do), state in that dtype
+(or, with state_dtype=torch.float32, in float32)."""
 
 import numpy as np
 import pytest
@@ -58,17 +59,19 @@ CASES = [
 @pytest.mark.parametrize("dtype", HALF, ids=IDS)
 @pytest.mark.parametrize("name,kw", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 @pytest.mark.parametrize("max_grad_norm", [None, 1.0])
-def test_matches_float32_math_rounded_each_step(backend, dtype, name, kw, max_grad_norm):
+@pytest.mark.parametrize("state32", [False, True], ids=["state16", "state32"])
+def test_matches_float32_math_rounded_each_step(backend, dtype, name, kw, max_grad_norm, state32):
     """Against torch.optim (foreach=False) run in float32 on float32 copies whose parameters and
-    state are rounded to the 16-bit dtype after every step: the same arithmetic, rounded where
-    fastdl rounds. (torch's own fused CPU SGD on bfloat16 is not a usable oracle: on 2.13 it
-    disagrees with its single-tensor SGD by more than a step's size.)"""
+    state are rounded to the 16-bit dtype after every step (with state_dtype=torch.float32: only the
+    parameters): the same arithmetic, rounded where fastdl rounds. (torch's own fused CPU SGD on
+    bfloat16 is not a usable oracle: on 2.13 it disagrees with its single-tensor SGD by more than a
+    step's size.)"""
     g = torch.Generator().manual_seed(1)
     shapes = [(64, 33), (33,), (0, 4), (7, 5, 3)]
     init = [torch.randn(s, generator=g).to(dtype) for s in shapes]
     ours = [torch.nn.Parameter(t.clone()) for t in init]
     ref = [torch.nn.Parameter(t.float()) for t in init]
-    o1 = getattr(fdt, name)(ours, max_grad_norm=max_grad_norm, **kw)
+    o1 = getattr(fdt, name)(ours, max_grad_norm=max_grad_norm, state_dtype=torch.float32 if state32 else None, **kw)
     o2 = getattr(torch.optim, name)(ref, foreach=False, **kw)
     for step in range(10):
         grads = [(torch.randn(s, generator=g) * (1 + step)).to(dtype) for s in shapes]
@@ -82,12 +85,46 @@ def test_matches_float32_math_rounded_each_step(backend, dtype, name, kw, max_gr
             for q in ref:
                 q.copy_(q.to(dtype).float())
                 for v in o2.state[q].values():
-                    if isinstance(v, torch.Tensor) and v.dim():
+                    if isinstance(v, torch.Tensor) and v.dim() and not state32:
                         v.copy_(v.to(dtype).float())
     eps = torch.finfo(dtype).eps
     for p, q in zip(ours, ref):
-        assert p.dtype == dtype and all(v.dtype == dtype for v in o1.state[p].values() if v.dim())
+        state_dtype = torch.float32 if state32 else dtype
+        assert p.dtype == dtype and all(v.dtype == state_dtype for v in o1.state[p].values() if v.dim())
         # the same float math in another order (and fused multiply-adds): a few units in the last place
         r = q.detach()
         np.testing.assert_allclose(p.detach().float().numpy(), r.numpy(), rtol=4 * eps,
                                    atol=4 * eps * (r.abs().max().item() if r.numel() else 0.0))
+        if state32:  # the state itself, float32 against float32
+            for key, v in o1.state[p].items():
+                if v.dim():
+                    w = o2.state[q][key]
+                    np.testing.assert_allclose(v.numpy(), w.numpy(), rtol=1e-5,
+                                               atol=1e-6 * (w.abs().max().item() if w.numel() else 0.0), err_msg=key)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+def test_float32_state_checkpoints_and_mixed_dtypes(backend, name):
+    """state_dtype=torch.float32: 16-bit parameters get float32 state, float32 / float64 ones keep their
+    own; a torch.optim checkpoint (16-bit state) loads into it (widened) and its checkpoint loads into
+    torch.optim (narrowed to the parameters' dtype, as torch casts state on load); copies keep the setting."""
+    import copy
+    kw = dict(lr=0.1, momentum=0.9) if name == "SGD" else dict(lr=1e-2)
+    params = [torch.nn.Parameter(torch.randn(5, 3).to(dt)) for dt in (torch.bfloat16, torch.float16, torch.float32,
+                                                                        torch.float64)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    theirs = getattr(torch.optim, name)(params, foreach=False, **kw)
+    theirs.step()
+    ours = getattr(fdt, name)(params, state_dtype=torch.float32, **kw)
+    ours.load_state_dict(theirs.state_dict())
+    ours.step()
+    for p, want in zip(params, (torch.float32, torch.float32, torch.float32, torch.float64)):
+        assert all(v.dtype == want for v in ours.state[p].values() if v.dim()), (p.dtype, want)
+    back = getattr(torch.optim, name)(params, foreach=False, **kw)
+    back.load_state_dict(ours.state_dict())
+    for p in params:
+        assert all(v.dtype == p.dtype for v in back.state[p].values() if v.dim())
+    assert copy.deepcopy(ours).state_dtype == torch.float32
+    with pytest.raises(ValueError, match="state_dtype must be None .* or torch.float32"):
+        getattr(fdt, name)(params, state_dtype=torch.bfloat16, **kw)

@@ -54,7 +54,8 @@ constexpr Kernels<T> kernels_for() {
 
 template <class H>
 constexpr HalfKernels half_kernels_for() {
-  return HalfKernels{grad_sum_squares_with<HalfLanes<H>>, sgd_with<HalfLanes<H>>, adam_with<HalfLanes<H>>};
+  return HalfKernels{grad_sum_squares_with<HalfLanes<H>>, sgd_same<HalfLanes<H>>, adam_same<HalfLanes<H>>,
+                     sgd_with<HalfLanes<H>, Lanes<float>>, adam_with<HalfLanes<H>, Lanes<float>>};
 }
 
 const KernelTable table = {FASTDL_STR(FASTDL_ISA), kernels_for<float>(), kernels_for<double>(),

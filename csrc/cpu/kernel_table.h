@@ -47,11 +47,16 @@ struct Kernels {
 };
 
 // The optimizer steps on 16-bit parameters (bfloat16, float16 bits): float math, each value
-// rounded once when stored; state in the parameters' dtype, as torch keeps it.
+// rounded once when stored; state in the parameters' dtype, as torch keeps it, or (the
+// *_f32_state entries) float32 state read from the state slots of `state` (its other fields unused).
 struct HalfKernels {
   double (*grad_sum_squares)(const TensorList<uint16_t>& tensors);
   void (*sgd)(const TensorList<uint16_t>& tensors, const SgdOptions& options);
   void (*adam)(const TensorList<uint16_t>& tensors, const AdamOptions& options);
+  void (*sgd_f32_state)(const TensorList<uint16_t>& tensors, const TensorList<float>& state,
+                        const SgdOptions& options);
+  void (*adam_f32_state)(const TensorList<uint16_t>& tensors, const TensorList<float>& state,
+                         const AdamOptions& options);
 };
 
 struct KernelTable {

@@ -143,51 +143,69 @@ double grad_sum_squares_with(const TensorList<typename A::storage>& L) {
   });
 }
 
-template <class A>
-void sgd_with(const TensorList<typename A::storage>& L, const SgdOptions& o) {
+// The steps read parameters and gradients through accessor A and the state (momentum buffer,
+// moments) through accessor S, from the state slots of St: S = A and St = L keep the state in the
+// parameters' dtype (torch's way); S = Lanes<float> keeps float32 state beside 16-bit parameters.
+template <class A, class S>
+void sgd_with(const TensorList<typename A::storage>& L, const TensorList<typename S::storage>& St,
+              const SgdOptions& o) {
   typedef typename A::storage T;
+  typedef typename S::storage ST;
   typedef typename A::compute C;
+  static_assert(std::is_same<C, typename S::compute>::value, "state and parameters share the compute type");
   typedef Vec<C> V;
   const kernels::SgdScalars<V> s = kernels::sgd_scalars<V, C>(o);
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     T* p = L.params[k];
     const T* g = L.grads[k];
-    T* buf = s.has_momentum ? L.momentum_buffer[k] : nullptr;
+    ST* buf = s.has_momentum ? St.momentum_buffer[k] : nullptr;
     const bool first = L.steps[k] == 1;
     for_each_vector<A>(b, e, [&](A at) {
-      V pv = at.load(p), bv = buf ? at.load(buf) : V(C(0));
+      const S st{at.i, at.n};
+      V pv = at.load(p), bv = buf ? st.load(buf) : V(C(0));
       kernels::sgd_update(pv, at.load(g), bv, first, s);
       at.store(pv, p);
-      if (buf) at.store(bv, buf);
+      if (buf) st.store(bv, buf);
     });
   });
 }
 
-template <class A>
-void adam_with(const TensorList<typename A::storage>& L, const AdamOptions& o) {
+template <class A, class S>
+void adam_with(const TensorList<typename A::storage>& L, const TensorList<typename S::storage>& St,
+               const AdamOptions& o) {
   typedef typename A::storage T;
+  typedef typename S::storage ST;
   typedef typename A::compute C;
+  static_assert(std::is_same<C, typename S::compute>::value, "state and parameters share the compute type");
   typedef Vec<C> V;
   const kernels::AdamScalars<V> base = kernels::adam_scalars<V, C>(o);
   for_each_piece(L, [&](int64_t k, int64_t b, int64_t e) {
     kernels::AdamScalars<V> s = base;
     kernels::set_adam_tensor<V, C>(s, kernels::adam_tensor_scalars(o.lr, o.beta1, o.beta2, L.steps[k]));
-    T *p = L.params[k], *m = L.exp_avg[k], *v = L.exp_avg_sq[k], *vmax = o.amsgrad ? L.max_exp_avg_sq[k] : nullptr;
+    T* p = L.params[k];
+    ST *m = St.exp_avg[k], *v = St.exp_avg_sq[k], *vmax = o.amsgrad ? St.max_exp_avg_sq[k] : nullptr;
     const T* g = L.grads[k];
     for_each_vector<A>(b, e, [&](A at) {
-      V pv = at.load(p), mv = at.load(m), vv = at.load(v), vmaxv = vmax ? at.load(vmax) : V(C(0));
+      const S st{at.i, at.n};
+      V pv = at.load(p), mv = st.load(m), vv = st.load(v), vmaxv = vmax ? st.load(vmax) : V(C(0));
       kernels::adam_update(pv, at.load(g), mv, vv, vmaxv, s);
       at.store(pv, p);
-      at.store(mv, m);
-      at.store(vv, v);
-      if (vmax) at.store(vmaxv, vmax);
+      st.store(mv, m);
+      st.store(vv, v);
+      if (vmax) st.store(vmaxv, vmax);
     });
   });
 }
 
+// State in the parameters' dtype.
+template <class A>
+void sgd_same(const TensorList<typename A::storage>& L, const SgdOptions& o) { sgd_with<A, A>(L, L, o); }
+template <class A>
+void adam_same(const TensorList<typename A::storage>& L, const AdamOptions& o) { adam_with<A, A>(L, L, o); }
+
 template <class T>
 double grad_sum_squares(const TensorList<T>& L) { return grad_sum_squares_with<Lanes<T>>(L); }
 template <class T>
-void sgd(const TensorList<T>& L, const SgdOptions& o) { sgd_with<Lanes<T>>(L, o); }
+void sgd(const TensorList<T>& L, const SgdOptions& o) { sgd_same<Lanes<T>>(L, o); }
 template <class T>
-void adam(const TensorList<T>& L, const AdamOptions& o) { adam_with<Lanes<T>>(L, o); }
+void adam(const TensorList<T>& L, const AdamOptions& o) { adam_same<Lanes<T>>(L, o); }

@@ -2,8 +2,8 @@
 // in csrc/kernels/optimizers.h). Each tensor's bias corrections come from its own step count, in
 // double (kernels::adam_tensor_scalars): computed on the host and carried in the table, or, for
 // counts kept on the device (fastdl.torch's CUDA tensors), computed by every block from the count
-// whose address the table carries. 16-bit params keep their moments in their dtype and compute in
-// float.
+// whose address the table carries. 16-bit params keep their moments in their dtype (or in float32:
+// S = float) and compute in float.
 #include "multi_tensor.cuh"
 
 #include "../kernels/optimizers.h"
@@ -32,7 +32,7 @@ struct AdamArgs {
   TensorTable<5, AdamTensorScalars<compute_t<T>>> table;  // params, grads, exp_avg, exp_avg_sq, max_exp_avg_sq
 };
 
-template <class T>
+template <class T, class S>  // S: the state's storage type, T or float
 __global__ void __launch_bounds__(kMultiTensorThreads) adam_kernel(const AdamArgs<T> a) {
   using C = compute_t<T>;
   if (a.found_inf && *a.found_inf != 0.0f) return;
@@ -51,9 +51,9 @@ __global__ void __launch_bounds__(kMultiTensorThreads) adam_kernel(const AdamArg
   }
   T* p = static_cast<T*>(a.table.ptr[0][br.slot]);
   const T* g = static_cast<const T*>(a.table.ptr[1][br.slot]);
-  T* m = static_cast<T*>(a.table.ptr[2][br.slot]);
-  T* v = static_cast<T*>(a.table.ptr[3][br.slot]);
-  T* vmax = s.amsgrad ? static_cast<T*>(a.table.ptr[4][br.slot]) : nullptr;
+  S* m = static_cast<S*>(a.table.ptr[2][br.slot]);
+  S* v = static_cast<S*>(a.table.ptr[3][br.slot]);
+  S* vmax = s.amsgrad ? static_cast<S*>(a.table.ptr[4][br.slot]) : nullptr;
   const bool vec = (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(g) | reinterpret_cast<uintptr_t>(m) |
                     reinterpret_cast<uintptr_t>(v) | reinterpret_cast<uintptr_t>(vmax)) % 16 == 0;
   for_each_piece<T>(br.begin, br.end, threadIdx.x, kMultiTensorThreads, [&](auto width, int64_t i) {
@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(kMultiTensorThreads) adam_kernel(const AdamArg
 }  // namespace
 
 void adam_step(DType dt, const TensorList<void>& L, const AdamOptions& o, uintptr_t clip_ptr,
-               const float* const* step_counts, uintptr_t found_inf, Place at) {
+               const float* const* step_counts, uintptr_t found_inf, bool float32_state, Place at) {
   const char* what = "adam_step";
   DeviceGuard guard(at.device, what);
   cudaStream_t stream = stream_of(at);
@@ -113,7 +113,13 @@ void adam_step(DType dt, const TensorList<void>& L, const AdamOptions& o, uintpt
           a.table.extra[slot].host = {s.neg_step_size, s.bc2_sqrt};
         },
         [&](AdamArgs<T>& a, int64_t blocks, int64_t) {
-          adam_kernel<T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+          if constexpr (sizeof(T) == 2) {
+            if (float32_state) adam_kernel<T, float><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+            else adam_kernel<T, T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+          } else {
+            require(!float32_state, "adam_step: float32 state is for 16-bit parameters");
+            adam_kernel<T, T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+          }
           check_launch(what);
         });
   });

@@ -91,12 +91,13 @@ void softmax_ce(DType dt, uintptr_t logits, uintptr_t target, TargetKind kind, u
 // overriding options.clip_coef. found_inf != 0: the address of a device float; where it is not 0
 // (torch.amp.GradScaler found an inf or NaN) the step changes nothing. step_counts (Adam; null:
 // tensors.steps): each tensor's step count, this step included, read on the device from a float
-// (torch's fused 'step' tensors), so that no count passes through the host.
+// (torch's fused 'step' tensors), so that no count passes through the host. float32_state: the
+// state slots (momentum buffers, moments) hold float32 beside bfloat16 / float16 parameters.
 void grad_sum_squares(DType dt, const TensorList<void>& grads, uintptr_t out, Place at);
 void sgd_step(DType dt, const TensorList<void>& tensors, const SgdOptions& options, uintptr_t clip_ptr,
-              uintptr_t found_inf, Place at);
+              uintptr_t found_inf, bool float32_state, Place at);
 void adam_step(DType dt, const TensorList<void>& tensors, const AdamOptions& options, uintptr_t clip_ptr,
-               const float* const* step_counts, uintptr_t found_inf, Place at);
+               const float* const* step_counts, uintptr_t found_inf, bool float32_state, Place at);
 
 }  // namespace cuda
 }  // namespace fastdl

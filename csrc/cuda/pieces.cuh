@@ -1,7 +1,8 @@
-// Loading and storing "pieces": K consecutive elements widened to the compute type, K = the
-// pack width W (16 bytes) or 1. A pack is one 16-byte access when `vec` (its address is 16-byte
-// aligned), else W scalar accesses: the same elements and the same arithmetic either way, so a
-// result (a reduction's bits included) does not depend on the addresses' alignment.
+// Loading and storing "pieces": K consecutive elements widened to the compute type, K = 1 or a
+// multiple of the pack width W (16 bytes): K = W of the parameters' type, which is two packs of
+// float32 state beside 16-bit parameters. A pack is one 16-byte access when `vec` (its address is
+// 16-byte aligned), else W scalar accesses: the same elements and the same arithmetic either way,
+// so a result (a reduction's bits included) does not depend on the addresses' alignment.
 #pragma once
 
 #include <type_traits>
@@ -16,13 +17,17 @@ using Width = std::integral_constant<int, K>;
 
 template <int K, class T>
 __device__ __forceinline__ void load_widen(const T* p, compute_t<T> (&out)[K], bool vec) {
-  static_assert(K == 1 || K == Pack<T>::W, "a piece is one element or one pack");
+  constexpr int W = Pack<T>::W;
+  static_assert(K == 1 || K % W == 0, "a piece is one element or whole packs");
   if constexpr (K == 1) {
     out[0] = widen(p[0]);
   } else if (vec) {
-    const Pack<T> pk = load_pack(p);
 #pragma unroll
-    for (int j = 0; j < K; ++j) out[j] = widen(pk.v[j]);
+    for (int q = 0; q < K / W; ++q) {
+      const Pack<T> pk = load_pack(p + q * W);
+#pragma unroll
+      for (int j = 0; j < W; ++j) out[q * W + j] = widen(pk.v[j]);
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < K; ++j) out[j] = widen(p[j]);
@@ -31,14 +36,18 @@ __device__ __forceinline__ void load_widen(const T* p, compute_t<T> (&out)[K], b
 
 template <int K, class T>
 __device__ __forceinline__ void narrow_store(T* p, const compute_t<T> (&in)[K], bool vec) {
-  static_assert(K == 1 || K == Pack<T>::W, "a piece is one element or one pack");
+  constexpr int W = Pack<T>::W;
+  static_assert(K == 1 || K % W == 0, "a piece is one element or whole packs");
   if constexpr (K == 1) {
     p[0] = narrow<T>(in[0]);
   } else if (vec) {
-    Pack<T> pk;
 #pragma unroll
-    for (int j = 0; j < K; ++j) pk.v[j] = narrow<T>(in[j]);
-    store_pack(p, pk);
+    for (int q = 0; q < K / W; ++q) {
+      Pack<T> pk;
+#pragma unroll
+      for (int j = 0; j < W; ++j) pk.v[j] = narrow<T>(in[q * W + j]);
+      store_pack(p + q * W, pk);
+    }
   } else {
 #pragma unroll
     for (int j = 0; j < K; ++j) p[j] = narrow<T>(in[j]);

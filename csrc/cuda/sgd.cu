@@ -1,6 +1,6 @@
 // SGD step over many tensors in one multi-tensor launch (torch.optim.SGD's update, formulas in
 // csrc/kernels/optimizers.h), computed in the compute type (float for 16-bit params, whose
-// momentum buffers are stored in their dtype).
+// momentum buffers are stored in their dtype, or in float32: S = float).
 #include "multi_tensor.cuh"
 
 #include "../kernels/optimizers.h"
@@ -22,7 +22,7 @@ struct SgdArgs {
   TensorTable<3, SgdTensorScalars> table;  // params, grads, momentum buffers
 };
 
-template <class T>
+template <class T, class S>  // S: the momentum buffers' storage type, T or float
 __global__ void __launch_bounds__(kMultiTensorThreads) sgd_kernel(const SgdArgs<T> a) {
   using C = compute_t<T>;
   if (a.found_inf && *a.found_inf != 0.0f) return;
@@ -34,7 +34,7 @@ __global__ void __launch_bounds__(kMultiTensorThreads) sgd_kernel(const SgdArgs<
   }
   T* p = static_cast<T*>(a.table.ptr[0][br.slot]);
   const T* g = static_cast<const T*>(a.table.ptr[1][br.slot]);
-  T* buf = s.has_momentum ? static_cast<T*>(a.table.ptr[2][br.slot]) : nullptr;
+  S* buf = s.has_momentum ? static_cast<S*>(a.table.ptr[2][br.slot]) : nullptr;
   const bool first = a.table.extra[br.slot].first_step;
   const bool vec = (reinterpret_cast<uintptr_t>(p) | reinterpret_cast<uintptr_t>(g) |
                     reinterpret_cast<uintptr_t>(buf)) % 16 == 0;
@@ -58,7 +58,7 @@ __global__ void __launch_bounds__(kMultiTensorThreads) sgd_kernel(const SgdArgs<
 }  // namespace
 
 void sgd_step(DType dt, const TensorList<void>& L, const SgdOptions& o, uintptr_t clip_ptr, uintptr_t found_inf,
-              Place at) {
+              bool float32_state, Place at) {
   const char* what = "sgd_step";
   DeviceGuard guard(at.device, what);
   cudaStream_t stream = stream_of(at);
@@ -79,7 +79,13 @@ void sgd_step(DType dt, const TensorList<void>& L, const SgdOptions& o, uintptr_
           a.table.extra[slot].first_step = L.steps[k] == 1;
         },
         [&](SgdArgs<T>& a, int64_t blocks, int64_t) {
-          sgd_kernel<T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+          if constexpr (sizeof(T) == 2) {
+            if (float32_state) sgd_kernel<T, float><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+            else sgd_kernel<T, T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+          } else {
+            require(!float32_state, "sgd_step: float32 state is for 16-bit parameters");
+            sgd_kernel<T, T><<<blocks, kMultiTensorThreads, 0, stream>>>(a);
+          }
           check_launch(what);
         });
   });

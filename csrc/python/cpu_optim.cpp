@@ -160,6 +160,14 @@ auto with_named_dtype(const std::string& name, F f) {
   throw py::type_error("dtype must be 'float32', 'float64', 'bfloat16' or 'float16', got '" + name + "'");
 }
 
+// The float32 state slots of a 16-bit step: a list over the same tensors (offsets) whose state
+// slots are float addresses.
+Tensors<float> float_state_of(const Tensors<uint16_t>& t) {
+  Tensors<float> st;
+  st.offsets = t.offsets;
+  return st;
+}
+
 // ---- SGD ---------------------------------------------------------------------------------------
 template <class T, class K>
 void run_sgd(Tensors<T>& t, const SgdOptions& o, const K& k) {
@@ -184,13 +192,25 @@ void sgd_step(const py::sequence& params, const py::sequence& grads, const py::o
 
 void sgd_step_raw(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
                   const py::object& momentum_buffers, const py::sequence& sizes, const py::array& steps,
-                  const py::object& options) {
+                  const py::object& options, const py::object& state_dtype) {
   SgdOptions o = sgd_options(options);
+  const bool f32_state = float32_state(dtype, state_dtype);
   with_named_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::T;
     Tensors<T> t;
     t.from_addresses(params, grads, sizes);
     t.set_steps(steps);
+    if constexpr (std::is_same<T, uint16_t>::value) {
+      if (f32_state) {
+        Tensors<float> st = float_state_of(t);
+        if (o.momentum != 0.0) st.add_state_addresses(st.momentum_buffer, momentum_buffers, "momentum_buffers");
+        TensorList<T> list = t.list();
+        TensorList<float> state = st.list();
+        py::gil_scoped_release nogil;
+        tag.k().sgd_f32_state(list, state, o);
+        return 0;
+      }
+    }
     if (o.momentum != 0.0) t.add_state_addresses(t.momentum_buffer, momentum_buffers, "momentum_buffers");
     run_sgd(t, o, tag.k());
     return 0;
@@ -224,13 +244,28 @@ void adam_step(const py::sequence& params, const py::sequence& grads, const py::
 
 void adam_step_raw(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
                    const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
-                   const py::sequence& sizes, const py::array& steps, const py::object& options) {
+                   const py::sequence& sizes, const py::array& steps, const py::object& options,
+                   const py::object& state_dtype) {
   AdamOptions o = adam_options(options);
+  const bool f32_state = float32_state(dtype, state_dtype);
   with_named_dtype(dtype, [&](auto tag) {
     using T = typename decltype(tag)::T;
     Tensors<T> t;
     t.from_addresses(params, grads, sizes);
     t.set_steps(steps);
+    if constexpr (std::is_same<T, uint16_t>::value) {
+      if (f32_state) {
+        Tensors<float> st = float_state_of(t);
+        st.add_state_addresses(st.exp_avg, exp_avgs, "exp_avgs");
+        st.add_state_addresses(st.exp_avg_sq, exp_avg_sqs, "exp_avg_sqs");
+        if (o.amsgrad) st.add_state_addresses(st.max_exp_avg_sq, max_exp_avg_sqs, "max_exp_avg_sqs");
+        TensorList<T> list = t.list();
+        TensorList<float> state = st.list();
+        py::gil_scoped_release nogil;
+        tag.k().adam_f32_state(list, state, o);
+        return 0;
+      }
+    }
     t.add_state_addresses(t.exp_avg, exp_avgs, "exp_avgs");
     t.add_state_addresses(t.exp_avg_sq, exp_avg_sqs, "exp_avg_sqs");
     if (o.amsgrad) t.add_state_addresses(t.max_exp_avg_sq, max_exp_avg_sqs, "max_exp_avg_sqs");
@@ -288,10 +323,14 @@ void bind_optim(py::module_& m) {
         "Sum of the squares of every element of the arrays (the squared global norm).");
   m.def("_sgd_step_raw", &sgd_step_raw, py::arg("dtype"), py::arg("params"), py::arg("grads"),
         py::arg("momentum_buffers"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
-        "sgd_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked.");
+        py::arg("state_dtype") = py::none(),
+        "sgd_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked. "
+        "state_dtype='float32' with bfloat16 / float16 params: float32 momentum buffers.");
   m.def("_adam_step_raw", &adam_step_raw, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
         py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
-        "adam_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked.");
+        py::arg("state_dtype") = py::none(),
+        "adam_step on raw addresses of contiguous tensors (for fastdl.torch, which checks them): unchecked. "
+        "state_dtype='float32' with bfloat16 / float16 params: float32 moments.");
   m.def("_grad_sum_squares_raw", &grad_sum_squares_raw, py::arg("dtype"), py::arg("grads"), py::arg("sizes"),
         "grad_sum_squares on raw addresses (for fastdl.torch): unchecked.");
 }

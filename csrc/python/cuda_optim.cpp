@@ -26,8 +26,9 @@ struct DeviceTensors {
 
   size_t count() const { return offsets.size() - 1; }
 
-  // One address per tensor, checked against the tensor's size.
-  std::vector<void*> addresses(const py::object& seq, const char* name) const {
+  // One address per tensor, checked against the tensor's size (elements of `as`, by default dt).
+  std::vector<void*> addresses(const py::object& seq, const char* name) const { return addresses(seq, name, dt); }
+  std::vector<void*> addresses(const py::object& seq, const char* name, cuda::DType as) const {
     if (!py::isinstance<py::sequence>(seq)) throw py::type_error(std::string(name) + " must be a list of addresses");
     py::sequence s = seq.cast<py::sequence>();
     if (static_cast<size_t>(py::len(s)) != count())
@@ -36,7 +37,7 @@ struct DeviceTensors {
     std::vector<void*> out(count());
     for (size_t i = 0; i < count(); ++i) {
       uintptr_t a = s[i].cast<uintptr_t>();
-      check_address(a, offsets[i + 1] - offsets[i], dt, item(name, i).c_str());
+      check_address(a, offsets[i + 1] - offsets[i], as, item(name, i).c_str());
       out[i] = reinterpret_cast<void*>(a);
     }
     return out;
@@ -95,39 +96,45 @@ void grad_sum_squares(const std::string& dtype, const py::sequence& grads, const
 
 void sgd_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
               const py::object& momentum_buffers, const py::sequence& sizes, const py::object& steps,
-              const py::object& options, uintptr_t clip_ptr, int device, uintptr_t stream, uintptr_t found_inf) {
+              const py::object& options, uintptr_t clip_ptr, int device, uintptr_t stream, uintptr_t found_inf,
+              const py::object& state_dtype) {
   SgdOptions o = sgd_options(options, device_clip(clip_ptr));
   checked_found_inf(found_inf);
+  const bool f32_state = float32_state(dtype, state_dtype);
   DeviceTensors t(cuda_dtype(dtype), sizes);
+  const cuda::DType st = f32_state ? cuda::DType::f32 : t.dt;
   t.params = t.addresses(params, "params");
   for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
-  if (o.momentum != 0.0) t.momentum_buffer = t.addresses(momentum_buffers, "momentum_buffers");
+  if (o.momentum != 0.0) t.momentum_buffer = t.addresses(momentum_buffers, "momentum_buffers", st);
   t.set_steps(steps);
   cuda::Place at = cuda_place(device, stream);
   TensorList<void> list = t.list();
   py::gil_scoped_release nogil;
-  cuda::sgd_step(t.dt, list, o, clip_ptr, found_inf, at);
+  cuda::sgd_step(t.dt, list, o, clip_ptr, found_inf, f32_state, at);
 }
 
 void adam_step(const std::string& dtype, const py::sequence& params, const py::sequence& grads,
                const py::object& exp_avgs, const py::object& exp_avg_sqs, const py::object& max_exp_avg_sqs,
                const py::sequence& sizes, const py::object& steps, const py::object& options, uintptr_t clip_ptr,
-               int device, uintptr_t stream, const py::object& step_ptrs, uintptr_t found_inf) {
+               int device, uintptr_t stream, const py::object& step_ptrs, uintptr_t found_inf,
+               const py::object& state_dtype) {
   AdamOptions o = adam_options(options, device_clip(clip_ptr));
   checked_found_inf(found_inf);
+  const bool f32_state = float32_state(dtype, state_dtype);
   DeviceTensors t(cuda_dtype(dtype), sizes);
+  const cuda::DType st = f32_state ? cuda::DType::f32 : t.dt;
   t.params = t.addresses(params, "params");
   for (void* p : t.addresses(grads, "grads")) t.grads.push_back(p);
-  t.exp_avg = t.addresses(exp_avgs, "exp_avgs");
-  t.exp_avg_sq = t.addresses(exp_avg_sqs, "exp_avg_sqs");
-  if (o.amsgrad) t.max_exp_avg_sq = t.addresses(max_exp_avg_sqs, "max_exp_avg_sqs");
+  t.exp_avg = t.addresses(exp_avgs, "exp_avgs", st);
+  t.exp_avg_sq = t.addresses(exp_avg_sqs, "exp_avg_sqs", st);
+  if (o.amsgrad) t.max_exp_avg_sq = t.addresses(max_exp_avg_sqs, "max_exp_avg_sqs", st);
   const std::vector<const float*> counts = step_addresses(step_ptrs, t.count());
   const float* const* count_ptrs = step_ptrs.is_none() ? nullptr : counts.data();
   if (!count_ptrs) t.set_steps(steps);
   cuda::Place at = cuda_place(device, stream);
   TensorList<void> list = t.list();
   py::gil_scoped_release nogil;
-  cuda::adam_step(t.dt, list, o, clip_ptr, count_ptrs, found_inf, at);
+  cuda::adam_step(t.dt, list, o, clip_ptr, count_ptrs, found_inf, f32_state, at);
 }
 
 py::list chunk_schedule(const py::sequence& sizes_seq, int64_t max_tensors, int64_t max_blocks, int64_t chunk) {
@@ -158,15 +165,16 @@ void bind_cuda_optim(py::module_& m) {
         "`out`; deterministic.");
   m.def("sgd_step", &sgd_step, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"),
         py::arg("sizes"), py::arg("steps"), py::arg("options"), py::arg("clip_ptr"), py::arg("device"),
-        py::arg("stream"), py::arg("found_inf") = 0,
+        py::arg("stream"), py::arg("found_inf") = 0, py::arg("state_dtype") = py::none(),
         "One SGD step (torch.optim.SGD's update) over all tensors, in multi-tensor launches. steps: int64 array of "
         "each tensor's count including this step. clip_ptr != 0: the clipping factor is read on the device from "
         "that double (options.clip_coef is then ignored). found_inf != 0: the address of a device float32 "
-        "(torch.amp.GradScaler's); where it is not 0 the step changes nothing.");
+        "(torch.amp.GradScaler's); where it is not 0 the step changes nothing. state_dtype='float32' with "
+        "bfloat16 / float16 params: float32 momentum buffers (None: the params' dtype).");
   m.def("adam_step", &adam_step, py::arg("dtype"), py::arg("params"), py::arg("grads"), py::arg("exp_avgs"),
         py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"), py::arg("sizes"), py::arg("steps"), py::arg("options"),
         py::arg("clip_ptr"), py::arg("device"), py::arg("stream"), py::arg("step_ptrs") = py::none(),
-        py::arg("found_inf") = 0,
+        py::arg("found_inf") = 0, py::arg("state_dtype") = py::none(),
         "One Adam / AdamW step (torch.optim's update) over all tensors, in multi-tensor launches; as sgd_step. "
         "step_ptrs: None, or per tensor the address of its step count (this step included) in a device float32, "
         "read there instead of `steps` (which may then be None).");

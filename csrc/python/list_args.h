@@ -1,5 +1,5 @@
 // Arguments of the multi-tensor entry points shared by the CPU and CUDA glue: element names for
-// messages, the tensors' sizes as offsets, and the step counts. Copied while the GIL is held:
+// messages, the tensors' sizes as offsets, the step counts and the state's dtype. Copied while the GIL is held:
 // the kernels read them after it is released.
 #pragma once
 
@@ -38,6 +38,18 @@ inline std::vector<int64_t> step_counts(const py::handle& steps, size_t count) {
   for (size_t i = 0; i < count; ++i)
     if (out[i] < 1) throw py::value_error(item("steps", i) + " must be >= 1 (the count including this step)");
   return out;
+}
+
+// Whether the state (momentum buffers, moments) is float32 beside 16-bit parameters
+// (state_dtype 'float32'); None or the parameters' dtype: stored as the parameters are.
+inline bool float32_state(const std::string& dtype, const py::object& state_dtype) {
+  if (state_dtype.is_none()) return false;
+  if (!py::isinstance<py::str>(state_dtype)) throw py::type_error("state_dtype must be a dtype name or None");
+  const std::string s = state_dtype.cast<std::string>();
+  if (s == dtype) return false;
+  if (s == "float32" && (dtype == "bfloat16" || dtype == "float16")) return true;
+  throw py::type_error("state_dtype must be the parameters' dtype or, for bfloat16 and float16 parameters, "
+                       "'float32'; got '" + s + "' for " + dtype + " parameters");
 }
 
 }  // namespace glue

@@ -48,15 +48,16 @@ class Kernels:
         self.module.grad_sum_squares(dtype, grads, sizes, out.data_ptr(), self.device, self._stream())
         return out
 
-    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, options, found_inf=0):
+    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, options, found_inf=0, state_dtype=None):
         options, clip_ptr = _clip(options)
         self.module.sgd_step(dtype, params, grads, bufs, sizes, steps, options, clip_ptr, self.device, self._stream(),
-                             found_inf)
+                             found_inf, state_dtype)
 
-    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, options, found_inf=0, step_ptrs=None):
+    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, options, found_inf=0, step_ptrs=None,
+                       state_dtype=None):
         options, clip_ptr = _clip(options)
         self.module.adam_step(dtype, params, grads, m, v, vmax, sizes, steps, options, clip_ptr, self.device,
-                              self._stream(), step_ptrs, found_inf)
+                              self._stream(), step_ptrs, found_inf, state_dtype)
 
 
 def _clip(options):

@@ -54,7 +54,14 @@ CPU parameters is refused at the step, and capturing a step of groups without it
 
 fastdl additions (keyword-only): ``max_grad_norm`` clips the gradients' global L2 norm inside the
 step, as torch.nn.utils.clip_grad_norm_ would before it (``last_grad_norm`` keeps the norm); ``lr``
-may be a fastdl.optim schedule, evaluated at ``iterations`` (the number of steps taken).
+may be a fastdl.optim schedule, evaluated at ``iterations`` (the number of steps taken);
+``state_dtype=torch.float32`` keeps the state (momentum buffers, Adam's moments) of bfloat16 and
+float16 parameters in float32 (float32 and float64 parameters keep theirs in their own dtype). The
+default, None, keeps each state tensor in its parameter's dtype, as torch.optim does. float32 state
+costs 2 bytes more per state value and step but keeps Adam's second moment from losing the small
+squared gradients that a 16-bit v rounds away; the math is float32 either way. It is chosen per
+optimizer, at construction, and survives copies; checkpoints load both ways (torch casts state to
+the parameter's dtype on load, fastdl to the state dtype).
 """
 
 import functools
@@ -111,11 +118,13 @@ class _NumpyKernels:
     def _grad_sum_squares_raw(self, dtype, grads, sizes):
         return self._run(_backend.numpy_kernels.grad_sum_squares, [(grads, sizes)], ())
 
-    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, *args):
+    # state_dtype: the widened copies of 16-bit tensors are float32 already, and float32 state is
+    # stepped in place
+    def _sgd_step_raw(self, dtype, params, grads, bufs, sizes, steps, *args, state_dtype=None):
         step = lambda p, g, b: _backend.numpy_kernels.sgd_step(p, g, b, steps, *args)  # noqa: E731
         self._run(step, [(params, sizes), (grads, sizes), None if bufs is None else (bufs, sizes)], (0, 2))
 
-    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, *args):
+    def _adam_step_raw(self, dtype, params, grads, m, v, vmax, sizes, steps, *args, state_dtype=None):
         step = lambda *a: _backend.numpy_kernels.adam_step(*a, steps, *args)  # noqa: E731
         self._run(step, [(params, sizes), (grads, sizes), (m, sizes), (v, sizes),
                          None if vmax is None else (vmax, sizes)], (0, 2, 3, 4))
@@ -260,13 +269,18 @@ class _Binding:
         self.torch_dtype = params[0].dtype
         self.device = params[0].device
         self.dtype = _torch_cuda.DTYPES[self.torch_dtype]
+        # the state's dtype: the parameters' (torch's way), or float32 beside 16-bit parameters when the
+        # optimizer was made with state_dtype=torch.float32
+        self.state_torch_dtype = torch.float32 if opt.state_dtype is not None and self.torch_dtype in _HALF \
+            else self.torch_dtype
+        self.state_kw = {"state_dtype": "float32"} if self.state_torch_dtype != self.torch_dtype else {}
         self.ptrs = [p.data_ptr() for p in params]
         self.sizes = [p.numel() for p in params]
         self.strides = list(map(_STRIDE, params))
         self.repeats = repeats if repeats is not None and (repeats > 1).any() else None
         self.has_empty = 0 in self.sizes
         offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.buffers = {name: torch.zeros(int(offsets[-1]), dtype=params[0].dtype, device=self.device)
+        self.buffers = {name: torch.zeros(int(offsets[-1]), dtype=self.state_torch_dtype, device=self.device)
                         for name in names}
         self.views = {name: [buf.as_strided(p.shape, p.stride(), int(offsets[i])) for i, p in enumerate(params)]
                       for name, buf in self.buffers.items()}
@@ -492,7 +506,8 @@ class _FusedOptimizer(torch.optim.Optimizer):
     _counts_steps = True
     _step_supports_amp_scaling = True  # GradScaler.step hands its grad_scale and found_inf to step()
 
-    def __init__(self, params, defaults, max_grad_norm=None):
+    def __init__(self, params, defaults, max_grad_norm=None, state_dtype=None):
+        self.state_dtype = _state_dtype(state_dtype)
         self.max_grad_norm = max_norm(max_grad_norm)
         self.last_grad_norm = None
         self.iterations = 0
@@ -505,7 +520,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         bindings are private caches, rebuilt at the next step (copy.deepcopy, pickle, torch.save)."""
         state = super().__getstate__()
         state.update(max_grad_norm=self.max_grad_norm, last_grad_norm=self.last_grad_norm,
-                     iterations=self.iterations)
+                     iterations=self.iterations, state_dtype=self.state_dtype)
         return state
 
     def __setstate__(self, state):
@@ -513,6 +528,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("max_grad_norm", None)
         self.__dict__.setdefault("last_grad_norm", None)
         self.__dict__.setdefault("iterations", 0)
+        self.__dict__.setdefault("state_dtype", None)
         self._bindings = {}
         self._layout_checked = False
 
@@ -773,6 +789,14 @@ class _FusedOptimizer(torch.optim.Optimizer):
 _NO_EXTRA = {}
 
 
+def _state_dtype(value):
+    """None (state in each parameter's dtype) or torch.float32 (float32 state for 16-bit parameters)."""
+    if value is None or value == torch.float32 or value == "float32":
+        return None if value is None else torch.float32
+    raise ValueError(f"state_dtype must be None (the state in each parameter's dtype, as torch.optim keeps it) or "
+                     f"torch.float32 (float32 state beside bfloat16 / float16 parameters), got {value!r}")
+
+
 def _amp_tensor(opt, name):
     """optimizer.grad_scale or optimizer.found_inf as GradScaler sets them: None or a one-element tensor."""
     value = getattr(opt, name, None)
@@ -800,7 +824,8 @@ class SGD(_FusedOptimizer):
         return ("momentum_buffer",) if settings[0] != 0 else ()
 
     def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
-                 maximize=False, foreach=None, differentiable=False, fused=None, max_grad_norm=None):
+                 maximize=False, foreach=None, differentiable=False, fused=None, max_grad_norm=None,
+                 state_dtype=None):
         _refuse(differentiable=differentiable)
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
                         maximize=maximize, foreach=foreach, differentiable=differentiable, fused=fused)
@@ -809,7 +834,7 @@ class SGD(_FusedOptimizer):
         momentum, dampening, _, nesterov, _ = self._settings(defaults)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("Nesterov momentum requires a momentum and zero dampening")
-        super().__init__(params, defaults, max_grad_norm)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -823,7 +848,8 @@ class SGD(_FusedOptimizer):
         # the kernel starts a momentum buffer where the step count is 1: a parameter without one yet
         counts = np.where(first, 1, 2).astype(np.int64)
         ext._sgd_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, bufs, b.pick(b.sizes, kernel), counts,
-                          SgdOptions(lr, momentum, dampening, weight_decay, nesterov, maximize, clip_coef), **extra)
+                          SgdOptions(lr, momentum, dampening, weight_decay, nesterov, maximize, clip_coef), **extra,
+                          **b.state_kw)
 
 
 class Adam(_FusedOptimizer):
@@ -848,7 +874,7 @@ class Adam(_FusedOptimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *,
                  foreach=None, maximize=False, capturable=False, differentiable=False, fused=None,
-                 decoupled_weight_decay=None, max_grad_norm=None):
+                 decoupled_weight_decay=None, max_grad_norm=None, state_dtype=None):
         _refuse(differentiable=differentiable)
         if decoupled_weight_decay is None:
             decoupled_weight_decay = self._decoupled_default
@@ -859,7 +885,7 @@ class Adam(_FusedOptimizer):
             _lr(lr)  # torch's order of checks and messages
         _real(eps, "epsilon value")
         self._settings(defaults)
-        super().__init__(params, defaults, max_grad_norm)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
 
     def _plan(self):
         work = super()._plan()
@@ -892,7 +918,7 @@ class Adam(_FusedOptimizer):
                            b.pick(sp["exp_avg_sq"], kernel), b.pick(sp["max_exp_avg_sq"], kernel) if amsgrad else None,
                            b.pick(b.sizes, kernel), steps,
                            AdamOptions(lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize, clip_coef),
-                           **extra)
+                           **extra, **b.state_kw)
 
 
 class AdamW(Adam):
@@ -902,10 +928,11 @@ class AdamW(Adam):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *,
                  maximize=False, foreach=None, capturable=False, differentiable=False, fused=None,
-                 max_grad_norm=None):
+                 max_grad_norm=None, state_dtype=None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                          foreach=foreach, maximize=maximize, capturable=capturable, differentiable=differentiable,
-                         fused=fused, decoupled_weight_decay=True, max_grad_norm=max_grad_norm)
+                         fused=fused, decoupled_weight_decay=True, max_grad_norm=max_grad_norm,
+                         state_dtype=state_dtype)
 
 
 def _refuse(differentiable=False):
