@@ -2,8 +2,10 @@
 """One command for a GPU machine (issues #9 and #10): build and install fastdl, run the CUDA tests,
 measure the device's copy bandwidth, and time every CUDA kernel against PyTorch, beside the issues'
 goals; for issue #10 also fastdl.torch's AdamW on GPT-2-small shapes (plain, and under
-torch.amp.GradScaler: scaler.step + update, no goal) and its two fused losses
-(cross_entropy, linear_cross_entropy) on torch CUDA tensors, in time and in peak extra memory.
+torch.amp.GradScaler: scaler.step + update, no goal), its two fused losses
+(cross_entropy, linear_cross_entropy) on torch CUDA tensors, in time and in peak extra memory, and
+the model API's fit of the seed MLP on the GPU against a plain PyTorch CUDA loop
+(bench/train_speed.py --device cuda: epoch times, wall clock to the end of the GPU's work).
 
     python bench/gpu_check.py                      # build, test, benchmark: ~8 minutes on an H200
     python bench/gpu_check.py --no-build --no-tests --quick
@@ -55,8 +57,13 @@ GOALS = {
                   "shapes (148 tensors, 124.4M parameters) (issue #10)",
     "linear_ce": "fastdl.torch linear_cross_entropy fwd+bwd N=8192 D=2048 V=128256 bf16: peak extra memory <= 1/10 "
                  "of torch's F.linear + F.cross_entropy and time <= 1.2x torch's (issue #10)",
+    "mlp_b32": "model API on the GPU: fit of the MLP 100-64-64-10 (Adam) at batch 32 >= 2x the samples/s of a plain "
+               "PyTorch CUDA loop (issue #10)",
+    "mlp_b4096": "the same at batch 4096 >= 1.2x (issue #10)",
 }
-GOAL_NEED = {"adamw": 1.0, "ce": 2.0, "adamw_gpt2": 1.0}  # torch/fastdl time ratio
+GOAL_NEED = {"adamw": 1.0, "ce": 2.0, "adamw_gpt2": 1.0, "mlp_b32": 2.0, "mlp_b4096": 1.2}  # torch/fastdl time ratio
+MLP_FIT_OP = "MLP fit, one epoch of 60000"
+MLP_BATCH_GOALS = {32: "mlp_b32", 4096: "mlp_b4096"}
 AMP_ADAMW_OP = "AdamW + GradScaler"  # no goal: shown beside the plain step
 LINEAR_CE_GOAL = dict(time_factor=1.2, memory_fraction=0.1)
 COLUMNS = ["op", "dtype", "size", "fastdl ms", "torch ms", "torch/fastdl", "GB/s", "% copy", "fastdl MiB",
@@ -900,6 +907,32 @@ def _linear_cross_entropy_of(b, n, d, v, tdt, goal_size, chunk_rows_extra):
         free_memory()
 
 
+def bench_mlp_fit(b, batch_sizes):
+    """The seed MLP's fit on the GPU against a plain torch CUDA loop, one epoch each, interleaved
+    (bench/train_speed.py's measure); a row per batch size, times in ms per epoch."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import train_speed
+    makers = {"fastdl": train_speed.fastdl_epoch}
+    if b.th_ok:
+        makers["torch loop"] = train_speed.torch_epoch
+    for bs in batch_sizes:
+        size = f"batch {bs}"
+        if time.time() - b.start > b.args.budget_s:
+            b._add(make_row(MLP_FIT_OP, "f32", size, 0, goal=MLP_BATCH_GOALS.get(bs),
+                            error=f"not run: past the time budget ({b.args.budget_s:.0f} s)"))
+            continue
+
+        def one():
+            rates = train_speed.measure(makers, [bs], 3 if b.args.quick else 5, device="cuda")[bs]
+            epoch_ms = {k: train_speed.N / v * 1e3 for k, v in rates.items()}
+            row = make_row(MLP_FIT_OP, "f32", size, 0, fastdl_ms=epoch_ms["fastdl"],
+                           torch_ms=epoch_ms.get("torch loop"), goal=MLP_BATCH_GOALS.get(bs),
+                           torch_label="plain torch CUDA loop")
+            add_note(row, "samples/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in rates.items()))
+            b._add(row)
+        b.guarded(MLP_FIT_OP, "f32", size, one)
+
+
 def run_benchmarks(args, skip, start):
     """The timed sections, each guarded. Returns (rows, copy, errors)."""
     b, errors, copy = Bench(args, skip, start), [], {}
@@ -933,6 +966,7 @@ def run_benchmarks(args, skip, start):
         ("fastdl.torch linear_cross_entropy (issue #10)",
          lambda: bench_linear_cross_entropy(b, *sizes["lce"], goal_size=not args.quick,
                                             chunk_rows_extra=1024 if not args.quick else 256)),
+        ("model API: MLP fit on the GPU (issue #10)", lambda: bench_mlp_fit(b, [32, 4096])),
     ]
     for name, fn in sections:
         log(f"== {name}")
@@ -1119,8 +1153,17 @@ def self_test():
     scaled_step(FakeScaler(), "opt")()
     ok(calls == [("step", "opt"), "update"], "a scaled step is scaler.step(opt) then scaler.update()")
     goals = summarize_goals(rows)
-    ok([g["met"] for g in goals] == [False, False, False, False, False], f"goal summary {[g['met'] for g in goals]}")
-    ok([g["rows_judged"] for g in goals][3:] == [2, 3], "issue #10 goals: rows judged")
+    ok([g["met"] for g in goals] == [False, False, False, False, False, None, None],
+       f"goal summary {[g['met'] for g in goals]}")
+    mlp = [make_row(MLP_FIT_OP, "f32", "batch 32", 0, fastdl_ms=100.0, torch_ms=250.0, goal="mlp_b32"),
+           make_row(MLP_FIT_OP, "f32", "batch 4096", 0, fastdl_ms=10.0, torch_ms=11.0, goal="mlp_b4096"),
+           make_row(MLP_FIT_OP, "f32", "batch 4096", 0, fastdl_ms=10.0, goal="mlp_b4096")]
+    for r in mlp:
+        finish_row(r, copy)
+    ok([r["goal_met"] for r in mlp] == [True, False, None] and mlp[0]["goal_why"] == "2.50x torch (goal 2x)",
+       f"MLP fit verdicts {[r['goal_why'] for r in mlp]}")
+    ok([g["met"] for g in summarize_goals(mlp)][5:] == [True, False], "MLP fit goals")
+    ok([g["rows_judged"] for g in goals][3:] == [2, 3, 0, 0], "issue #10 goals: rows judged")
     ok(summarize_goals(rows[:11])[3]["met"] is True and summarize_goals(rows[:11])[4]["met"] is None,
        "GPT-2 AdamW goal met alone; linear CE without rows not judged")
     ok(goals[0]["rows_judged"] == 3 and len(goals[0]["not_met"]) == 2, "elementwise goal: 3 judged, 2 not met")
