@@ -20,9 +20,22 @@ USABLE, REASON = cuda_backend.available()
 if not USABLE:
     pytest.skip(f"no usable GPU: {REASON}", allow_module_level=True)
 
-import cupyx  # noqa: E402
-
 RTOL, ATOL = 1e-4, 1e-5
+
+# One thread spinning on the GPU for ~`cycles` clock cycles: queued before work that must not wait
+# for the device, it keeps the stream busy, so that any synchronisation in that work would stall the
+# host until it ends (and the stream would be found idle afterwards).
+_SPIN = cupy.RawKernel(r"""
+extern "C" __global__ void spin(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {}
+}""", "spin")
+
+
+def _busy_gpu(cycles=4_000_000_000):
+    """~2 s at 2 GHz (the spin counts SM clock cycles)."""
+    cupy.cuda.Device().synchronize()
+    _SPIN((1,), (1,), (np.int64(cycles),))
 
 
 def _data(n=517, features=20, classes=4, seed=0):
@@ -127,20 +140,81 @@ def test_data_moved_batch_by_batch_gives_the_same_result(monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_a_training_step_does_not_wait_for_the_gpu():
-    """Forward, fused loss, backward, optimizer step and the deferred metric inputs: no synchronisation."""
+def test_fit_does_not_wait_for_the_gpu_between_batches():
+    """The GPU is kept busy (~2 s) before an epoch of 17 batches: had forward, loss, backward, the
+    optimizer step, the batch takes or the metric and loss bookkeeping synchronised, the host would
+    have waited for the spin; instead every batch starts while the stream is still busy."""
     x, y = _data()
     _, gpu = _twins(metrics=("accuracy", "precision"))
-    gpu.fit(x, y, batch_size=32, epochs=1, verbose=0)  # buffers and optimizer state exist now
-    xb, yb = cupy.asarray(x[:32]), cupy.asarray(y[:32])
-    truths = {k: cupy.asarray(v[:32]) for k, v in gpu._metric_truths(y).items()}
-    feed = _feed.MetricFeed(True)
-    with cupyx.allow_synchronize(False):
-        for _ in range(5):
-            loss, out = gpu._train_step(xb, yb)
-            feed.update(gpu._metric_inputs(yb, out, truths, False, True))
-    assert isinstance(loss, cupy.ndarray)
-    feed.flush()
+    xd = cupy.asarray(x)  # y stays NumPy: CuPy targets are read back once (prepared on the host)
+    gpu.fit(xd, y, batch_size=32, epochs=1, verbose=0)  # buffers and optimizer state exist now
+    seen = []
+
+    class Probe(fastdl.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(cupy.cuda.get_current_stream().done)
+
+    _busy_gpu()
+    gpu.fit(xd, y, batch_size=32, epochs=1, verbose=0, callbacks=[Probe()])
+    assert len(seen) == 17 and not any(seen), seen  # every batch queued while the spin still ran
+    # the epoch's end read the logs: that waits (once)
+    assert cupy.cuda.get_current_stream().done
+
+
+@pytest.mark.parametrize("limits", [(3, 2), (512, 256)])
+def test_pending_losses_and_metric_inputs_are_joined_on_the_device(monkeypatch, limits):
+    """LossSum and MetricFeed join what they hold on the device every few batches (a bound on how
+    many small arrays wait): the same history as joining once per epoch."""
+    x, y = _data()
+    monkeypatch.setattr(_feed.LossSum, "MAX_PENDING", limits[0])
+    monkeypatch.setattr(_feed.MetricFeed, "MAX_PENDING", limits[1])
+    _, gpu = _twins(metrics=("accuracy", "f1_score", "mse"), loss="categorical_crossentropy")
+    hist = _fit(gpu, x, np.eye(4, dtype=np.float32)[y], batch_size=16, epochs=2, verbose=0).history
+    monkeypatch.undo()
+    _, again = _twins(metrics=("accuracy", "f1_score", "mse"), loss="categorical_crossentropy")
+    want = _fit(again, x, np.eye(4, dtype=np.float32)[y], batch_size=16, epochs=2, verbose=0).history
+    for k in want:
+        np.testing.assert_allclose(hist[k], want[k], rtol=1e-6, err_msg=k)
+
+
+def test_layers_and_weights_take_cupy_and_numpy():
+    x, _ = _data(9)
+    cpu, gpu = _twins()
+    xd = cupy.asarray(x)
+    for layer in gpu.layers[1:]:
+        out_host, out_dev = layer(x), layer(xd)
+        assert type(out_host) is np.ndarray and isinstance(out_dev, cupy.ndarray)
+        np.testing.assert_allclose(out_dev.get(), out_host, rtol=1e-6)
+    act = layers.Activation("relu")  # no weights: runs where its input is
+    assert isinstance(act(xd), cupy.ndarray) and type(act(x)) is np.ndarray
+    out = cpu(xd)  # a CPU model given a CuPy array: the result goes back to the GPU
+    assert isinstance(out, cupy.ndarray)
+    gpu.set_weights([cupy.asarray(w) * 0.5 for w in cpu.get_weights()])
+    for a, b in zip(gpu.get_weights(), cpu.get_weights()):
+        np.testing.assert_array_equal(a, b * 0.5)
+
+
+def test_unshuffled_fit_and_label_smoothing_on_the_gpu():
+    x, labels = _data()
+    y = np.eye(4, dtype=np.float32)[labels]
+    loss = fastdl.losses.CategoricalCrossentropy(label_smoothing=0.1)
+    cpu, gpu = _twins(loss, ("accuracy", "mse"))
+    runs = [m.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False).history for m in (cpu, gpu)]
+    _close_weights(cpu, gpu)
+    for k in runs[0]:
+        np.testing.assert_allclose(runs[1][k], runs[0][k], rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+def test_a_model_on_a_gpu_that_is_not_the_current_one():
+    if cupy.cuda.runtime.getDeviceCount() < 2:
+        pytest.skip("one GPU: a model on another device needs two")
+    x, y = _data()
+    model = models.Sequential([layers.Input((20,)), layers.Dense(8, activation="relu"),
+                               layers.Dense(4, activation="softmax")], device="gpu:1")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])  # outside any scope
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    assert model._params.device.id == 1
+    assert all(a.device.id == 1 for arrays in model.optimizer.state.values() for a in arrays)
 
 
 def test_dropout_trains_on_the_gpu_and_is_seeded():
@@ -153,6 +227,14 @@ def test_dropout_trains_on_the_gpu_and_is_seeded():
         model.compile("adam", "sparse_categorical_crossentropy")
         runs.append(model.fit(x, y, batch_size=32, epochs=2, verbose=0).history["loss"])
     assert runs[0] == runs[1] and all(np.isfinite(runs[0]))
+    # the same model reseeded draws the same masks again; about `rate` of the values are dropped
+    drop = model.layers[2]
+    h = cupy.ones((4096, 16), dtype=cupy.float32)
+    fastdl.set_seed(9)
+    first = drop.forward(h, training=True).get()
+    fastdl.set_seed(9)
+    np.testing.assert_array_equal(drop.forward(h, training=True).get(), first)
+    assert abs((first == 0).mean() - 0.3) < 0.02 and np.allclose(first[first != 0], 1 / 0.7)
 
 
 def test_saved_on_the_gpu_loads_on_the_cpu_and_back(tmp_path):

@@ -84,13 +84,13 @@ def _data(n=203, seed=0):
     return x, np.argmax(x[:, :3] + 0.3 * rng.standard_normal((n, 3)), axis=1)
 
 
-@pytest.mark.parametrize("max_pending", [None, 1])
+@pytest.mark.parametrize("max_pending", [None, 1, "join"])
 @pytest.mark.parametrize("loss,metrics", [("sparse_categorical_crossentropy", ["accuracy", "precision", "f1_score"]),
                                           ("categorical_crossentropy", ["mse", "mae", "accuracy"])])
 def test_deferred_metric_feed_gives_the_same_history(monkeypatch, loss, metrics, max_pending):
     """On a GPU fit reads metric inputs back once per logging interval (the feed copies what later
     batches overwrite); forced on for the CPU it must give exactly the per-batch history. max_pending=1
-    brings the inputs back after every batch (the size bound)."""
+    brings the inputs back after every batch (the size bound); "join" joins them every 2 batches."""
     x, y = _data()
     xv, yv = _data(50, seed=1)
     if loss == "categorical_crossentropy":
@@ -98,7 +98,9 @@ def test_deferred_metric_feed_gives_the_same_history(monkeypatch, loss, metrics,
     runs = []
     for deferred in (False, True):
         monkeypatch.setattr(_device.CPU, "defers_reads", deferred)
-        if max_pending is not None:
+        if max_pending == "join":  # joined on the device every 2 batches, read at the end
+            monkeypatch.setattr(_feed.MetricFeed, "MAX_PENDING", 2)
+        elif max_pending is not None:
             monkeypatch.setattr(_feed.MetricFeed, "MAX_PENDING_BYTES", max_pending)
         fastdl.set_seed(5)
         model = _mlp()

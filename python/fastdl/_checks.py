@@ -28,6 +28,12 @@ def array_module(x):
     return np
 
 
+def to_host(x):
+    """x as a NumPy array: a CuPy array is copied to the host (waiting for its device), anything
+    else goes through np.asarray."""
+    return x.get() if on_device(x) else np.asarray(x)
+
+
 def where(x):
     """Where x lives, for messages: 'the host' or 'cuda:N'."""
     return f"cuda:{x.device.id}" if on_device(x) else "the host"

@@ -80,6 +80,8 @@ class LossSum:
     """The running sum of batch losses times batch rows. On the CPU a loss is a number; on a GPU it
     is a 0-d device array, kept as it is until the mean is read (one reduction then)."""
 
+    MAX_PENDING = 512  # batch losses kept before they are summed into one, on the device
+
     def __init__(self):
         self.total, self.rows, self.pending = 0.0, 0, []
 
@@ -88,13 +90,19 @@ class LossSum:
             self.total += loss * rows
         else:
             self.pending.append((loss, rows))
+            if len(self.pending) >= self.MAX_PENDING:
+                self.pending = [(self._weighted_sum(), 1)]
         self.rows += rows
+
+    def _weighted_sum(self):
+        """sum of loss * rows over the pending losses, as a 0-d device array (nothing waits)."""
+        xp = array_module(self.pending[0][0])
+        losses = xp.stack([loss for loss, _ in self.pending])
+        return losses @ xp.asarray([rows for _, rows in self.pending], dtype=losses.dtype)
 
     def mean(self):
         if self.pending:
-            xp = array_module(self.pending[0][0])
-            losses = xp.stack([loss for loss, _ in self.pending])
-            self.total += float(losses @ xp.asarray([rows for _, rows in self.pending], dtype=losses.dtype))
+            self.total += float(self._weighted_sum())
             self.pending = []
         return self.total / max(self.rows, 1)
 
@@ -102,8 +110,10 @@ class LossSum:
 class MetricFeed:
     """Feeds each batch's metric inputs to the metrics, at once or (deferred) at the next read."""
 
-    # a deferred feed brings its inputs back early rather than hold more than this on the device
+    # a deferred feed brings its inputs back early rather than hold more than this on the device, and
+    # joins them there into one batch's worth when they come from this many batches
     MAX_PENDING_BYTES = 64 << 20
+    MAX_PENDING = 256
 
     def __init__(self, deferred):
         self.deferred = deferred
@@ -120,16 +130,21 @@ class MetricFeed:
         self.pending_bytes += sum(t.nbytes + p.nbytes for _, t, p in inputs)
         if self.pending_bytes > self.MAX_PENDING_BYTES:
             self.flush()
+        elif len(self.pending) >= self.MAX_PENDING:
+            self.pending = [self._joined()]
+
+    def _joined(self):
+        """The pending inputs as one batch's: each metric's truths and predictions concatenated."""
+        return [(m, _concat([b[k][1] for b in self.pending]), _concat([b[k][2] for b in self.pending]))
+                for k, (m, _, _) in enumerate(self.pending[0])]
 
     def flush(self):
         """Brings the pending inputs to the host (one copy per array and metric) and feeds them."""
         if not self.pending:
             return
-        batches, self.pending, self.pending_bytes = self.pending, [], 0
-        for k, (m, _, _) in enumerate(batches[0]):
-            ts = [b[k][1] for b in batches]
-            ps = [b[k][2] for b in batches]
-            m._update(_host(_concat(ts)), _host(_concat(ps)))
+        joined, self.pending, self.pending_bytes = self._joined(), [], 0
+        for m, t, p in joined:
+            m._update(_host(t), _host(p))
 
 
 def _concat(arrays):

@@ -76,15 +76,18 @@ class Layer:
 
     def __call__(self, x):
         """Applies the layer (inference) to an array; the layer must belong to a built model. The
-        result is on the device of x (a NumPy array in, a NumPy array out)."""
+        result is on the device of x (a NumPy array in, a NumPy array out). A layer with weights
+        runs where its weights are (x is moved there); one without runs where x is."""
         host_in = not on_device(x)
         if self.weights and on_device(self.weights[0]):  # a GPU model's layer: runs on its device
-            place = self.weights[0].device
-            with place:
-                x = array_module(self.weights[0]).ascontiguousarray(x, dtype=np.float32)
+            xp, place = array_module(self.weights[0]), self.weights[0].device
+        elif self.weights or host_in:
+            xp, place = np, contextlib.nullcontext()
+            x = x.get() if not host_in else x
         else:
-            place = contextlib.nullcontext()
-            x = np.ascontiguousarray(x if host_in else x.get(), dtype=np.float32)
+            xp, place = array_module(x), x.device
+        with place:
+            x = xp.ascontiguousarray(xp.asarray(x, dtype=np.float32))
         with self._lock, place:  # the layer's buffers are shared with its model's other users
             if getattr(self, "logits_out", False):
                 self.logits_out = False  # the activation itself, not fit's logits (fit sets it each step)
@@ -96,6 +99,7 @@ class Layer:
         state.pop("_lock", None)
         state["_buffers"] = {}
         state.pop("_device_rng", None)
+        state.pop("_device_rng_source", None)
         return state
 
     def __setstate__(self, state):
@@ -291,9 +295,10 @@ class Dropout(Layer):
             draw = self._buffer("draw", x.shape)
             rng.random(out=draw, dtype=np.float32)
             np.greater_equal(draw, self.rate, out=mask, casting="unsafe")
-        else:  # drawn on the device by a generator seeded once from fastdl's random state
-            if getattr(self, "_device_rng", None) is None:
+        else:  # drawn on the device by a generator seeded from fastdl's random state (again after a reseed)
+            if getattr(self, "_device_rng_source", None) is not rng:
                 self._device_rng = xp.random.default_rng(int(rng.integers(2 ** 63)))
+                self._device_rng_source = rng
             xp.greater_equal(self._device_rng.random(x.shape, dtype=np.float32), self.rate, out=mask)
         mask *= np.float32(1.0 / (1.0 - self.rate))
         self._mask = mask

@@ -12,7 +12,7 @@ computed from the logits in one stable kernel (csrc/kernels/losses.h).
 import numpy as np
 
 from . import _backend
-from ._checks import array_module, flag, real
+from ._checks import array_module, flag, real, to_host as _host
 from .activations import get as _activation
 from .backends import numpy_kernels
 
@@ -49,7 +49,7 @@ class Loss:
 def _matched(y_true, y_pred):
     """y_true and y_pred as float64 arrays of one shape. As in Keras, one may have an extra last
     axis of size 1 ((n,) against (n, 1)); it is added to the other, so each sample keeps its loss."""
-    t, p = np.asarray(y_true), np.asarray(y_pred)
+    t, p = _host(y_true), _host(y_pred)
     for a, role in ((t, "y_true"), (p, "y_pred")):
         if a.dtype.kind not in "iufb":
             raise TypeError(f"{role} must be numeric, got dtype {a.dtype}")
@@ -131,7 +131,7 @@ class CategoricalCrossentropy(_Crossentropy):
     fuses_with = "softmax"
 
     def per_sample(self, y_true, y_pred):
-        t, p = np.asarray(y_true), np.asarray(y_pred)
+        t, p = _host(y_true), _host(y_pred)
         if t.shape != p.shape or t.ndim == 0:
             raise ValueError(f"categorical_crossentropy takes y_true and y_pred of one shape (batch, classes), got "
                              f"y_true {t.shape} and y_pred {p.shape}; for class ids use "
@@ -169,7 +169,7 @@ class SparseCategoricalCrossentropy(Loss):
         return {"from_logits": self.from_logits}
 
     def per_sample(self, y_true, y_pred):
-        p = np.asarray(y_pred)
+        p = _host(y_pred)
         if p.dtype.kind not in "iufb":
             raise TypeError(f"y_pred must be numeric, got dtype {p.dtype}")
         if p.ndim != 2:
@@ -196,7 +196,7 @@ class SparseCategoricalCrossentropy(Loss):
 
 def _class_ids(y, classes, role):
     """Sparse targets as int64 class ids in [0, classes), shape (batch,) (or (batch, 1))."""
-    y = np.asarray(y)
+    y = _host(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:

@@ -11,15 +11,15 @@ MeanSquaredError, MeanAbsoluteError; update_state(y_true, y_pred), result(), res
 
 import numpy as np
 
-from ._checks import real, whole
+from ._checks import real, to_host, whole
 
 
 # ---- turning labels and predictions into class ids -------------------------------------------------
 
 def class_ids(y, threshold=0.5, role="y"):
     """Class ids from ids (n,), one-hot / probability rows (n, C), or binary scores (n,) / (n, 1)
-    (floats compared with threshold)."""
-    y = np.asarray(y)
+    (floats compared with threshold). CuPy arrays are read back to the host."""
+    y = to_host(y)
     if y.ndim == 2 and y.shape[1] > 1:
         return np.argmax(y, axis=1)
     if y.ndim == 2:
@@ -121,7 +121,7 @@ class Metric:
         if self.kind == "classes":
             self._update(*self._classes(y_true, y_pred))
         else:
-            self._update(np.asarray(y_true, dtype=np.float64), np.asarray(y_pred, dtype=np.float64))
+            self._update(to_host(y_true).astype(np.float64), to_host(y_pred).astype(np.float64))
 
     def _classes(self, y_true, y_pred):
         return _pair(y_true, y_pred)
@@ -167,7 +167,7 @@ class BinaryAccuracy(_AccuracyBase):
 
     def _classes(self, y_true, y_pred):
         """Every output against its 0/1 target (multi-label rows count label by label)."""
-        t, p = np.atleast_1d(y_true), np.atleast_1d(y_pred)
+        t, p = np.atleast_1d(to_host(y_true)), np.atleast_1d(to_host(y_pred))
         for a, role in ((t, "y_true"), (p, "y_pred")):
             if a.dtype.kind not in "iufb":
                 raise TypeError(f"{role} must be numeric, got dtype {a.dtype}")

@@ -306,12 +306,16 @@ class Sequential:
 
     def __call__(self, x, training=False):
         """The model's output for x, in one pass (no batching), on the device of x."""
-        host_in = not on_device(x)
+        place = None if not on_device(x) else x.device
         x = self._as_input(x)  # may build the model: before the compute lock (lock order)
         dev = self._device
         with self._compute_lock, dev.activate():
             y = self._forward(dev.put(x), training, False).copy()
-        return dev.host(y) if host_in else y
+        if place is not None and not on_device(y):  # a CPU model given a CuPy array: back to its device
+            import cupy
+            with place:
+                return cupy.asarray(y)
+        return dev.host(y) if place is None else y
 
     def predict(self, x, batch_size=32, verbose=0):
         """Outputs for x, batch by batch (probabilities for a softmax / sigmoid output), as a NumPy
@@ -319,10 +323,14 @@ class Sequential:
         x = self._as_input(x)
         batch_size = _positive(batch_size, "batch_size")
         dev = self._device
+        shape = (len(x),) + tuple(self.output_shape)
+        # on a GPU the outputs are gathered there and copied back once, unless they would crowd it
+        xp = dev.xp if dev.fits(int(np.prod(shape)) * 4) else np
         with self._compute_lock, dev.activate():  # the whole call: every batch sees the same weights
-            out = dev.xp.empty((len(x),) + tuple(self.output_shape), dtype=np.float32)
+            out = xp.empty(shape, dtype=np.float32)
             for start in range(0, len(x), batch_size):
-                out[start:start + batch_size] = self._forward(dev.put(x[start:start + batch_size]), False, False)
+                y = self._forward(dev.put(x[start:start + batch_size]), False, False)
+                out[start:start + batch_size] = y if xp is not np else dev.host(y)
             out = dev.host(out)
         if verbose:
             print(f"{-(-len(x) // batch_size)}/{-(-len(x) // batch_size)} predicted")
@@ -607,9 +615,9 @@ class Sequential:
                                                         {k: batches.take(v) for k, v in truths.items()},
                                                         keep_batch, feed.deferred))
                 feed.flush()
+                logs = {"loss": total.mean()}
         finally:
             self._end_run()
-        logs = {"loss": total.mean()}
         logs.update((m.name, m.result()) for m in self.metrics)
         return logs
 

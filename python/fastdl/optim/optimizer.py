@@ -72,8 +72,7 @@ class Optimizer:
         self.iterations = 0
         self.last_grad_norm = None
         self._steps = np.zeros(len(self.params), dtype=np.int64)
-        xp = array_module(self.params[0])
-        self.state = {name: [xp.zeros_like(p) for p in self.params] for name in self._active_state_names()}
+        self.state = {name: [_zeros_like(p) for p in self.params] for name in self._active_state_names()}
         # Parameters of one dtype are stepped together; usually there is one group.
         dtypes = sorted({p.dtype.str for p in self.params})
         self._groups = [[i for i, p in enumerate(self.params) if p.dtype.str == d] for d in dtypes]
@@ -283,7 +282,8 @@ class Optimizer:
     # -- state -------------------------------------------------------------------------------
     def state_dict(self):
         """A copy of the optimizer's state: plain dicts, lists, numbers and NumPy arrays (no
-        Python objects), so that fastdl's save format stores it without pickle."""
+        Python objects), so that fastdl's save format stores it without pickle. The state of
+        parameters on a GPU is copied to the host (load_state_dict copies it back)."""
         hyper = dict(self.hyperparams)
         hyper["lr"] = schedules.to_config(hyper["lr"])
         return {
@@ -291,7 +291,7 @@ class Optimizer:
             "hyperparams": hyper,
             "iterations": self.iterations,
             "steps": self._steps.copy(),
-            "state": {k: [a.copy() for a in v] for k, v in self.state.items()},
+            "state": {k: [a.get() if on_device(a) else a.copy() for a in v] for k, v in self.state.items()},
         }
 
     def load_state_dict(self, state_dict):
@@ -332,7 +332,8 @@ class Optimizer:
         for name in names:
             for dst, src in zip(self.state[name], d["state"][name]):
                 if on_device(dst):
-                    dst[...] = array_module(dst).asarray(src)  # from the host or another device
+                    with dst.device:  # from the host or another device
+                        dst[...] = array_module(dst).asarray(src)
                 elif on_device(src):
                     dst[...] = src.get()
                 else:
@@ -344,3 +345,11 @@ class Optimizer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams.items())
         return f"{type(self).__name__}({len(self.params)} params, {args})"
+
+
+def _zeros_like(p):
+    """Zeros shaped as p, on p's device (CuPy allocates on the current device otherwise)."""
+    if not on_device(p):
+        return np.zeros_like(p)
+    with p.device:
+        return array_module(p).zeros_like(p)
