@@ -12,8 +12,11 @@ __version__ = "0.1.0"
 
 from . import _backend, ops, optim  # noqa: E402
 from . import activations, callbacks, data, initializers, layers, losses, metrics, models, optimizers  # noqa: E402,F401
+from . import saving, utils  # noqa: E402,F401
 from ._device import device  # noqa: E402
 from ._random import set_seed  # noqa: E402
+from .layers import Input  # noqa: E402,F401
+from .models import Sequential  # noqa: E402,F401
 
 
 def info():
@@ -51,4 +54,4 @@ def set_num_threads(n):
 
 
 __all__ = ["ops", "optim", "layers", "models", "losses", "metrics", "callbacks", "optimizers", "data", "info",
-           "device", "set_seed", "set_num_threads", "__version__"]
+           "activations", "initializers", "saving", "utils", "Sequential", "Input", "device", "set_seed", "set_num_threads", "__version__"]

@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from . import _backend, _random, activations, initializers
+from . import _backend, _random, activations, constraints, initializers, regularizers
 from ._checks import array_module, flag, on_device, real
 
 _IDENTITY = _backend.ACTIVATIONS["identity"]
@@ -29,9 +29,13 @@ class Layer:
     """Base class. Subclasses implement build (declaring weights, returning the output shape),
     forward(x, training) and backward(dy, need_dx)."""
 
-    def __init__(self, name=None, input_shape=None):
+    def __init__(self, name=None, input_shape=None, activity_regularizer=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
+        # a penalty on the layer's output, divided by the batch's rows (Keras 3), added to the loss
+        self.activity_regularizer = regularizers.get(activity_regularizer)
+        self.weight_regularizers = {}  # weight index -> Regularizer
+        self.weight_constraints = {}   # weight index -> Constraint
         self.name = name or _auto_name(_snake(type(self).__name__))
         self.input_shape = None if input_shape is None else _shape(input_shape, "input_shape")
         self.output_shape = None
@@ -43,8 +47,15 @@ class Layer:
         self._lock = threading.RLock()  # replaced by the model's compute lock when added to one
 
     # -- structure -----------------------------------------------------------------------------
-    def add_weight(self, name, shape, initializer):
+    def add_weight(self, name, shape, initializer, regularizer=None, constraint=None):
+        """Declares a weight; its regularizer's penalty joins the loss, its constraint is applied
+        after each optimizer step."""
+        index = len(self.weight_specs)
         self.weight_specs.append((name, tuple(int(s) for s in shape), initializers.check(initializer)))
+        if regularizer is not None:
+            self.weight_regularizers[index] = regularizer
+        if constraint is not None:
+            self.weight_constraints[index] = constraint
 
     def build(self, input_shape):
         """Declares weights for inputs of shape (batch,) + input_shape; returns the output shape."""
@@ -53,6 +64,7 @@ class Layer:
     def _build(self, input_shape):
         self.input_shape = tuple(input_shape)
         self.weight_specs = []
+        self.weight_regularizers, self.weight_constraints = {}, {}
         self.output_shape = tuple(self.build(self.input_shape))
         self.built = True
         return self.output_shape
@@ -61,7 +73,10 @@ class Layer:
         return int(sum(np.prod(s) for _, s, _ in self.weight_specs))
 
     def get_config(self):
-        return {"name": self.name}
+        config = {"name": self.name}
+        if self.activity_regularizer is not None:
+            config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -156,10 +171,15 @@ class Dense(Layer):
     """
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", input_shape=None, input_dim=None, name=None):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, input_shape=None, input_dim=None, name=None):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
-        super().__init__(name=name, input_shape=input_shape)
+        super().__init__(name=name, input_shape=input_shape, activity_regularizer=activity_regularizer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.kernel_constraint = constraints.get(kernel_constraint)
+        self.bias_constraint = constraints.get(bias_constraint)
         if isinstance(units, bool) or not isinstance(units, (int, np.integer)) or units < 1:
             raise ValueError(f"units must be a positive int, got {units!r}")
         self.units = int(units)
@@ -173,9 +193,10 @@ class Dense(Layer):
         if len(input_shape) != 1:
             raise ValueError(f"{self.name}: Dense takes inputs of shape (batch, features), got (batch,) + "
                              f"{input_shape}; add layers.Flatten() before it")
-        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer)
+        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer, self.kernel_regularizer,
+                        self.kernel_constraint)
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
         return (self.units,)
 
     def forward(self, x, training=False):
@@ -232,9 +253,16 @@ class Dense(Layer):
         return dx
 
     def get_config(self):
-        return {"name": self.name, "units": self.units, "activation": activations.serialize(self.activation),
-                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                "bias_initializer": self.bias_initializer}
+        config = {"name": self.name, "units": self.units, "activation": activations.serialize(self.activation),
+                  "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                  "bias_initializer": self.bias_initializer}
+        for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = regularizers.serialize(getattr(self, key))
+        for key in ("kernel_constraint", "bias_constraint"):
+            if getattr(self, key) is not None:
+                config[key] = constraints.serialize(getattr(self, key))
+        return config
 
 
 class Activation(Layer):

@@ -278,8 +278,7 @@ def get(identifier):
     if isinstance(identifier, type) and issubclass(identifier, Metric):
         return identifier()
     if isinstance(identifier, str) and identifier in _BY_NAME:
-        name = "accuracy" if identifier == "acc" else identifier
-        return _BY_NAME[identifier](name=name)
+        return _BY_NAME[identifier](name=identifier)  # logged as spelled ('acc' logs acc), as Keras does
     raise ValueError(f"unknown metric {identifier!r}; use one of {sorted(_BY_NAME)} or a fastdl.metrics.Metric")
 
 

@@ -53,6 +53,8 @@ class Sequential:
         self.metrics = []
         self.stop_training = False
         self._fitting = False  # True while fit runs (in the thread holding the run lock)
+        self._activity_outputs = None  # {layer: output} while fit / evaluate regularizes outputs
+        self._weight_penalties, self._constraints = [], []
         self.history = None
         self._optimizer_spec = None
         self._params = None
@@ -161,6 +163,9 @@ class Sequential:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self.__dict__.setdefault("_activity_outputs", None)
+        self.__dict__.setdefault("_weight_penalties", [])
+        self.__dict__.setdefault("_constraints", [])
         self._run_lock = threading.RLock()
         self._compute_lock = threading.RLock()
         for layer in self.layers:
@@ -300,9 +305,44 @@ class Sequential:
         if self._last is not None and hasattr(self._last, "logits_out"):
             self._last.logits_out = logits
         h = x
+        outputs = self._activity_outputs  # None unless fit / evaluate needs regularized outputs
         for layer in self._compute_layers:
             h = layer.forward(h, training)
+            if outputs is not None and layer.activity_regularizer is not None:
+                outputs[layer] = h
         return h
+
+    def _regularization(self):
+        """Sets what fit / evaluate add to the loss: (weight, gradient, regularizer) triples, the
+        layers whose outputs are regularized (their outputs recorded by _forward), and the
+        (weight, constraint) pairs applied after each step."""
+        self._weight_penalties, self._constraints, activity = [], [], []
+        for layer in self._compute_layers:
+            for i, reg in layer.weight_regularizers.items():
+                self._weight_penalties.append((layer.weights[i], layer.gradients[i], reg))
+            for i, c in layer.weight_constraints.items():
+                self._constraints.append((layer.weights[i], c))
+            if layer.activity_regularizer is not None:
+                activity.append(layer)
+        if activity and activity[-1] is self._last and self._fused:
+            raise ValueError(f"{self._last.name}: an activity_regularizer on the last layer, whose "
+                             f"{self._last.activation.name} is fused with the loss, is not supported; regularize an "
+                             f"earlier layer's output or end with a separate Activation layer")
+        self._activity_outputs = {} if activity else None
+
+    def _weight_penalty(self):
+        total = 0.0
+        for w, _, reg in self._weight_penalties:
+            total = total + reg(w)
+        return total
+
+    def _output_penalty(self, rows, skip=()):
+        """The output penalties / rows of the regularized layers not in `skip`."""
+        total = 0.0
+        for layer, out in self._activity_outputs.items():
+            if layer not in skip:
+                total = total + layer.activity_regularizer(out) / rows
+        return total
 
     def __call__(self, x, training=False):
         """The model's output for x, in one pass (no batching), on the device of x."""
@@ -434,9 +474,18 @@ class Sequential:
             grad = self._grad_buffers[h.shape] = array_module(h).empty(h.shape, dtype=np.float32)
         loss = self.loss.value_and_grad(yb, h, self._fused, grad)
         d = grad
+        outputs = self._activity_outputs
         for layer, need_dx in self._backward_plan:
+            if outputs and layer in outputs:  # d is dL/d(output): the output's penalty joins it
+                loss = loss + layer.activity_regularizer.add_to(outputs[layer], d, 1.0 / len(xb))
             d = layer.backward(d, need_dx)
+        for w, g, reg in self._weight_penalties:
+            loss = loss + reg.add_to(w, g)
+        if outputs:  # outputs of layers before the first with weights: in the loss, no gradient to give
+            loss = loss + self._output_penalty(len(xb), self._backward_layers)
         self.optimizer.step(self._grad_list)
+        for w, c in self._constraints:
+            c.apply(w)
         return loss, h
 
     def _plan_backward(self):
@@ -498,6 +547,8 @@ class Sequential:
         self._grad_buffers = {}
         self._grad_list = [self._grads]
         self._backward_plan = self._plan_backward()
+        self._backward_layers = {layer for layer, _ in self._backward_plan}
+        self._regularization()
         self._readings = self._metric_readings()
         truths = self._metric_truths(y_raw)
         raw_for_metrics = y_raw is not y and any(r is None for r in self._readings)
@@ -577,10 +628,12 @@ class Sequential:
         return history
 
     def _end_run(self):
-        """After fit / evaluate: the last layer computes its activation again when called."""
+        """After fit / evaluate: the last layer computes its activation again when called, and no
+        output is recorded for a regularizer."""
         with self._compute_lock:
             if self._last is not None and hasattr(self._last, "logits_out"):
                 self._last.logits_out = False
+            self._activity_outputs = None
 
     def _evaluate_arrays(self, x, y, y_raw, batch_size):
         """Mean loss and metrics over prepared arrays (no callbacks)."""
@@ -600,8 +653,11 @@ class Sequential:
         feed = _feed.MetricFeed(dev.defers_reads)
         keep_batch = feed.deferred and batches.reuses_buffers
         total, grad_buffers = _feed.LossSum(), {}
+        fit_state = (self._activity_outputs, self._weight_penalties, self._constraints)
+        self._regularization()
         try:
             with dev.activate():
+                weight_penalty = self._weight_penalty()  # the weights do not change in evaluate
                 for start in range(0, len(x), batch_size):
                     batches.select(start, start + batch_size)
                     xb, yb = batches.take(x), batches.take(y)
@@ -609,7 +665,11 @@ class Sequential:
                     grad = grad_buffers.get(out.shape)
                     if grad is None:
                         grad = grad_buffers[out.shape] = array_module(out).empty(out.shape, dtype=np.float32)
-                    total.add(self.loss.value_and_grad(yb, out, self._fused, grad), len(xb))
+                    loss = self.loss.value_and_grad(yb, out, self._fused, grad)
+                    if self._weight_penalties or self._activity_outputs:  # as Keras, the loss includes them
+                        loss = loss + weight_penalty + (self._output_penalty(len(xb)) if self._activity_outputs
+                                                        else 0.0)
+                    total.add(loss, len(xb))
                     if self.metrics:
                         feed.update(self._metric_inputs(batches.take(y_raw), out,
                                                         {k: batches.take(v) for k, v in truths.items()},
@@ -618,6 +678,8 @@ class Sequential:
                 logs = {"loss": total.mean()}
         finally:
             self._end_run()
+            if self._fitting:  # a validation pass (or a callback's evaluate) inside fit: fit's state back
+                self._activity_outputs, self._weight_penalties, self._constraints = fit_state
         logs.update((m.name, m.result()) for m in self.metrics)
         return logs
 

@@ -3,8 +3,8 @@ and defaults and become a fastdl.optim optimizer over the model's one parameter 
 the model is built. The update rules are torch.optim's (see fastdl.optim): eps is added to
 sqrt(v) / sqrt(1 - beta2^t), where Keras adds it to sqrt(v) before the bias correction."""
 
-from . import optim
-from .optim import schedules
+from .. import optim
+from . import schedules
 
 
 class OptimizerSpec:
