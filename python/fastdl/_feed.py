@@ -60,7 +60,9 @@ class Batches:
         if type(rows) is slice:
             b = a[rows]
         elif type(a) is np.ndarray:
-            b = self._buffer(a, len(rows), np)
+            b = self._buffers.get((id(a), len(rows))) if self.reuses_buffers else None
+            if b is None:
+                b = self._buffer(a, len(rows), np)
             np.take(a, rows, axis=0, out=b)
         else:
             b = self.device.xp.take(a, self.device_rows, axis=0)
@@ -86,7 +88,7 @@ class LossSum:
         self.total, self.rows, self.pending = 0.0, 0, []
 
     def add(self, loss, rows):
-        if type(loss) is float or not on_device(loss):
+        if type(loss) is float or isinstance(loss, np.floating) or not on_device(loss):
             self.total += loss * rows
         else:
             self.pending.append((loss, rows))
@@ -120,31 +122,38 @@ class MetricFeed:
         self.pending, self.pending_bytes = [], 0
 
     def update(self, inputs):
-        """inputs: [(metric, truths, predictions)] of one batch; with a deferred feed, arrays that
-        the next batch does not overwrite."""
+        """inputs: [(metric, truths, predictions, sample weights or None)] of one batch; with a
+        deferred feed, arrays that the next batch does not overwrite."""
         if not self.deferred:
-            for m, t, p in inputs:
-                m._update(t, p)
+            for m, t, p, w in inputs:
+                if w is None:
+                    m._update(t, p)
+                else:
+                    m._update(t, p, _host(w))
             return
         self.pending.append(inputs)
-        self.pending_bytes += sum(t.nbytes + p.nbytes for _, t, p in inputs)
+        self.pending_bytes += sum(t.nbytes + p.nbytes for _, t, p, _ in inputs)
         if self.pending_bytes > self.MAX_PENDING_BYTES:
             self.flush()
         elif len(self.pending) >= self.MAX_PENDING:
             self.pending = [self._joined()]
 
     def _joined(self):
-        """The pending inputs as one batch's: each metric's truths and predictions concatenated."""
-        return [(m, _concat([b[k][1] for b in self.pending]), _concat([b[k][2] for b in self.pending]))
-                for k, (m, _, _) in enumerate(self.pending[0])]
+        """The pending inputs as one batch's: each metric's truths, predictions (and weights) joined."""
+        return [(m, _concat([b[k][1] for b in self.pending]), _concat([b[k][2] for b in self.pending]),
+                 None if w is None else _concat([b[k][3] for b in self.pending]))
+                for k, (m, _, _, w) in enumerate(self.pending[0])]
 
     def flush(self):
         """Brings the pending inputs to the host (one copy per array and metric) and feeds them."""
         if not self.pending:
             return
         joined, self.pending, self.pending_bytes = self._joined(), [], 0
-        for m, t, p in joined:
-            m._update(_host(t), _host(p))
+        for m, t, p, w in joined:
+            if w is None:
+                m._update(_host(t), _host(p))
+            else:
+                m._update(_host(t), _host(p), _host(w))
 
 
 def _concat(arrays):

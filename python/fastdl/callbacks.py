@@ -9,8 +9,8 @@ import numpy as np
 
 
 class Callback:
-    """Hooks called by fit(); `self.model` is the model being trained. Set
-    `model.stop_training = True` to stop after the current epoch."""
+    """Hooks called by fit() (train), evaluate() (test) and predict() (predict), Keras's names;
+    `self.model` is the model. Set `model.stop_training = True` to stop after the current batch."""
 
     def __init__(self):
         self.model = None
@@ -30,6 +30,12 @@ class Callback:
     def on_train_batch_end(self, batch, logs=None): pass
     def on_test_begin(self, logs=None): pass
     def on_test_end(self, logs=None): pass
+    def on_test_batch_begin(self, batch, logs=None): pass
+    def on_test_batch_end(self, batch, logs=None): pass
+    def on_predict_begin(self, logs=None): pass
+    def on_predict_end(self, logs=None): pass
+    def on_predict_batch_begin(self, batch, logs=None): pass
+    def on_predict_batch_end(self, batch, logs=None): pass
 
 
 def _overrides(cb, hook):
@@ -47,6 +53,8 @@ class CallbackList:
             cb.set_params(params)
         self.batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_end")]
         self.batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_train_batch_begin")]
+        self.test_batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_test_batch_end")]
+        self.test_batch_begin = [cb for cb in self.callbacks if _overrides(cb, "on_test_batch_begin")]
 
     def __getattr__(self, hook):
         def call(*args):

@@ -40,9 +40,11 @@ class Loss:
         y = _float_targets(y, output_shape)
         return y, y
 
-    def value_and_grad(self, y, out, logits, grad):
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         """Mean loss of the batch; writes dL/d(out) to grad. out: the last layer's output, or
-        its logits (pre-activation) when logits is True (a fused pair)."""
+        its logits (pre-activation) when logits is True (a fused pair). sample_weight: None, or
+        one weight per row: the loss is then sum_r w_r loss_r / rows (Keras's default
+        reduction, sum_over_batch_size) and each row's gradient is scaled by w_r."""
         raise NotImplementedError
 
 
@@ -86,8 +88,13 @@ class MeanSquaredError(Loss):
         t, p = _matched(y_true, y_pred)
         return np.mean((p - t) ** 2, axis=-1)
 
-    def value_and_grad(self, y, out, logits, grad):
-        return _backend.kernels_for(out).mse(out, y, grad)
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
+        loss = _backend.kernels_for(out).mse(out, y, grad)
+        if sample_weight is None:
+            return loss
+        xp = array_module(out)
+        return _weighted_rows(xp.mean(xp.square(out - y), axis=tuple(range(1, out.ndim)), dtype=np.float64), grad,
+                              sample_weight)
 
 
 class _Crossentropy(Loss):
@@ -119,8 +126,13 @@ class BinaryCrossentropy(_Crossentropy):
         s = self.label_smoothing
         return (y * np.float32(1 - s) + np.float32(0.5 * s) if s else y), y
 
-    def value_and_grad(self, y, out, logits, grad):
-        return _backend.kernels_for(out).binary_crossentropy(out, y, grad, logits or self.from_logits)
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
+        from_logits = logits or self.from_logits
+        loss = _backend.kernels_for(out).binary_crossentropy(out, y, grad, from_logits)
+        if sample_weight is None:
+            return loss
+        terms, _ = numpy_kernels.bce_terms(out, y, from_logits)
+        return _weighted_rows(terms.mean(axis=tuple(range(1, out.ndim)), dtype=np.float64), grad, sample_weight)
 
 
 class CategoricalCrossentropy(_Crossentropy):
@@ -149,11 +161,12 @@ class CategoricalCrossentropy(_Crossentropy):
         y = _float_targets(y, output_shape)
         return y, y
 
-    def value_and_grad(self, y, out, logits, grad):
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         if logits or self.from_logits:
-            return _backend.kernels_for(out).softmax_cross_entropy(out, y, grad, self.label_smoothing)
+            return _softmax_ce(out, y, grad, self.label_smoothing, sample_weight)
         c = y.shape[-1]
-        return _categorical_on_probabilities(y * (1 - self.label_smoothing) + self.label_smoothing / c, out, grad)
+        return _categorical_on_probabilities(y * (1 - self.label_smoothing) + self.label_smoothing / c, out, grad,
+                                             sample_weight)
 
 
 class SparseCategoricalCrossentropy(Loss):
@@ -185,13 +198,13 @@ class SparseCategoricalCrossentropy(Loss):
         ids = _class_ids(y, output_shape[-1], "y")
         return ids, ids
 
-    def value_and_grad(self, y, out, logits, grad):
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         if logits or self.from_logits:
-            return _backend.kernels_for(out).softmax_cross_entropy(out, y, grad, 0.0)
+            return _softmax_ce(out, y, grad, 0.0, sample_weight)
         xp = array_module(out)
         t = xp.zeros(out.shape, dtype=np.float32)
         t[xp.arange(len(y)), y] = 1
-        return _categorical_on_probabilities(t, out, grad)
+        return _categorical_on_probabilities(t, out, grad, sample_weight)
 
 
 def _class_ids(y, classes, role):
@@ -221,7 +234,28 @@ def _categorical_per_sample(t, p, from_logits):
     return -(t * np.log(q)).sum(axis=-1)
 
 
-def _categorical_on_probabilities(t, p, grad):
+def _weighted_rows(row_losses, grad, w):
+    """sum_r w_r loss_r / rows, after scaling grad (the unweighted mean's gradient) row by row by w_r."""
+    grad *= w.reshape((-1,) + (1,) * (grad.ndim - 1))
+    total = (row_losses * w).sum() / max(len(w), 1)
+    return float(total) if array_module(grad) is np else total
+
+
+def _softmax_ce(logits, y, grad, smoothing, w):
+    """The fused softmax cross-entropy; weighted: each row's loss from the same pass (reduction
+    'none'), its gradient scaled by w_r / rows."""
+    k = _backend.kernels_for(logits)
+    if w is None:
+        return k.softmax_cross_entropy(logits, y, grad, smoothing)
+    xp = array_module(logits)
+    rows = xp.empty(len(logits), dtype=np.float64)
+    k.softmax_cross_entropy(logits, y, grad, smoothing, None, "none", rows)
+    grad *= (w / np.float32(max(len(w), 1)))[:, None]
+    total = (rows * w).sum() / max(len(w), 1)
+    return float(total) if xp is np else total
+
+
+def _categorical_on_probabilities(t, p, grad, w=None):
     """Keras's cross-entropy on probabilities that did not come from a fusable softmax: p is
     renormalised, q = p / S with S = sum_c p_c, then clipped to [eps, 1 - eps]:
         L = -mean_rows sum_c t_c log q_c
@@ -236,9 +270,11 @@ def _categorical_on_probabilities(t, p, grad):
     qc = xp.clip(q, EPSILON, 1 - EPSILON)
     inside = (q >= EPSILON) & (q <= 1 - EPSILON)
     rows = len(p)
-    w = xp.where(inside, t / qc, 0.0)
-    grad[...] = (-(w - (w * q).sum(axis=-1, keepdims=True)) / s) / rows
-    loss = (-(t * xp.log(qc)).sum(axis=-1)).sum() / rows
+    r = xp.where(inside, t / qc, 0.0)
+    row_weight = 1.0 if w is None else w[:, None]
+    grad[...] = (-(r - (r * q).sum(axis=-1, keepdims=True)) / s) / rows * row_weight
+    row_losses = -(t * xp.log(qc)).sum(axis=-1)
+    loss = (row_losses if w is None else row_losses * w).sum() / rows
     return float(loss) if xp is np else loss
 
 

@@ -117,18 +117,20 @@ class Metric:
         self.name = name or self.default_name
         self.reset_state()
 
-    def update_state(self, y_true, y_pred):
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        """Adds a batch; sample_weight: None or one weight per sample (a weighted mean, as Keras)."""
+        w = None if sample_weight is None else to_host(sample_weight).astype(np.float64).reshape(-1)
         if self.kind == "classes":
-            self._update(*self._classes(y_true, y_pred))
+            self._update(*self._classes(y_true, y_pred), w)
         else:
-            self._update(to_host(y_true).astype(np.float64), to_host(y_pred).astype(np.float64))
+            self._update(to_host(y_true).astype(np.float64), to_host(y_pred).astype(np.float64), w)
 
     def _classes(self, y_true, y_pred):
         return _pair(y_true, y_pred)
 
-    def __call__(self, y_true, y_pred):
+    def __call__(self, y_true, y_pred, sample_weight=None):
         self.reset_state()
-        self.update_state(y_true, y_pred)
+        self.update_state(y_true, y_pred, sample_weight)
         return self.result()
 
     def get_config(self):
@@ -140,11 +142,17 @@ class _AccuracyBase(Metric):
         self._correct = 0
         self._count = 0
 
-    def _update(self, t, p):
+    def _update(self, t, p, w=None):
+        """w: None, or a weight per sample (row): Keras's weighted accuracy sum(w [t == p]) / sum(w)."""
         if t.shape != p.shape:  # never broadcast: a count over the wrong shape exceeds 1
             raise ValueError(f"{self.name}: y_true gives labels of shape {t.shape} but y_pred {p.shape}")
-        self._correct += int(np.count_nonzero(t == p))
-        self._count += t.size
+        if w is None:
+            self._correct += int(np.count_nonzero(t == p))
+            self._count += t.size
+            return
+        w = _row_weights(w, t)
+        self._correct += float(np.sum(w * (t == p)))
+        self._count += float(np.sum(w))
 
     def result(self):
         return self._correct / self._count if self._count else 0.0
@@ -203,14 +211,18 @@ class ConfusionMetric(Metric):
     def reset_state(self):
         self._cm = np.zeros((0, 0), dtype=np.int64)
 
-    def _update(self, t, p):
+    def _update(self, t, p, w=None):
+        w = None if w is None else _row_weights(w, t).ravel()
         t, p = t.ravel(), p.ravel()  # multi-label decisions count one by one
         c = max(len(self._cm), self.num_classes or 0, int(max(t.max(initial=-1), p.max(initial=-1))) + 1, 2)
         if c > len(self._cm):
-            grown = np.zeros((c, c), dtype=np.int64)
+            grown = np.zeros((c, c), dtype=np.int64 if w is None and self._cm.dtype == np.int64 else np.float64)
             grown[:len(self._cm), :len(self._cm)] = self._cm
             self._cm = grown
-        self._cm += np.bincount(t * c + p, minlength=c * c).reshape(c, c)
+        counts = np.bincount(t * c + p, weights=w, minlength=c * c).reshape(c, c)
+        if w is not None and self._cm.dtype != np.float64:
+            self._cm = self._cm.astype(np.float64)  # weighted counts (Keras's weighted precision / recall)
+        self._cm += counts
 
     def result(self):
         if not self._cm.sum():
@@ -244,9 +256,17 @@ class _MeanOfSamples(Metric):
         self._total = 0.0
         self._count = 0
 
-    def _update(self, t, p):
-        self._total += float(np.sum(self._term(p - t.reshape(p.shape))))
-        self._count += p.size
+    def _update(self, t, p, w=None):
+        terms = self._term(p - t.reshape(p.shape))
+        if w is None:
+            self._total += float(np.sum(terms))
+            self._count += p.size
+            return
+        # Keras: each sample's mean over its last axis, then the w-weighted mean over samples
+        per_sample = terms.reshape(len(terms), -1).mean(axis=1)
+        w = np.asarray(w, dtype=np.float64).reshape(-1)
+        self._total += float(np.sum(w * per_sample)) * (p.size / max(len(p), 1))
+        self._count += float(np.sum(w)) * (p.size / max(len(p), 1))
 
     def result(self):
         return self._total / self._count if self._count else 0.0
@@ -269,6 +289,14 @@ _BY_NAME = {
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
     "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
 }
+
+
+def _row_weights(w, t):
+    """A weight per sample, broadcast over t's other axes (each of a row's labels has its weight)."""
+    w = np.asarray(w, dtype=np.float64).reshape(-1)
+    if len(w) != len(t):
+        raise ValueError(f"sample_weight has {len(w)} values for {len(t)} samples")
+    return np.broadcast_to(w.reshape((-1,) + (1,) * (t.ndim - 1)), t.shape)
 
 
 def get(identifier):

@@ -29,8 +29,7 @@ import threading
 
 import numpy as np
 
-from . import _device, _feed, _random, callbacks as callbacks_module, initializers, losses, \
-    metrics as metrics_module, optimizers
+from . import _device, _training, initializers, losses, metrics as metrics_module, optimizers
 from ._checks import array_module, on_device
 from .layers import InputLayer, Layer
 
@@ -54,7 +53,8 @@ class Sequential:
         self.stop_training = False
         self._fitting = False  # True while fit runs (in the thread holding the run lock)
         self._activity_outputs = None  # {layer: output} while fit / evaluate regularizes outputs
-        self._weight_penalties, self._constraints = [], []
+        self._weight_penalties, self._constraints, self._regularized = [], [], False
+        self._weighted_metrics = set()  # ids of the compiled metrics that sample weights weigh
         self.history = None
         self._optimizer_spec = None
         self._params = None
@@ -166,6 +166,8 @@ class Sequential:
         self.__dict__.setdefault("_activity_outputs", None)
         self.__dict__.setdefault("_weight_penalties", [])
         self.__dict__.setdefault("_constraints", [])
+        self.__dict__.setdefault("_regularized", False)
+        self.__dict__.setdefault("_weighted_metrics", set())
         self._run_lock = threading.RLock()
         self._compute_lock = threading.RLock()
         for layer in self.layers:
@@ -217,25 +219,29 @@ class Sequential:
                 w[...] = self._device.put(new)
 
     # -- compile -------------------------------------------------------------------------------
-    def compile(self, optimizer="adam", loss=None, metrics=None):
+    def compile(self, optimizer="adam", loss=None, metrics=None, weighted_metrics=None):
         """Sets the optimizer ('adam', 'sgd', 'adamw' or a fastdl.optimizers spec), the loss
         ('categorical_crossentropy', 'sparse_categorical_crossentropy', 'binary_crossentropy',
         'mse' or a fastdl.losses.Loss) and the metrics ('accuracy', 'precision', 'recall',
-        'f1_score', 'mse', 'mae' or fastdl.metrics objects)."""
+        'f1_score', 'mse', 'mae' or fastdl.metrics objects). As in Keras, sample weights (fit's
+        sample_weight / class_weight, evaluate's sample_weight) weigh the loss and the
+        weighted_metrics, not the metrics; a weighted metric named as a metric logs as weighted_<name>."""
         with self._run_lock, self._compute_lock:
-            self._compile_locked(optimizer, loss, metrics)
+            self._compile_locked(optimizer, loss, metrics, weighted_metrics)
 
-    def _compile_locked(self, optimizer, loss, metrics):
+    def _compile_locked(self, optimizer, loss, metrics, weighted_metrics=None):
         self._optimizer_spec = optimizers.get(optimizer)
         self.loss = losses.get(loss) if loss is not None else None
-        if metrics is None:
-            metrics = []
-        if isinstance(metrics, (str, metrics_module.Metric)):
-            metrics = [metrics]
-        self.metrics = [metrics_module.get(m) for m in metrics]
-        names = [m.name for m in self.metrics]
+        plain, weighted = (_metric_list(m) for m in (metrics, weighted_metrics))
+        names = [m.name for m in plain]
+        for m in weighted:
+            if m.name in names:
+                m.name = f"weighted_{m.name}"
+            names.append(m.name)
         if len(set(names)) != len(names):
             raise ValueError(f"metric names must be unique, got {names}")
+        self.metrics = plain + weighted
+        self._weighted_metrics = {id(m) for m in weighted}
         self.compiled = True
         if not self.built and self._declared_input_shape() is not None:
             self.build()
@@ -329,6 +335,7 @@ class Sequential:
                              f"{self._last.activation.name} is fused with the loss, is not supported; regularize an "
                              f"earlier layer's output or end with a separate Activation layer")
         self._activity_outputs = {} if activity else None
+        self._regularized = bool(activity or self._weight_penalties or self._constraints)
 
     def _weight_penalty(self):
         total = 0.0
@@ -357,24 +364,15 @@ class Sequential:
                 return cupy.asarray(y)
         return dev.host(y) if place is None else y
 
-    def predict(self, x, batch_size=32, verbose=0):
-        """Outputs for x, batch by batch (probabilities for a softmax / sigmoid output), as a NumPy
-        array (on a GPU they are gathered there and copied back once)."""
-        x = self._as_input(x)
-        batch_size = _positive(batch_size, "batch_size")
-        dev = self._device
-        shape = (len(x),) + tuple(self.output_shape)
-        # on a GPU the outputs are gathered there and copied back once, unless they would crowd it
-        xp = dev.xp if dev.fits(int(np.prod(shape)) * 4) else np
-        with self._compute_lock, dev.activate():  # the whole call: every batch sees the same weights
-            out = xp.empty(shape, dtype=np.float32)
-            for start in range(0, len(x), batch_size):
-                y = self._forward(dev.put(x[start:start + batch_size]), False, False)
-                out[start:start + batch_size] = y if xp is not np else dev.host(y)
-            out = dev.host(out)
-        if verbose:
-            print(f"{-(-len(x) // batch_size)}/{-(-len(x) // batch_size)} predicted")
-        return out
+    def predict(self, x, batch_size=None, verbose=0, steps=None, callbacks=None):
+        """Outputs for x (arrays, a generator or a PyDataset giving x or (x, ...) batches), batch by
+        batch, as a NumPy array (probabilities for a softmax / sigmoid output). steps: at most this
+        many batches. callbacks get on_predict_begin / _batch_begin / _batch_end / _end."""
+        return _training.predict(self, x, batch_size, verbose, steps, callbacks)
+
+    def predict_on_batch(self, x):
+        """The outputs for one batch, as a NumPy array."""
+        return self.predict(x, batch_size=max(len(x), 1))
 
     # -- training --------------------------------------------------------------------------------
     def _prepare(self, x, y):
@@ -438,7 +436,7 @@ class Sequential:
             return (out.reshape(len(out), -1) > threshold).astype(np.int64)
         if out.shape[-1] == 1:
             return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)
-        return array_module(out).argmax(out, axis=1)
+        return out.argmax(axis=1)  # NumPy's or CuPy's method
 
     def _probabilities(self, out):
         """The outputs as the user sees them (applies a fused activation to logits)."""
@@ -447,32 +445,62 @@ class Sequential:
         from . import ops
         return ops.softmax(out) if self._last.activation.is_softmax else ops.sigmoid(out)
 
-    def _metric_inputs(self, y_raw, out, truths, keep_batch, keep_out):
-        """[(metric, truths, predictions)] of a batch; y_raw: its raw targets, truths: its
-        _metric_truths. For a deferred feed, copies of what a later batch overwrites: y_raw and
-        truths (keep_batch: they are reused batch buffers) and the layer output (keep_out)."""
+    def _metric_inputs(self, y_raw, out, truths, w, keep_batch, keep_out):
+        """[(metric, truths, predictions, sample weights or None)] of a batch; y_raw: its raw
+        targets, truths: its _metric_truths. For a deferred feed, copies of what a later batch
+        overwrites: y_raw, truths and weights (keep_batch: reused batch buffers) and the layer
+        output (keep_out)."""
         inputs, predictions, probabilities = [], {}, None
+        if w is not None:
+            if keep_batch:
+                w = w.copy()
+            weighted = self._weighted_metrics
         for m, reading in zip(self.metrics, self._readings):
+            mw = w if w is not None and id(m) in weighted else None
             if reading is not None:
                 if reading not in predictions:
                     predictions[reading] = self._predictions(reading, out)
                 t = truths[reading]
-                inputs.append((m, t.copy() if keep_batch else t, predictions[reading]))
+                inputs.append((m, t.copy() if keep_batch else t, predictions[reading], mw))
             else:
                 if probabilities is None:
                     probabilities = self._probabilities(out)
                     if keep_out and probabilities is out:
                         probabilities = out.copy()
-                inputs.append((m, y_raw.copy() if keep_batch else y_raw, probabilities))
+                inputs.append((m, y_raw.copy() if keep_batch else y_raw, probabilities, mw))
         return inputs
 
-    def _train_step(self, xb, yb):
-        """One step: forward, fused loss and gradient, backward, one optimizer call."""
+    def _loss_value(self, y, out, grad, w=None):
+        """The loss of a batch, its gradient written to grad (sample weights w: None or one per row)."""
+        if w is None:
+            return self.loss.value_and_grad(y, out, self._fused, grad)
+        return self.loss.value_and_grad(y, out, self._fused, grad, sample_weight=w)
+
+    def _train_step(self, xb, yb, wb=None):
+        """One step: forward, fused loss and gradient, backward, one optimizer call (with
+        regularizers and constraints: _regularized_step)."""
+        if self._regularized:
+            return self._regularized_step(xb, yb, wb)
         h = self._forward(xb, True, self._fused)
         grad = self._grad_buffers.get(h.shape)
         if grad is None:
             grad = self._grad_buffers[h.shape] = array_module(h).empty(h.shape, dtype=np.float32)
-        loss = self.loss.value_and_grad(yb, h, self._fused, grad)
+        loss = self.loss.value_and_grad(yb, h, self._fused, grad) if wb is None else \
+            self._loss_value(yb, h, grad, wb)
+        d = grad
+        for layer, need_dx in self._backward_plan:
+            d = layer.backward(d, need_dx)
+        self.optimizer.step(self._grad_list)
+        return loss, h
+
+    def _regularized_step(self, xb, yb, wb):
+        """_train_step with the regularizers' penalties (in the loss) and gradients (before the
+        optimizer step), and the constraints applied after it."""
+        h = self._forward(xb, True, self._fused)
+        grad = self._grad_buffers.get(h.shape)
+        if grad is None:
+            grad = self._grad_buffers[h.shape] = array_module(h).empty(h.shape, dtype=np.float32)
+        loss = self._loss_value(yb, h, grad, wb)
         d = grad
         outputs = self._activity_outputs
         for layer, need_dx in self._backward_plan:
@@ -500,132 +528,32 @@ class Sequential:
                 break
         return plan
 
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None, validation_split=0.0,
-            validation_data=None, shuffle=True, initial_epoch=0, augment=None):
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", callbacks=None, validation_split=0.0,
+            validation_data=None, shuffle=True, class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None, validation_freq=1,
+            augment=None):
         """Trains for `epochs` epochs of mini-batches; returns a History (history.history holds a
-        list per metric, val_ ones with validation data).
+        list per metric, val_ ones with validation data). Keras's arguments and meanings:
 
-        validation_split takes the last fraction of x / y (before any shuffling), as Keras does.
+        x, y: arrays (NumPy, or CuPy for a GPU model), or x a generator / iterator / PyDataset giving
+        (x, y) or (x, y, sample_weight) batches (then y=None). batch_size: 32 by default (arrays).
+        sample_weight: a weight per sample; class_weight: {class id: weight} (multiplied together).
+        The loss is then sum(w loss) / rows, and the metrics are weighted, as Keras computes them.
+        steps_per_epoch: batches per epoch (the next epoch goes on where one stopped).
+        validation_split: the last fraction of x / y (before any shuffling); validation_data:
+        (x, y), (x, y, sample_weight), a generator or a PyDataset; validation_steps,
+        validation_batch_size, validation_freq (validate every n epochs).
         augment: a function applied to each training batch of x (see fastdl.data.augmentation).
         """
         with self._run_lock:
             self._fitting = True
             try:
-                return self._fit_locked(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                                        validation_data, shuffle, initial_epoch, augment)
+                return _training.fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                                     validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                                     steps_per_epoch, validation_steps, validation_batch_size, validation_freq,
+                                     augment)
             finally:
                 self._fitting = False
-
-    def _fit_locked(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
-                    shuffle, initial_epoch, augment):
-        self._require_compiled()
-        batch_size = _positive(batch_size, "batch_size")
-        if verbose == "auto":
-            verbose = 1
-        if not 0.0 <= float(validation_split) < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
-        x, y, y_raw = self._prepare(x, y)
-        if validation_data is None and validation_split:
-            cut = int(len(x) * (1.0 - float(validation_split)))
-            if cut in (0, len(x)):
-                raise ValueError(f"validation_split={validation_split} leaves no training or no validation samples")
-            same = y_raw is y
-            val = (x[cut:], y[cut:], y[cut:] if same else y_raw[cut:])
-            x, y, y_raw = x[:cut], y[:cut], y_raw[:cut]
-            if same:
-                y_raw = y  # one array still: no extra take per batch for value metrics
-        elif validation_data is not None:
-            if len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (x_val, y_val)")
-            val = self._prepare(*validation_data)
-        else:
-            val = None
-        if len(x) == 0:
-            raise ValueError("x has no samples")
-        n = len(x)
-        steps = -(-n // batch_size)
-        self._grad_buffers = {}
-        self._grad_list = [self._grads]
-        self._backward_plan = self._plan_backward()
-        self._backward_layers = {layer for layer, _ in self._backward_plan}
-        self._regularization()
-        self._readings = self._metric_readings()
-        truths = self._metric_truths(y_raw)
-        raw_for_metrics = y_raw is not y and any(r is None for r in self._readings)
-
-        history = callbacks_module.History()
-        progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
-        cbs = list(callbacks or [])
-        cb_list = callbacks_module.CallbackList(cbs + [history] + ([progbar] if progbar else []), self,
-                                                {"epochs": epochs, "steps": steps, "verbose": verbose})
-        self.history = history
-        self.stop_training = False
-        rng = _random.generator()
-        dev = self._device
-        if augment is not None and on_device(x):
-            x = x.get()  # augmentation functions take NumPy batches
-        # x, y, raw targets and metric truths, on the device for the whole fit where they fit
-        batches = _feed.Batches(dev, [x, y, y_raw] + list(truths.values()), keep_on_host={0} if augment else ())
-        x, y, y_raw = batches.arrays[:3]
-        truths = dict(zip(truths, batches.arrays[3:]))
-        feed = _feed.MetricFeed(dev.defers_reads)
-        keep_batch = feed.deferred and batches.reuses_buffers
-
-        cb_list.on_train_begin({})
-        logs = {}
-        try:
-            with dev.activate():
-                for epoch in range(initial_epoch, epochs):
-                    cb_list.on_epoch_begin(epoch, {})
-                    for m in self.metrics:
-                        m.reset_state()
-                    batches.epoch(rng.permutation(n) if shuffle else None)
-                    total_loss = _feed.LossSum()
-
-                    def running_logs():
-                        feed.flush()
-                        out = {"loss": total_loss.mean()}
-                        out.update((m.name, m.result()) for m in self.metrics)
-                        return out
-
-                    for step in range(steps):
-                        batches.select(step * batch_size, (step + 1) * batch_size)
-                        if augment is not None:
-                            xb = np.ascontiguousarray(augment(batches.take(x, host=True)),
-                                                      dtype=np.float32)
-                            if xb.shape[1:] != self._input_shape:
-                                raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
-                                                 f"(batch,) + {self._input_shape}")
-                            xb = dev.put(xb)
-                        else:
-                            xb = batches.take(x)
-                        yb = batches.take(y)
-                        for cb in cb_list.batch_begin:
-                            cb.on_train_batch_begin(step, {})
-                        with self._compute_lock:  # `out` is a layer buffer: read it before another thread runs
-                            loss, out = self._train_step(xb, yb)
-                            if self.metrics:
-                                feed.update(self._metric_inputs(
-                                    batches.take(y_raw) if raw_for_metrics else yb, out,
-                                    {k: batches.take(v) for k, v in truths.items()}, keep_batch, feed.deferred))
-                        total_loss.add(loss, len(xb))
-                        if progbar is not None:
-                            progbar.update(step + 1, running_logs)
-                        for cb in cb_list.batch_end:
-                            cb.on_train_batch_end(step, running_logs())
-                        if self.stop_training:  # a callback may stop mid-epoch, as in Keras
-                            break
-                    logs = running_logs()
-                    if val is not None:
-                        val_logs = self._evaluate_arrays(*val, batch_size)
-                        logs.update(("val_" + k, v) for k, v in val_logs.items())
-                    cb_list.on_epoch_end(epoch, logs)
-                    if self.stop_training:
-                        break
-        finally:
-            self._end_run()
-        cb_list.on_train_end(logs)
-        return history
 
     def _end_run(self):
         """After fit / evaluate: the last layer computes its activation again when called, and no
@@ -635,75 +563,52 @@ class Sequential:
                 self._last.logits_out = False
             self._activity_outputs = None
 
-    def _evaluate_arrays(self, x, y, y_raw, batch_size):
-        """Mean loss and metrics over prepared arrays (no callbacks)."""
-        with self._compute_lock:
-            return self._evaluate_locked(x, y, y_raw, batch_size)
-
-    def _evaluate_locked(self, x, y, y_raw, batch_size):
-        for m in self.metrics:
-            m.reset_state()
-        self._readings = self._metric_readings()
-        truths = self._metric_truths(y_raw)
-        dev = self._device
-        batches = _feed.Batches(dev, [x, y, y_raw] + list(truths.values()))
-        x, y, y_raw = batches.arrays[:3]
-        truths = dict(zip(truths, batches.arrays[3:]))
-        batches.epoch(None)
-        feed = _feed.MetricFeed(dev.defers_reads)
-        keep_batch = feed.deferred and batches.reuses_buffers
-        total, grad_buffers = _feed.LossSum(), {}
-        fit_state = (self._activity_outputs, self._weight_penalties, self._constraints)
-        self._regularization()
-        try:
-            with dev.activate():
-                weight_penalty = self._weight_penalty()  # the weights do not change in evaluate
-                for start in range(0, len(x), batch_size):
-                    batches.select(start, start + batch_size)
-                    xb, yb = batches.take(x), batches.take(y)
-                    out = self._forward(xb, False, self._fused)
-                    grad = grad_buffers.get(out.shape)
-                    if grad is None:
-                        grad = grad_buffers[out.shape] = array_module(out).empty(out.shape, dtype=np.float32)
-                    loss = self.loss.value_and_grad(yb, out, self._fused, grad)
-                    if self._weight_penalties or self._activity_outputs:  # as Keras, the loss includes them
-                        loss = loss + weight_penalty + (self._output_penalty(len(xb)) if self._activity_outputs
-                                                        else 0.0)
-                    total.add(loss, len(xb))
-                    if self.metrics:
-                        feed.update(self._metric_inputs(batches.take(y_raw), out,
-                                                        {k: batches.take(v) for k, v in truths.items()},
-                                                        keep_batch, feed.deferred))
-                feed.flush()
-                logs = {"loss": total.mean()}
-        finally:
-            self._end_run()
-            if self._fitting:  # a validation pass (or a callback's evaluate) inside fit: fit's state back
-                self._activity_outputs, self._weight_penalties, self._constraints = fit_state
-        logs.update((m.name, m.result()) for m in self.metrics)
-        return logs
-
-    def evaluate(self, x, y, batch_size=32, verbose=1, return_dict=False):
-        """The loss (and metrics) over x, y: loss if there are no metrics, else [loss, *metrics]
-        in compile order (return_dict: a dict)."""
-        self._require_compiled()
+    def _keeping_fit_metrics(self, run):
+        """run() under the run lock; called from a callback inside fit (this thread holds the run
+        lock), fit's metric states are put back afterwards, or its logs would report this run."""
         with self._run_lock:  # the compiled metrics are fit's while it runs
-            # called from a callback inside fit (this thread holds the run lock): fit's metric states
-            # are put back afterwards, or its logs would report this evaluation
             saved = self._metric_states() if self._fitting else None
             try:
-                logs = self._evaluate_arrays(*self._prepare(x, y), _positive(batch_size, "batch_size"))
+                return run()
             finally:
                 if saved is not None:
                     self._restore_metric_states(saved)
-        if verbose:
-            steps = -(-len(x) // batch_size)
-            print(f"{steps}/{steps}" + callbacks_module._format_logs(logs))
+
+    def _as_result(self, logs, return_dict):
         if return_dict:
             return logs
         if not self.metrics:
             return logs["loss"]
         return [logs["loss"]] + [logs[m.name] for m in self.metrics]
+
+    def evaluate(self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None,
+                 callbacks=None, return_dict=False):
+        """The loss (and metrics) over x, y (arrays, or a generator / PyDataset giving batches):
+        loss if there are no metrics, else [loss, *metrics] in compile order (return_dict: a dict).
+        sample_weight weighs the loss and metrics as in fit; steps: at most this many batches;
+        callbacks get on_test_begin / _batch_begin / _batch_end / _end."""
+        self._require_compiled()
+        verbose = 1 if verbose == "auto" else verbose
+        logs = self._keeping_fit_metrics(
+            lambda: _training.evaluate(self, x, y, batch_size, verbose, sample_weight, steps, callbacks))
+        return self._as_result(logs, return_dict)
+
+    def train_on_batch(self, x, y=None, sample_weight=None, class_weight=None, return_dict=False):
+        """One optimizer step on the batch (x, y); its loss and metrics (as evaluate returns them)."""
+        self._require_compiled()
+        logs = self._keeping_fit_metrics(lambda: _training.train_on_batch(self, x, y, sample_weight, class_weight))
+        return self._as_result(logs, return_dict)
+
+    def test_on_batch(self, x, y=None, sample_weight=None, return_dict=False):
+        """The loss and metrics of the batch (x, y), without training."""
+        self._require_compiled()
+        logs = self._keeping_fit_metrics(lambda: _training.test_on_batch(self, x, y, sample_weight))
+        return self._as_result(logs, return_dict)
+
+    def reset_metrics(self):
+        """Resets the compiled metrics' states."""
+        for m in self.metrics:
+            m.reset_state()
 
     def _metric_states(self):
         return [copy.deepcopy(m.__dict__) for m in self.metrics], getattr(self, "_readings", None)
@@ -757,7 +662,9 @@ def load_model(filepath):
     return saving.load_model(filepath)
 
 
-def _positive(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
+def _metric_list(metrics):
+    if metrics is None:
+        return []
+    if isinstance(metrics, (str, metrics_module.Metric)):
+        metrics = [metrics]
+    return [metrics_module.get(m) for m in metrics]

@@ -62,7 +62,9 @@ def save_model(model, path):
         config["compile"] = {
             "optimizer": {"name": model._optimizer_spec.name, "config": model._optimizer_spec.get_config()},
             "loss": None if model.loss is None else {"name": model.loss.name, "config": model.loss.get_config()},
-            "metrics": [{"class": type(m).__name__, "config": m.get_config()} for m in model.metrics],
+            "metrics": [dict({"class": type(m).__name__, "config": m.get_config()},
+                             **({"weighted": True} if id(m) in model._weighted_metrics else {}))
+                        for m in model.metrics],
         }
         if model.optimizer is not None:
             state = model.optimizer.state_dict()
@@ -160,7 +162,8 @@ def _load(f):
             _read_into(z, members["params.npy"], headers["params.npy"], params)
             model._params[...] = model._device.put(params)
         if compiled is not None:
-            model.compile(optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=compiled["metrics"])
+            model.compile(optimizer=compiled["optimizer"], loss=compiled["loss"], metrics=compiled["metrics"],
+                          weighted_metrics=compiled["weighted_metrics"])
             saved = compiled["state"]
             if saved is not None:
                 state = {name: [_read_array(z, members, headers, f"optimizer/{name}.npy")] for name in saved["names"]}
@@ -336,7 +339,8 @@ def _compile_spec(compiled):
     return {
         "optimizer": _construct("the optimizer", optimizers.from_config, opt["name"], opt["config"]),
         "loss": None if loss is None else _construct("the loss", losses.from_config, loss["name"], loss["config"]),
-        "metrics": [_construct(f"metric {i}", _metric, m) for i, m in enumerate(metrics)],
+        "metrics": [_construct(f"metric {i}", _metric, m) for i, m in enumerate(metrics) if not m.get("weighted")],
+        "weighted_metrics": [_construct(f"metric {i}", _metric, m) for i, m in enumerate(metrics) if m.get("weighted")],
         "state": state,
     }
 

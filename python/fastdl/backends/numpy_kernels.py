@@ -25,9 +25,18 @@ def _erfc(x):
 
 
 def _sigmoid(x):
-    """1 / (1 + exp(-x)), from exp(-|x|) so nothing overflows."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)), from exp(-|x|) so nothing overflows (NumPy or CuPy x)."""
+    xp = _xp(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _xp(x):
+    """numpy, or cupy for a CuPy array (bce_terms serves the weighted losses of a GPU model too)."""
+    if type(x) is np.ndarray:
+        return np
+    from .._checks import array_module
+    return array_module(x)
 
 
 def _normal_cdf(x):
@@ -143,16 +152,16 @@ def mse(pred, target, out):
 def bce_terms(pred, target, from_logits):
     """Binary cross-entropy per element and its derivative (csrc/kernels/losses.h: BceLogitTerm,
     BceProbTerm; probabilities clipped to [1e-7, 1 - 1e-7] in pred's dtype, zero slope outside)."""
-    t = pred.dtype.type
+    t, xp = pred.dtype.type, _xp(pred)
     with np.errstate(under="ignore", divide="ignore", invalid="ignore", over="ignore"):
         if from_logits:
-            terms = np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred)))
+            terms = xp.maximum(pred, 0) - pred * target + xp.log1p(xp.exp(-xp.abs(pred)))
             return terms, _sigmoid(pred) - target
         lo, hi = t(1e-7), t(1) - t(1e-7)
-        pc = np.clip(pred, lo, hi)
-        terms = -(target * np.log(pc) + (1 - target) * np.log(1 - pc))
+        pc = xp.clip(pred, lo, hi)
+        terms = -(target * xp.log(pc) + (1 - target) * xp.log(1 - pc))
         clipped = (pred < lo) | (pred > hi)  # NaN is not clipped: NaN in, NaN out, as the C++ kernel
-        return terms, np.where(clipped, 0, (pc - target) / (pc * (1 - pc)))
+        return terms, xp.where(clipped, 0, (pc - target) / (pc * (1 - pc)))
 
 
 def binary_crossentropy(pred, target, out, from_logits=False):
