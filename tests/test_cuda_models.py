@@ -124,7 +124,7 @@ def test_cupy_inputs_are_used_where_they_are():
     assert isinstance(out, cupy.ndarray)  # on the device of its input
     np.testing.assert_allclose(out.get(), cpu(x[:5]), rtol=1e-4, atol=1e-5)
     assert type(gpu(x[:5])) is np.ndarray
-    assert type(gpu.layers[1](x[:5])) is np.ndarray
+    assert type(gpu.layers[0](x[:5])) is np.ndarray
 
 
 def test_data_moved_batch_by_batch_gives_the_same_result(monkeypatch):
@@ -228,7 +228,7 @@ def test_dropout_trains_on_the_gpu_and_is_seeded():
         runs.append(model.fit(x, y, batch_size=32, epochs=2, verbose=0).history["loss"])
     assert runs[0] == runs[1] and all(np.isfinite(runs[0]))
     # the same model reseeded draws the same masks again; about `rate` of the values are dropped
-    drop = model.layers[2]
+    drop = model.layers[1]
     h = cupy.ones((4096, 16), dtype=cupy.float32)
     fastdl.set_seed(9)
     first = drop.forward(h, training=True).get()

@@ -152,7 +152,7 @@ def test_predict_and_call_return_numpy_on_the_cpu():
     out = model.predict(x, batch_size=4)
     assert type(out) is np.ndarray and out.shape == (9, 3)
     np.testing.assert_allclose(model(x), out, rtol=1e-6)
-    np.testing.assert_allclose(model.layers[1](x).shape, (9, 5))
+    np.testing.assert_allclose(model.layers[0](x).shape, (9, 5))
 
 
 @no_gpu

@@ -82,7 +82,7 @@ def test_regularized_layers_save_and_load(tmp_path):
     model.fit(np.ones((8, 3)), np.ones((8, 2)), verbose=0)
     model.save(tmp_path / "m.fastdl")
     loaded = keras.models.load_model(tmp_path / "m.fastdl")
-    dense = loaded.layers[1]
+    dense = loaded.layers[0]
     assert isinstance(dense.kernel_regularizer, keras.regularizers.L2) and dense.kernel_regularizer.l2 == 0.01
     assert isinstance(dense.activity_regularizer, keras.regularizers.L1)
     assert dense.kernel_constraint.get_config() == {"max_value": 2.0, "axis": 0}

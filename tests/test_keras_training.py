@@ -135,3 +135,58 @@ def test_deferred_feed_with_sample_weights(monkeypatch, joined):
         runs.append(m.fit(x, y, sample_weight=w, batch_size=16, epochs=2, verbose=0).history)
     for k in runs[0]:
         np.testing.assert_allclose(runs[1][k], runs[0][k], rtol=1e-9, err_msg=k)
+
+
+def test_frozen_layers_stay_put_and_show_in_summary(tmp_path):
+    x, y = _data()
+    m = _model()
+    m.layers[0].trainable = False
+    before = m.get_weights()
+    m.fit(x, y, epochs=2, verbose=0)
+    after = m.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(before[:2], after[:2]))  # frozen, to the bit
+    assert not any(np.array_equal(a, b) for a, b in zip(before[2:], after[2:]))
+    lines = []
+    m.summary(print_fn=lines.append)
+    assert " Total params: 75" in lines and " Trainable params: 27" in lines and " Non-trainable params: 48" in lines
+    assert len(m.trainable_weights) == 2 and len(m.non_trainable_weights) == 2
+    m.save(tmp_path / "m.fastdl")
+    back = keras.models.load_model(tmp_path / "m.fastdl")
+    assert [layer.trainable for layer in back.layers] == [False, True]
+    # unfrozen between fits (no compile): the next fit trains it, the Adam moments of the rest go on
+    m.layers[0].trainable = True
+    moments = np.array(m.optimizer.state["exp_avg"][0])  # over the trained segment only
+    m.fit(x, y, epochs=1, verbose=0)
+    assert not np.array_equal(m.get_weights()[0], after[0])
+    assert m.optimizer.state["exp_avg"][0].size == 75 and moments.size == 27
+    m.trainable = False  # every layer: fit computes the loss and changes nothing
+    frozen = m.get_weights()
+    hist = m.fit(x, y, epochs=1, verbose=0)
+    assert np.isfinite(hist.history["loss"][0]) and all(np.array_equal(a, b) for a, b in zip(frozen, m.get_weights()))
+
+
+def test_keras_style_adam_puts_eps_where_keras_does():
+    """fastdl.optimizers.Adam: p -= lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps) (Keras's form)."""
+    from fastdl import optim
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(50).astype(np.float32) * 1e-3
+    p = p0.copy()
+    opt = optim.Adam([p], lr=0.1, betas=(0.9, 0.999), eps=1e-3, eps_before_correction=True)
+    q = p0.astype(np.float64)
+    m = np.zeros(50)
+    v = np.zeros(50)
+    for t in range(1, 4):
+        g = rng.standard_normal(50).astype(np.float32) * 1e-3
+        opt.step([g])
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g.astype(np.float64) ** 2
+        q -= 0.1 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t) * m / (np.sqrt(v) + 1e-3)
+    np.testing.assert_allclose(p, q, rtol=1e-5, atol=1e-7)
+    with pytest.raises(AssertionError):  # torch's placement differs visibly with this eps
+        p2 = p0.copy()
+        o2 = optim.Adam([p2], lr=0.1, eps=1e-3)
+        rng = np.random.default_rng(0)
+        rng.standard_normal(50)
+        for _ in range(3):
+            o2.step([rng.standard_normal(50).astype(np.float32) * 1e-3])
+        np.testing.assert_allclose(p2, q, rtol=1e-5, atol=1e-7)

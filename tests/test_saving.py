@@ -32,7 +32,7 @@ def test_load_gives_identical_predictions_and_config(tmp_path, rng):
     x = rng.standard_normal((17, 6))
     np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
     assert loaded.name == "net" and [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
-    assert loaded.layers[2].activation.name == "leaky_relu" and loaded.layers[3].rate == 0.2
+    assert loaded.layers[1].activation.name == "leaky_relu" and loaded.layers[2].rate == 0.2
     assert [m.name for m in loaded.metrics] == ["accuracy", "f1_score", "binary_accuracy"]
     assert loaded.metrics[1].average == "micro" and loaded.metrics[2].threshold == 0.3
     assert loaded.optimizer.hyperparams == model.optimizer.hyperparams

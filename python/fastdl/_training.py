@@ -87,7 +87,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         val_source = None
 
     model._grad_buffers = {}
-    model._grad_list = [model._grads]
+    model._sync_trainable()
     model._backward_plan = model._plan_backward()
     model._backward_layers = {layer for layer, _ in model._backward_plan}
     model._regularization()
@@ -266,7 +266,7 @@ def predict(model, x, batch_size, verbose, steps, callbacks):
 def _prepare_steps(model):
     """The backward plan and gradient buffers fit sets up, for a step outside fit."""
     model._grad_buffers = {}
-    model._grad_list = [model._grads]
+    model._sync_trainable()
     model._backward_plan = model._plan_backward()
     model._backward_layers = {layer for layer, _ in model._backward_plan}
 

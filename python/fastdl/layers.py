@@ -29,9 +29,12 @@ class Layer:
     """Base class. Subclasses implement build (declaring weights, returning the output shape),
     forward(x, training) and backward(dy, need_dx)."""
 
-    def __init__(self, name=None, input_shape=None, activity_regularizer=None):
+    def __init__(self, name=None, input_shape=None, activity_regularizer=None, trainable=True):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
+        # False: the layer's weights stay as they are in training (Keras's freezing); its
+        # gradients are not computed, and the optimizer steps the other layers only
+        self.trainable = flag(trainable, "trainable")
         # a penalty on the layer's output, divided by the batch's rows (Keras 3), added to the loss
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.weight_regularizers = {}  # weight index -> Regularizer
@@ -74,13 +77,19 @@ class Layer:
 
     def get_config(self):
         config = {"name": self.name}
+        if not self.trainable:
+            config["trainable"] = False
         if self.activity_regularizer is not None:
             config["activity_regularizer"] = regularizers.serialize(self.activity_regularizer)
         return config
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        trainable = config.pop("trainable", True)
+        layer = cls(**config)
+        layer.trainable = flag(trainable, "trainable")
+        return layer
 
     # -- running ---------------------------------------------------------------------------------
     def forward(self, x, training=False):
@@ -172,10 +181,12 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
-                 kernel_constraint=None, bias_constraint=None, input_shape=None, input_dim=None, name=None):
+                 kernel_constraint=None, bias_constraint=None, input_shape=None, input_dim=None, name=None,
+                 trainable=True):
         if input_dim is not None and input_shape is None:
             input_shape = (input_dim,)
-        super().__init__(name=name, input_shape=input_shape, activity_regularizer=activity_regularizer)
+        super().__init__(name=name, input_shape=input_shape, activity_regularizer=activity_regularizer,
+                         trainable=trainable)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
         self.kernel_constraint = constraints.get(kernel_constraint)
@@ -240,12 +251,15 @@ class Dense(Layer):
             op, alpha = _IDENTITY, 0.0
         else:
             op, alpha = act.kernel, act.alpha
+        if not self.trainable:
+            db = None  # frozen: no weight gradients, only dx for the layers before
         if op == _IDENTITY:
             if db is not None:
                 xp.sum(dy, axis=0, out=db)
         else:
             k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
-        xp.matmul(self._x.T, dy, out=self.gradients[0])
+        if self.trainable:
+            xp.matmul(self._x.T, dy, out=self.gradients[0])
         if not need_dx:
             return None
         dx = self._buffer("dx", self._x.shape, xp)
@@ -256,6 +270,8 @@ class Dense(Layer):
         config = {"name": self.name, "units": self.units, "activation": activations.serialize(self.activation),
                   "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
                   "bias_initializer": self.bias_initializer}
+        if not self.trainable:
+            config["trainable"] = False
         for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
             if getattr(self, key) is not None:
                 config[key] = regularizers.serialize(getattr(self, key))

@@ -44,7 +44,7 @@ class Sequential:
         self.name = name or "sequential"
         self._device_request = None if device is None else _device.get(device)
         self._device = None  # set at the first build
-        self.layers = []
+        self._layers = []  # as added, an Input first if any (Keras's model.layers leaves it out)
         self.built = False
         self.compiled = False
         self.optimizer = None
@@ -70,14 +70,14 @@ class Sequential:
         is known (from an Input or the first layer's input_shape); weights already built are kept."""
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential.add takes a fastdl layer, got {type(layer).__name__}")
-        if isinstance(layer, InputLayer) and self.layers:
+        if isinstance(layer, InputLayer) and self._layers:
             raise ValueError("an Input can only be the first layer")
-        if any(existing is layer for existing in self.layers):
+        if any(existing is layer for existing in self._layers):
             raise ValueError(f"layer {layer.name} is already in the model")
-        if any(existing.name == layer.name for existing in self.layers):
+        if any(existing.name == layer.name for existing in self._layers):
             raise ValueError(f"the model already has a layer named {layer.name!r}: layer names must be unique")
         with self._run_lock, self._compute_lock:
-            self.layers.append(layer)
+            self._layers.append(layer)
             layer._lock = self._compute_lock  # layer(x) shares the model's buffers, so its lock
             if self.built:
                 self.build(self._input_shape)
@@ -85,11 +85,16 @@ class Sequential:
                 self.build()  # as Keras: the weights exist once the input shape is known
 
     @property
+    def layers(self):
+        """The model's layers, an Input left out (as Keras 3's model.layers)."""
+        return self._compute_layers
+
+    @property
     def _compute_layers(self):
-        return [layer for layer in self.layers if not isinstance(layer, InputLayer)]
+        return [layer for layer in self._layers if not isinstance(layer, InputLayer)]
 
     def _declared_input_shape(self):
-        return self.layers[0].input_shape if self.layers else None
+        return self._layers[0].input_shape if self._layers else None
 
     def build(self, input_shape=None):
         """Creates the weights for inputs of shape (batch,) + input_shape (input_shape may
@@ -115,7 +120,7 @@ class Sequential:
         if self._device is None:
             self._device = self._device_request or _device.current()
         dev = self._device
-        old = {id(layer): [np.array(dev.host(w)) for w in layer.weights] for layer in self.layers if layer.built}
+        old = {id(layer): [np.array(dev.host(w)) for w in layer.weights] for layer in self._layers if layer.built}
         shape = tuple(int(s) for s in input_shape)
         for layer in self._compute_layers:
             shape = layer._build(shape)
@@ -140,8 +145,77 @@ class Sequential:
         self.output_shape = shape
         self.built = True
         if self._optimizer_spec is not None:
-            self.optimizer = self._optimizer_spec.build([self._params])
+            self._bind_optimizer(carry=False)
         self._configure_loss()
+
+    # -- which weights train ---------------------------------------------------------------------
+    def _trainable_segments(self):
+        """[(start, end)]: the element ranges of the parameter buffer that the optimizer updates,
+        the weights of trainable layers (adjacent ones merged); [(0, size)] when all train."""
+        segments, offset = [], 0
+        for layer in self._compute_layers:
+            size = layer.count_params()
+            if size and layer.trainable:
+                if segments and segments[-1][1] == offset:
+                    segments[-1] = (segments[-1][0], offset + size)
+                else:
+                    segments.append((offset, offset + size))
+            offset += size
+        return segments
+
+    def _bind_optimizer(self, carry=True):
+        """Builds the optimizer over the trainable segments: one array, the whole buffer, when every
+        layer trains (one fused call, as always); views of the buffer when some are frozen. carry:
+        the previous optimizer's state and counts go on, element by element (a layer frozen or
+        unfrozen between fits keeps the moments it had)."""
+        saved = self._optimizer_state_full() if carry and self.optimizer is not None else None
+        segments = self._trainable_segments()
+        whole = segments == [(0, int(self._params.size))]
+        self._segments = segments
+        self._grad_list = [self._grads] if whole else [self._grads[s:e] for s, e in segments]
+        if not segments:  # nothing trains: the loss is computed, no step is taken
+            self.optimizer = self.optimizer or self._optimizer_spec.build([self._params])
+            return
+        self.optimizer = self._optimizer_spec.build([self._params] if whole else
+                                                    [self._params[s:e] for s, e in segments])
+        if saved is not None:
+            self.optimizer.load_state_dict(self._optimizer_state_dict(*saved))
+
+    def _sync_trainable(self):
+        """At the start of training: a `trainable` changed since the optimizer was bound rebinds it."""
+        if self._trainable_segments() != getattr(self, "_segments", None):
+            self._bind_optimizer()
+
+    def _optimizer_state_full(self):
+        """(the optimizer's state_dict, {state name: one array over the whole buffer}, its step count):
+        the form a model file stores, whatever the segments (frozen weights' state is 0)."""
+        state = self.optimizer.state_dict()
+        segments = getattr(self, "_segments", [(0, int(self._params.size))]) or [(0, int(self._params.size))]
+        full = {}
+        for name, arrays in state["state"].items():
+            out = np.zeros(int(self._params.size), dtype=np.float32)
+            for (s, e), a in zip(segments, arrays):
+                out[s:e] = a
+            full[name] = out
+        steps = int(np.max(state["steps"], initial=0))
+        return state, full, steps
+
+    def _optimizer_state_dict(self, state, full, steps):
+        """A state_dict for the bound optimizer from whole-buffer arrays (_optimizer_state_full's form)."""
+        segments = self._segments or [(0, int(self._params.size))]
+        return {"optimizer": state["optimizer"], "hyperparams": state["hyperparams"],
+                "iterations": state["iterations"], "steps": np.full(len(segments), steps, dtype=np.int64),
+                "state": {name: [a[s:e] for s, e in segments] for name, a in full.items()}}
+
+    @property
+    def trainable(self):
+        """Whether any layer trains; setting it sets every layer's (as Keras's Model.trainable)."""
+        return any(layer.trainable for layer in self._compute_layers)
+
+    @trainable.setter
+    def trainable(self, value):
+        for layer in self._compute_layers:
+            layer.trainable = bool(value)
 
     def _link_views(self):
         """Makes every layer's weights and gradients views into the model's two buffers."""
@@ -163,14 +237,18 @@ class Sequential:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "layers" in self.__dict__:  # pickled before model.layers left the Input out
+            self._layers = self.__dict__.pop("layers")
         self.__dict__.setdefault("_activity_outputs", None)
         self.__dict__.setdefault("_weight_penalties", [])
         self.__dict__.setdefault("_constraints", [])
         self.__dict__.setdefault("_regularized", False)
         self.__dict__.setdefault("_weighted_metrics", set())
+        if "_segments" not in self.__dict__:
+            self._segments = [(0, int(self._params.size))] if self.built and self._params.size else []
         self._run_lock = threading.RLock()
         self._compute_lock = threading.RLock()
-        for layer in self.layers:
+        for layer in self._layers:
             layer._lock = self._compute_lock
         if self.built:
             self._link_views()  # the copied buffers hold the values
@@ -189,7 +267,13 @@ class Sequential:
         """The weight arrays (views into the parameter buffer), layer by layer."""
         return [w for layer in self._compute_layers for w in layer.weights]
 
-    trainable_weights = weights
+    @property
+    def trainable_weights(self):
+        return [w for layer in self._compute_layers if layer.trainable for w in layer.weights]
+
+    @property
+    def non_trainable_weights(self):
+        return [w for layer in self._compute_layers if not layer.trainable for w in layer.weights]
 
     def count_params(self):
         return int(self._params.size) if self.built else sum(layer.count_params() for layer in self._compute_layers)
@@ -246,7 +330,8 @@ class Sequential:
         if not self.built and self._declared_input_shape() is not None:
             self.build()
         elif self.built:
-            self.optimizer = self._optimizer_spec.build([self._params])
+            self.optimizer = None
+            self._bind_optimizer(carry=False)
             self._configure_loss()
 
     def _configure_loss(self):
@@ -327,7 +412,8 @@ class Sequential:
             for i, reg in layer.weight_regularizers.items():
                 self._weight_penalties.append((layer.weights[i], layer.gradients[i], reg))
             for i, c in layer.weight_constraints.items():
-                self._constraints.append((layer.weights[i], c))
+                if layer.trainable:  # as Keras: the optimizer applies constraints to what it updates
+                    self._constraints.append((layer.weights[i], c))
             if layer.activity_regularizer is not None:
                 activity.append(layer)
         if activity and activity[-1] is self._last and self._fused:
@@ -490,7 +576,8 @@ class Sequential:
         d = grad
         for layer, need_dx in self._backward_plan:
             d = layer.backward(d, need_dx)
-        self.optimizer.step(self._grad_list)
+        if self._segments:
+            self.optimizer.step(self._grad_list)
         return loss, h
 
     def _regularized_step(self, xb, yb, wb):
@@ -511,18 +598,19 @@ class Sequential:
             loss = loss + reg.add_to(w, g)
         if outputs:  # outputs of layers before the first with weights: in the loss, no gradient to give
             loss = loss + self._output_penalty(len(xb), self._backward_layers)
-        self.optimizer.step(self._grad_list)
+        if self._segments:
+            self.optimizer.step(self._grad_list)
         for w, c in self._constraints:
             c.apply(w)
         return loss, h
 
     def _plan_backward(self):
-        """(layer, need_dx) from last to first, stopping at the first layer with weights: nothing
-        before it needs a gradient."""
+        """(layer, need_dx) from last to first, stopping at the first layer with trainable weights:
+        nothing before it needs a gradient."""
         plan = []
         layers = self._compute_layers
         for i in range(len(layers) - 1, -1, -1):
-            earlier_weights = any(layer.weight_specs for layer in layers[:i])
+            earlier_weights = any(layer.weight_specs and layer.trainable for layer in layers[:i])
             plan.append((layers[i], earlier_weights))
             if not earlier_weights:
                 break
@@ -632,13 +720,16 @@ class Sequential:
         for i, r in enumerate(rows):
             lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             lines.append("═" * sum(widths) if i == 0 else rule)
+        trainable = sum(layer.count_params() for layer in self._compute_layers if layer.trainable)
         lines.append(f" Total params: {self.count_params():,}")
+        lines.append(f" Trainable params: {trainable:,}")
+        lines.append(f" Non-trainable params: {self.count_params() - trainable:,}")
         for line in lines:
             print_fn(line)
 
     def get_config(self):
         return {"name": self.name, "input_shape": list(self._input_shape) if self.built else None,
-                "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self.layers]}
+                "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self._layers]}
 
     def save(self, filepath):
         """Writes the model to one file: architecture, compile settings and weights, with the

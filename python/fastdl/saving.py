@@ -67,12 +67,13 @@ def save_model(model, path):
                         for m in model.metrics],
         }
         if model.optimizer is not None:
-            state = model.optimizer.state_dict()
+            # one array per state name over the whole parameter buffer, whichever layers train
+            state, full, steps = model._optimizer_state_full()
             config["compile"]["optimizer_state"] = {"class": state["optimizer"], "hyperparams": state["hyperparams"],
-                                                    "iterations": state["iterations"], "names": sorted(state["state"])}
-            arrays["optimizer/steps.npy"] = state["steps"]
-            for name, values in state["state"].items():
-                arrays[f"optimizer/{name}.npy"] = host(values[0])
+                                                    "iterations": state["iterations"], "names": sorted(full)}
+            arrays["optimizer/steps.npy"] = np.array([steps], dtype=np.int64)
+            for name, values in full.items():
+                arrays[f"optimizer/{name}.npy"] = values
 
     def write(f):
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as z:
@@ -169,9 +170,10 @@ def _load(f):
                 state = {name: [_read_array(z, members, headers, f"optimizer/{name}.npy")] for name in saved["names"]}
                 steps = _read_array(z, members, headers, "optimizer/steps.npy")
                 _check_optimizer_arrays(steps, state, model._device.host(model._params))
-                _construct("the optimizer state", model.optimizer.load_state_dict, {
-                    "optimizer": saved["class"], "hyperparams": saved["hyperparams"],
-                    "iterations": saved["iterations"], "steps": steps, "state": state})
+                header = {"optimizer": saved["class"], "hyperparams": saved["hyperparams"],
+                          "iterations": saved["iterations"]}
+                _construct("the optimizer state", model.optimizer.load_state_dict, model._optimizer_state_dict(
+                    header, {name: arrays[0] for name, arrays in state.items()}, int(steps[0])))
                 _construct("the optimizer's learning rate at the saved step", _check_lr, model.optimizer)
     return model
 

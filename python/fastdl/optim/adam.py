@@ -1,5 +1,7 @@
 """Adam and AdamW."""
 
+import math
+
 from ..backends.options import AdamOptions
 from .._checks import flag, real
 from .optimizer import Optimizer, learning_rate, max_norm
@@ -23,23 +25,27 @@ class Adam(Optimizer):
 
     with t each parameter's own step count. ``step(grads)`` updates every parameter in one
     multi-tensor kernel call. lr may be a schedule; max_grad_norm clips the gradients' global
-    norm inside the update (see Optimizer).
+    norm inside the update (see Optimizer). eps_before_correction=True puts eps where Keras does,
+    p <- p - lr sqrt(1 - beta2^t) / (1 - beta1^t) * m / (sqrt(v_hat) + eps): the same update with
+    eps / sqrt(1 - beta2^t) in torch's place (fastdl.optimizers.Adam, the Keras-style spec, sets it).
     """
 
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled = False
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, *,
-                 maximize=False, max_grad_norm=None):
+                 maximize=False, max_grad_norm=None, eps_before_correction=False):
         super().__init__(params, self._hyperparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                                   amsgrad=amsgrad, maximize=maximize, max_grad_norm=max_grad_norm))
+                                                   amsgrad=amsgrad, maximize=maximize, max_grad_norm=max_grad_norm,
+                                                   eps_before_correction=eps_before_correction))
 
     @staticmethod
     def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
-                     max_grad_norm=None):
+                     max_grad_norm=None, eps_before_correction=False):
         return {"lr": learning_rate(lr), "betas": _betas(betas), "eps": real(eps, "eps", 0.0),
                 "weight_decay": real(weight_decay, "weight_decay", 0.0), "amsgrad": flag(amsgrad, "amsgrad"),
-                "maximize": flag(maximize, "maximize"), "max_grad_norm": max_norm(max_grad_norm)}
+                "maximize": flag(maximize, "maximize"), "max_grad_norm": max_norm(max_grad_norm),
+                "eps_before_correction": flag(eps_before_correction, "eps_before_correction")}
 
     def _state_names_for(self, hyperparams):
         return self.state_names if hyperparams["amsgrad"] else self.state_names[:2]
@@ -48,10 +54,18 @@ class Adam(Optimizer):
         params, grads, state, steps = self._lists(idx, grads)
         h = self._h  # the hyperparameters step() checked
         b1, b2 = h["betas"]
-        options = AdamOptions(self._lr_now, b1, b2, h["eps"], h["weight_decay"], h["amsgrad"], self._decoupled,
+        if h.get("eps_before_correction") and len(set(steps.tolist())) > 1:
+            for t in sorted(set(steps.tolist())):  # one call per step count (eps depends on it)
+                self._update(kernels, [idx[k] for k in range(len(idx)) if steps[k] == t],
+                             [grads[k] for k in range(len(idx)) if steps[k] == t])
+            return
+        eps = h["eps"]
+        if h.get("eps_before_correction") and len(steps):
+            eps = eps / math.sqrt(1.0 - b2 ** int(steps[0]))
+        options = AdamOptions(self._lr_now, b1, b2, eps, h["weight_decay"], h["amsgrad"], self._decoupled,
                               h["maximize"], self._clip_coef)
         kernels.adam_step(params, grads, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                                   steps, options)
+                          steps, options)
 
 
 class AdamW(Adam):
@@ -63,12 +77,13 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, *,
-                 maximize=False, max_grad_norm=None):
+                 maximize=False, max_grad_norm=None, eps_before_correction=False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, max_grad_norm=max_grad_norm)
+                         maximize=maximize, max_grad_norm=max_grad_norm, eps_before_correction=eps_before_correction)
 
     @staticmethod
     def _hyperparams(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, amsgrad=False, maximize=False,
-                     max_grad_norm=None):
+                     max_grad_norm=None, eps_before_correction=False):
         return Adam._hyperparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                                 maximize=maximize, max_grad_norm=max_grad_norm)
+                                 maximize=maximize, max_grad_norm=max_grad_norm,
+                                 eps_before_correction=eps_before_correction)

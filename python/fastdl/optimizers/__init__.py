@@ -1,7 +1,7 @@
 """Keras-style optimizer specifications for model.compile: they carry Keras's argument names
 and defaults and become a fastdl.optim optimizer over the model's one parameter buffer when
-the model is built. The update rules are torch.optim's (see fastdl.optim): eps is added to
-sqrt(v) / sqrt(1 - beta2^t), where Keras adds it to sqrt(v) before the bias correction."""
+the model is built. The update rules are torch.optim's (see fastdl.optim), with eps where Keras
+puts it for Adam / AdamW (added to sqrt(v) before the bias correction: eps_before_correction)."""
 
 from .. import optim
 from . import schedules
@@ -63,7 +63,7 @@ class Adam(OptimizerSpec):
     def build(self, params):
         c = self._config
         kw = dict(lr=c["learning_rate"], betas=(c["beta_1"], c["beta_2"]), eps=c["epsilon"], amsgrad=c["amsgrad"],
-                  max_grad_norm=c["global_clipnorm"])
+                  max_grad_norm=c["global_clipnorm"], eps_before_correction=True)
         if c["weight_decay"]:
             kw["weight_decay"] = c["weight_decay"]
             cls = optim.AdamW
