@@ -172,7 +172,8 @@ def Input(shape=None, name=None, **kwargs):
 
 
 class Dense(Layer):
-    """y = activation(x @ kernel + bias) for inputs of shape (batch, features).
+    """y = activation(x @ kernel + bias) on the last axis: inputs (batch, ..., features) give
+    (batch, ..., units), as Keras's Dense (a (batch, steps, features) input is steps rows each).
 
     The matmul is NumPy's BLAS (cuBLAS through CuPy on a GPU); bias and activation are one fused
     pass after it, and their backward (with the bias gradient) one fused pass before the two
@@ -201,16 +202,29 @@ class Dense(Layer):
         self.logits_out = False  # set by the model when the loss takes this layer's logits
 
     def build(self, input_shape):
-        if len(input_shape) != 1:
-            raise ValueError(f"{self.name}: Dense takes inputs of shape (batch, features), got (batch,) + "
-                             f"{input_shape}; add layers.Flatten() before it")
-        self.add_weight("kernel", (input_shape[0], self.units), self.kernel_initializer, self.kernel_regularizer,
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.name}: Dense takes inputs of shape (batch, ..., features), got (batch,)")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer, self.kernel_regularizer,
                         self.kernel_constraint)
         if self.use_bias:
             self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
-        return (self.units,)
+        return tuple(input_shape[:-1]) + (self.units,)
 
     def forward(self, x, training=False):
+        if x.ndim == 2:
+            return self._forward_rows(x)
+        self._lead = x.shape[:-1]  # (batch, ...): the rows of a 2-D pass over the last axis
+        return self._forward_rows(x.reshape(-1, x.shape[-1])).reshape(self._lead + (self.units,))
+
+    def backward(self, dy, need_dx=True):
+        """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
+        weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
+        if dy.ndim == 2:
+            return self._backward_rows(dy, need_dx)
+        dx = self._backward_rows(dy.reshape(-1, self.units), need_dx)
+        return None if dx is None else dx.reshape(self._lead + (dx.shape[-1],))
+
+    def _forward_rows(self, x):
         k = _backend.kernels_for(x)
         xp = np if type(x) is np.ndarray else array_module(x)
         act = self.activation
@@ -237,9 +251,7 @@ class Dense(Layer):
         self._saved = z
         return y
 
-    def backward(self, dy, need_dx=True):
-        """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
-        weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
+    def _backward_rows(self, dy, need_dx):
         k = _backend.kernels_for(dy)
         xp = np if type(dy) is np.ndarray else array_module(dy)
         act = self.activation

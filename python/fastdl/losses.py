@@ -165,6 +165,7 @@ class CategoricalCrossentropy(_Crossentropy):
         if logits or self.from_logits:
             return _softmax_ce(out, y, grad, self.label_smoothing, sample_weight)
         c = y.shape[-1]
+        out, y, grad, sample_weight = _as_rows(out, y, grad, sample_weight)
         return _categorical_on_probabilities(y * (1 - self.label_smoothing) + self.label_smoothing / c, out, grad,
                                              sample_weight)
 
@@ -195,12 +196,22 @@ class SparseCategoricalCrossentropy(Loss):
         return _categorical_per_sample(t, p.astype(np.float64), self.from_logits)
 
     def prepare_targets(self, y, output_shape):
+        if len(output_shape) > 1:  # a class id per position of a (batch, ..., classes) output
+            y = _host(y)
+            if y.shape[1:] == tuple(output_shape[:-1]) + (1,):
+                y = y[..., 0]
+            if y.shape[1:] != tuple(output_shape[:-1]):
+                raise ValueError(f"y has shape {y.shape}: sparse targets of a (batch,) + {tuple(output_shape)} "
+                                 f"output are class ids of shape (batch,) + {tuple(output_shape[:-1])}")
+            ids = _class_ids(y.reshape(-1), output_shape[-1], "y").reshape(y.shape)
+            return ids, ids
         ids = _class_ids(y, output_shape[-1], "y")
         return ids, ids
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         if logits or self.from_logits:
             return _softmax_ce(out, y, grad, 0.0, sample_weight)
+        out, y, grad, sample_weight = _as_rows(out, y, grad, sample_weight)
         xp = array_module(out)
         t = xp.zeros(out.shape, dtype=np.float32)
         t[xp.arange(len(y)), y] = 1
@@ -241,9 +252,23 @@ def _weighted_rows(row_losses, grad, w):
     return float(total) if array_module(grad) is np else total
 
 
+def _as_rows(logits, y, grad, w):
+    """(batch, ..., classes) logits as rows of classes (views), with the targets (class ids of shape
+    (batch, ...), or probability rows) and the per-sample weights repeated over each sample's rows."""
+    if logits.ndim == 2:
+        return logits, y, grad, w
+    c = logits.shape[-1]
+    per_sample = int(np.prod(logits.shape[1:-1]))
+    y = y.reshape(-1) if y.dtype.kind in "iu" else y.reshape(-1, c)
+    if w is not None:
+        w = array_module(w).repeat(w, per_sample)
+    return logits.reshape(-1, c), y, grad.reshape(-1, c), w
+
+
 def _softmax_ce(logits, y, grad, smoothing, w):
     """The fused softmax cross-entropy; weighted: each row's loss from the same pass (reduction
-    'none'), its gradient scaled by w_r / rows."""
+    'none'), its gradient scaled by w_r / rows. Logits of any rank: over the last axis."""
+    logits, y, grad, w = _as_rows(logits, y, grad, w)
     k = _backend.kernels_for(logits)
     if w is None:
         return k.softmax_cross_entropy(logits, y, grad, smoothing)

@@ -502,6 +502,10 @@ class Sequential:
                     raise ValueError(f"metrics {names} compare each of the model's {width} outputs with its own 0/1 "
                                      f"target, but y has shape {y.shape}")
                 truths[reading] = (y.reshape(len(y), -1) > 0.5).astype(np.int64)
+            elif len(self.output_shape) > 1:  # a class per position of a (batch, ..., classes) output:
+                ids = y.ndim == len(self.output_shape)  # (batch, positions) class ids (flattened per batch)
+                truths[reading] = y.reshape(len(y), -1).astype(np.int64) if ids else \
+                    np.argmax(y.reshape(len(y), -1, y.shape[-1]), axis=2)
             elif y.ndim == 1:
                 truths[reading] = y.astype(np.int64)
             elif y.shape[1] == 1:
@@ -520,6 +524,8 @@ class Sequential:
             else:
                 out = self._probabilities(out)  # a fused softmax's logits become probabilities
             return (out.reshape(len(out), -1) > threshold).astype(np.int64)
+        if out.ndim > 2:  # a class per position: rows over the last axis
+            return out.reshape(-1, out.shape[-1]).argmax(axis=1)
         if out.shape[-1] == 1:
             return (out[:, 0] > (0.0 if self._logits_output else 0.5)).astype(np.int64)
         return out.argmax(axis=1)  # NumPy's or CuPy's method
@@ -541,12 +547,17 @@ class Sequential:
             if keep_batch:
                 w = w.copy()
             weighted = self._weighted_metrics
+            positions = int(np.prod(out.shape[1:-1])) if out.ndim > 2 else 1
         for m, reading in zip(self.metrics, self._readings):
             mw = w if w is not None and id(m) in weighted else None
+            if mw is not None and reading is not None and reading[0] == "ids" and positions > 1:
+                mw = array_module(mw).repeat(mw, positions)  # one per position, as the class ids
             if reading is not None:
                 if reading not in predictions:
                     predictions[reading] = self._predictions(reading, out)
                 t = truths[reading]
+                if reading[0] == "ids" and t.ndim > 1:  # positions of a sequence output: one class each
+                    t = t.reshape(-1)
                 inputs.append((m, t.copy() if keep_batch else t, predictions[reading], mw))
             else:
                 if probabilities is None:
