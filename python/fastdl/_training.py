@@ -128,7 +128,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     with model._compute_lock:  # `out` is a layer buffer: read it before another thread runs
                         loss, out = model._train_step(xb, yb, wb)
                         if model.metrics:
-                            _feed_metrics(model, feed, keep_batch, y_raw_b, out, truths_b, wb)
+                            feed.update(model._metric_inputs(y_raw_b, out, truths_b, wb, keep_batch, feed.deferred))
                     total_loss.add(loss, len(xb))
                     if progbar is not None:
                         progbar.update(step + 1, running_logs)

@@ -210,21 +210,17 @@ class Dense(Layer):
             self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer, self.bias_constraint)
         return tuple(input_shape[:-1]) + (self.units,)
 
-    def forward(self, x, training=False):
-        if x.ndim == 2:
-            return self._forward_rows(x)
+    def _forward_nd(self, x):
         self._lead = x.shape[:-1]  # (batch, ...): the rows of a 2-D pass over the last axis
-        return self._forward_rows(x.reshape(-1, x.shape[-1])).reshape(self._lead + (self.units,))
+        return self.forward(x.reshape(-1, x.shape[-1])).reshape(self._lead + (self.units,))
 
-    def backward(self, dy, need_dx=True):
-        """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
-        weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
-        if dy.ndim == 2:
-            return self._backward_rows(dy, need_dx)
-        dx = self._backward_rows(dy.reshape(-1, self.units), need_dx)
+    def _backward_nd(self, dy, need_dx):
+        dx = self.backward(dy.reshape(-1, self.units), need_dx)
         return None if dx is None else dx.reshape(self._lead + (dx.shape[-1],))
 
-    def _forward_rows(self, x):
+    def forward(self, x, training=False):
+        if x.ndim != 2:
+            return self._forward_nd(x)
         k = _backend.kernels_for(x)
         xp = np if type(x) is np.ndarray else array_module(x)
         act = self.activation
@@ -251,7 +247,11 @@ class Dense(Layer):
         self._saved = z
         return y
 
-    def _backward_rows(self, dy, need_dx):
+    def backward(self, dy, need_dx=True):
+        """dy: dL/d(output), or dL/d(logits) when the loss takes this layer's logits. Writes the
+        weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
+        if dy.ndim != 2:
+            return self._backward_nd(dy, need_dx)
         k = _backend.kernels_for(dy)
         xp = np if type(dy) is np.ndarray else array_module(dy)
         act = self.activation
@@ -263,14 +263,15 @@ class Dense(Layer):
             op, alpha = _IDENTITY, 0.0
         else:
             op, alpha = act.kernel, act.alpha
-        if not self.trainable:
+        trainable = self.trainable
+        if not trainable:
             db = None  # frozen: no weight gradients, only dx for the layers before
         if op == _IDENTITY:
             if db is not None:
                 xp.sum(dy, axis=0, out=db)
         else:
             k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
-        if self.trainable:
+        if trainable:
             xp.matmul(self._x.T, dy, out=self.gradients[0])
         if not need_dx:
             return None

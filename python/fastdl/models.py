@@ -397,9 +397,13 @@ class Sequential:
             self._last.logits_out = logits
         h = x
         outputs = self._activity_outputs  # None unless fit / evaluate needs regularized outputs
+        if outputs is None:
+            for layer in self._layers:
+                h = layer.forward(h, training)  # an Input's forward returns its input
+            return h
         for layer in self._compute_layers:
             h = layer.forward(h, training)
-            if outputs is not None and layer.activity_regularizer is not None:
+            if layer.activity_regularizer is not None:
                 outputs[layer] = h
         return h
 

@@ -50,17 +50,16 @@ class Adam(Optimizer):
     def _state_names_for(self, hyperparams):
         return self.state_names if hyperparams["amsgrad"] else self.state_names[:2]
 
-    def _update(self, kernels, idx, grads):
-        params, grads, state, steps = self._lists(idx, grads)
+    def _update(self, kernels, idx, all_grads):
+        params, grads, state, steps = self._lists(idx, all_grads)
         h = self._h  # the hyperparameters step() checked
         b1, b2 = h["betas"]
-        if h.get("eps_before_correction") and len(set(steps.tolist())) > 1:
-            for t in sorted(set(steps.tolist())):  # one call per step count (eps depends on it)
-                self._update(kernels, [idx[k] for k in range(len(idx)) if steps[k] == t],
-                             [grads[k] for k in range(len(idx)) if steps[k] == t])
-            return
         eps = h["eps"]
         if h.get("eps_before_correction") and len(steps):
+            if len(steps) > 1 and (steps != steps[0]).any():
+                for t in sorted(set(steps.tolist())):  # one call per step count (eps depends on it)
+                    self._update(kernels, [i for i, s in zip(idx, steps) if s == t], all_grads)
+                return
             eps = eps / math.sqrt(1.0 - b2 ** int(steps[0]))
         options = AdamOptions(self._lr_now, b1, b2, eps, h["weight_decay"], h["amsgrad"], self._decoupled,
                               h["maximize"], self._clip_coef)
