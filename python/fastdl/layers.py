@@ -1,4 +1,5 @@
-"""Layers, Keras's names and arguments: Dense, Activation, Dropout, Flatten, Input.
+"""Layers, Keras's names and arguments: Dense, Activation, Dropout, Flatten, Input, and the small
+ones: ReLU, LeakyReLU, Softmax, Identity, Reshape, Rescaling, GaussianNoise.
 
 A layer declares its weights in build(); the model then places every weight in one contiguous
 parameter buffer and every gradient in one gradient buffer (layers hold views), so that an
@@ -7,6 +8,7 @@ buffers allocated once per batch size: a training step allocates nothing.
 """
 
 import contextlib
+import re
 import threading
 
 import numpy as np
@@ -388,7 +390,132 @@ class Flatten(Layer):
         return dy.reshape(self._shape)
 
 
-LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten)}
+class ReLU(Activation):
+    """Keras's ReLU layer: max(x, 0), or negative_slope * x below 0 (the fused relu / leaky_relu
+    kernels). max_value and threshold are not there yet: a clear error rather than a wrong result."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None, input_shape=None):
+        slope = real(negative_slope, "negative_slope", 0.0)
+        if max_value is not None or real(threshold, "threshold") != 0.0:
+            raise NotImplementedError("ReLU(max_value=...) and ReLU(threshold=...) are not in fastdl yet; "
+                                      "ReLU() and ReLU(negative_slope=a) are")
+        super().__init__({"name": "leaky_relu", "alpha": slope} if slope else "relu", name=name,
+                         input_shape=input_shape)
+        self.negative_slope = slope
+
+    def get_config(self):
+        return {"name": self.name, "max_value": None, "negative_slope": self.negative_slope, "threshold": 0.0}
+
+
+class LeakyReLU(Activation):
+    """x for x >= 0, negative_slope * x below (Keras 3's default slope 0.3)."""
+
+    def __init__(self, negative_slope=0.3, name=None, input_shape=None):
+        slope = real(negative_slope, "negative_slope", 0.0)
+        super().__init__({"name": "leaky_relu", "alpha": slope}, name=name, input_shape=input_shape)
+        self.negative_slope = slope
+
+    def get_config(self):
+        return {"name": self.name, "negative_slope": self.negative_slope}
+
+
+class Softmax(Activation):
+    """Softmax over the last axis (fused with a cross-entropy loss when it ends the model)."""
+
+    def __init__(self, axis=-1, name=None, input_shape=None):
+        if axis != -1:
+            raise NotImplementedError(f"Softmax(axis={axis!r}): fastdl's softmax runs over the last axis (axis=-1)")
+        super().__init__("softmax", name=name, input_shape=input_shape)
+
+    def get_config(self):
+        return {"name": self.name, "axis": -1}
+
+
+class Identity(Layer):
+    """Returns its input (keras.layers.Identity)."""
+
+
+class Reshape(Layer):
+    """(batch,) + input_shape -> (batch,) + target_shape; one entry may be -1 (inferred)."""
+
+    def __init__(self, target_shape, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        target = tuple(int(t) for t in target_shape) if isinstance(target_shape, (tuple, list)) else None
+        if target is None or any(t < 1 and t != -1 for t in target) or target.count(-1) > 1:
+            raise ValueError(f"target_shape must be a tuple of positive ints with at most one -1, got {target_shape!r}")
+        self.target_shape = target
+
+    def build(self, input_shape):
+        size, known = int(np.prod(input_shape)), int(np.prod([t for t in self.target_shape if t != -1]))
+        if -1 in self.target_shape:
+            if known == 0 or size % known:
+                raise ValueError(f"{self.name}: cannot reshape {tuple(input_shape)} to {self.target_shape}")
+            return tuple(size // known if t == -1 else t for t in self.target_shape)
+        if known != size:
+            raise ValueError(f"{self.name}: cannot reshape {tuple(input_shape)} ({size} values) to "
+                             f"{self.target_shape} ({known})")
+        return self.target_shape
+
+    def forward(self, x, training=False):
+        return x.reshape((len(x),) + self.output_shape)
+
+    def backward(self, dy, need_dx=True):
+        return dy.reshape((len(dy),) + self.input_shape)
+
+    def get_config(self):
+        return {"name": self.name, "target_shape": list(self.target_shape)}
+
+
+class Rescaling(Layer):
+    """y = x * scale + offset (keras.layers.Rescaling, e.g. scale=1/255 for pixels)."""
+
+    def __init__(self, scale, offset=0.0, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.scale, self.offset = real(scale, "scale", -np.inf), real(offset, "offset", -np.inf)
+
+    def forward(self, x, training=False):
+        y = self._buffer("y", x.shape, array_module(x))
+        array_module(x).multiply(x, np.float32(self.scale), out=y)
+        if self.offset:
+            y += np.float32(self.offset)
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", dy.shape, array_module(dy))
+        array_module(dy).multiply(dy, np.float32(self.scale), out=dx)
+        return dx
+
+    def get_config(self):
+        return {"name": self.name, "scale": self.scale, "offset": self.offset}
+
+
+class GaussianNoise(Layer):
+    """Training only: adds N(0, stddev^2) noise to each input (fastdl's seeded random state, or
+    seed); the identity at inference (keras.layers.GaussianNoise)."""
+
+    def __init__(self, stddev, seed=None, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape)
+        self.stddev = real(stddev, "stddev", 0.0)
+        self.seed = seed
+        self._rng = None if seed is None else np.random.default_rng(seed)
+
+    def forward(self, x, training=False):
+        if not training or self.stddev == 0.0:
+            return x
+        rng = self._rng if self._rng is not None else _random.generator()
+        noise = rng.standard_normal(x.shape, dtype=np.float32) * np.float32(self.stddev)
+        y = self._buffer("y", x.shape, array_module(x))
+        array_module(x).add(x, array_module(x).asarray(noise), out=y)
+        return y
+
+    def get_config(self):
+        return {"name": self.name, "stddev": self.stddev, "seed": self.seed}
+
+
+LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, Softmax,
+                                         Identity, Reshape, Rescaling, GaussianNoise)}
 
 
 def from_config(class_name, config):
@@ -413,4 +540,6 @@ def _shape(shape, name):
 
 
 def _snake(name):
-    return "".join("_" + c.lower() if c.isupper() and i else c.lower() for i, c in enumerate(name))
+    """Keras's default layer names: Dense -> dense, LeakyReLU -> leaky_re_lu, ReLU -> re_lu."""
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()

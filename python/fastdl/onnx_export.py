@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from . import _files
-from .layers import Activation, Dense, Dropout, Flatten, InputLayer
+from .layers import Activation, Dense, Dropout, Flatten, GaussianNoise, Identity, InputLayer, Reshape, Rescaling
 
 OPSET = 17
 
@@ -79,14 +79,29 @@ def build_model_proto(model):
                 inits.append(numpy_helper.from_array(host(layer.weights[1]).astype(np.float32), f"{layer.name}_bias"))
                 gemm_in.append(f"{layer.name}_bias")
             z = f"{layer.name}_z"
-            nodes.append(helper.make_node("Gemm", gemm_in, [z], name=f"{layer.name}_gemm"))
+            if len(layer.input_shape) == 1:
+                nodes.append(helper.make_node("Gemm", gemm_in, [z], name=f"{layer.name}_gemm"))
+            else:  # Dense on the last axis of a higher-rank input: Gemm takes matrices only
+                product = z if not layer.use_bias else f"{layer.name}_xw"
+                nodes.append(helper.make_node("MatMul", gemm_in[:2], [product], name=f"{layer.name}_matmul"))
+                if layer.use_bias:
+                    nodes.append(helper.make_node("Add", [product, gemm_in[2]], [z], name=f"{layer.name}_bias_add"))
             act_nodes, consts = _activation_nodes(helper, layer.activation, z, out, f"{layer.name}_act")
         elif isinstance(layer, Activation):
             act_nodes, consts = _activation_nodes(helper, layer.activation, current, out, layer.name)
         elif isinstance(layer, Flatten):
             act_nodes, consts = [helper.make_node("Flatten", [current], [out], axis=1, name=layer.name)], {}
-        elif isinstance(layer, Dropout):
+        elif isinstance(layer, (Dropout, Identity, GaussianNoise)):  # the identity at inference
             act_nodes, consts = [helper.make_node("Identity", [current], [out], name=layer.name)], {}
+        elif isinstance(layer, Reshape):
+            shape = f"{layer.name}_shape"
+            act_nodes = [helper.make_node("Reshape", [current, shape], [out], name=layer.name)]
+            consts = {shape: np.array((-1,) + tuple(layer.output_shape), dtype=np.int64)}
+        elif isinstance(layer, Rescaling):
+            scale, offset, scaled = f"{layer.name}_scale", f"{layer.name}_offset", f"{layer.name}_scaled"
+            act_nodes = [helper.make_node("Mul", [current, scale], [scaled], name=f"{layer.name}_mul"),
+                         helper.make_node("Add", [scaled, offset], [out], name=f"{layer.name}_add")]
+            consts = {scale: np.array(layer.scale, dtype=np.float32), offset: np.array(layer.offset, dtype=np.float32)}
         else:
             raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no ONNX export")
         nodes += act_nodes

@@ -1,0 +1,69 @@
+"""Keras's small layers (issue #11, part 3): ReLU, LeakyReLU, Softmax, Identity, Reshape, Rescaling,
+GaussianNoise: gradients against finite differences, save / load, ONNX, errors. Against Keras
+itself: tests/keras_swap/small_layers.py."""
+
+import numpy as np
+import pytest
+
+import fastdl as keras
+from fastdl import layers, models
+
+from test_models import _model_gradient
+
+
+def _stack(smooth=False):
+    """ReLU and LeakyReLU have kinks that finite differences straddle: the smooth stack has tanh there
+    (their values are held against Keras in the swap test)."""
+    kink = (lambda layer: layers.Activation("tanh")) if smooth else (lambda layer: layer)
+    return [layers.Input((6,)), layers.Rescaling(0.5, offset=0.25), layers.Dense(8, activation="tanh"),
+            kink(layers.LeakyReLU(0.2)), layers.Reshape((2, 4)), layers.Identity(), layers.Dense(3, activation="tanh"),
+            kink(layers.ReLU(negative_slope=0.05)), layers.Reshape((-1,)), layers.Dense(3), layers.Softmax()]
+
+
+def test_gradients_through_the_small_layers_match_finite_differences(rng):
+    keras.utils.set_random_seed(2)
+    model = models.Sequential(_stack(smooth=True))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    assert model._fused  # the Softmax layer is fused with the loss, as a Dense's softmax is
+    x = rng.standard_normal((10, 6)).astype(np.float32)
+    analytic, numeric = _model_gradient(model, x, rng.integers(0, 3, 10))
+    np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-3)
+
+
+def test_saved_and_loaded_and_exported(tmp_path, rng):
+    keras.utils.set_random_seed(3)
+    model = models.Sequential(_stack() + [layers.GaussianNoise(0.3, seed=1)])
+    model.compile("adam", "mse")
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    model.fit(x, rng.random((16, 3)), verbose=0)
+    model.save(tmp_path / "m.fastdl")
+    back = models.load_model(tmp_path / "m.fastdl")
+    assert [type(layer).__name__ for layer in back.layers] == [type(layer).__name__ for layer in model.layers]
+    assert back.layers[2].negative_slope == 0.2 and back.layers[3].target_shape == (2, 4)
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))  # noise only in training
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model.export(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], model.predict(x), rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_noise_trains_with_noise_and_predicts_without(rng):
+    layer = layers.GaussianNoise(0.5, seed=0)
+    models.Sequential([layers.Input((1000,)), layer])
+    x = np.zeros((4, 1000), np.float32)
+    noisy = layer.forward(x, training=True)
+    assert abs(noisy.std() - 0.5) < 0.02 and np.array_equal(layer.forward(x, training=False), x)
+
+
+def test_names_and_errors():
+    assert [layers.ReLU().name.split("_")[0], layers.LeakyReLU().negative_slope] == ["re", 0.3]
+    assert layers.LeakyReLU().name.startswith("leaky_re_lu")  # Keras's default names
+    with pytest.raises(NotImplementedError, match="max_value"):
+        layers.ReLU(max_value=6)
+    with pytest.raises(NotImplementedError, match="last axis"):
+        layers.Softmax(axis=1)
+    with pytest.raises(ValueError, match="cannot reshape"):
+        models.Sequential([layers.Input((6,)), layers.Reshape((4, 2))])
+    with pytest.raises(ValueError, match="target_shape"):
+        layers.Reshape((2, -1, -1))
