@@ -63,7 +63,7 @@ class Batches:
             b = self._buffers.get((id(a), len(rows))) if self.reuses_buffers else None
             if b is None:
                 b = self._buffer(a, len(rows), np)
-            np.take(a, rows, axis=0, out=b)
+            a.take(rows, axis=0, out=b)  # the method: no dispatch layer (0.6 us a call at batch 32)
         else:
             b = self.device.xp.take(a, self.device_rows, axis=0)
         return b if self.on_cpu or host else self.device.put(b)
