@@ -283,8 +283,8 @@ class Dense(Layer):
 
     def get_config(self):
         config = {"name": self.name, "units": self.units, "activation": activations.serialize(self.activation),
-                  "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-                  "bias_initializer": self.bias_initializer}
+                  "use_bias": self.use_bias, "kernel_initializer": initializers.serialize(self.kernel_initializer),
+                  "bias_initializer": initializers.serialize(self.bias_initializer)}
         if not self.trainable:
             config["trainable"] = False
         for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
