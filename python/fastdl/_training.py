@@ -100,7 +100,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     feed = _feed.MetricFeed(dev.defers_reads)
     keep_batch = feed.deferred and getattr(getattr(source, "batches", None), "reuses_buffers", False)
 
+    model._resume_epoch = None
     cb_list.on_train_begin({})
+    if model._resume_epoch is not None:  # BackupAndRestore found a backup: go on after its epoch
+        initial_epoch = model._resume_epoch
     logs = {}
     try:
         with dev.activate():

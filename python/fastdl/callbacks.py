@@ -1,11 +1,17 @@
 """Callbacks, Keras's names and hooks: History, EarlyStopping, ModelCheckpoint,
-LearningRateScheduler, and ProgbarLogger (the progress bar fit() shows with verbose)."""
+LearningRateScheduler, ReduceLROnPlateau, CSVLogger, TerminateOnNaN, LambdaCallback,
+BackupAndRestore, and ProgbarLogger (the progress bar fit() shows with verbose)."""
 
+import json
 import math
+import os
 import sys
 import time
+import warnings
 
 import numpy as np
+
+from .optim import schedules as _schedules
 
 
 class Callback:
@@ -39,7 +45,8 @@ class Callback:
 
 
 def _overrides(cb, hook):
-    return getattr(type(cb), hook) is not getattr(Callback, hook)
+    """Whether cb does something at `hook` (a method of its class, or a LambdaCallback's function)."""
+    return getattr(type(cb), hook) is not getattr(Callback, hook) or hook in cb.__dict__
 
 
 class CallbackList:
@@ -148,14 +155,35 @@ class ModelCheckpoint(Callback):
     the logs ('model-{epoch:02d}-{val_loss:.3f}.fastdl'); save_best_only keeps the best
     `monitor` value only."""
 
-    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, mode="auto"):
+    def __init__(self, filepath, monitor="val_loss", verbose=0, save_best_only=False, save_weights_only=False,
+                 mode="auto", save_freq="epoch", initial_value_threshold=None):
         super().__init__()
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.mode = bool(save_best_only), _monitor_mode(monitor, mode)
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.save_weights_only = bool(save_weights_only)
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int) or save_freq < 1):
+            raise ValueError(f"save_freq must be 'epoch' or a positive number of batches, got {save_freq!r}")
+        self.save_freq = save_freq
+        self.best = initial_value_threshold if initial_value_threshold is not None else \
+            (math.inf if self.mode == "min" else -math.inf)
+        self._batches = 0
+        self._epoch = 0
+        if save_freq != "epoch":  # a batch hook only then: batch-end logs cost a GPU model a wait
+            self.on_train_batch_end = self._on_batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def _on_batch(self, batch, logs=None):
+        self._batches += 1
+        if self._batches % self.save_freq == 0:  # every save_freq batches, counted across epochs
+            self._save(self._epoch, dict(logs or {}, batch=batch + 1))
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        if self.save_freq == "epoch":
+            self._save(epoch, logs or {})
+
+    def _save(self, epoch, logs):
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_best_only:
             value = logs.get(self.monitor)
@@ -167,7 +195,10 @@ class ModelCheckpoint(Callback):
             if self.verbose:
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {value:.5f}, saving to {path}")
             self.best = value
-        self.model.save(path)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
 
 
 class LearningRateScheduler(Callback):
@@ -188,6 +219,158 @@ class LearningRateScheduler(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = float(self.model.optimizer.lr)
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiplies the learning rate by `factor` when `monitor` has not improved by more than
+    min_delta for `patience` epochs, then waits `cooldown` epochs, never going below min_lr
+    (Keras's ReduceLROnPlateau; mode 'auto' maximises a monitor with 'acc' in its name)."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
+                 cooldown=0, min_lr=0.0, **kwargs):
+        super().__init__()
+        if not 0 <= float(factor) < 1.0:
+            raise ValueError(f"ReduceLROnPlateau does not support a factor >= 1.0 or < 0, got {factor}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), int(patience), verbose
+        self.min_delta, self.cooldown, self.min_lr = float(min_delta), int(cooldown), float(min_lr)
+        self.mode = ("max" if "acc" in monitor else "min") if mode == "auto" else mode
+
+    def _better(self, value):
+        if self.mode == "min":
+            return value < self.best - self.min_delta
+        return value > self.best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_counter = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        optimizer = self.model.optimizer
+        if isinstance(optimizer.hyperparams.get("lr"), _schedules.Schedule):
+            raise TypeError("ReduceLROnPlateau sets the learning rate; the optimizer's is a schedule")
+        logs["learning_rate"] = float(optimizer.lr)
+        value = logs.get(self.monitor)
+        if value is None:
+            warnings.warn(f"ReduceLROnPlateau conditioned on {self.monitor!r}, which is not in the logs "
+                          f"({sorted(logs)}): skipping", stacklevel=2)
+            return
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(value):
+            self.best, self.wait = value, 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                old = float(optimizer.lr)
+                if old > self.min_lr:
+                    new = max(old * self.factor, self.min_lr)
+                    optimizer.lr = new
+                    if self.verbose:
+                        print(f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new}.")
+                    self.cooldown_counter = self.cooldown
+                    self.wait = 0
+
+
+class TerminateOnNaN(Callback):
+    """Stops training at the first batch whose running loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.model.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from functions: LambdaCallback(on_epoch_end=lambda epoch, logs: ..., ...), any of
+    the hooks (on_train_begin, on_epoch_begin, on_train_batch_end, on_test_end, ...)."""
+
+    def __init__(self, **hooks):
+        super().__init__()
+        for name, fn in hooks.items():
+            if not name.startswith("on_") or not hasattr(Callback, name):
+                raise TypeError(f"LambdaCallback got {name!r}, which is not a callback hook")
+            if fn is not None:
+                setattr(self, name, fn)
+
+
+class CSVLogger(Callback):
+    """Writes each epoch's logs to a CSV file: a header 'epoch' + the log keys (sorted, as Keras),
+    then a row per epoch; append=True goes on after an existing file's rows. The file is rewritten
+    whole after each epoch (a temporary file renamed over it), so a crash never leaves a torn row."""
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename, self.sep, self.append = str(filename), separator, bool(append)
+
+    def on_train_begin(self, logs=None):
+        self.keys, self.rows = None, []
+        self.head = ""
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename, encoding="utf-8") as f:
+                self.head = f.read()
+            first = self.head.splitlines()[0] if self.head.strip() else ""
+            self.keys = first.split(self.sep)[1:] if first else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.keys is None:
+            self.keys = sorted(logs)
+            self.rows.append(self.sep.join(["epoch"] + self.keys))
+        self.rows.append(self.sep.join([str(epoch)] + [_csv_value(logs.get(k, "NA")) for k in self.keys]))
+        text = self.head + "".join(row + "\n" for row in self.rows)
+        from . import _files
+        _files.atomic_write(self.filename, lambda f: f.write(text.encode("utf-8")))
+
+
+def _csv_value(v):
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))
+    return str(v)
+
+
+class BackupAndRestore(Callback):
+    """Backs the training up into backup_dir at the end of every epoch (the model with its optimizer
+    state, and the epoch); a fit that finds a backup there restores it and goes on from the next
+    epoch, so an interrupted run resumes where it stopped. The backup is deleted when fit ends
+    normally (delete_checkpoint=True)."""
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__()
+        if save_freq != "epoch":
+            raise NotImplementedError("BackupAndRestore backs up at each epoch's end (save_freq='epoch')")
+        self.backup_dir, self.delete_checkpoint = str(backup_dir), bool(delete_checkpoint)
+        self.model_path = os.path.join(self.backup_dir, "latest.fastdl")
+        self.epoch_path = os.path.join(self.backup_dir, "training_metadata.json")
+
+    def on_train_begin(self, logs=None):
+        if os.path.exists(self.model_path) and os.path.exists(self.epoch_path):
+            from . import saving
+            with open(self.epoch_path, encoding="utf-8") as f:
+                epoch = int(json.load(f)["epoch"])
+            saved = saving.load_model(self.model_path)
+            self.model.set_weights(saved.get_weights())
+            if saved.optimizer is not None and self.model.optimizer is not None:
+                self.model.optimizer.load_state_dict(saved.optimizer.state_dict())
+            self.model._resume_epoch = epoch + 1  # fit goes on from the epoch after the backup
+
+    def on_epoch_end(self, epoch, logs=None):
+        from . import _files
+        os.makedirs(self.backup_dir, exist_ok=True)
+        self.model.save(self.model_path)
+        payload = json.dumps({"epoch": int(epoch)}).encode("utf-8")
+        _files.atomic_write(self.epoch_path, lambda f: f.write(payload))
+
+    def on_train_end(self, logs=None):
+        if self.delete_checkpoint:
+            for path in (self.model_path, self.epoch_path):
+                if os.path.exists(path):
+                    os.remove(path)
 
 
 class ProgbarLogger(Callback):

@@ -746,6 +746,20 @@ class Sequential:
         return {"name": self.name, "input_shape": list(self._input_shape) if self.built else None,
                 "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self._layers]}
 
+    def save_weights(self, filepath, overwrite=True):
+        """Writes the weights alone (no architecture, no optimizer state) to one file: an .npz of
+        the parameter buffer and each weight's shape, no pickle, atomic. (Keras's .weights.h5
+        layout is not written yet: such a name is refused.)"""
+        from . import saving
+        with self._compute_lock:
+            saving.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath):
+        """Reads weights written by save_weights into this model (the same architecture: every
+        weight's shape is checked before any is set)."""
+        from . import saving
+        saving.load_weights(self, filepath)
+
     def save(self, filepath):
         """Writes the model to one file: architecture, compile settings and weights, with the
         optimizer state so that training resumes exactly. No pickle; the write is atomic."""

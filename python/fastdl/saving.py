@@ -433,3 +433,42 @@ def _short(value):
 def _brief(exc, limit=300):
     text = str(exc)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---- weights alone ------------------------------------------------------------------------------
+
+def _weights_path(path):
+    name = os.fspath(path)
+    if str(name).endswith(".h5"):
+        raise NotImplementedError(f"{name}: Keras's .weights.h5 format is not written by fastdl yet; use a name "
+                                  f"ending in .weights.npz (or model.save for the whole model)")
+    return name
+
+
+def save_weights(model, path, overwrite=True):
+    """The weights in an .npz: 'params' (the parameter buffer) and 'shapes' (each weight's shape)."""
+    model._require_built()
+    path = _weights_path(path)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists and overwrite=False")
+    shapes = [list(w.shape) for w in model.weights]
+    params = model._device.host(model._params)
+
+    def write(f):
+        np.savez(f, params=params, shapes=np.array(json.dumps(shapes)))
+    _files.atomic_write(path, write)
+
+
+def load_weights(model, path):
+    path = _weights_path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            params, shapes = z["params"], json.loads(str(z["shapes"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path}: not a fastdl weights file ({exc})") from None
+    model._require_built()
+    want = [list(w.shape) for w in model.weights]
+    if shapes != want or params.shape != (int(model._params.size),) or params.dtype != np.float32:
+        raise ValueError(f"{path}: its weights have shapes {shapes} but the model's are {want}")
+    with model._compute_lock, model._device.activate():
+        model._params[...] = model._device.put(params)
