@@ -101,3 +101,63 @@ def log_softmax(x, axis=-1):
         return x.copy()
     z = x - x.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+# ---- issue #11's activations ------------------------------------------------------------------------
+
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+
+
+def elu(x, alpha=1.0):
+    x = f64(x)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+def d_elu(x, alpha=1.0):
+    x = f64(x)
+    return np.where(x > 0, 1.0, alpha * np.exp(np.minimum(x, 0)))
+
+
+def selu(x):
+    return SELU_SCALE * elu(x, SELU_ALPHA)
+
+
+def d_selu(x):
+    return SELU_SCALE * d_elu(x, SELU_ALPHA)
+
+
+def softplus(x):
+    return np.logaddexp(0.0, f64(x))
+
+
+def softsign(x):
+    x = f64(x)
+    return x / (1 + np.abs(x))
+
+
+def d_softsign(x):
+    return 1 / (1 + np.abs(f64(x))) ** 2
+
+
+def relu6(x):
+    return np.clip(f64(x), 0, 6)
+
+
+def hard_sigmoid(x):
+    return np.clip(f64(x) / 6 + 0.5, 0, 1)
+
+
+def mish(x):
+    x = f64(x)
+    return x * np.tanh(softplus(x))
+
+
+def d_mish(x):
+    x = f64(x)
+    t = np.tanh(softplus(x))
+    return t + x * (1 - t * t) * sigmoid(x)
+
+
+def exponential(x):
+    with np.errstate(over="ignore"):
+        return np.exp(f64(x))

@@ -60,10 +60,28 @@ def test_names_and_errors():
     assert [layers.ReLU().name.split("_")[0], layers.LeakyReLU().negative_slope] == ["re", 0.3]
     assert layers.LeakyReLU().name.startswith("leaky_re_lu")  # Keras's default names
     with pytest.raises(NotImplementedError, match="max_value"):
-        layers.ReLU(max_value=6)
+        layers.ReLU(max_value=5)
     with pytest.raises(NotImplementedError, match="last axis"):
         layers.Softmax(axis=1)
     with pytest.raises(ValueError, match="cannot reshape"):
         models.Sequential([layers.Input((6,)), layers.Reshape((4, 2))])
     with pytest.raises(ValueError, match="target_shape"):
         layers.Reshape((2, -1, -1))
+
+
+@pytest.mark.parametrize("name", ["elu", "selu", "softplus", "softsign", "relu6", "hard_sigmoid", "mish", "exponential",
+                                  "log_softmax"])
+def test_new_activations_in_dense_export_to_onnx_and_save(tmp_path, rng, name):
+    keras.utils.set_random_seed(4)
+    model = models.Sequential([layers.Input((5,)), layers.Dense(6, activation=name), layers.ELU(alpha=0.4),
+                               layers.ReLU(max_value=6), layers.Dense(2)])
+    x = (rng.standard_normal((7, 5)) * 2).astype(np.float32)
+    model.save(tmp_path / "m.fastdl")
+    back = models.load_model(tmp_path / "m.fastdl")
+    np.testing.assert_array_equal(back.predict(x), model.predict(x))
+    assert back.layers[1].alpha == 0.4 and back.layers[2].max_value == 6.0
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model.export(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x})[0], model.predict(x), rtol=1e-4, atol=1e-5)

@@ -4,13 +4,19 @@
 
 namespace fastdl {
 
-enum class Activation : int { sigmoid = 0, tanh, relu, leaky_relu, gelu, gelu_tanh, silu, identity, count };
+enum class Activation : int {
+  sigmoid = 0, tanh, relu, leaky_relu, gelu, gelu_tanh, silu, identity,
+  elu, selu, softplus, softsign, relu6, hard_sigmoid, mish, exponential, count
+};
 
 // The names, in id order, as Python sees them.
 constexpr const char* kActivationNames[] = {"sigmoid", "tanh", "relu", "leaky_relu", "gelu", "gelu_tanh", "silu",
-                                            "identity"};
+                                            "identity", "elu", "selu", "softplus", "softsign", "relu6",
+                                            "hard_sigmoid", "mish", "exponential"};
 
-// Which tensor an activation's backward needs: its output y (sigmoid, tanh) or its input x.
-constexpr bool backward_uses_output(Activation op) { return op == Activation::sigmoid || op == Activation::tanh; }
+// Which tensor an activation's backward needs: its output y (sigmoid, tanh, exponential) or its input x.
+constexpr bool backward_uses_output(Activation op) {
+  return op == Activation::sigmoid || op == Activation::tanh || op == Activation::exponential;
+}
 
 }  // namespace fastdl

@@ -1,7 +1,9 @@
 """Activations by name, as Keras spells them, for layers.Dense(activation=...) and
 layers.Activation(...): 'linear' (or None), 'relu', 'sigmoid', 'tanh', 'softmax', 'gelu'
 (exact, erf form, as Keras's default approximate=False; also 'gelu_exact'), 'gelu_tanh' (the
-tanh approximation), 'silu' / 'swish', 'leaky_relu' (slope 0.2, Keras's default).
+tanh approximation), 'silu' / 'swish', 'leaky_relu' (slope 0.2, Keras's default), 'elu',
+'selu', 'softplus', 'softsign', 'relu6', 'hard_sigmoid', 'mish', 'exponential' (each a fused
+kernel), 'log_softmax' (over the last axis, a row kernel as softmax).
 
 fastdl.ops functions are accepted too (ops.relu, ...) and mean what calling them means:
 ops.leaky_relu has slope 0.01 (its default, as torch's), so Dense(activation=ops.leaky_relu)
@@ -29,6 +31,15 @@ class Activation:
         return self.name == "softmax"
 
     @property
+    def is_log_softmax(self):
+        return self.name == "log_softmax"
+
+    @property
+    def is_row(self):
+        """softmax or log_softmax: a row kernel over the last axis, not an elementwise one."""
+        return self.name in ("softmax", "log_softmax")
+
+    @property
     def is_identity(self):
         return self.name == "linear"
 
@@ -45,11 +56,23 @@ _BY_NAME = {
     "gelu_tanh": Activation("gelu_tanh", _IDS["gelu_tanh"], uses_output=False),
     "silu": Activation("silu", _IDS["silu"], uses_output=False),
     "leaky_relu": Activation("leaky_relu", _IDS["leaky_relu"], alpha=0.2),
+    "elu": Activation("elu", _IDS["elu"], alpha=1.0, uses_output=False),
+    "selu": Activation("selu", _IDS["selu"], uses_output=False),
+    "softplus": Activation("softplus", _IDS["softplus"], uses_output=False),
+    "softsign": Activation("softsign", _IDS["softsign"], uses_output=False),
+    "relu6": Activation("relu6", _IDS["relu6"], uses_output=False),
+    "hard_sigmoid": Activation("hard_sigmoid", _IDS["hard_sigmoid"], uses_output=False),
+    "mish": Activation("mish", _IDS["mish"], uses_output=False),
+    "exponential": Activation("exponential", _IDS["exponential"]),
+    "log_softmax": Activation("log_softmax"),
 }
 _ALIASES = {None: "linear", "swish": "silu", "identity": "linear", "gelu_exact": "gelu"}
 _FUNCTIONS = {ops.relu: _BY_NAME["relu"], ops.sigmoid: _BY_NAME["sigmoid"], ops.tanh: _BY_NAME["tanh"],
               ops.softmax: _BY_NAME["softmax"], ops.silu: _BY_NAME["silu"], ops.gelu: _BY_NAME["gelu"],
-              ops.leaky_relu: Activation("leaky_relu", _IDS["leaky_relu"], alpha=0.01)}
+              ops.leaky_relu: Activation("leaky_relu", _IDS["leaky_relu"], alpha=0.01),
+              ops.log_softmax: _BY_NAME["log_softmax"]}
+_FUNCTIONS.update({getattr(ops, name): _BY_NAME[name] for name in ("elu", "selu", "softplus", "softsign", "relu6",
+                                                                   "hard_sigmoid", "mish", "exponential")})
 
 
 def serialize(activation):
@@ -60,14 +83,15 @@ def serialize(activation):
 
 
 def _from_dict(config):
-    if set(config) != {"name", "alpha"} or config["name"] != "leaky_relu":
-        raise ValueError(f"an activation given as a dict must be {{'name': 'leaky_relu', 'alpha': slope}}, "
+    if set(config) != {"name", "alpha"} or config["name"] not in ("leaky_relu", "elu"):
+        raise ValueError(f"an activation given as a dict must be {{'name': 'leaky_relu' or 'elu', 'alpha': a}}, "
                          f"got {config!r}")
+    name = config["name"]
     try:
-        alpha = real(config["alpha"], "leaky_relu's alpha", 0.0)
+        alpha = real(config["alpha"], f"{name}'s alpha", 0.0)
     except TypeError as exc:  # a config value: any wrong value is a ValueError
         raise ValueError(str(exc)) from None
-    return Activation("leaky_relu", _IDS["leaky_relu"], alpha=alpha)
+    return Activation(name, _IDS[name], alpha=alpha, uses_output=name != "elu")
 
 
 def get(activation):

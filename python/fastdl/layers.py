@@ -231,12 +231,12 @@ class Dense(Layer):
         z = self._buffer("z", (len(x), self.units), xp)
         xp.matmul(x, kernel, out=z)
         self._x = x
-        if act.is_softmax or act.is_identity or self.logits_out:
+        if act.is_row or act.is_identity or self.logits_out:
             k.bias_activation(_IDENTITY, z, bias, None, z, 0.0)
             self._saved = z
-            if act.is_softmax and not self.logits_out:
+            if act.is_row and not self.logits_out:
                 y = self._buffer("y", z.shape, xp)
-                k.softmax(z, y, False)
+                k.softmax(z, y, act.is_log_softmax)
                 self._saved = y
                 return y
             return z
@@ -258,10 +258,10 @@ class Dense(Layer):
         xp = np if type(dy) is np.ndarray else array_module(dy)
         act = self.activation
         db = self.gradients[1] if self.use_bias else None
-        if act.is_softmax and not self.logits_out:
-            k.softmax_backward(dy, self._saved, dy, False)
+        if act.is_row and not self.logits_out:
+            k.softmax_backward(dy, self._saved, dy, act.is_log_softmax)
             op, alpha = _IDENTITY, 0.0
-        elif act.is_identity or self.logits_out or act.is_softmax:
+        elif act.is_identity or self.logits_out or act.is_row:
             op, alpha = _IDENTITY, 0.0
         else:
             op, alpha = act.kernel, act.alpha
@@ -309,8 +309,8 @@ class Activation(Layer):
         if act.is_identity or self.logits_out:
             return x
         y = self._buffer("y", x.shape, array_module(x))
-        if act.is_softmax:
-            _backend.kernels_for(x).softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), False)
+        if act.is_row:
+            _backend.kernels_for(x).softmax(x.reshape(-1, x.shape[-1]), y.reshape(-1, x.shape[-1]), act.is_log_softmax)
         else:
             _backend.kernels_for(x).activation(act.kernel, x, y, act.alpha)
         self._saved = y if act.uses_output else x
@@ -321,9 +321,10 @@ class Activation(Layer):
         if act.is_identity or self.logits_out or not need_dx:
             return dy
         dx = self._buffer("dx", dy.shape, array_module(dy))
-        if act.is_softmax:
+        if act.is_row:
             c = dy.shape[-1]
-            _backend.kernels_for(dy).softmax_backward(dy.reshape(-1, c), self._saved.reshape(-1, c), dx.reshape(-1, c), False)
+            _backend.kernels_for(dy).softmax_backward(dy.reshape(-1, c), self._saved.reshape(-1, c), dx.reshape(-1, c),
+                                                      act.is_log_softmax)
         else:
             _backend.kernels_for(dy).activation_backward(act.kernel, dy, self._saved, dx, act.alpha)
         return dx
@@ -391,20 +392,37 @@ class Flatten(Layer):
 
 
 class ReLU(Activation):
-    """Keras's ReLU layer: max(x, 0), or negative_slope * x below 0 (the fused relu / leaky_relu
-    kernels). max_value and threshold are not there yet: a clear error rather than a wrong result."""
+    """Keras's ReLU layer: max(x, 0), negative_slope * x below 0, or min(max(x, 0), 6) with
+    max_value=6 (the fused relu / leaky_relu / relu6 kernels). Other max_value / threshold
+    combinations are refused clearly rather than computed wrongly."""
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, name=None, input_shape=None):
         slope = real(negative_slope, "negative_slope", 0.0)
-        if max_value is not None or real(threshold, "threshold") != 0.0:
-            raise NotImplementedError("ReLU(max_value=...) and ReLU(threshold=...) are not in fastdl yet; "
-                                      "ReLU() and ReLU(negative_slope=a) are")
-        super().__init__({"name": "leaky_relu", "alpha": slope} if slope else "relu", name=name,
-                         input_shape=input_shape)
-        self.negative_slope = slope
+        threshold = real(threshold, "threshold")
+        if max_value is not None and (real(max_value, "max_value", 0.0) != 6.0 or slope or threshold):
+            raise NotImplementedError("ReLU(max_value=m) is in fastdl for m = 6 (relu6) without negative_slope or "
+                                      "threshold only")
+        if threshold != 0.0:
+            raise NotImplementedError("ReLU(threshold=...) is not in fastdl yet")
+        act = "relu6" if max_value is not None else ({"name": "leaky_relu", "alpha": slope} if slope else "relu")
+        super().__init__(act, name=name, input_shape=input_shape)
+        self.max_value, self.negative_slope = (None if max_value is None else 6.0), slope
 
     def get_config(self):
-        return {"name": self.name, "max_value": None, "negative_slope": self.negative_slope, "threshold": 0.0}
+        return {"name": self.name, "max_value": self.max_value, "negative_slope": self.negative_slope,
+                "threshold": 0.0}
+
+
+class ELU(Activation):
+    """x for x > 0, alpha (exp(x) - 1) otherwise (the fused elu kernel)."""
+
+    def __init__(self, alpha=1.0, name=None, input_shape=None):
+        alpha = real(alpha, "alpha", 0.0)
+        super().__init__({"name": "elu", "alpha": alpha}, name=name, input_shape=input_shape)
+        self.alpha = alpha
+
+    def get_config(self):
+        return {"name": self.name, "alpha": self.alpha}
 
 
 class LeakyReLU(Activation):
@@ -514,8 +532,8 @@ class GaussianNoise(Layer):
         return {"name": self.name, "stddev": self.stddev, "seed": self.seed}
 
 
-LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, Softmax,
-                                         Identity, Reshape, Rescaling, GaussianNoise)}
+LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, ELU,
+                                         Softmax, Identity, Reshape, Rescaling, GaussianNoise)}
 
 
 def from_config(class_name, config):

@@ -30,6 +30,19 @@ def _activation_nodes(helper, act, x, out, prefix):
     if name == "silu":
         return [helper.make_node("Sigmoid", [x], [prefix + "_s"], name=prefix + "_sigmoid"),
                 helper.make_node("Mul", [x, prefix + "_s"], [out], name=prefix)], {}
+    simple = {"softplus": "Softplus", "softsign": "Softsign", "exponential": "Exp", "selu": "Selu"}
+    if name in simple:  # ONNX's Selu defaults are SELU's constants
+        return [helper.make_node(simple[name], [x], [out], name=prefix)], {}
+    if name == "elu":
+        return [helper.make_node("Elu", [x], [out], alpha=act.alpha, name=prefix)], {}
+    if name == "hard_sigmoid":  # Keras 3's: clip(x / 6 + 1/2, 0, 1)
+        return [helper.make_node("HardSigmoid", [x], [out], alpha=1 / 6, beta=0.5, name=prefix)], {}
+    if name == "log_softmax":
+        return [helper.make_node("LogSoftmax", [x], [out], axis=-1, name=prefix)], {}
+    if name == "mish":  # x tanh(softplus(x)) (Mish is an ONNX op from opset 18 only)
+        return [helper.make_node("Softplus", [x], [prefix + "_sp"], name=prefix + "_softplus"),
+                helper.make_node("Tanh", [prefix + "_sp"], [prefix + "_t"], name=prefix + "_tanh"),
+                helper.make_node("Mul", [x, prefix + "_t"], [out], name=prefix)], {}
     consts = {}
 
     def const(value):
@@ -54,6 +67,8 @@ def _activation_nodes(helper, act, x, out, prefix):
                 helper.make_node("Add", [prefix + "_t", const(1.0)], [prefix + "_p"], name=prefix + "_one"),
                 helper.make_node("Mul", [x, prefix + "_p"], [prefix + "_xp"], name=prefix + "_mul"),
                 helper.make_node("Mul", [prefix + "_xp", const(0.5)], [out], name=prefix)], consts
+    if name == "relu6":
+        return [helper.make_node("Clip", [x, const(0.0), const(6.0)], [out], name=prefix)], consts
     raise ValueError(f"activation {name!r} has no ONNX export")
 
 

@@ -11,7 +11,9 @@ import math
 import numpy as np
 
 ACTIVATIONS = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3, "gelu": 4, "gelu_tanh": 5, "silu": 6,
-               "identity": 7}
+               "identity": 7, "elu": 8, "selu": 9, "softplus": 10, "softsign": 11, "relu6": 12, "hard_sigmoid": 13,
+               "mish": 14, "exponential": 15}
+_SELU_ALPHA, _SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 
 _SQRT_HALF = 0.70710678118654752440
 _INV_SQRT_2PI = 0.39894228040143267794
@@ -64,7 +66,29 @@ def _forward(op, x, alpha):
         return x * _sigmoid(x)
     if op == 7:
         return x
+    t = x.dtype.type
+    if op in (8, 9):
+        a, scale = (t(alpha), 1) if op == 8 else (t(_SELU_ALPHA), t(_SELU_SCALE))
+        return scale * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+    if op == 10:
+        return _softplus(x)
+    if op == 11:
+        return x / (1 + np.abs(x))
+    if op == 12:
+        return np.where(x < 0, 0, np.where(x > 6, 6, x)).astype(x.dtype)
+    if op == 13:
+        v = x * t(1 / 6) + t(0.5)
+        return np.where(v < 0, 0, np.where(v > 1, 1, v)).astype(x.dtype)
+    if op == 14:
+        return x * np.tanh(_softplus(x))
+    if op == 15:
+        return np.exp(x)
     raise ValueError(f"unknown activation id {op}")
+
+
+def _softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)) (csrc/kernels/activations.h: softplus_of)."""
+    return np.where(x < 0, 0, x) + np.log1p(np.exp(-np.abs(x)))
 
 
 def _backward(op, g, s, alpha):
@@ -87,6 +111,24 @@ def _backward(op, g, s, alpha):
         return g * sg * (1 + s * (1 - sg))
     if op == 7:
         return g
+    t = s.dtype.type
+    if op in (8, 9):
+        a, scale = (t(alpha), 1) if op == 8 else (t(_SELU_ALPHA), t(_SELU_SCALE))
+        return scale * np.where(s > 0, g, g * a * np.exp(np.minimum(s, 0)))
+    if op == 10:
+        return g * _sigmoid(s)
+    if op == 11:
+        d = 1 + np.abs(s)
+        return g / (d * d)
+    if op == 12:
+        return np.where((s > 0) & (s < 6), g, 0).astype(g.dtype)
+    if op == 13:
+        return np.where((s > -3) & (s < 3), g * t(1 / 6), 0).astype(g.dtype)
+    if op == 14:
+        th = np.tanh(_softplus(s))
+        return g * (th + s * (1 - th * th) * _sigmoid(s))
+    if op == 15:
+        return g * s
     raise ValueError(f"unknown activation id {op}")
 
 

@@ -2,14 +2,18 @@
 extension is absent or FASTDL_BACKEND=numpy)."""
 
 from .activations import (
-    gelu, gelu_backward, leaky_relu, leaky_relu_backward, log_softmax, log_softmax_backward, relu,
-    relu_backward, sigmoid, sigmoid_backward, silu, silu_backward, softmax, softmax_backward, tanh,
-    tanh_backward,
+    elu, elu_backward, exponential, exponential_backward, gelu, gelu_backward, hard_sigmoid, hard_sigmoid_backward,
+    leaky_relu, leaky_relu_backward, log_softmax, log_softmax_backward, mish, mish_backward, relu, relu6,
+    relu6_backward, relu_backward, selu, selu_backward, sigmoid, sigmoid_backward, silu, silu_backward, softmax,
+    softmax_backward, softplus, softplus_backward, softsign, softsign_backward, tanh, tanh_backward,
 )
 from .losses import binary_crossentropy, mse, softmax_cross_entropy
 
 __all__ = [
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward", "leaky_relu",
     "leaky_relu_backward", "gelu", "gelu_backward", "silu", "silu_backward", "softmax", "softmax_backward",
-    "log_softmax", "log_softmax_backward", "mse", "binary_crossentropy", "softmax_cross_entropy",
+    "log_softmax", "log_softmax_backward", "elu", "elu_backward", "selu", "selu_backward", "softplus",
+    "softplus_backward", "softsign", "softsign_backward", "relu6", "relu6_backward", "hard_sigmoid",
+    "hard_sigmoid_backward", "mish", "mish_backward", "exponential", "exponential_backward",
+    "mse", "binary_crossentropy", "softmax_cross_entropy",
 ]

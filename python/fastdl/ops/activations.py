@@ -109,6 +109,86 @@ def silu_backward(grad, x, out=None):
     return _backward(_IDS["silu"], grad, x, "x", out)
 
 
+def elu(x, alpha=1.0, out=None):
+    """ELU: y = x for x > 0, alpha (exp(x) - 1) otherwise (exp(x) - 1 without cancellation)."""
+    return _forward(_IDS["elu"], x, out, _alpha(alpha))
+
+
+def elu_backward(grad, x, alpha=1.0, out=None):
+    """dL/dx = grad for x > 0, grad * alpha * exp(x) otherwise."""
+    return _backward(_IDS["elu"], grad, x, "x", out, _alpha(alpha))
+
+
+def selu(x, out=None):
+    """SELU: y = scale * elu(x, alpha), alpha = 1.67326..., scale = 1.05070... (Klambauer et al.)."""
+    return _forward(_IDS["selu"], x, out)
+
+
+def selu_backward(grad, x, out=None):
+    """dL/dx = scale * grad for x > 0, scale * grad * alpha * exp(x) otherwise."""
+    return _backward(_IDS["selu"], grad, x, "x", out)
+
+
+def softplus(x, out=None):
+    """Softplus: y = log(1 + exp(x)), as max(x, 0) + log1p(exp(-|x|)) (no overflow)."""
+    return _forward(_IDS["softplus"], x, out)
+
+
+def softplus_backward(grad, x, out=None):
+    """dL/dx = grad * sigmoid(x)."""
+    return _backward(_IDS["softplus"], grad, x, "x", out)
+
+
+def softsign(x, out=None):
+    """Softsign: y = x / (1 + |x|)."""
+    return _forward(_IDS["softsign"], x, out)
+
+
+def softsign_backward(grad, x, out=None):
+    """dL/dx = grad / (1 + |x|)^2."""
+    return _backward(_IDS["softsign"], grad, x, "x", out)
+
+
+def relu6(x, out=None):
+    """ReLU6: y = min(max(x, 0), 6)."""
+    return _forward(_IDS["relu6"], x, out)
+
+
+def relu6_backward(grad, x, out=None):
+    """dL/dx = grad for 0 < x < 6, else 0."""
+    return _backward(_IDS["relu6"], grad, x, "x", out)
+
+
+def hard_sigmoid(x, out=None):
+    """Keras 3's hard sigmoid: y = clip(x / 6 + 1/2, 0, 1)."""
+    return _forward(_IDS["hard_sigmoid"], x, out)
+
+
+def hard_sigmoid_backward(grad, x, out=None):
+    """dL/dx = grad / 6 for -3 < x < 3, else 0."""
+    return _backward(_IDS["hard_sigmoid"], grad, x, "x", out)
+
+
+def mish(x, out=None):
+    """Mish: y = x * tanh(softplus(x))."""
+    return _forward(_IDS["mish"], x, out)
+
+
+def mish_backward(grad, x, out=None):
+    """dL/dx = grad * (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x))."""
+    return _backward(_IDS["mish"], grad, x, "x", out)
+
+
+def exponential(x, out=None):
+    """y = exp(x) (inf beyond the dtype's range, as exp)."""
+    return _forward(_IDS["exponential"], x, out)
+
+
+def exponential_backward(grad, y, out=None):
+    """dL/dx = grad * y, y = exp(x)."""
+    return _backward(_IDS["exponential"], grad, y, "y", out)
+
+
 # ---- softmax family: along one axis ------------------------------------------------------------
 
 def _along_last(run, arrays, axis, out, like_name):
