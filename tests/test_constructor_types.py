@@ -23,10 +23,12 @@ from fastdl import layers, losses, metrics, optim, optimizers
     (lambda: layers.Dense(3, name=["a"]), "name must be a string"),
     (lambda: layers.Dropout(True), "rate must be a real number"),
     (lambda: metrics.BinaryAccuracy(threshold="x"), "threshold must be a real number"),
-    (lambda: metrics.F1Score(num_classes="x"), "num_classes must be an int"),
-    (lambda: metrics.F1Score(num_classes=2.5), "num_classes must be an int"),
-    (lambda: metrics.Precision(num_classes=0), "num_classes must be >= 1"),
-    (lambda: metrics.Recall(average="weighted"), "average must be 'binary', 'macro', 'micro' or None"),
+    (lambda: metrics.F1Score(average="binary"), "average must be None, 'micro', 'macro' or 'weighted'"),
+    (lambda: metrics.FBetaScore(beta=0), "beta must be > 0"),
+    (lambda: metrics.Precision(thresholds="x"), "thresholds must be a real number"),
+    (lambda: metrics.Recall(thresholds=[0.2, 1.5]), r"thresholds must be in \[0, 1\]"),
+    (lambda: metrics.AUC(curve="XY"), "curve must be 'ROC' or 'PR'"),
+    (lambda: metrics.TopKCategoricalAccuracy(k=2.5), "k must be an int"),
     (lambda: metrics.Accuracy(name=3), "name must be a string"),
 ])
 def test_bad_settings_are_refused_when_made(make, message):
@@ -39,7 +41,7 @@ def test_bad_settings_are_refused_when_made(make, message):
 
 def test_numpy_bools_and_ints_are_accepted():
     assert losses.BinaryCrossentropy(from_logits=np.bool_(True)).from_logits is True
-    assert metrics.F1Score(num_classes=np.int64(3)).num_classes == 3
+    assert metrics.TopKCategoricalAccuracy(k=np.int64(3)).k == 3
     assert layers.Dense(2, use_bias=np.False_).use_bias is False
 
 

@@ -320,7 +320,7 @@ CONFIGS = {
                                                                                           "config": [1]}),
     "unknown loss": _set("compile", "loss", "name", value="hinge"),
     "loss argument unknown": _set("compile", "loss", "config", "gamma", value=2),
-    "unknown metric": _set("compile", "metrics", 0, "class", value="AUC"),
+    "unknown metric": _set("compile", "metrics", 0, "class", value="AUCX"),
     "metric argument unknown": _set("compile", "metrics", 0, "config", "k", value=5),
     "metric name a list": _set("compile", "metrics", 0, "config", "name", value=["x"]),
     "metrics not a list": _set("compile", "metrics", value="accuracy"),

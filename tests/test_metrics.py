@@ -46,9 +46,9 @@ def test_binary_and_input_forms():
 
 
 def test_streaming_metrics_accumulate_over_batches():
-    m = metrics.F1Score(average="macro")
-    m.update_state(T[:3], P[:3])
-    m.update_state(T[3:], P[3:])
+    m = metrics.F1Score(average="macro")  # Keras's: one-hot targets, each row's largest output predicted
+    m.update_state(np.eye(3)[T[:3]], np.eye(3)[P[:3]] * 0.8 + 0.1)
+    m.update_state(np.eye(3)[T[3:]], np.eye(3)[P[3:]] * 0.8 + 0.1)
     assert m.result() == pytest.approx(metrics.f1_score(T, P, average="macro"))
     a = metrics.SparseCategoricalAccuracy()
     a.update_state(T, np.eye(3)[P])
@@ -65,7 +65,7 @@ def test_get_metric_by_name():
     assert isinstance(metrics.get("acc"), metrics.Accuracy) and metrics.get("acc").name == "acc"  # as Keras logs it
     assert isinstance(metrics.get("f1_score"), metrics.F1Score)
     with pytest.raises(ValueError, match="unknown metric"):
-        metrics.get("auc")
+        metrics.get("auc2")
 
 
 def test_binary_accuracy_counts_every_label_and_uses_its_threshold():
@@ -82,3 +82,11 @@ def test_binary_accuracy_counts_every_label_and_uses_its_threshold():
 def test_binary_accuracy_of_scalars():
     assert metrics.BinaryAccuracy()(1.0, 0.7) == 1.0
     assert metrics.BinaryAccuracy()(0.0, 0.7) == 0.0
+
+
+def test_function_metrics_do_not_count_absent_classes():
+    """Without num_classes, an id no sample has is no class (scikit-learn's convention)."""
+    t, p = [0, 2, 2, 0], [0, 2, 0, 0]  # class 1 in neither
+    assert metrics.precision(t, p, average="macro") == pytest.approx((2 / 3 + 1) / 2)
+    np.testing.assert_allclose(metrics.recall(t, p, average=None), [1.0, 0.5])
+    assert metrics.precision(t, p, average="macro", num_classes=3) == pytest.approx((2 / 3 + 0 + 1) / 3)

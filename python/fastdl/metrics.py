@@ -1,17 +1,22 @@
 """Metrics, Keras's argument order (y_true, y_pred).
 
-Functions: accuracy, precision, recall, f1_score (average 'binary', 'macro', 'micro' or None
-for one value per class), confusion_matrix. Labels may be class ids, one-hot rows or
-probability rows (argmax), or binary scores (thresholded at 0.5).
+Functions (scikit-learn's conventions): accuracy, precision, recall, f1_score (average 'binary',
+'macro', 'micro' or None for one value per class), confusion_matrix. Labels may be class ids,
+one-hot rows or probability rows (argmax), or binary scores (thresholded at 0.5).
 
-Objects (for compile(metrics=[...]) or streaming use): Accuracy, BinaryAccuracy,
-CategoricalAccuracy, SparseCategoricalAccuracy, Precision, Recall, F1Score,
-MeanSquaredError, MeanAbsoluteError; update_state(y_true, y_pred), result(), reset_state().
+Objects (for compile(metrics=[...]) or streaming use), Keras 3's semantics: Accuracy,
+BinaryAccuracy, CategoricalAccuracy, SparseCategoricalAccuracy, Precision, Recall, F1Score,
+FBetaScore, AUC (fastdl/_confusion_metrics.py), MeanSquaredError, RootMeanSquaredError,
+MeanAbsoluteError, MeanAbsolutePercentageError, R2Score, TopKCategoricalAccuracy,
+SparseTopKCategoricalAccuracy, Mean, Sum; update_state(y_true, y_pred, sample_weight=None),
+result(), reset_state().
 """
 
 import numpy as np
 
 from ._checks import real, to_host, whole
+from ._confusion_metrics import AUC, F1Score, FBetaScore, Precision, Recall  # noqa: F401  (Keras's semantics)
+from ._metric_base import Metric
 
 
 # ---- turning labels and predictions into class ids -------------------------------------------------
@@ -87,57 +92,40 @@ def _from_confusion(cm, which, average, pos_label=1):
     raise ValueError(f"average must be 'binary', 'macro', 'micro' or None, got {average!r}")
 
 
+def _scored(y_true, y_pred, which, average, num_classes):
+    """Without num_classes only the classes that occur in y_true or y_pred are scored (scikit-learn's
+    convention: an id no sample has is no class), per class in increasing id order; with it, every
+    class 0 .. num_classes - 1."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    if num_classes is None and average != "binary" and len(cm):
+        t, p = _pair(y_true, y_pred)
+        present = np.union1d(t, p)
+        cm = cm[np.ix_(present, present)]
+    return _from_confusion(cm, which, average)
+
+
 def precision(y_true, y_pred, average="binary", num_classes=None):
     """TP / (TP + FP): for the positive class 1 ('binary'), the mean over classes ('macro'),
     over all decisions ('micro'), or per class (None). 0 where nothing was predicted."""
-    return _from_confusion(confusion_matrix(y_true, y_pred, num_classes), "precision", average)
+    return _scored(y_true, y_pred, "precision", average, num_classes)
 
 
 def recall(y_true, y_pred, average="binary", num_classes=None):
     """TP / (TP + FN), averaged as in precision(). 0 for a class with no true samples."""
-    return _from_confusion(confusion_matrix(y_true, y_pred, num_classes), "recall", average)
+    return _scored(y_true, y_pred, "recall", average, num_classes)
 
 
 def f1_score(y_true, y_pred, average="binary", num_classes=None):
     """2 P R / (P + R) per class, averaged as in precision() (macro: the mean of per-class F1)."""
-    return _from_confusion(confusion_matrix(y_true, y_pred, num_classes), "f1", average)
+    return _scored(y_true, y_pred, "f1", average, num_classes)
 
 
 # ---- streaming metric objects ----------------------------------------------------------------------
 
-class Metric:
-    """A metric accumulated over batches. `kind` tells the model what to feed it in fit:
-    'classes' (true and predicted class ids) or 'values' (targets and outputs)."""
-
-    kind = "classes"
-
-    def __init__(self, name=None):
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"name must be a string, got {name!r}")
-        self.name = name or self.default_name
-        self.reset_state()
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        """Adds a batch; sample_weight: None or one weight per sample (a weighted mean, as Keras)."""
-        w = None if sample_weight is None else to_host(sample_weight).astype(np.float64).reshape(-1)
-        if self.kind == "classes":
-            self._update(*self._classes(y_true, y_pred), w)
-        else:
-            self._update(to_host(y_true).astype(np.float64), to_host(y_pred).astype(np.float64), w)
-
+class _AccuracyBase(Metric):
     def _classes(self, y_true, y_pred):
         return _pair(y_true, y_pred)
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        self.reset_state()
-        self.update_state(y_true, y_pred, sample_weight)
-        return self.result()
-
-    def get_config(self):
-        return {"name": self.name}
-
-
-class _AccuracyBase(Metric):
     def reset_state(self):
         self._correct = 0
         self._count = 0
@@ -196,59 +184,6 @@ class SparseCategoricalAccuracy(_AccuracyBase):
     default_name = "sparse_categorical_accuracy"
 
 
-class ConfusionMetric(Metric):
-    """Accumulates a confusion matrix; 'binary' averaging for two classes, else `average`."""
-
-    which = None
-
-    def __init__(self, name=None, average=None, num_classes=None):
-        if average not in (None, "binary", "macro", "micro"):
-            raise ValueError(f"average must be 'binary', 'macro', 'micro' or None, got {average!r}")
-        self.average = average
-        self.num_classes = None if num_classes is None else whole(num_classes, "num_classes", 1)
-        super().__init__(name)
-
-    def reset_state(self):
-        self._cm = np.zeros((0, 0), dtype=np.int64)
-
-    def _update(self, t, p, w=None):
-        w = None if w is None else _row_weights(w, t).ravel()
-        t, p = t.ravel(), p.ravel()  # multi-label decisions count one by one
-        c = max(len(self._cm), self.num_classes or 0, int(max(t.max(initial=-1), p.max(initial=-1))) + 1, 2)
-        if c > len(self._cm):
-            grown = np.zeros((c, c), dtype=np.int64 if w is None and self._cm.dtype == np.int64 else np.float64)
-            grown[:len(self._cm), :len(self._cm)] = self._cm
-            self._cm = grown
-        counts = np.bincount(t * c + p, weights=w, minlength=c * c).reshape(c, c)
-        if w is not None and self._cm.dtype != np.float64:
-            self._cm = self._cm.astype(np.float64)  # weighted counts (Keras's weighted precision / recall)
-        self._cm += counts
-
-    def result(self):
-        if not self._cm.sum():
-            return 0.0
-        average = self.average or ("binary" if len(self._cm) == 2 else "macro")
-        return _from_confusion(self._cm, self.which, average)
-
-    def get_config(self):
-        return {"name": self.name, "average": self.average, "num_classes": self.num_classes}
-
-
-class Precision(ConfusionMetric):
-    default_name = "precision"
-    which = "precision"
-
-
-class Recall(ConfusionMetric):
-    default_name = "recall"
-    which = "recall"
-
-
-class F1Score(ConfusionMetric):
-    default_name = "f1_score"
-    which = "f1"
-
-
 class _MeanOfSamples(Metric):
     kind = "values"
 
@@ -282,12 +217,169 @@ class MeanAbsoluteError(_MeanOfSamples):
     _term = staticmethod(np.abs)
 
 
+class MeanAbsolutePercentageError(Metric):
+    """100 mean(|(y - p) / max(|y|, eps)|) over the last axis, then the (weighted) mean of samples."""
+    default_name = "mean_absolute_percentage_error"
+    kind = "values"
+
+    def reset_state(self):
+        self._total, self._count = 0.0, 0.0
+
+    def _update(self, t, p, w=None):
+        t = t.reshape(p.shape)
+        per_sample = (100.0 * np.abs((t - p) / np.maximum(np.abs(t), 1e-7))).reshape(len(p), -1).mean(axis=1)
+        w = np.ones(len(p)) if w is None else np.asarray(w, dtype=np.float64).reshape(-1)
+        self._total += float(np.sum(w * per_sample))
+        self._count += float(np.sum(w))
+
+    def result(self):
+        return self._total / self._count if self._count else 0.0
+
+
+class RootMeanSquaredError(MeanSquaredError):
+    """sqrt of the mean squared error over every output (weighted by sample)."""
+    default_name = "root_mean_squared_error"
+
+    def result(self):
+        return float(np.sqrt(super().result()))
+
+
+class R2Score(Metric):
+    """The coefficient of determination, 1 - sum (y - p)^2 / sum (y - mean y)^2, per output then
+    aggregated ('uniform_average', 'variance_weighted_average' or None: one per output); with
+    num_regressors the adjusted R2 (Keras's R2Score)."""
+    default_name = "r2_score"
+    kind = "values"
+
+    def __init__(self, class_aggregation="uniform_average", num_regressors=0, name=None):
+        if class_aggregation not in (None, "uniform_average", "variance_weighted_average"):
+            raise ValueError(f"class_aggregation must be None, 'uniform_average' or 'variance_weighted_average', "
+                             f"got {class_aggregation!r}")
+        self.class_aggregation, self.num_regressors = class_aggregation, whole(num_regressors, "num_regressors", 0)
+        super().__init__(name)
+
+    def reset_state(self):
+        self._sums = None
+
+    def _update(self, t, p, w=None):
+        t, p = t.reshape(len(p), -1), p.reshape(len(p), -1)
+        w = np.ones((len(p), 1)) if w is None else np.asarray(w, dtype=np.float64).reshape(-1, 1)
+        sums = [np.sum(w * t, axis=0), np.sum(w * t * t, axis=0), np.sum(w * (t - p) ** 2, axis=0),
+                np.sum(np.broadcast_to(w, t.shape), axis=0)]
+        self._sums = sums if self._sums is None else [a + b for a, b in zip(self._sums, sums)]
+
+    def result(self):
+        if self._sums is None:
+            return 0.0
+        total_y, total_y2, residual, count = self._sums
+        mean = np.divide(total_y, count, out=np.zeros_like(total_y), where=count > 0)
+        total = total_y2 - total_y * mean
+        with np.errstate(divide="ignore", invalid="ignore"):
+            raw = 1 - residual / total
+        raw = np.where(np.isinf(raw) | np.isnan(raw), 0.0, raw)
+        if self.class_aggregation == "uniform_average":
+            r2 = float(np.mean(raw))
+        elif self.class_aggregation == "variance_weighted_average":
+            r2 = float(np.sum(raw * total) / np.sum(total)) if np.sum(total) else 0.0
+        else:
+            r2 = raw
+        n = float(count[0]) if len(count) else 0.0
+        if self.num_regressors:
+            if n - self.num_regressors - 1 <= 0:
+                raise ValueError(f"R2Score with num_regressors={self.num_regressors} needs more than "
+                                 f"{self.num_regressors + 1} samples, got {n:g}")
+            r2 = 1 - (1 - r2) * (n - 1) / (n - self.num_regressors - 1)
+        return r2
+
+    def get_config(self):
+        return {"name": self.name, "class_aggregation": self.class_aggregation, "num_regressors": self.num_regressors}
+
+
+class _TopK(Metric):
+    kind = "values"
+
+    def __init__(self, k=5, name=None):
+        self.k = whole(k, "k", 1)
+        super().__init__(name)
+
+    def reset_state(self):
+        self._correct, self._count = 0.0, 0.0
+
+    def _update(self, t, p, w=None):
+        p = p.reshape(-1, p.shape[-1])
+        truth = self._true_ids(t, p)
+        # in the top k: fewer than k outputs beat the true class's (ties count for it, as in_top_k)
+        better = np.sum(p > p[np.arange(len(p)), truth][:, None], axis=1)
+        w = np.ones(len(p)) if w is None else np.asarray(w, dtype=np.float64).reshape(-1)
+        self._correct += float(np.sum(w * (better < self.k)))
+        self._count += float(np.sum(w))
+
+    def result(self):
+        return self._correct / self._count if self._count else 0.0
+
+    def get_config(self):
+        return {"name": self.name, "k": self.k}
+
+
+class TopKCategoricalAccuracy(_TopK):
+    """How often the one-hot target's class is among the k largest outputs."""
+    default_name = "top_k_categorical_accuracy"
+
+    def _true_ids(self, t, p):
+        return np.argmax(t.reshape(-1, p.shape[-1]), axis=1)
+
+
+class SparseTopKCategoricalAccuracy(_TopK):
+    """How often the class id is among the k largest outputs."""
+    default_name = "sparse_top_k_categorical_accuracy"
+
+    def _true_ids(self, t, p):
+        return t.reshape(-1).astype(np.int64)
+
+
+class Mean(Metric):
+    """The (weighted) mean of the values given to update_state(values, sample_weight=None)."""
+    default_name = "mean"
+    kind = "values"
+
+    def reset_state(self):
+        self._total, self._count = 0.0, 0.0
+
+    def update_state(self, values, sample_weight=None):
+        v = to_host(values).astype(np.float64)
+        w = np.ones(v.shape) if sample_weight is None else \
+            np.broadcast_to(to_host(sample_weight).astype(np.float64).reshape(
+                to_host(sample_weight).shape + (1,) * (v.ndim - np.ndim(sample_weight))), v.shape)
+        self._total += float(np.sum(w * v))
+        self._count += float(np.sum(w))
+
+    def result(self):
+        return self._total / self._count if self._count else 0.0
+
+    def __call__(self, values, sample_weight=None):
+        self.reset_state()
+        self.update_state(values, sample_weight)
+        return self.result()
+
+
+class Sum(Mean):
+    """The (weighted) sum of the values given to update_state."""
+    default_name = "sum"
+
+    def result(self):
+        return self._total
+
+
 _BY_NAME = {
     "accuracy": Accuracy, "acc": Accuracy, "binary_accuracy": BinaryAccuracy,
     "categorical_accuracy": CategoricalAccuracy, "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "precision": Precision, "recall": Recall, "f1_score": F1Score, "f1": F1Score,
     "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError, "auc": AUC,
+    "mape": MeanAbsolutePercentageError, "mean_absolute_percentage_error": MeanAbsolutePercentageError,
+    "root_mean_squared_error": RootMeanSquaredError, "r2_score": R2Score,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
 }
 
 
@@ -311,5 +403,7 @@ def get(identifier):
 
 
 METRIC_CLASSES = {cls.__name__: cls for cls in (Accuracy, BinaryAccuracy, CategoricalAccuracy,
-                                                 SparseCategoricalAccuracy, Precision, Recall, F1Score,
-                                                 MeanSquaredError, MeanAbsoluteError)}
+                                                 SparseCategoricalAccuracy, Precision, Recall, F1Score, FBetaScore,
+                                                 AUC, MeanSquaredError, MeanAbsoluteError, RootMeanSquaredError,
+                                                 MeanAbsolutePercentageError, R2Score, TopKCategoricalAccuracy,
+                                                 SparseTopKCategoricalAccuracy, Mean, Sum)}

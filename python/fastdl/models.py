@@ -481,15 +481,13 @@ class Sequential:
         one class id per sample (argmax, or a single output thresholded at 0.5); ('binary', t)
         compares every output, thresholded at t, with its 0/1 target, as Keras's binary_accuracy
         does (so multi-label sigmoid outputs are judged label by label)."""
-        multi_label = isinstance(self.loss, losses.BinaryCrossentropy) and self.output_shape[-1] > 1
         readings = []
         for m in self.metrics:
             if m.kind != "classes":
                 readings.append(None)
             elif isinstance(m, metrics_module.BinaryAccuracy):
                 readings.append(("binary", m.threshold))
-            elif (type(m) is metrics_module.Accuracy and m.variant == "binary") or \
-                    (multi_label and isinstance(m, metrics_module.ConfusionMetric)):
+            elif type(m) is metrics_module.Accuracy and m.variant == "binary":
                 readings.append(("binary", 0.5))
             else:
                 readings.append(("ids", None))
