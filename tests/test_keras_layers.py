@@ -85,3 +85,38 @@ def test_new_activations_in_dense_export_to_onnx_and_save(tmp_path, rng, name):
     model.export(tmp_path / "m.onnx")
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_allclose(sess.run(None, {"input": x})[0], model.predict(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("invert", [False, True])
+def test_normalization_adapts_saves_and_exports(tmp_path, rng, invert):
+    x = (rng.standard_normal((200, 4)) * [1, 2, 3, 4] + [0, 1, 2, 3]).astype(np.float32)
+    norm = layers.Normalization(invert=invert)
+    norm.adapt(x)
+    model = models.Sequential([layers.Input((4,)), norm, layers.Dense(2)])
+    if not invert:
+        np.testing.assert_allclose(norm(x).mean(axis=0), 0, atol=1e-5)
+        np.testing.assert_allclose(norm(x).std(axis=0), 1, rtol=1e-4)
+    model.compile("adam", "mse")
+    before = norm.get_weights()
+    model.fit(x, x[:, :2], verbose=0)
+    assert all(np.array_equal(a, b) for a, b in zip(before, norm.get_weights()))  # statistics do not train
+    assert before[2] == 200  # the sample count, as Keras keeps it
+    model.save(tmp_path / "m.fastdl")
+    back = models.load_model(tmp_path / "m.fastdl")
+    np.testing.assert_array_equal(back.predict(x[:5]), model.predict(x[:5]))
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model.export(tmp_path / "m.onnx")
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(None, {"input": x[:5]})[0], model.predict(x[:5]), rtol=1e-5, atol=1e-5)
+
+
+def test_layer_get_and_set_weights_check_shapes():
+    model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+    dense = model.layers[0]
+    dense.set_weights([np.ones((3, 2)), np.zeros(2)])
+    np.testing.assert_array_equal(model.get_weights()[0], np.ones((3, 2)))
+    with pytest.raises(ValueError, match="has shape"):
+        dense.set_weights([np.ones((2, 3)), np.zeros(2)])
+    with pytest.raises(ValueError, match="got 1 arrays for 2 weights"):
+        dense.set_weights([np.ones((3, 2))])

@@ -77,6 +77,26 @@ class Layer:
     def count_params(self):
         return int(sum(np.prod(s) for _, s, _ in self.weight_specs))
 
+    def get_weights(self):
+        """Copies of the layer's weights as NumPy arrays (Keras's layer.get_weights)."""
+        with self._lock:
+            return [np.array(w.get() if on_device(w) else w) for w in self.weights]
+
+    def set_weights(self, weights):
+        """Sets the layer's weights from arrays shaped as get_weights() gives them; all are checked first."""
+        weights = list(weights)
+        if len(weights) != len(self.weights):
+            raise ValueError(f"{self.name}: set_weights got {len(weights)} arrays for {len(self.weights)} weights")
+        arrays = []
+        for i, (new, w) in enumerate(zip(weights, self.weights)):
+            new = new.get() if on_device(new) else np.asarray(new)
+            if new.shape != w.shape:
+                raise ValueError(f"{self.name}: weights[{i}] has shape {new.shape}, the layer's {w.shape}")
+            arrays.append(new.astype(np.float32))
+        with self._lock:
+            for new, w in zip(arrays, self.weights):
+                w[...] = array_module(w).asarray(new)
+
     def get_config(self):
         config = {"name": self.name}
         if not self.trainable:
@@ -532,8 +552,106 @@ class GaussianNoise(Layer):
         return {"name": self.name, "stddev": self.stddev, "seed": self.seed}
 
 
+class Normalization(Layer):
+    """y = (x - mean) / max(sqrt(variance), 1e-7) over the last axis (invert: y = x sqrt(variance)
+    + mean), Keras's Normalization: mean and variance given, or learnt from data by adapt(data).
+    They are weights of the model that training leaves alone (non-trainable, with the sample
+    count, as Keras counts them), saved with it."""
+
+    EPSILON = 1e-7
+
+    def __init__(self, axis=-1, mean=None, variance=None, invert=False, name=None, input_shape=None):
+        super().__init__(name=name, input_shape=input_shape, trainable=False)
+        if axis not in (-1, None) and not (isinstance(axis, int) and input_shape is not None
+                                           and axis == len(_shape(input_shape, "input_shape"))):
+            raise NotImplementedError(f"Normalization(axis={axis!r}): fastdl normalizes over the last axis "
+                                      f"(axis=-1)")
+        if (mean is None) != (variance is None):
+            raise ValueError("Normalization takes both mean and variance, or neither (then adapt() sets them)")
+        self.axis, self.invert = -1, flag(invert, "invert")
+        self._given = None if mean is None else (np.asarray(mean, dtype=np.float64),
+                                                 np.asarray(variance, dtype=np.float64))
+        self._adapted = None
+
+    def build(self, input_shape):
+        d = input_shape[-1]
+        mean, variance, count = self._statistics(d)
+        self.add_weight("mean", (d,), initializers.Constant(0.0) if mean is None else _Values(mean))
+        self.add_weight("variance", (d,), initializers.Constant(1.0) if variance is None else _Values(variance))
+        self.add_weight("count", (), _Values(np.array(count, dtype=np.float64)))
+        return input_shape
+
+    def _statistics(self, d):
+        if self._adapted is not None:
+            return self._adapted
+        if self._given is not None:
+            mean, variance = (np.broadcast_to(a.reshape(-1) if a.ndim else a, (d,)) for a in self._given)
+            return mean, variance, 0.0
+        return None, None, 0.0
+
+    def adapt(self, data, batch_size=None, steps=None):
+        """Sets mean and variance from data (an array, or an iterable of arrays) over every axis but the last."""
+        if isinstance(data, np.ndarray) or on_device(data):
+            x = array_module(data).asarray(data, dtype=np.float64)
+            x = x.get() if on_device(x) else x
+            flat = x.reshape(-1, x.shape[-1])
+        else:
+            flat = np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, np.shape(b)[-1]) for b in data])
+        self._adapted = (flat.mean(axis=0), flat.var(axis=0), float(len(flat)))
+        if self.built and self.weights:  # in a built model: written into its weights
+            for w, values in zip(self.weights, self._adapted):
+                w[...] = array_module(w).asarray(np.asarray(values, dtype=np.float32))
+
+    def forward(self, x, training=False):
+        xp = array_module(x)
+        mean, variance = self.weights[0], self.weights[1]
+        scale = xp.maximum(xp.sqrt(variance), np.float32(self.EPSILON))
+        y = self._buffer("y", x.shape, xp)
+        if self.invert:
+            xp.multiply(x, scale, out=y)
+            y += mean
+        else:
+            xp.subtract(x, mean, out=y)
+            y /= scale
+        return y
+
+    def backward(self, dy, need_dx=True):
+        if not need_dx:
+            return None
+        xp = array_module(dy)
+        scale = xp.maximum(xp.sqrt(self.weights[1]), np.float32(self.EPSILON))
+        dx = self._buffer("dx", dy.shape, xp)
+        if self.invert:
+            xp.multiply(dy, scale, out=dx)
+        else:
+            xp.divide(dy, scale, out=dx)
+        return dx
+
+    def get_config(self):
+        config = {"name": self.name, "axis": -1, "invert": self.invert}
+        if self._given is not None:
+            config.update(mean=self._given[0].tolist(), variance=self._given[1].tolist())
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.pop("trainable", None)
+        return cls(**config)
+
+
+class _Values(initializers.Initializer):
+    """Fixed values (a Normalization's statistics) as an initializer."""
+
+    def __init__(self, values):
+        self.values = np.asarray(values, dtype=np.float64)
+
+    def __call__(self, shape, dtype=None):
+        return np.broadcast_to(self.values, tuple(shape)).astype(np.float32 if dtype is None else dtype)
+
+
 LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, ELU,
-                                         Softmax, Identity, Reshape, Rescaling, GaussianNoise)}
+                                         Softmax, Identity, Reshape, Rescaling, GaussianNoise, Normalization)}
 
 
 def from_config(class_name, config):

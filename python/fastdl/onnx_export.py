@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from . import _files
-from .layers import Activation, Dense, Dropout, Flatten, GaussianNoise, Identity, InputLayer, Reshape, Rescaling
+from .layers import (Activation, Dense, Dropout, Flatten, GaussianNoise, Identity, InputLayer, Normalization, Reshape,
+                     Rescaling)
 
 OPSET = 17
 
@@ -112,6 +113,16 @@ def build_model_proto(model):
             shape = f"{layer.name}_shape"
             act_nodes = [helper.make_node("Reshape", [current, shape], [out], name=layer.name)]
             consts = {shape: np.array((-1,) + tuple(layer.output_shape), dtype=np.int64)}
+        elif isinstance(layer, Normalization):
+            mean, variance = (host(w).astype(np.float64) for w in layer.weights[:2])
+            scale = np.maximum(np.sqrt(variance), layer.EPSILON).astype(np.float32)
+            m, sc, mid = f"{layer.name}_mean", f"{layer.name}_scale", f"{layer.name}_mid"
+            ops_ = (("Mul", "Add") if layer.invert else ("Sub", "Div"))
+            first = [current, sc] if layer.invert else [current, m]
+            second = [mid, m] if layer.invert else [mid, sc]
+            act_nodes = [helper.make_node(ops_[0], first, [mid], name=f"{layer.name}_a"),
+                         helper.make_node(ops_[1], second, [out], name=f"{layer.name}_b")]
+            consts = {m: mean.astype(np.float32), sc: scale}
         elif isinstance(layer, Rescaling):
             scale, offset, scaled = f"{layer.name}_scale", f"{layer.name}_offset", f"{layer.name}_scaled"
             act_nodes = [helper.make_node("Mul", [current, scale], [scaled], name=f"{layer.name}_mul"),
