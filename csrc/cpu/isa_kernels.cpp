@@ -47,7 +47,7 @@ namespace FASTDL_ISA {
 template <class T>
 constexpr Kernels<T> kernels_for() {
   return Kernels<T>{
-      activation<T>, activation_backward<T>, bias_activation<T>, bias_activation_backward<T>, softmax<T>, softmax_backward<T>, mse<T>, bce<T>,
+      activation<T>, activation_backward<T>, bias_activation<T>, bias_activation_backward<T>, softmax<T>, softmax_backward<T>, mse<T>, bce<T>, loss_term<T>,
       softmax_ce<T, int64_t>, softmax_ce<T, T>, grad_sum_squares<T>, sgd<T>, adam<T>,
   };
 }

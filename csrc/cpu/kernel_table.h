@@ -34,6 +34,8 @@ struct Kernels {
   // Losses return the mean loss and write its gradient (already divided by the count).
   double (*mse)(const T* pred, const T* target, T* grad, int64_t n);
   double (*bce)(const T* pred, const T* target, T* grad, int64_t n, bool from_logits);
+  // Keras's other elementwise losses by id (kernels::visit_loss_term), with their parameters a, b.
+  double (*loss_term)(int op, double a, double b, const T* pred, const T* target, T* grad, int64_t n);
   // labels: class ids in [0, cols), checked by the caller, or negative for a row to ignore. Both
   // return sum_r loss_r / denom and write the gradient / denom; row_loss (nullable) gets each loss_r.
   double (*softmax_ce_labels)(const T* logits, const int64_t* labels, T* grad, int64_t rows, int64_t cols,

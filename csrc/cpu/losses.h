@@ -33,6 +33,11 @@ double mse(const T* p, const T* t, T* grad, int64_t n) {
 }
 
 template <class T>
+double loss_term(int op, double a, double b, const T* p, const T* t, T* grad, int64_t n) {
+  return kernels::visit_loss_term<T>(op, a, b, [&](auto term) { return elementwise_loss(term, p, t, grad, n); });
+}
+
+template <class T>
 double bce(const T* p, const T* t, T* grad, int64_t n, bool from_logits) {
   if (from_logits) return elementwise_loss(kernels::BceLogitTerm{}, p, t, grad, n);
   return elementwise_loss(kernels::BceProbTerm{}, p, t, grad, n);

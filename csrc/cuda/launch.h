@@ -68,6 +68,9 @@ void softmax_backward(DType dt, uintptr_t grad, uintptr_t y, uintptr_t out, int6
 // ---- losses (csrc/kernels/losses.h) ----------------------------------------------------------------
 // grad = dl/dpred / n; *loss (one device double) = the mean, NaN for n = 0.
 void mse(DType dt, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, uintptr_t loss, Place at);
+// Keras's other elementwise losses by id (csrc/common/loss_terms.h), parameters a, b.
+void loss_term(DType dt, int op, double a, double b, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n,
+               uintptr_t loss, Place at);
 void bce(DType dt, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, bool from_logits, uintptr_t loss,
          Place at);
 

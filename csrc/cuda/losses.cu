@@ -83,5 +83,15 @@ void bce(DType dt, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, 
   else elementwise_loss(kernels::BceProbTerm{}, dt, pred, target, grad, n, loss, at, "bce");
 }
 
+void loss_term(DType dt, int op, double a, double b, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n,
+               uintptr_t loss, Place at) {
+  require(op >= 0 && op < kLossTermCount, "loss_term: unknown loss id");
+  // the parameters stay double in the term; each kernel converts them to its compute type
+  kernels::visit_loss_term<double>(op, a, b, [&](auto term) {
+    elementwise_loss(term, dt, pred, target, grad, n, loss, at, "loss_term");
+    return 0.0;
+  });
+}
+
 }  // namespace cuda
 }  // namespace fastdl

@@ -3,6 +3,7 @@
 // 1/n for the batch mean; nothing here knows about batches or threads.
 #pragma once
 
+#include "../common/loss_terms.h"
 #include "activations.h"
 #include "common.h"
 #include "scalar_math.h"
@@ -40,6 +41,130 @@ struct BceLogitTerm {
     return where(z > V(0), z, V(0)) - z * t + log1p(exp(-abs(z)));
   }
 };
+
+// ---- Keras's other elementwise losses (issue #11): value and dl/dp of one element ----------------
+// A loss's batch value is the mean of its terms (Keras's per-sample mean over the last axis, then
+// the mean over samples); kl_divergence sums over the last axis, its caller scales by the width.
+constexpr double kLossEps = 1e-7;  // Keras's backend epsilon
+
+struct MaeTerm {  // |p - t|,  sign(p - t) (0 at p = t)
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V e = p - t;
+    d = where(e > V(0), V(1), where(e < V(0), V(-1), V(0)));
+    return abs(e);
+  }
+};
+
+struct MapeTerm {  // 100 |t - p| / max(|t|, eps)
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V e = p - t, den = where(abs(t) < V(kLossEps), V(kLossEps), abs(t));
+    d = V(100) * where(e > V(0), V(1), where(e < V(0), V(-1), V(0))) / den;
+    return V(100) * abs(e) / den;
+  }
+};
+
+struct MsleTerm {  // (log(max(p, eps) + 1) - log(max(t, eps) + 1))^2
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V pc = where(p < V(kLossEps), V(kLossEps), p), tc = where(t < V(kLossEps), V(kLossEps), t);
+    V diff = log(pc + V(1)) - log(tc + V(1));
+    d = where(p < V(kLossEps), V(0), V(2) * diff / (pc + V(1)));
+    return diff * diff;
+  }
+};
+
+template <class S>
+struct HuberTerm {  // e = p - t: e^2 / 2 for |e| <= delta, delta (|e| - delta / 2) beyond
+  S delta;
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V e = p - t, a = abs(e), dl = V(delta);
+    // where(), not masks times values: e^2 overflows beyond the quadratic zone, and 0 * inf is NaN
+    d = where(a > dl, dl * where(e > V(0), V(1), V(-1)), e);
+    return where(a > dl, dl * (a - V(0.5) * dl), V(0.5) * e * e);
+  }
+};
+
+struct LogCoshTerm {  // log(cosh(x)) = x + softplus(-2x) - log 2, x = p - t;  d = tanh(x)
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V x = p - t;
+    d = tanh(x);
+    return x + softplus_of(V(-2) * x) - V(0.69314718055994530942);
+  }
+};
+
+struct PoissonTerm {  // p - t log(p + eps);  d = 1 - t / (p + eps)
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    d = V(1) - t / (p + V(kLossEps));
+    return p - t * log(p + V(kLossEps));
+  }
+};
+
+struct HingeTerm {  // max(1 - t p, 0) with t in {-1, 1};  d = -t where 1 - t p > 0
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V m = V(1) - t * p;
+    d = where(m > V(0), -t, V(0));
+    return where(m > V(0), m, V(0));
+  }
+};
+
+struct SquaredHingeTerm {  // max(1 - t p, 0)^2;  d = -2 t max(1 - t p, 0)
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V m = V(1) - t * p, h = where(m > V(0), m, V(0));
+    d = V(-2) * t * h;
+    return h * h;
+  }
+};
+
+struct KlTerm {  // tc log(tc / pc), both clipped to [eps, 1];  d = -tc / pc inside the clip, 0 outside
+  template <class V> FASTDL_HD V operator()(V p, V t, V& d) const {
+    V pc = where(p < V(kLossEps), V(kLossEps), where(p > V(1), V(1), p));
+    V tc = where(t < V(kLossEps), V(kLossEps), where(t > V(1), V(1), t));
+    d = where(p < V(kLossEps), V(0), where(p > V(1), V(0), -tc / pc));
+    return tc * log(tc / pc);
+  }
+};
+
+// Keras's binary focal cross-entropy on probabilities p (the sigmoid of the logits first when
+// from_logits): bce(p) (p clipped as BceProbTerm) times (1 - p_t)^gamma, p_t = t p + (1 - t)(1 - p),
+// times t alpha + (1 - t)(1 - alpha) with class balancing (alpha < 0: none).
+//   d/dp = w ((1 - p_t)^gamma dbce/dp - gamma (1 - p_t)^(gamma - 1) (2t - 1) bce)
+// and, from logits z, d/dz = d/dp p (1 - p).
+template <class S>
+struct BinaryFocalTerm {
+  S alpha, gamma;
+  bool from_logits;
+  template <class V> FASTDL_HD V operator()(V x, V t, V& d) const {
+    V p = from_logits ? sigmoid_of(x) : x;
+    V dbce;
+    V bce = BceProbTerm{}(p, t, dbce);
+    V q = V(1) - (t * p + (V(1) - t) * (V(1) - p));  // 1 - p_t
+    V factor = where(q > V(0), exp(V(gamma) * log(where(q > V(0), q, V(1)))), gamma == S(0) ? V(1) : V(0));
+    V dfactor = where(q > V(0), V(gamma) * factor / where(q > V(0), q, V(1)), V(0)) * (V(1) - V(2) * t);
+    V w = alpha < S(0) ? V(1) : t * V(alpha) + (V(1) - t) * V(1 - alpha);
+    d = w * (factor * dbce + dfactor * bce);
+    if (from_logits) d = d * p * (V(1) - p);
+    return w * factor * bce;
+  }
+};
+
+// Calls f(term) for loss id op with its parameters a, b (Huber: delta = a; focal: alpha = a
+// (< 0: no class balancing), gamma = b). The ids: fastdl.backends.numpy_kernels.LOSS_TERMS.
+template <class C, class F>
+FASTDL_HD double visit_loss_term(int op, double a, double b, F f) {
+  switch (op) {
+    case 0: return f(MaeTerm{});
+    case 1: return f(MapeTerm{});
+    case 2: return f(MsleTerm{});
+    case 3: return f(HuberTerm<C>{C(a)});
+    case 4: return f(LogCoshTerm{});
+    case 5: return f(PoissonTerm{});
+    case 6: return f(HingeTerm{});
+    case 7: return f(SquaredHingeTerm{});
+    case 8: return f(KlTerm{});
+    case 9: return f(BinaryFocalTerm<C>{C(a), C(b), false});
+    case 10: return f(BinaryFocalTerm<C>{C(a), C(b), true});
+    default: return f(MaeTerm{});  // not reached: the glue checks op < kLossTermCount
+  }
+}
 
 // Softmax cross-entropy of one row x (C classes) against a target distribution q, written
 // from the row's max m and s = sum_c exp(x_c - m), so nothing overflows for any finite x:

@@ -1,6 +1,7 @@
 // Bindings for the activation, softmax and loss kernels.
 #include <string>
 
+#include "../common/loss_terms.h"
 #include "../cpu/dispatch.h"
 #include "array_args.h"
 
@@ -194,6 +195,13 @@ double mse(const py::array& pred, const py::array& target, py::array& grad) {
   return elementwise_loss(pred, target, grad, [](const auto& k, auto p, auto t, auto g, int64_t n) { return k.mse(p, t, g, n); });
 }
 
+double loss_term(int op, const py::array& pred, const py::array& target, py::array& grad, double a, double b) {
+  if (op < 0 || op >= kLossTermCount) throw py::value_error("op is not a loss term id");
+  return elementwise_loss(pred, target, grad, [&](const auto& k, auto p, auto t, auto g, int64_t n) {
+    return k.loss_term(op, a, b, p, t, g, n);
+  });
+}
+
 double bce(const py::array& pred, const py::array& target, py::array& grad, bool from_logits) {
   return elementwise_loss(pred, target, grad, [&](const auto& k, auto p, auto t, auto g, int64_t n) {
     return k.bce(p, t, g, n, from_logits);
@@ -295,6 +303,9 @@ void bind_ops(py::module_& m) {
   m.def("softmax_backward", &softmax_backward, py::arg("grad"), py::arg("y"), py::arg("out"), py::arg("log") = false,
         "Gradient of softmax (or log_softmax) over the last axis, from its output y.");
   m.def("mse", &mse, py::arg("pred"), py::arg("target"), py::arg("out"), "Mean squared error; writes dL/dpred to out.");
+  m.def("loss_term", &loss_term, py::arg("op"), py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("a") = 0.0,
+        py::arg("b") = 0.0,
+        "Mean of Keras's elementwise loss `op` (fastdl.backends.numpy_kernels.LOSS_TERMS); writes dL/dpred to out.");
   m.def("binary_crossentropy", &bce, py::arg("pred"), py::arg("target"), py::arg("out"), py::arg("from_logits") = false,
         "Mean binary cross-entropy; writes dL/dpred to out.");
   m.def("softmax_cross_entropy", &softmax_cross_entropy, py::arg("logits"), py::arg("target"), py::arg("out"),

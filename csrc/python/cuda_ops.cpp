@@ -2,6 +2,7 @@
 // GIL, queue the kernels (asynchronous: nothing here waits for the GPU).
 #include <string>
 
+#include "../common/loss_terms.h"
 #include "cuda_args.h"
 
 namespace fastdl {
@@ -99,6 +100,20 @@ void mse(const std::string& dtype, uintptr_t pred, uintptr_t target, uintptr_t g
   cuda::mse(dt, pred, target, grad, n, loss, at);
 }
 
+void loss_term(const std::string& dtype, int op, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n,
+               double a, double b, uintptr_t loss, int device, uintptr_t stream) {
+  cuda::DType dt = cuda_dtype(dtype);
+  if (op < 0 || op >= kLossTermCount) throw py::value_error("op is not a loss term id");
+  check_count(n, "n");
+  check_address(pred, n, dt, "pred");
+  check_address(target, n, dt, "target");
+  check_address(grad, n, dt, "grad");
+  check_loss(loss);
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::loss_term(dt, op, a, b, pred, target, grad, n, loss, at);
+}
+
 void bce(const std::string& dtype, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t n, bool from_logits,
          uintptr_t loss, int device, uintptr_t stream) {
   cuda::DType dt = cuda_dtype(dtype);
@@ -177,6 +192,9 @@ void bind_cuda_ops(py::module_& m) {
   m.def("bce", &bce, py::arg("dtype"), py::arg("pred"), py::arg("target"), py::arg("grad"), py::arg("n"),
         py::arg("from_logits"), py::arg("loss"), py::arg("device"), py::arg("stream"),
         "Binary cross-entropy: grad = dL/dpred; the mean goes to the device double at `loss` (NaN for n = 0).");
+  m.def("loss_term", &loss_term, py::arg("dtype"), py::arg("op"), py::arg("pred"), py::arg("target"), py::arg("grad"),
+        py::arg("n"), py::arg("a"), py::arg("b"), py::arg("loss"), py::arg("device"), py::arg("stream"),
+        "Keras's elementwise loss `op` (csrc/common/loss_terms.h): grad = dL/dpred, the mean to `loss`.");
   m.def("softmax_ce", &softmax_ce, py::arg("dtype"), py::arg("logits"), py::arg("target"), py::arg("target_kind"),
         py::arg("grad"), py::arg("rows"), py::arg("cols"), py::arg("smoothing"), py::arg("loss"), py::arg("device"),
         py::arg("stream"), py::arg("has_ignore") = false, py::arg("ignore_index") = 0, py::arg("reduction") = "mean",

@@ -141,6 +141,15 @@ def mse(pred, target, out):
     return loss
 
 
+def loss_term(op, pred, target, out, a=0.0, b=0.0):
+    """Mean of Keras's elementwise loss `op` (numpy_kernels.LOSS_TERMS); out = dL/dpred."""
+    with pred.device:
+        loss = _scalar()
+        _m().loss_term(_dtype(pred), int(op), pred.data.ptr, target.data.ptr, out.data.ptr, pred.size, float(a),
+                       float(b), loss.data.ptr, pred.device.id, _stream())
+    return loss
+
+
 def binary_crossentropy(pred, target, out, from_logits=False):
     """Mean binary cross-entropy (Keras's clipped probabilities, or logits); out = dL/dpred."""
     with pred.device:

@@ -206,6 +206,59 @@ def bce_terms(pred, target, from_logits):
         return terms, xp.where(clipped, 0, (pc - target) / (pc * (1 - pc)))
 
 
+LOSS_TERMS = {"mae": 0, "mape": 1, "msle": 2, "huber": 3, "log_cosh": 4, "poisson": 5, "hinge": 6,
+              "squared_hinge": 7, "kl_divergence": 8, "binary_focal": 9, "binary_focal_logits": 10}
+_EPS = 1e-7
+
+
+def _loss_terms(op, p, t, a, b):
+    """(terms, dterm/dp) of Keras's elementwise loss `op` (csrc/kernels/losses.h: visit_loss_term)."""
+    xp = _xp(p)
+    if op == 0:
+        return xp.abs(p - t), xp.sign(p - t)
+    if op == 1:
+        den = xp.maximum(xp.abs(t), _EPS)
+        return 100 * xp.abs(p - t) / den, 100 * xp.sign(p - t) / den
+    if op == 2:
+        pc = xp.maximum(p, _EPS)
+        diff = xp.log(pc + 1) - xp.log(xp.maximum(t, _EPS) + 1)
+        return diff * diff, xp.where(p < _EPS, 0, 2 * diff / (pc + 1))
+    if op == 3:
+        e = p - t
+        small = xp.abs(e) <= a
+        return xp.where(small, 0.5 * e * e, a * (xp.abs(e) - 0.5 * a)), xp.where(small, e, a * xp.sign(e))
+    if op == 4:
+        x = p - t
+        return x + _softplus(-2 * x) - math.log(2.0), xp.tanh(x)
+    if op == 5:
+        return p - t * xp.log(p + _EPS), 1 - t / (p + _EPS)
+    if op in (6, 7):
+        m = 1 - t * p
+        h = xp.maximum(m, 0)
+        return (h, xp.where(m > 0, -t, 0)) if op == 6 else (h * h, -2 * t * h)
+    if op == 8:
+        pc, tc = xp.clip(p, _EPS, 1), xp.clip(t, _EPS, 1)
+        return tc * xp.log(tc / pc), xp.where((p < _EPS) | (p > 1), 0, -tc / pc)
+    if op in (9, 10):
+        q = _sigmoid(p) if op == 10 else p
+        bce, dbce = bce_terms(q, t, False)
+        m = 1 - (t * q + (1 - t) * (1 - q))
+        safe = xp.where(m > 0, m, 1)
+        factor = xp.where(m > 0, safe ** b, 1.0 if b == 0 else 0.0)
+        dfactor = xp.where(m > 0, b * factor / safe, 0) * (1 - 2 * t)
+        w = 1 if a < 0 else t * a + (1 - t) * (1 - a)
+        d = w * (factor * dbce + dfactor * bce)
+        return w * factor * bce, d * q * (1 - q) if op == 10 else d
+    raise ValueError(f"unknown loss term id {op}")
+
+
+def loss_term(op, pred, target, out, a=0.0, b=0.0):
+    """Mean of the elementwise loss `op` (LOSS_TERMS) over every element; out = its gradient."""
+    with np.errstate(under="ignore", divide="ignore", invalid="ignore", over="ignore"):
+        terms, d = _loss_terms(op, pred.astype(np.float64), target.astype(np.float64), a, b)
+        return _mean_loss(terms, d, out)
+
+
 def binary_crossentropy(pred, target, out, from_logits=False):
     return _mean_loss(*bce_terms(pred, target, from_logits), out)
 

@@ -40,6 +40,33 @@ def binary_crossentropy(pred, target, from_logits=False, out=None):
     return _result(loss, pred.dtype, out)
 
 
+_TERMS = _backend.numpy_kernels.LOSS_TERMS
+
+
+def elementwise_loss(name, pred, target, out=None, delta=1.0, alpha=0.25, gamma=2.0, apply_class_balancing=False,
+                     from_logits=False):
+    """The mean over all elements of Keras's elementwise loss `name` and its gradient, in one fused
+    pass: 'mae', 'mape', 'msle', 'huber' (delta), 'log_cosh', 'poisson', 'hinge' (targets -1 / 1),
+    'squared_hinge', 'kl_divergence' (the mean of t log(t / p): Keras sums over the last axis),
+    'binary_focal' (alpha with apply_class_balancing, gamma, from_logits). Formulas:
+    fastdl/_keras_losses.py; the kernels: csrc/kernels/losses.h."""
+    if name == "binary_focal" and from_logits:
+        name = "binary_focal_logits"
+    if name not in _TERMS:
+        raise ValueError(f"name must be one of {sorted(n for n in _TERMS if n != 'binary_focal_logits')}, "
+                         f"got {name!r}")
+    a, b = 0.0, 0.0
+    if name == "huber":
+        a = real(delta, "delta", 0.0)
+    elif name.startswith("binary_focal"):
+        a = real(alpha, "alpha", 0.0) if apply_class_balancing else -1.0
+        b = real(gamma, "gamma", 0.0)
+    pred = float_array(pred, "pred")
+    target = same_as(target, pred, "target", "pred")
+    out, (pred, target) = output(out, pred, "pred", (pred, target))
+    return _result(_backend.kernels_for(pred).loss_term(_TERMS[name], pred, target, out, a, b), pred.dtype, out)
+
+
 def _class_ids(target):
     xp = array_module(target)
     if target.dtype in (np.int64, np.int32):

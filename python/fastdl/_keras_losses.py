@@ -1,0 +1,273 @@
+"""Keras 3's other losses (exported by fastdl.losses), with Keras's formulas, names and arguments:
+
+    MeanAbsoluteError ('mae')                mean |p - t|
+    MeanAbsolutePercentageError ('mape')     100 mean |t - p| / max(|t|, eps)
+    MeanSquaredLogarithmicError ('msle')     mean (log(max(p, eps) + 1) - log(max(t, eps) + 1))^2
+    Huber(delta=1.0)                         mean e^2 / 2 inside |e| <= delta, delta (|e| - delta / 2) beyond
+    LogCosh ('log_cosh')                     mean log(cosh(p - t))
+    KLDivergence ('kl_divergence')           sum t log(t / p), both clipped to [eps, 1]
+    Poisson                                  mean p - t log(p + eps)
+    Hinge / SquaredHinge                     mean max(1 - t p, 0) (squared); 0/1 targets become -1/1
+    CategoricalHinge                         max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0)
+    BinaryFocalCrossentropy(apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False,
+                            label_smoothing=0.0)
+                                             mean (1 - p_t)^gamma bce(t, p) (times alpha / 1 - alpha)
+    CategoricalFocalCrossentropy(alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0)
+                                             sum_c alpha (1 - q_c)^gamma (-t_c log q_c)
+means and sums over the last axis (one value per sample), then the batch's reduction: Keras's
+'sum_over_batch_size' (the default), 'sum', 'mean', 'mean_with_sample_weight', or 'none' (one
+value per sample; for calling the loss, not for training).
+
+The elementwise ones are one fused kernel each, value and gradient in one pass (csrc/kernels/
+losses.h: visit_loss_term; the CPU SIMD builds, the CUDA module, and the NumPy fallback).
+CategoricalHinge and CategoricalFocalCrossentropy are row formulas written with NumPy / CuPy.
+"""
+
+import numpy as np
+
+from . import _backend
+from ._checks import array_module, flag, real
+from ._loss_base import Loss, _float_targets, _matched, _weighted_rows
+from .backends import numpy_kernels
+
+EPSILON = 1e-7
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+def _reduction(value):
+    if value not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {[r for r in REDUCTIONS if r]} or None, got {value!r}")
+    return "none" if value is None else value
+
+
+class _Reduced:
+    """The batch reduction of per-sample losses (mixed into fastdl.losses.Loss subclasses)."""
+
+    def _reduce(self, per_sample, w):
+        """The reduced loss of per-sample values (and weights): a number, or per-sample values."""
+        xp = array_module(per_sample)
+        values = per_sample if w is None else per_sample * w
+        if self.reduction == "none":
+            return values
+        total = values.sum()
+        if self.reduction == "sum":
+            return total
+        if self.reduction == "mean_with_sample_weight" and w is not None:
+            return total / xp.maximum(w.sum(), 1e-30)
+        return total / max(len(per_sample), 1)
+
+    def _scale(self, rows, w):
+        """The factor from the sum over the batch to the reduced loss, for training."""
+        if self.reduction == "none":
+            raise ValueError(f"{type(self).__name__}(reduction='none') gives one loss per sample: training needs "
+                             f"one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
+        if self.reduction == "sum":
+            return float(rows)
+        if self.reduction == "mean_with_sample_weight" and w is not None:
+            return rows / max(float(w.sum()), 1e-30)
+        return 1.0
+
+
+class _Elementwise(_Reduced, Loss):
+    op = None  # numpy_kernels.LOSS_TERMS id
+    sums = False  # sum over the last axis (KLDivergence), else the mean
+
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        self.reduction = _reduction(reduction)
+        if name is not None:
+            self.name = name
+
+    def _params(self):
+        return 0.0, 0.0
+
+    def _targets(self, t):
+        return t
+
+    def per_sample(self, y_true, y_pred):
+        t, p = _matched(y_true, y_pred)
+        terms, _ = numpy_kernels._loss_terms(self.op, p, self._targets(t), *self._params())
+        terms = terms.reshape(len(terms), -1)
+        return terms.sum(axis=1) if self.sums else terms.mean(axis=1)
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        out = self._reduce(self.per_sample(y_true, y_pred), w)
+        return out if self.reduction == "none" else float(out)
+
+    def prepare_targets(self, y, output_shape):
+        y = _float_targets(y, output_shape)
+        return self._targets(y), y
+
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
+        width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
+        scale = (width if self.sums else 1) * self._scale(len(out), sample_weight)
+        loss = _backend.kernels_for(out).loss_term(self.op, out, y, grad, *self._params())
+        if sample_weight is not None:
+            terms, _ = numpy_kernels._loss_terms(self.op, out, y, *self._params())
+            per_sample = terms.reshape(len(out), -1).mean(axis=1, dtype=np.float64)
+            loss = _weighted_rows(per_sample, grad, sample_weight)
+        if scale != 1.0:
+            grad *= np.float32(scale)
+            loss = loss * scale
+        return loss
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+class MeanAbsoluteError(_Elementwise):
+    name, op = "mean_absolute_error", 0
+
+class MeanAbsolutePercentageError(_Elementwise):
+    name, op = "mean_absolute_percentage_error", 1
+
+class MeanSquaredLogarithmicError(_Elementwise):
+    name, op = "mean_squared_logarithmic_error", 2
+
+class Huber(_Elementwise):
+    name, op = "huber_loss", 3
+
+    def __init__(self, delta=1.0, name=None, reduction="sum_over_batch_size"):
+        super().__init__(name, reduction)
+        self.delta = real(delta, "delta", 0.0)
+
+    def _params(self):
+        return self.delta, 0.0
+
+    def get_config(self):
+        return dict(super().get_config(), delta=self.delta)
+
+class LogCosh(_Elementwise):
+    name, op = "log_cosh", 4
+
+class Poisson(_Elementwise):
+    name, op = "poisson", 5
+
+class Hinge(_Elementwise):
+    name, op = "hinge", 6
+
+    def _targets(self, t):
+        # Keras: targets that are all 0 or 1 become -1 / 1
+        return 2 * t - 1 if array_module(t).all((t == 0) | (t == 1)) else t
+
+class SquaredHinge(Hinge):
+    name, op = "squared_hinge", 7
+
+class KLDivergence(_Elementwise):
+    name, op, sums = "kl_divergence", 8, True
+
+class BinaryFocalCrossentropy(_Elementwise):
+    name = "binary_focal_crossentropy"
+
+    def __init__(self, apply_class_balancing=False, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+                 name=None, reduction="sum_over_batch_size"):
+        super().__init__(name, reduction)
+        self.apply_class_balancing = flag(apply_class_balancing, "apply_class_balancing")
+        self.alpha, self.gamma = real(alpha, "alpha", 0.0), real(gamma, "gamma", 0.0)
+        self.from_logits = flag(from_logits, "from_logits")
+        self.label_smoothing = real(label_smoothing, "label_smoothing", 0.0, 1.0)
+
+    @property
+    def op(self):
+        return 10 if self.from_logits else 9
+
+    def _params(self):
+        return (self.alpha if self.apply_class_balancing else -1.0), self.gamma
+
+    def _targets(self, t):
+        s = self.label_smoothing
+        return t * (1 - s) + 0.5 * s if s else t
+
+    def get_config(self):
+        return dict(super().get_config(), apply_class_balancing=self.apply_class_balancing, alpha=self.alpha,
+                    gamma=self.gamma, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
+
+class _Rows(_Reduced, Loss):
+    """A loss of each row over the last axis, written with the array module (NumPy / CuPy)."""
+
+    def __init__(self, name=None, reduction="sum_over_batch_size"):
+        self.reduction = _reduction(reduction)
+        if name is not None:
+            self.name = name
+
+    def per_sample(self, y_true, y_pred):
+        t, p = _matched(y_true, y_pred)
+        return self._rows(t, p)[0]
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        out = self._reduce(self.per_sample(y_true, y_pred), w)
+        return out if self.reduction == "none" else float(out)
+
+    def prepare_targets(self, y, output_shape):
+        y = _float_targets(y, output_shape)
+        return y, y
+
+    def value_and_grad(self, y, out, logits, grad, sample_weight=None):
+        c = out.shape[-1]
+        rows, d = self._rows(y.reshape(-1, c).astype(np.float64), out.reshape(-1, c).astype(np.float64))
+        per = len(rows) // max(len(out), 1)
+        w = None if sample_weight is None else array_module(rows).repeat(sample_weight, per)
+        n = len(rows)
+        scale = self._scale(len(out), sample_weight) / max(n, 1) * per
+        values = rows if w is None else rows * w
+        grad[...] = (d * (scale if w is None else scale * w[:, None])).reshape(grad.shape)
+        loss = values.sum() * scale
+        return float(loss) if array_module(out) is np else loss
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
+
+class CategoricalHinge(_Rows):
+    name = "categorical_hinge"
+
+    def _rows(self, t, p):
+        xp = array_module(p)
+        pos = (t * p).sum(axis=-1)
+        masked = (1 - t) * p
+        j = masked.argmax(axis=-1)
+        neg = xp.take_along_axis(masked, j[:, None], axis=-1)[:, 0]
+        margin = neg - pos + 1
+        active = (margin > 0)[:, None]
+        d = -t + (1 - t) * (xp.arange(p.shape[-1])[None, :] == j[:, None])
+        return xp.maximum(margin, 0), xp.where(active, d, 0)
+
+class CategoricalFocalCrossentropy(_Rows):
+    name = "categorical_focal_crossentropy"
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, name=None,
+                 reduction="sum_over_batch_size"):
+        super().__init__(name, reduction)
+        self.alpha, self.gamma = real(alpha, "alpha", 0.0), real(gamma, "gamma", 0.0)
+        self.from_logits = flag(from_logits, "from_logits")
+        self.label_smoothing = real(label_smoothing, "label_smoothing", 0.0, 1.0)
+
+    def _rows(self, t, x):
+        """Keras's formula: q = softmax(x) (from logits) or x / sum(x), clipped to [eps, 1 - eps];
+        loss = sum_c alpha (1 - q_c)^gamma (-t_c log q_c); its gradient through the clip, the
+        normalisation and (from logits) the softmax."""
+        xp = array_module(x)
+        c = x.shape[-1]
+        s = self.label_smoothing
+        if s:
+            t = t * (1 - s) + s / c
+        if self.from_logits:
+            e = xp.exp(x - x.max(axis=-1, keepdims=True))
+            q = e / e.sum(axis=-1, keepdims=True)
+        else:
+            total = x.sum(axis=-1, keepdims=True)
+            q = x / total
+        qc = xp.clip(q, EPSILON, 1 - EPSILON)
+        inside = (q > EPSILON) & (q < 1 - EPSILON)
+        a, g = self.alpha, self.gamma
+        mod = (1 - qc) ** g
+        ce = -t * xp.log(qc)
+        loss = (a * mod * ce).sum(axis=-1)
+        dq = a * (-g * (1 - qc) ** max(g - 1, 0.0) * ce * (g > 0) + mod * (-t / qc))
+        dq = xp.where(inside, dq, 0)
+        inner = (dq * q).sum(axis=-1, keepdims=True)
+        dx = q * (dq - inner) if self.from_logits else (dq - inner) / total
+        return loss, dx
+
+    def get_config(self):
+        return dict(super().get_config(), alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits,
+                    label_smoothing=self.label_smoothing)
