@@ -318,7 +318,7 @@ CONFIGS = {
                                                                                       "config": {}}),
     "schedule config junk": _set("compile", "optimizer", "config", "learning_rate", value={"schedule": "StepDecay",
                                                                                           "config": [1]}),
-    "unknown loss": _set("compile", "loss", "name", value="hinge"),
+    "unknown loss": _set("compile", "loss", "name", value="hinge2"),
     "loss argument unknown": _set("compile", "loss", "config", "gamma", value=2),
     "unknown metric": _set("compile", "metrics", 0, "class", value="AUCX"),
     "metric argument unknown": _set("compile", "metrics", 0, "config", "k", value=5),

@@ -225,7 +225,7 @@ def test_training_needs_compile_and_good_shapes(rng):
     with pytest.raises(ValueError, match="samples"):
         model.fit(np.zeros((4, 3)), np.zeros((5, 2)), verbose=0)
     with pytest.raises(ValueError, match="unknown loss"):
-        model.compile("sgd", "hinge")
+        model.compile("sgd", "hinge2")
     with pytest.raises(ValueError, match="unknown optimizer"):
         model.compile("rmsprop2", "mse")
     with pytest.raises(ValueError, match="to_categorical"):
