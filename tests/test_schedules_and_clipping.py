@@ -102,3 +102,50 @@ def test_model_with_schedule_and_global_clipnorm_saves_and_resumes(tmp_path, rng
     loaded.fit(x, y, batch_size=16, epochs=1, verbose=0)
     for a, b in zip(model.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def _one_sgd_step_reference(w, b, x, y_onehot, lr, clipnorm=None, clipvalue=None, weight_decay=0.0):
+    """float64: a softmax Dense layer's categorical cross-entropy gradient, clipped per weight by
+    norm or by value, then Keras 3's SGD step with its decoupled decay (w -= lr wd w first)."""
+    z = x @ w + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - y_onehot) / len(x)
+    grads = [x.T @ dz, dz.sum(0)]
+    if clipnorm is not None:
+        grads = [g * clipnorm / max(np.linalg.norm(g), clipnorm) for g in grads]
+    if clipvalue is not None:
+        grads = [np.clip(g, -clipvalue, clipvalue) for g in grads]
+    return [(v - lr * weight_decay * v) - lr * g for v, g in zip((w, b), grads)]
+
+
+@pytest.mark.parametrize("option", [{"clipnorm": 0.05}, {"clipvalue": 0.01}, {"weight_decay": 0.3}])
+def test_clipnorm_clipvalue_and_sgd_decay_match_keras_formulas(option, rng):
+    x = rng.standard_normal((16, 6)).astype(np.float32)
+    y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 16)]
+    model = fastdl.Sequential([fastdl.Input((6,)), layers.Dense(3, activation="softmax")])
+    model.compile(fastdl.optimizers.SGD(learning_rate=0.5, **option), "categorical_crossentropy")
+    w, b = (a.astype(np.float64) for a in model.get_weights())
+    model.train_on_batch(x, y)
+    expected = _one_sgd_step_reference(w, b, x.astype(np.float64), y.astype(np.float64), 0.5, **option)
+    for ours, ref in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(expected[0], _one_sgd_step_reference(w, b, x, y, 0.5)[0])  # the option mattered
+
+
+def test_clipping_options_are_checked_and_saved(tmp_path, rng):
+    with pytest.raises(ValueError, match="only one of clipnorm, clipvalue and global_clipnorm"):
+        fastdl.optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="clipvalue must be a number > 0"):
+        fastdl.optimizers.SGD(clipvalue=-1)
+    model = fastdl.Sequential([fastdl.Input((4,)), layers.Dense(2, activation="softmax")])
+    model.layers[0].trainable = False
+    model.compile(fastdl.optimizers.SGD(0.1, clipvalue=0.5, weight_decay=0.1), "categorical_crossentropy")
+    frozen = model.get_weights()
+    x, y = rng.standard_normal((8, 4)).astype(np.float32), np.eye(2, dtype=np.float32)[rng.integers(0, 2, 8)]
+    model.fit(x, y, verbose=0)
+    for a, b in zip(model.get_weights(), frozen):  # a frozen layer is neither clipped nor decayed
+        np.testing.assert_array_equal(a, b)
+    model.save(tmp_path / "m.fastdl")
+    config = models.load_model(tmp_path / "m.fastdl")._optimizer_spec.get_config()
+    assert config["clipvalue"] == 0.5 and config["weight_decay"] == 0.1

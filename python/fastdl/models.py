@@ -53,7 +53,7 @@ class Sequential:
         self.stop_training = False
         self._fitting = False  # True while fit runs (in the thread holding the run lock)
         self._activity_outputs = None  # {layer: output} while fit / evaluate regularizes outputs
-        self._weight_penalties, self._constraints, self._regularized = [], [], False
+        self._weight_penalties, self._constraints, self._regularized, self._pre_step = [], [], False, False
         self._weighted_metrics = set()  # ids of the compiled metrics that sample weights weigh
         self.history = None
         self._optimizer_spec = None
@@ -243,6 +243,7 @@ class Sequential:
         self.__dict__.setdefault("_weight_penalties", [])
         self.__dict__.setdefault("_constraints", [])
         self.__dict__.setdefault("_regularized", False)
+        self.__dict__.setdefault("_pre_step", False)
         self.__dict__.setdefault("_weighted_metrics", set())
         if "_segments" not in self.__dict__:
             self._segments = [(0, int(self._params.size))] if self.built and self._params.size else []
@@ -426,6 +427,27 @@ class Sequential:
                              f"earlier layer's output or end with a separate Activation layer")
         self._activity_outputs = {} if activity else None
         self._regularized = bool(activity or self._weight_penalties or self._constraints)
+        spec = self._optimizer_spec
+        self._pre_step = bool(spec is not None and (spec.clipnorm or spec.clipvalue or spec.decoupled_decay))
+
+    def _before_step(self):
+        """Keras's gradient clipping by each weight's norm or by value, and SGD's decoupled weight
+        decay (p -= lr wd p), on the trainable weights, before the optimizer step."""
+        spec = self._optimizer_spec
+        trained = [layer for layer in self._compute_layers if layer.trainable]
+        if spec.clipnorm:
+            xp = array_module(self._grads)
+            for g in (g for layer in trained for g in layer.gradients):
+                norm = xp.sqrt(xp.sum(g * g, dtype=np.float64))
+                g *= (spec.clipnorm / xp.maximum(norm, spec.clipnorm)).astype(g.dtype)
+        elif spec.clipvalue:
+            xp = array_module(self._grads)
+            for g in (g for layer in trained for g in layer.gradients):
+                xp.clip(g, -spec.clipvalue, spec.clipvalue, out=g)
+        if spec.decoupled_decay:
+            factor = np.float32(1.0 - float(self.optimizer.lr) * spec.decoupled_decay)
+            for w in (w for layer in trained for w in layer.weights):
+                w *= factor
 
     def _weight_penalty(self):
         total = 0.0
@@ -578,7 +600,7 @@ class Sequential:
     def _train_step(self, xb, yb, wb=None):
         """One step: forward, fused loss and gradient, backward, one optimizer call (with
         regularizers and constraints: _regularized_step)."""
-        if self._regularized:
+        if self._regularized or self._pre_step:
             return self._regularized_step(xb, yb, wb)
         h = self._forward(xb, True, self._fused)
         grad = self._grad_buffers.get(h.shape)
@@ -611,6 +633,8 @@ class Sequential:
             loss = loss + reg.add_to(w, g)
         if outputs:  # outputs of layers before the first with weights: in the loss, no gradient to give
             loss = loss + self._output_penalty(len(xb), self._backward_layers)
+        if self._pre_step:
+            self._before_step()
         if self._segments:
             self.optimizer.step(self._grad_list)
         for w, c in self._constraints:

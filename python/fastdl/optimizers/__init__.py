@@ -8,9 +8,34 @@ from . import schedules
 
 
 class OptimizerSpec:
-    """Base: name + arguments; build(params) makes the fastdl.optim optimizer."""
+    """Base: name + arguments; build(params) makes the fastdl.optim optimizer. clipnorm (each
+    weight's gradient clipped to that norm) and clipvalue (each gradient element to +-clipvalue)
+    are applied by the model before the step, global_clipnorm inside it; Keras allows one of them."""
 
     name = None
+
+    def _clipping(self, clipnorm, clipvalue, global_clipnorm):
+        set_ = [k for k, v in (("clipnorm", clipnorm), ("clipvalue", clipvalue), ("global_clipnorm", global_clipnorm))
+                if v is not None]
+        if len(set_) > 1:
+            raise ValueError(f"only one of clipnorm, clipvalue and global_clipnorm can be set, got {set_}")
+        for name, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        return {"clipnorm": clipnorm, "clipvalue": clipvalue}
+
+    @property
+    def clipnorm(self):
+        return self._config.get("clipnorm")
+
+    @property
+    def clipvalue(self):
+        return self._config.get("clipvalue")
+
+    @property
+    def decoupled_decay(self):
+        """A weight decay the model applies before the step (p -= lr * wd * p), as Keras 3 does for SGD."""
+        return 0.0
 
     def get_config(self):
         config = dict(self._config)
@@ -23,20 +48,27 @@ class OptimizerSpec:
 
 class SGD(OptimizerSpec):
     """SGD: learning_rate 0.01 (or a schedule), momentum 0, nesterov False. weight_decay is
-    added to the gradient (torch.optim.SGD's L2 form); global_clipnorm clips the gradients'
-    global norm inside the step."""
+    decoupled, p -= lr * weight_decay * p before the update, as Keras 3 decays every optimizer's
+    weights; global_clipnorm clips the gradients' global norm inside the step, clipnorm / clipvalue
+    before it."""
 
     name = "sgd"
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, global_clipnorm=None):
+    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, weight_decay=None, clipnorm=None,
+                 clipvalue=None, global_clipnorm=None):
         self._config = {"learning_rate": schedules.from_config(learning_rate), "momentum": momentum,
                         "nesterov": nesterov, "weight_decay": weight_decay, "global_clipnorm": global_clipnorm}
+        self._config.update(self._clipping(clipnorm, clipvalue, global_clipnorm))
         self.build([])  # checks the arguments now
+
+    @property
+    def decoupled_decay(self):
+        return float(self._config["weight_decay"] or 0.0)
 
     def build(self, params):
         c = self._config
         kw = dict(lr=c["learning_rate"], momentum=c["momentum"], nesterov=c["nesterov"],
-                  weight_decay=c["weight_decay"] or 0.0, max_grad_norm=c["global_clipnorm"])
+                  max_grad_norm=c["global_clipnorm"])
         if not params:
             optim.SGD._hyperparams(**kw)
             return None
@@ -52,12 +84,13 @@ class Adam(OptimizerSpec):
     _decoupled_default = None
 
     def __init__(self, learning_rate=0.001, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False,
-                 weight_decay=None, global_clipnorm=None):
+                 weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None):
         if weight_decay is None:
             weight_decay = self._decoupled_default
         self._config = {"learning_rate": schedules.from_config(learning_rate), "beta_1": beta_1, "beta_2": beta_2,
                         "epsilon": epsilon, "amsgrad": amsgrad, "weight_decay": weight_decay,
                         "global_clipnorm": global_clipnorm}
+        self._config.update(self._clipping(clipnorm, clipvalue, global_clipnorm))
         self.build([])
 
     def build(self, params):
