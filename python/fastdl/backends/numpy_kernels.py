@@ -370,3 +370,153 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, opti
         step_size = o.lr / (1 - o.beta1 ** step)
         bc2_sqrt = math.sqrt(1 - o.beta2 ** step)
         p += (t(-step_size) * m) / (np.sqrt(v) / t(bc2_sqrt) + t(o.eps))  # torch's addcdiv_ order
+
+
+# ---- the adaptive optimizers (backends/options.py: RmspropOptions ... LionOptions) ----------
+# torch.optim's single-tensor updates in the parameter's dtype, operation for operation; the
+# keras-named flags select Keras 3's variant. A non-finite value propagates as torch's does
+# (sqrt of a negative centered variance is NaN there too): no warnings, the values tell.
+
+def _grad(g, p, o, weight_decay=True):
+    """g scaled by the clipping factor, negated if maximize, plus L2 weight decay (a new array
+    whenever it differs from the caller's gradient, which is never written)."""
+    t = p.dtype.type
+    if o.clip_coef != 1.0:
+        g = g * t(o.clip_coef)
+    if o.maximize:
+        g = -g
+    if weight_decay and o.weight_decay != 0:
+        g = g + t(o.weight_decay) * p
+    return g
+
+
+def _lerp(a, b, w, t):
+    """torch's lerp(a, b, w) (its two branches): a new array."""
+    if w < 0.5:
+        return a + t(w) * (b - a)
+    return b - (b - a) * t(1 - w)
+
+
+def _lerp_(a, b, w, t):
+    """torch's a.lerp_(b, w), in place."""
+    if w < 0.5:
+        a += t(w) * (b - a)
+    else:
+        a[...] = b - (b - a) * t(1 - w)
+
+
+def rmsprop_step(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, options):
+    o = options
+    with np.errstate(all="ignore"):
+        for i, p in enumerate(params):
+            t = p.dtype.type
+            g = _grad(grads[i], p, o)
+            sa = square_avgs[i]
+            sa *= t(o.alpha)
+            sa += t(1 - o.alpha) * g * g
+            if o.centered:
+                ga = grad_avgs[i]
+                _lerp_(ga, g, 1 - o.alpha, t)
+                var = sa - ga * ga
+            else:
+                var = sa
+            if o.eps_inside_sqrt:
+                d = np.sqrt(var + t(o.eps))
+            else:
+                d = np.sqrt(var)
+                d += t(o.eps)
+            if o.momentum > 0:
+                b = momentum_buffers[i]
+                b *= t(o.momentum)
+                if o.lr_in_momentum:
+                    b += (t(o.lr) * g) / d
+                    p -= b
+                else:
+                    b += g / d
+                    p += t(-o.lr) * b
+            else:
+                p += (t(-o.lr) * g) / d  # torch's addcdiv_ order
+
+
+def adagrad_step(params, grads, sums, steps, options):
+    o = options
+    with np.errstate(all="ignore"):
+        for i, p in enumerate(params):
+            t = p.dtype.type
+            g = _grad(grads[i], p, o)
+            clr = o.lr / (1 + (int(steps[i]) - 1) * o.lr_decay)
+            s = sums[i]
+            s += g * g
+            std = np.sqrt(s + t(o.eps)) if o.eps_inside_sqrt else np.sqrt(s) + t(o.eps)
+            p += (t(-clr) * g) / std
+
+
+def adadelta_step(params, grads, square_avgs, acc_deltas, steps, options):
+    o = options
+    with np.errstate(all="ignore"):
+        for i, p in enumerate(params):
+            t = p.dtype.type
+            g = _grad(grads[i], p, o)
+            sa, acc = square_avgs[i], acc_deltas[i]
+            sa *= t(o.rho)
+            sa += t(1 - o.rho) * g * g
+            std = np.sqrt(sa + t(o.eps))
+            delta = np.sqrt(acc + t(o.eps))
+            delta /= std
+            delta *= g
+            acc *= t(o.rho)
+            acc += t(1 - o.rho) * delta * delta
+            p += t(-o.lr) * delta
+
+
+def adamax_step(params, grads, exp_avgs, exp_infs, steps, options):
+    o = options
+    with np.errstate(all="ignore"):
+        for i, p in enumerate(params):
+            t = p.dtype.type
+            g = _grad(grads[i], p, o)
+            m, u = exp_avgs[i], exp_infs[i]
+            _lerp_(m, g, 1 - o.beta1, t)
+            u *= t(o.beta2)
+            clr = o.lr / (1 - o.beta1 ** int(steps[i]))
+            if o.eps_outside_max:
+                np.maximum(u, np.abs(g), out=u)
+                p += (t(-clr) * m) / (u + t(o.eps))
+            else:
+                np.maximum(u, np.abs(g) + t(o.eps), out=u)  # NaN propagates, as torch.maximum
+                p += (t(-clr) * m) / u
+
+
+def nadam_step(params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, options):
+    o = options
+    with np.errstate(all="ignore"):
+        for i, p in enumerate(params):
+            t = p.dtype.type
+            g = _grad(grads[i], p, o, weight_decay=not o.decoupled)
+            if o.decoupled and o.weight_decay != 0:
+                p *= t(1 - o.lr * o.weight_decay)
+            step = float(steps[i])
+            mu = o.beta1 * (1.0 - 0.5 * (0.96 ** (step * o.momentum_decay)))
+            mu_next = o.beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * o.momentum_decay)))
+            mu_product = float(mu_products[i])
+            m, v = exp_avgs[i], exp_avg_sqs[i]
+            _lerp_(m, g, 1 - o.beta1, t)
+            v *= t(o.beta2)
+            v += t(1 - o.beta2) * g * g
+            denom = np.sqrt(v / t(1 - o.beta2 ** step))
+            denom += t(o.eps)
+            p += (t(-o.lr * (1.0 - mu) / (1.0 - mu_product)) * g) / denom
+            p += (t((-o.lr * mu_next) / (1.0 - mu_product * mu_next)) * m) / denom
+
+
+def lion_step(params, grads, exp_avgs, steps, options):
+    o = options
+    with np.errstate(all="ignore"):
+        for i, p in enumerate(params):
+            t = p.dtype.type
+            g = _grad(grads[i], p, o, weight_decay=False)
+            if o.weight_decay != 0:
+                p *= t(1 - o.lr * o.weight_decay)
+            m = exp_avgs[i]
+            p -= t(o.lr) * np.sign(_lerp(m, g, 1 - o.beta1, t))
+            _lerp_(m, g, 1 - o.beta2, t)
