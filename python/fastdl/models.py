@@ -25,6 +25,7 @@ The order is always run lock, then compute lock, so that they cannot deadlock.
 """
 
 import copy
+import os
 import threading
 
 import numpy as np
@@ -415,7 +416,8 @@ class Sequential:
         self._weight_penalties, self._constraints, activity = [], [], []
         for layer in self._compute_layers:
             for i, reg in layer.weight_regularizers.items():
-                self._weight_penalties.append((layer.weights[i], layer.gradients[i], reg))
+                if layer.trainable:  # as Keras 3: a frozen layer's weights add no penalty to the loss
+                    self._weight_penalties.append((layer.weights[i], layer.gradients[i], reg))
             for i, c in layer.weight_constraints.items():
                 if layer.trainable:  # as Keras: the optimizer applies constraints to what it updates
                     self._constraints.append((layer.weights[i], c))
@@ -769,25 +771,35 @@ class Sequential:
                 "layers": [{"class": type(layer).__name__, "config": layer.get_config()} for layer in self._layers]}
 
     def save_weights(self, filepath, overwrite=True):
-        """Writes the weights alone (no architecture, no optimizer state) to one file: an .npz of
-        the parameter buffer and each weight's shape, no pickle, atomic. (Keras's .weights.h5
-        layout is not written yet: such a name is refused.)"""
+        """Writes the weights alone to one file, atomically: a name ending in .h5 gets Keras 3's
+        .weights.h5 layout (with the optimizer's variables, as Keras writes them; needs h5py), any
+        other an .npz of the parameter buffer and each weight's shape (no optimizer state)."""
         from . import saving
         with self._compute_lock:
             saving.save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath):
-        """Reads weights written by save_weights into this model (the same architecture: every
-        weight's shape is checked before any is set)."""
+        """Reads weights written by save_weights (or Keras's .weights.h5) into this model (the same
+        architecture: every weight's shape is checked before any is set)."""
         from . import saving
         saving.load_weights(self, filepath)
 
     def save(self, filepath):
         """Writes the model to one file: architecture, compile settings and weights, with the
-        optimizer state so that training resumes exactly. No pickle; the write is atomic."""
+        optimizer state so that training resumes exactly. No pickle; the write is atomic. A name
+        ending in .keras gets Keras 3's format (keras.models.load_model opens it; needs h5py);
+        any other, fastdl's own (.fastdl by convention)."""
         from . import saving
+        name = os.fsdecode(os.fspath(filepath))
+        if name.endswith(".h5"):
+            raise ValueError(f"{name}: the legacy Keras 2 HDF5 model format is not written; use a name ending in "
+                             f".keras (Keras 3's format) or .fastdl")
         with self._compute_lock:  # weights and optimizer state of one whole step
-            saving.save_model(self, filepath)
+            if name.endswith(".keras"):
+                from . import _keras_file
+                _keras_file.save_model(self, name)
+            else:
+                saving.save_model(self, filepath)
 
     def export(self, filepath, format="onnx"):
         """Exports the model for inference; format 'onnx' (needs the `onnx` package)."""
@@ -798,10 +810,11 @@ class Sequential:
             onnx_export.export(self, filepath)
 
 
-def load_model(filepath):
-    """Loads a model written by Model.save (compiled, with its optimizer state, if it was)."""
+def load_model(filepath, compile=True):
+    """Loads a model written by Model.save (compiled, with its optimizer state, if it was), or a
+    Keras 3 .keras file of layers fastdl has. compile=False: a .keras file's model uncompiled."""
     from . import saving
-    return saving.load_model(filepath)
+    return saving.load_model(filepath, compile=compile)
 
 
 def _metric_list(metrics):

@@ -93,8 +93,9 @@ class _Damaged(ValueError):
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
-def load_model(path):
-    """Loads a model written by save_model. A file whose content is damaged, crafted or not a
+def load_model(path, compile=True):
+    """Loads a model written by save_model, or a Keras 3 .keras file (fastdl._keras_file; compile=False
+    skips its compile settings and optimizer state). A file whose content is damaged, crafted or not a
     fastdl model raises ValueError naming the file and what is wrong, before any large
     allocation: sizes, .npy headers and the parameter count the config implies are compared
     first, and arrays are then read in pieces straight into the model's buffers. A missing or
@@ -104,6 +105,9 @@ def load_model(path):
     path = os.fsdecode(os.fspath(path))
     with _files.open_regular(path, _refuse_non_regular) as f:
         try:
+            if _is_keras_archive(path, f):
+                from . import _keras_file
+                return _keras_file.load_model(f, compile=compile)
             return _load(f)
         except _Damaged as exc:
             raise ValueError(f"{path}: {exc}") from exc.__cause__
@@ -115,6 +119,19 @@ def load_model(path):
             if exc.errno is not None and exc.errno != errno.EINVAL:
                 raise  # a failing disk is not damaged content
             raise ValueError(f"{path}: the model file is damaged ({_brief(exc)})") from exc
+
+
+def _is_keras_archive(path, f):
+    """A .keras name, or a zip holding Keras's config.json and not fastdl's config."""
+    if path.endswith(".keras"):
+        return True
+    try:
+        with zipfile.ZipFile(f) as z:
+            names = set(z.namelist()[:_MAX_MEMBERS + 1])
+    except _ARCHIVE_ERRORS + (NotImplementedError, ValueError, OSError):
+        names = set()
+    f.seek(0)
+    return _CONFIG not in names and "config.json" in names
 
 
 def _refuse_non_regular(path, st):
@@ -437,20 +454,20 @@ def _brief(exc, limit=300):
 
 # ---- weights alone ------------------------------------------------------------------------------
 
-def _weights_path(path):
-    name = os.fspath(path)
-    if str(name).endswith(".h5"):
-        raise NotImplementedError(f"{name}: Keras's .weights.h5 format is not written by fastdl yet; use a name "
-                                  f"ending in .weights.npz (or model.save for the whole model)")
-    return name
+def _is_h5(path):
+    return os.fsdecode(os.fspath(path)).endswith(".h5")
 
 
 def save_weights(model, path, overwrite=True):
-    """The weights in an .npz: 'params' (the parameter buffer) and 'shapes' (each weight's shape)."""
+    """The weights in an .npz: 'params' (the parameter buffer) and 'shapes' (each weight's shape);
+    a name ending in .h5: Keras's .weights.h5 (fastdl._keras_file)."""
     model._require_built()
-    path = _weights_path(path)
+    path = os.fsdecode(os.fspath(path))
     if not overwrite and os.path.exists(path):
         raise FileExistsError(f"{path} exists and overwrite=False")
+    if _is_h5(path):
+        from . import _keras_file
+        return _keras_file.save_weights(model, path)
     shapes = [list(w.shape) for w in model.weights]
     params = model._device.host(model._params)
 
@@ -460,7 +477,13 @@ def save_weights(model, path, overwrite=True):
 
 
 def load_weights(model, path):
-    path = _weights_path(path)
+    path = os.fsdecode(os.fspath(path))
+    if _is_h5(path):
+        from . import _keras_file
+        try:
+            return _keras_file.load_weights(model, path)
+        except _keras_file.KerasFileError as exc:
+            raise ValueError(f"{path}: {exc}") from exc.__cause__
     try:
         with np.load(path, allow_pickle=False) as z:
             params, shapes = z["params"], json.loads(str(z["shapes"]))
