@@ -1,11 +1,18 @@
-"""fastdl.optim: SGD, Adam and AdamW over lists of NumPy arrays, updated in place by one
-multi-tensor kernel call per step. Update rules are torch.optim's."""
+"""fastdl.optim: SGD, Adam, AdamW, RMSprop, Adagrad, Adadelta, Adamax, NAdam and Lion over lists
+of NumPy arrays, updated in place by one multi-tensor kernel call per step. Update rules are
+torch.optim's (Lion: the paper's, as Keras 3's); a few flags select Keras 3's variants."""
 
 import numpy as np
 
 from . import schedules
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .lion import Lion
+from .nadam import NAdam
 from .optimizer import Optimizer, clip_coefficient
+from .rmsprop import RMSprop
 from .schedules import CosineDecay, ExponentialDecay, StepDecay
 from .sgd import SGD
 
@@ -40,5 +47,5 @@ def clip_grad_norm(grads, max_norm):
     return norm
 
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "schedules", "StepDecay", "ExponentialDecay", "CosineDecay",
-           "clip_grad_norm"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "Lion",
+           "schedules", "StepDecay", "ExponentialDecay", "CosineDecay", "clip_grad_norm"]

@@ -291,8 +291,13 @@ class Optimizer:
             "hyperparams": hyper,
             "iterations": self.iterations,
             "steps": self._steps.copy(),
-            "state": {k: [a.get() if on_device(a) else a.copy() for a in v] for k, v in self.state.items()},
+            "state": self._state_copy(),
         }
+
+    def _state_copy(self, state=None):
+        """The state arrays copied to the host (``state`` or self.state: {name: list of arrays})."""
+        state = self.state if state is None else state
+        return {k: [a.get() if on_device(a) else a.copy() for a in v] for k, v in state.items()}
 
     def load_state_dict(self, state_dict):
         """Restores a state_dict of an optimizer of the same kind over parameters of the same
