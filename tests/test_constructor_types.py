@@ -28,6 +28,10 @@ from fastdl import layers, losses, metrics, optim, optimizers
     (lambda: metrics.Precision(thresholds="x"), "thresholds must be a real number"),
     (lambda: metrics.Recall(thresholds=[0.2, 1.5]), r"thresholds must be in \[0, 1\]"),
     (lambda: metrics.AUC(curve="XY"), "curve must be 'ROC' or 'PR'"),
+    (lambda: metrics.AUC(num_labels=3), "num_labels is needed only when multi_label is True"),
+    (lambda: metrics.AUC(label_weights=[1.0, -1.0]), "label_weights must be non-negative"),
+    (lambda: optimizers.RMSprop(ema_momentum=2.0), "ema_momentum must be a number in"),
+    (lambda: optimizers.Lion(weight_decay=-0.1), "weight_decay must be a number >= 0"),
     (lambda: metrics.TopKCategoricalAccuracy(k=2.5), "k must be an int"),
     (lambda: metrics.Accuracy(name=3), "name must be a string"),
 ])

@@ -49,6 +49,9 @@ OPTIMIZERS = {
     "adamw_schedule": lambda: optimizers.AdamW(optimizers.schedules.ExponentialDecay(0.01, 5, 0.9)),
     "sgd_nesterov": lambda: optimizers.SGD(0.05, momentum=0.9, nesterov=True),
     "sgd": lambda: optimizers.SGD(0.05),
+    "rmsprop_ema": lambda: optimizers.RMSprop(0.01, momentum=0.5, centered=True, use_ema=True),
+    "nadam": lambda: optimizers.Nadam(0.01),
+    "lion": lambda: optimizers.Lion(0.003),
 }
 
 
@@ -155,8 +158,8 @@ HOSTILE = {
     "negative units": (dict(config=lambda c: (_layer(c, 2).update(units=-3), c)[1]), "units"),
     "huge model": (dict(config=lambda c: (_layer(c, 2).update(units=2 ** 40), c)[1]), "parameters"),
     "not json": (dict(extra={"config.json": b"{not json"}), "not valid JSON"),
-    "use_ema": (dict(config=lambda c: (c["compile_config"]["optimizer"]["config"].update(use_ema=True), c)[1]),
-                "use_ema=True"),
+    "accumulation": (dict(config=lambda c: (c["compile_config"]["optimizer"]["config"].update(
+        gradient_accumulation_steps=4), c)[1]), "gradient_accumulation_steps=4"),
     "wrong shape": (dict(h5_edit=lambda h: _replace(h, "layers/dense/vars/0", np.zeros((3, 3), np.float32))),
                     "shape"),
     "string weights": (dict(h5_edit=lambda h: _replace(h, "layers/dense/vars/1", np.array([b"x"] * 16))), "holds"),
@@ -227,7 +230,11 @@ if source == "new":
                               keras.layers.Rescaling(0.5, 0.1), keras.layers.Dense(4), keras.layers.Softmax()])
     opt = {"adam": keras.optimizers.Adam(0.01, amsgrad=True),
            "sgd": keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-           "adamw": keras.optimizers.AdamW(keras.optimizers.schedules.ExponentialDecay(0.01, 5, 0.9))}[config]
+           "adamw": keras.optimizers.AdamW(keras.optimizers.schedules.ExponentialDecay(0.01, 5, 0.9)),
+           "rmsprop": keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True),
+           "nadam_ema": keras.optimizers.Nadam(0.01, use_ema=True, ema_momentum=0.8),
+           "adagrad": keras.optimizers.Adagrad(0.05), "adadelta": keras.optimizers.Adadelta(0.5),
+           "adamax": keras.optimizers.Adamax(0.01), "lion": keras.optimizers.Lion(0.003)}[config]
     if config == "sgd":
         model.layers[1].trainable = False
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy",
@@ -258,7 +265,8 @@ def _run(flavour, config, source, target):
     return np.load(str(target) + ".npz")
 
 
-@pytest.mark.parametrize("config", ["adam", "sgd", "adamw"])
+@pytest.mark.parametrize("config", ["adam", "sgd", "adamw", "rmsprop", "nadam_ema", "adagrad", "adadelta",
+                                    "adamax", "lion"])
 def test_files_move_between_fastdl_and_keras_and_training_resumes_the_same(config, tmp_path):
     _keras_or_skip()
     made = _run("fastdl", config, "new", tmp_path / "fastdl.keras")

@@ -327,3 +327,27 @@ def test_root_overwriting_a_users_file_keeps_its_owner(tmp_path, rng):
     model.save(path)
     st = path.stat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (12345, 23456, 0o600)
+
+
+@pytest.mark.parametrize("spec", ["rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion", "sgd_ema", "nadam_ema"])
+def test_every_optimizer_resumes_exactly_from_a_file(spec, tmp_path, rng):
+    """The state of each Keras optimizer (NAdam's momentum product, use_ema's average) is saved:
+    training the loaded model goes on exactly as the saved one does."""
+    name, _, ema = spec.partition("_")
+    opt = fastdl.optimizers.get(name)
+    opt = type(opt)(**dict(opt.get_config(), use_ema=bool(ema), ema_momentum=0.5))
+    x = rng.standard_normal((48, 6)).astype(np.float32)
+    y = np.eye(3)[rng.integers(0, 3, 48)]
+    model = models.Sequential([layers.Input((6,)), layers.Dense(8, "tanh"), layers.Dense(3, "softmax")])
+    model.compile(opt, "categorical_crossentropy")
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    for i in range(3):  # steps outside fit: the average and the weights part (fit's end joins them)
+        model.train_on_batch(x[i * 8:i * 8 + 8], y[i * 8:i * 8 + 8])
+    model.save(tmp_path / "m.fastdl")
+    loaded = models.load_model(tmp_path / "m.fastdl")
+    model.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    loaded.fit(x, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    for a, b in zip(model.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    if ema:
+        np.testing.assert_array_equal(model._ema, loaded._ema)

@@ -138,6 +138,8 @@ def test_clipping_options_are_checked_and_saved(tmp_path, rng):
         fastdl.optimizers.Adam(clipnorm=1.0, global_clipnorm=1.0)
     with pytest.raises(ValueError, match="clipvalue must be a number > 0"):
         fastdl.optimizers.SGD(clipvalue=-1)
+    with pytest.raises(NotImplementedError, match="gradient_accumulation_steps"):
+        fastdl.optimizers.Nadam(gradient_accumulation_steps=4)
     model = fastdl.Sequential([fastdl.Input((4,)), layers.Dense(2, activation="softmax")])
     model.layers[0].trainable = False
     model.compile(fastdl.optimizers.SGD(0.1, clipvalue=0.5, weight_decay=0.1), "categorical_crossentropy")

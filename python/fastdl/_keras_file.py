@@ -91,7 +91,8 @@ def _keras_layer(layer):
     return entry
 
 
-_KERAS_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+_KERAS_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+                     "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "Nadam", "lion": "Lion"}
 
 
 def _keras_learning_rate(lr):
@@ -105,8 +106,7 @@ def _compile_config(model):
     spec = model._optimizer_spec
     config = dict(spec.get_config())
     config["learning_rate"] = _keras_learning_rate(spec._config["learning_rate"])
-    config.update(name=spec.name, use_ema=False, ema_momentum=0.99, ema_overwrite_frequency=None,
-                  loss_scale_factor=None, gradient_accumulation_steps=None)
+    config.update(name=spec.optimizer_name, loss_scale_factor=None, gradient_accumulation_steps=None)
     optimizer = _keras_object("keras.optimizers", _KERAS_OPTIMIZERS[spec.name], config)
     loss = None if model.loss is None else _keras_object("keras.losses", type(model.loss).__name__,
                                                          model.loss.get_config())
@@ -142,16 +142,32 @@ def _model_config(model):
 
 
 # The optimizer's Keras variables after iterations (and the learning rate, unless it is a
-# schedule): per trainable variable, these slots in this order, each with the fastdl state it
-# is made from. Keras's SGD momentum is m = mu m - lr g (p += m); torch's b = mu b + g (p -= lr b).
-def _optimizer_slots(spec):
-    c = spec._config
-    if spec.name == "sgd":
-        return [("momentum_buffer", "per_var")] if c["momentum"] else []
-    slots = [("exp_avg", "per_var"), ("exp_avg_sq", "per_var")]  # interleaved: m_0, v_0, m_1, v_1, ...
-    if c["amsgrad"]:
-        slots.append(("max_exp_avg_sq", "after"))  # all velocity_hats after the moments
-    return slots
+# schedule), as sections of fastdl state names: a section of k names holds, for each trainable
+# variable in turn, its k slots (Keras's interleaved slots: m_0, v_0, m_1, v_1, ...); use_ema's
+# averages come first; Nadam's u_product (fastdl's mu_product, one number) comes last. Every slot
+# means what fastdl's state means, the specs running Keras's formulas, except SGD's momentum:
+# Keras keeps m = -lr b where torch keeps b (m <- mu m - lr g, p += m against b <- mu b + g, p -= lr b).
+def _optimizer_layout(spec):
+    c, name = spec._config, spec.name
+    sections = [["model_ema"]] if c["use_ema"] else []
+    sections += {
+        "sgd": [["momentum_buffer"]] if c.get("momentum") else [],
+        "adam": [["exp_avg", "exp_avg_sq"]] + ([["max_exp_avg_sq"]] if c.get("amsgrad") else []),
+        "adamw": [["exp_avg", "exp_avg_sq"]] + ([["max_exp_avg_sq"]] if c.get("amsgrad") else []),
+        "rmsprop": [["square_avg"]] + ([["momentum_buffer"]] if c.get("momentum") else []) +
+                   ([["grad_avg"]] if c.get("centered") else []),
+        "adagrad": [["sum"]],
+        "adadelta": [["square_avg", "acc_delta"]],
+        "adamax": [["exp_avg", "exp_inf"]],
+        "nadam": [["exp_avg", "exp_avg_sq"]],
+        "lion": [["exp_avg"]],
+    }[name]
+    return sections, (["mu_product"] if name == "nadam" else [])
+
+
+def _slot_order(sections, n_vars):
+    """(state name, variable index) for each Keras optimizer variable after iterations and lr."""
+    return [(name, k) for names in sections for k in range(n_vars) for name in names]
 
 
 def _optimizer_arrays(model):
@@ -160,21 +176,21 @@ def _optimizer_arrays(model):
         return None
     spec, opt = model._optimizer_spec, model.optimizer
     state, full, _ = model._optimizer_state_full()
+    if model._ema is not None and spec.use_ema:
+        full["model_ema"] = model._device.host(model._ema)
     out = [np.array(opt.iterations, dtype=np.int64)]
     if not isinstance(spec._config["learning_rate"], schedules.Schedule):
         out.append(np.array(opt.lr, dtype=np.float32))
     pieces = _trainable_pieces(model)
-    slots = _optimizer_slots(spec)
-    lr = float(opt.lr)
-
-    def keras_value(name, s, e, shape):
+    sections, scalars = _optimizer_layout(spec)
+    sgd_momentum = -float(opt.lr) if spec.name == "sgd" else 1.0
+    for name, k in _slot_order(sections, len(pieces)):
+        s, e, shape = pieces[k]
         values = full[name][s:e].reshape(shape) if name in full else np.zeros(shape, np.float32)
-        return (-lr * values).astype(np.float32) if name == "momentum_buffer" else values
-    for s, e, shape in pieces:
-        out.extend(keras_value(name, s, e, shape) for name, where in slots if where == "per_var")
-    for name, where in slots:
-        if where == "after":
-            out.extend(keras_value(name, s, e, shape) for s, e, shape in pieces)
+        if name == "momentum_buffer":
+            values = values * np.float32(sgd_momentum)
+        out.append(np.asarray(values, dtype=np.float32))
+    out.extend(np.array(state["scalars"].get(name, 1.0), dtype=np.float32) for name in scalars)
     return out
 
 
@@ -380,10 +396,9 @@ def _keras_optimizer(value):
     if name not in optimizers._BY_NAME:
         raise KerasFileError(f"fastdl has no {value['class_name']} optimizer (it has {sorted(optimizers._BY_NAME)})")
     config = dict(value["config"])
-    for key, default in (("name", "*"), ("use_ema", False), ("ema_momentum", "*"), ("ema_overwrite_frequency", "*"),
-                         ("loss_scale_factor", None), ("gradient_accumulation_steps", None)):
+    for key, default in (("loss_scale_factor", None), ("gradient_accumulation_steps", None)):
         got = config.pop(key, default)
-        if default != "*" and got != default:
+        if got != default:
             raise KerasFileError(f"the optimizer's {key}={_short(got)} is a Keras setting fastdl does not have")
     lr = config.get("learning_rate")
     if isinstance(lr, dict):
@@ -546,24 +561,25 @@ def _read_optimizer(model, h5):
     if model.optimizer is None:
         model._bind_optimizer(carry=False)
     pieces = _trainable_pieces(model)
-    slots = _optimizer_slots(spec)
+    sections, scalars = _optimizer_layout(spec)
     has_lr = not isinstance(spec._config["learning_rate"], schedules.Schedule)
-    expected = 1 + has_lr + len(slots) * len(pieces)
-    if len(group) != expected:
+    order = _slot_order(sections, len(pieces))
+    expected = 1 + has_lr + len(order) + len(scalars)
+    if len(group) != expected or not pieces:
         warnings.warn(f"the file's optimizer has {len(group)} variables where fastdl's {spec.name} needs {expected}; "
                       f"the optimizer starts fresh", stacklevel=3)
         return
     iterations = int(_dataset(h5, group, 0, (), integer=True))
     if not 0 <= iterations < 2 ** 62:
         raise KerasFileError(f"the optimizer's iteration count {iterations} is out of range")
-    arrays, i = {}, 1 + has_lr
-    order = [(name, k) for k in range(len(pieces)) for name, where in slots if where == "per_var"] + \
-            [(name, k) for name, where in slots if where == "after" for k in range(len(pieces))]
+    i = 1 + has_lr
+    arrays = {}
     for name, k in order:
         arrays.setdefault(name, {})[k] = _dataset(h5, group, i, pieces[k][2]).astype(np.float32)
         i += 1
+    values = {name: float(_dataset(h5, group, i + j, ())) for j, name in enumerate(scalars)}
     lr = float(model.optimizer.lr)
-    if "momentum_buffer" in arrays and lr == 0:
+    if spec.name == "sgd" and "momentum_buffer" in arrays and lr == 0:
         warnings.warn("the learning rate is 0: Keras's SGD momentum cannot be converted; the optimizer starts fresh",
                       stacklevel=3)
         return
@@ -571,12 +587,19 @@ def _read_optimizer(model, h5):
     for name, per in arrays.items():
         out = np.zeros(int(model._params.size), dtype=np.float32)
         for k, (s, e, _) in enumerate(pieces):
-            out[s:e] = (per[k] / -lr if name == "momentum_buffer" else per[k]).reshape(-1)
-        if name in ("exp_avg_sq", "max_exp_avg_sq") and (np.isnan(out) | (out < 0)).any():
-            raise KerasFileError(f"the optimizer's {name} holds negative or NaN values: a mean of squares is >= 0")
+            out[s:e] = (per[k] / -lr if spec.name == "sgd" and name == "momentum_buffer" else per[k]).reshape(-1)
+        bad = ~np.isfinite(out) if name == "model_ema" else (np.isnan(out) | (out < 0))
+        if name in ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "acc_delta", "exp_inf", "model_ema") \
+                and bad[np.concatenate([np.arange(s, e) for s, e, _ in pieces])].any():
+            raise KerasFileError(f"the optimizer's {name} holds values it cannot hold (negative, NaN or infinite)")
         full[name] = out
-    header = dict(model.optimizer.state_dict(), iterations=iterations)
+    if not all(np.isfinite(v) and 0 <= v <= 1 for v in values.values()):
+        raise KerasFileError(f"the optimizer's momentum product {values} is outside [0, 1]")
+    ema = full.pop("model_ema", None)
+    header = dict(model.optimizer.state_dict(), iterations=iterations, scalars=values)
     model.optimizer.load_state_dict(model._optimizer_state_dict(header, full, iterations))
+    if ema is not None:
+        model._ema = model._device.put(ema)
 
 
 # ---- the archive ----------------------------------------------------------------------------------

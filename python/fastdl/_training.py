@@ -150,6 +150,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     break
     finally:
         model._end_run()
+    if epochs > 0:
+        model._finalize_ema()  # use_ema: the weights become their moving average, as Keras's fit ends
     cb_list.on_train_end(logs)
     return history
 

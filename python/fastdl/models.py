@@ -54,7 +54,8 @@ class Sequential:
         self.stop_training = False
         self._fitting = False  # True while fit runs (in the thread holding the run lock)
         self._activity_outputs = None  # {layer: output} while fit / evaluate regularizes outputs
-        self._weight_penalties, self._constraints, self._regularized, self._pre_step = [], [], False, False
+        self._weight_penalties, self._constraints, self._regularized, self._step_extras = [], [], False, False
+        self._ema = None  # the optimizer's use_ema: a moving average of the parameter buffer
         self._weighted_metrics = set()  # ids of the compiled metrics that sample weights weigh
         self.history = None
         self._optimizer_spec = None
@@ -192,8 +193,11 @@ class Sequential:
         the form a model file stores, whatever the segments (frozen weights' state is 0)."""
         state = self.optimizer.state_dict()
         segments = getattr(self, "_segments", [(0, int(self._params.size))]) or [(0, int(self._params.size))]
-        full = {}
+        full, state["scalars"] = {}, {}
         for name, arrays in state["state"].items():
+            if arrays and np.ndim(arrays[0]) == 0:  # a per-tensor number (NAdam's mu_product): the segments
+                state["scalars"][name] = float(arrays[0])  # step together, so they share it
+                continue
             out = np.zeros(int(self._params.size), dtype=np.float32)
             for (s, e), a in zip(segments, arrays):
                 out[s:e] = a
@@ -204,9 +208,12 @@ class Sequential:
     def _optimizer_state_dict(self, state, full, steps):
         """A state_dict for the bound optimizer from whole-buffer arrays (_optimizer_state_full's form)."""
         segments = self._segments or [(0, int(self._params.size))]
+        arrays = {name: [a[s:e] for s, e in segments] for name, a in full.items()}
+        arrays.update((name, [np.array(value, dtype=np.float64) for _ in segments])
+                      for name, value in state.get("scalars", {}).items())
         return {"optimizer": state["optimizer"], "hyperparams": state["hyperparams"],
                 "iterations": state["iterations"], "steps": np.full(len(segments), steps, dtype=np.int64),
-                "state": {name: [a[s:e] for s, e in segments] for name, a in full.items()}}
+                "state": arrays}
 
     @property
     def trainable(self):
@@ -244,7 +251,8 @@ class Sequential:
         self.__dict__.setdefault("_weight_penalties", [])
         self.__dict__.setdefault("_constraints", [])
         self.__dict__.setdefault("_regularized", False)
-        self.__dict__.setdefault("_pre_step", False)
+        self.__dict__.setdefault("_step_extras", False)
+        self.__dict__.setdefault("_ema", None)
         self.__dict__.setdefault("_weighted_metrics", set())
         if "_segments" not in self.__dict__:
             self._segments = [(0, int(self._params.size))] if self.built and self._params.size else []
@@ -430,7 +438,10 @@ class Sequential:
         self._activity_outputs = {} if activity else None
         self._regularized = bool(activity or self._weight_penalties or self._constraints)
         spec = self._optimizer_spec
-        self._pre_step = bool(spec is not None and (spec.clipnorm or spec.clipvalue or spec.decoupled_decay))
+        self._step_extras = bool(spec is not None and (spec.clipnorm or spec.clipvalue or spec.decoupled_decay
+                                                       or spec.use_ema))
+        if spec is not None and spec.use_ema and self._ema is None and self.built:
+            self._ema = self._params.copy()  # the first step's average is the weights (momentum 0 there)
 
     def _before_step(self):
         """Keras's gradient clipping by each weight's norm or by value, and SGD's decoupled weight
@@ -450,6 +461,27 @@ class Sequential:
             factor = np.float32(1.0 - float(self.optimizer.lr) * spec.decoupled_decay)
             for w in (w for layer in trained for w in layer.weights):
                 w *= factor
+
+    def _update_ema(self):
+        """Keras's use_ema after a step: ema <- m ema + (1 - m) w on the trainable weights (m = 0 at
+        the optimizer's first step, ema_momentum after), and w <- ema every ema_overwrite_frequency steps."""
+        spec, it = self._optimizer_spec, self.optimizer.iterations  # steps taken, this one included
+        m = 0.0 if it <= 1 else float(spec._config["ema_momentum"])
+        for s, e in self._segments:
+            ema, w = self._ema[s:e], self._params[s:e]
+            ema *= np.float32(m)
+            ema += np.float32(1.0 - m) * w
+        freq = spec._config["ema_overwrite_frequency"]
+        if freq and it % freq == 0:
+            self._finalize_ema()
+
+    def _finalize_ema(self):
+        """The trainable weights replaced by their moving average (Keras: when fit ends)."""
+        if self._ema is None or not self._optimizer_spec.use_ema:
+            return
+        with self._compute_lock:
+            for s, e in self._segments:
+                self._params[s:e] = self._ema[s:e]
 
     def _weight_penalty(self):
         total = 0.0
@@ -602,7 +634,7 @@ class Sequential:
     def _train_step(self, xb, yb, wb=None):
         """One step: forward, fused loss and gradient, backward, one optimizer call (with
         regularizers and constraints: _regularized_step)."""
-        if self._regularized or self._pre_step:
+        if self._regularized or self._step_extras:
             return self._regularized_step(xb, yb, wb)
         h = self._forward(xb, True, self._fused)
         grad = self._grad_buffers.get(h.shape)
@@ -619,7 +651,8 @@ class Sequential:
 
     def _regularized_step(self, xb, yb, wb):
         """_train_step with the regularizers' penalties (in the loss) and gradients (before the
-        optimizer step), and the constraints applied after it."""
+        optimizer step), the optimizer's clipping and decay (_before_step) and EMA (_update_ema),
+        and the constraints applied after the step."""
         h = self._forward(xb, True, self._fused)
         grad = self._grad_buffers.get(h.shape)
         if grad is None:
@@ -635,10 +668,12 @@ class Sequential:
             loss = loss + reg.add_to(w, g)
         if outputs:  # outputs of layers before the first with weights: in the loss, no gradient to give
             loss = loss + self._output_penalty(len(xb), self._backward_layers)
-        if self._pre_step:
+        if self._step_extras:
             self._before_step()
         if self._segments:
             self.optimizer.step(self._grad_list)
+            if self._ema is not None and self._optimizer_spec.use_ema:
+                self._update_ema()  # before the constraints, as Keras
         for w, c in self._constraints:
             c.apply(w)
         return loss, h

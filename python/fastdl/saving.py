@@ -2,7 +2,7 @@
 
     fastdl_model.json     format name and version, fastdl version, architecture, compile settings
     params.npy            the model's parameter buffer (all weights, float32)
-    optimizer/*.npy       the optimizer's state (steps and state arrays), when compiled
+    optimizer/*.npy       the optimizer's state (steps, state arrays; model_ema: use_ema's average), when compiled
 
 Arrays are NumPy .npy data read with allow_pickle=False, the config is JSON: nothing in the file
 can execute code when loaded. The file is written by _files.atomic_write: to a temporary name in
@@ -37,7 +37,7 @@ FORMAT = "fastdl-model"
 FORMAT_VERSION = 1
 _CONFIG = "fastdl_model.json"
 _MAX_CONFIG_BYTES = 2 << 20  # a real config is a few KB (about 200 bytes a layer)
-_MAX_MEMBERS = 64  # a fastdl file has the config, params.npy, and the optimizer's steps and <= 3 state arrays
+_MAX_MEMBERS = 64  # a fastdl file has the config, params.npy, the optimizer's steps, <= 3 state arrays and an EMA
 _CHUNK = 4 << 20  # arrays are read in pieces of this size, straight into their final buffers
 
 
@@ -69,8 +69,11 @@ def save_model(model, path):
         if model.optimizer is not None:
             # one array per state name over the whole parameter buffer, whichever layers train
             state, full, steps = model._optimizer_state_full()
+            if model._ema is not None and model._optimizer_spec.use_ema:
+                full["model_ema"] = host(model._ema)  # use_ema's moving average of the weights
             config["compile"]["optimizer_state"] = {"class": state["optimizer"], "hyperparams": state["hyperparams"],
-                                                    "iterations": state["iterations"], "names": sorted(full)}
+                                                    "iterations": state["iterations"], "names": sorted(full),
+                                                    "scalars": state["scalars"]}
             arrays["optimizer/steps.npy"] = np.array([steps], dtype=np.int64)
             for name, values in full.items():
                 arrays[f"optimizer/{name}.npy"] = values
@@ -187,8 +190,11 @@ def _load(f):
                 state = {name: [_read_array(z, members, headers, f"optimizer/{name}.npy")] for name in saved["names"]}
                 steps = _read_array(z, members, headers, "optimizer/steps.npy")
                 _check_optimizer_arrays(steps, state, model._device.host(model._params))
+                ema = state.pop("model_ema", None)
+                if ema is not None and model._optimizer_spec.use_ema:
+                    model._ema = model._device.put(ema[0])
                 header = {"optimizer": saved["class"], "hyperparams": saved["hyperparams"],
-                          "iterations": saved["iterations"]}
+                          "iterations": saved["iterations"], "scalars": saved["scalars"]}
                 _construct("the optimizer state", model.optimizer.load_state_dict, model._optimizer_state_dict(
                     header, {name: arrays[0] for name, arrays in state.items()}, int(steps[0])))
                 _construct("the optimizer's learning rate at the saved step", _check_lr, model.optimizer)
@@ -353,8 +359,14 @@ def _compile_spec(compiled):
                 and len(set(names)) == len(names) and isinstance(state.get("hyperparams"), dict)
                 and _is_int(state.get("iterations", 0)) and 0 <= state.get("iterations", 0) < MAX_STEPS):
             raise _Damaged(f"the saved optimizer state is malformed: {_short(state)}")
+        scalars = state.get("scalars", {})
+        if not (isinstance(scalars, dict) and all(isinstance(k, str) and isinstance(v, (int, float))
+                                                  and not isinstance(v, bool) and math.isfinite(v)
+                                                  for k, v in scalars.items())):
+            raise _Damaged(f"the saved optimizer state's scalars must be {{name: a finite number}}, got "
+                           f"{_short(scalars)}")
         state = {"class": state.get("class"), "hyperparams": state["hyperparams"],
-                 "iterations": state.get("iterations", 0), "names": names}
+                 "iterations": state.get("iterations", 0), "names": names, "scalars": scalars}
     return {
         "optimizer": _construct("the optimizer", optimizers.from_config, opt["name"], opt["config"]),
         "loss": None if loss is None else _construct("the loss", losses.from_config, loss["name"], loss["config"]),
