@@ -190,19 +190,30 @@ class F1Score(FBetaScore):
         return {"name": self.name, "average": self.average, "threshold": self.threshold}
 
 class AUC(_ThresholdCounts, Metric):
-    """Area under the ROC or precision-recall curve (Keras's AUC; see the module)."""
+    """Area under the ROC or precision-recall curve (Keras's AUC; see the module). multi_label:
+    one curve per output column (y_pred of shape (n, labels)), the result their mean, or their
+    label_weights-weighted mean; otherwise every output is a decision of one curve, label_weights
+    weighing each column's decisions. from_logits: a sigmoid is applied to y_pred first."""
     default_name = "auc"
 
     def __init__(self, num_thresholds=200, curve="ROC", summation_method="interpolation", name=None,
-                 thresholds=None, multi_label=False):
+                 thresholds=None, multi_label=False, num_labels=None, label_weights=None, from_logits=False,
+                 dtype=None):
         if curve not in ("ROC", "PR"):
             raise ValueError(f"curve must be 'ROC' or 'PR', got {curve!r}")
         if summation_method not in ("interpolation", "minoring", "majoring"):
             raise ValueError(f"summation_method must be 'interpolation', 'minoring' or 'majoring', got "
                              f"{summation_method!r}")
-        if multi_label:
-            raise NotImplementedError("AUC(multi_label=True) is not in fastdl yet: every output is one "
-                                      "decision of one curve (multi_label=False)")
+        if dtype not in (None, "float32"):
+            raise ValueError(f"AUC: dtype {dtype!r}; fastdl's metrics are float32")
+        if num_labels is not None and not multi_label:
+            raise ValueError("num_labels is needed only when multi_label is True")
+        if num_labels is not None and not (isinstance(num_labels, int) and num_labels >= 1):
+            raise ValueError(f"num_labels must be an int >= 1, got {num_labels!r}")
+        if label_weights is not None:
+            label_weights = np.asarray(label_weights, dtype=np.float64).reshape(-1)
+            if not np.all(np.isfinite(label_weights)) or np.any(label_weights < 0):
+                raise ValueError("label_weights must be non-negative finite numbers")
         if thresholds is None:
             if int(num_thresholds) < 2:
                 raise ValueError(f"num_thresholds must be > 1, got {num_thresholds!r}")
@@ -214,14 +225,57 @@ class AUC(_ThresholdCounts, Metric):
                     raise ValueError(f"thresholds must be in [0, 1], got {t!r}")
             inner = sorted(float(t) for t in thresholds)
         self.curve, self.summation_method, self.num_thresholds = curve, summation_method, len(inner) + 2
+        self.multi_label, self.num_labels, self.from_logits = bool(multi_label), num_labels, bool(from_logits)
+        self.label_weights = label_weights
         self._given_thresholds = None if thresholds is None else list(inner)
         self._setup([-EPSILON] + inner + [1.0 + EPSILON], None, None, None, check=False)
         Metric.__init__(self, name)
 
+    def reset_state(self):
+        super().reset_state()
+        self._labels = None  # the label count, fixed by the first batch (multi_label)
+
+    def _update(self, t, p, w=None):
+        t, p = _pairs(t, p)
+        if self.from_logits:
+            p = 0.5 * (1.0 + np.tanh(0.5 * p))  # the sigmoid, without overflow
+        weights = _weights(w, t)
+        labels = t.shape[-1] if t.ndim >= 2 else 1
+        t, p, weights = (a.reshape(-1, labels) for a in (t, p, weights))
+        if self.multi_label:
+            if (self.num_labels is not None and labels != self.num_labels) or \
+                    (self._labels is not None and labels != self._labels):
+                want = self._labels or self.num_labels or "labels"
+                raise ValueError(f"AUC(multi_label=True) takes y_pred of shape (n, {want}), got {labels} labels")
+            self._labels = labels
+            if self.tp.ndim == 1:
+                self.tp, self.fp, self.tn, self.fn = (np.zeros((len(self.thresholds), labels)) for _ in range(4))
+        if self.label_weights is not None:
+            if len(self.label_weights) != labels:
+                raise ValueError(f"label_weights has {len(self.label_weights)} values for {labels} labels")
+            if not self.multi_label:
+                weights = weights * self.label_weights
+        label = t != 0
+        axis = 0 if self.multi_label else None
+        for i, th in enumerate(self.thresholds):
+            pred = p > th
+            self.tp[i] += np.sum(weights * (label & pred), axis=axis)
+            self.fp[i] += np.sum(weights * (~label & pred), axis=axis)
+            self.tn[i] += np.sum(weights * (~label & ~pred), axis=axis)
+            self.fn[i] += np.sum(weights * (label & ~pred), axis=axis)
+
     def result(self):
-        tp, fp, tn, fn = self.tp, self.fp, self.tn, self.fn
+        if self.tp.ndim == 1:
+            return float(self._area(self.tp, self.fp, self.tn, self.fn))
+        by_label = np.array([self._area(*(a[:, j] for a in (self.tp, self.fp, self.tn, self.fn)))
+                             for j in range(self.tp.shape[1])])
+        if self.label_weights is None:
+            return float(np.mean(by_label))
+        return float(_ratio(np.sum(by_label * self.label_weights), np.sum(self.label_weights)))
+
+    def _area(self, tp, fp, tn, fn):
         if self.curve == "PR" and self.summation_method == "interpolation":
-            return float(_interpolated_pr_auc(tp, fp, fn))
+            return _interpolated_pr_auc(tp, fp, fn)
         recall = _ratio(tp, tp + fn)
         if self.curve == "ROC":
             x, y = _ratio(fp, fp + tn), recall
@@ -233,11 +287,14 @@ class AUC(_ThresholdCounts, Metric):
             heights = np.minimum(y[:-1], y[1:])
         else:
             heights = np.maximum(y[:-1], y[1:])
-        return float(np.sum((x[:-1] - x[1:]) * heights))
+        return np.sum((x[:-1] - x[1:]) * heights)
 
     def get_config(self):
         return {"name": self.name, "num_thresholds": self.num_thresholds, "curve": self.curve,
-                "summation_method": self.summation_method, "thresholds": self._given_thresholds}
+                "summation_method": self.summation_method, "thresholds": self._given_thresholds,
+                "multi_label": self.multi_label, "num_labels": self.num_labels,
+                "label_weights": None if self.label_weights is None else self.label_weights.tolist(),
+                "from_logits": self.from_logits}
 
 
 def _interpolated_pr_auc(tp, fp, fn):

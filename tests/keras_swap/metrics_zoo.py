@@ -1,6 +1,7 @@
 # Keras 3's metrics in fit and evaluate, with their arguments: Precision / Recall (thresholds, top_k,
 # class_id), AUC (ROC, PR), F1Score / FBetaScore (averages, threshold), RootMeanSquaredError,
-# MeanAbsolutePercentageError, R2Score, TopK accuracies, weighted metrics, Mean / Sum.
+# MeanAbsolutePercentageError, R2Score, TopK accuracies, weighted metrics, Mean / Sum; AUC with
+# multi_label, label_weights and from_logits.
 import numpy as np
 import keras
 from keras import layers, metrics
@@ -44,3 +45,16 @@ m, s = metrics.Mean(), metrics.Sum()
 m.update_state([1.0, 2.0, 6.0]); m.update_state([4.0], sample_weight=[3.0])
 s.update_state([[1.0, 2.0], [3.0, 4.0]], sample_weight=[1.0, 0.5])
 RESULT["mean_sum"] = [float(m.result()), float(s.result())]
+
+multi = mlp(last="sigmoid")
+multi.compile(optimizer=keras.optimizers.SGD(0.1), loss="binary_crossentropy",
+              metrics=[metrics.AUC(multi_label=True, name="ml_auc"),
+                       metrics.AUC(multi_label=True, num_labels=4, label_weights=[1.0, 0.0, 2.0, 0.5], curve="PR",
+                                   name="ml_pr_auc"),
+                       metrics.AUC(label_weights=[0.5, 1.0, 1.0, 2.0], summation_method="minoring", name="lw_auc")])
+RESULT["multi_label"] = multi.fit(x, onehot, batch_size=64, epochs=2, shuffle=False, verbose=0,
+                                  sample_weight=w).history
+logits = mlp(last="linear")
+logits.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.BinaryCrossentropy(from_logits=True),
+               metrics=[metrics.AUC(from_logits=True, multi_label=True, name="logit_auc")])
+RESULT["from_logits"] = logits.evaluate(x, onehot, verbose=0, return_dict=True)
