@@ -253,7 +253,7 @@ def test_many_tiny_tensors_one_call(backend, rng):
 def test_options_records_match_the_modules_field_order():
     """The modules read the options records by position: their field order is the records'."""
     from fastdl import _backend
-    from fastdl.backends.options import AdamOptions, SgdOptions
+    from fastdl.backends import options
     modules = [m for m in (_backend.cpu_extension(),) if m is not None]
     try:
         from fastdl import _fastdl_cuda
@@ -262,6 +262,11 @@ def test_options_records_match_the_modules_field_order():
         pass
     if not modules:
         pytest.skip("no compiled module here")
+    records = {name[:-len("Options")].upper(): rec for name, rec in vars(options).items()
+               if name.endswith("Options") and isinstance(rec, type) and hasattr(rec, "_fields")}
+    assert {"SGD", "ADAM", "RMSPROP", "ADAGRAD", "ADADELTA", "ADAMAX", "NADAM", "LION"} <= set(records)
     for m in modules:
-        assert m.SGD_OPTION_FIELDS == SgdOptions._fields
-        assert m.ADAM_OPTION_FIELDS == AdamOptions._fields
+        exported = {k[:-len("_OPTION_FIELDS")] for k in dir(m) if k.endswith("_OPTION_FIELDS")}
+        assert exported == set(records), m.__name__  # every record, and no field list without one
+        for name, rec in records.items():
+            assert getattr(m, f"{name}_OPTION_FIELDS") == rec._fields, (m.__name__, name)

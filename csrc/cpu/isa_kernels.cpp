@@ -58,8 +58,12 @@ constexpr HalfKernels half_kernels_for() {
                      sgd_with<HalfLanes<H>, Lanes<float>>, adam_with<HalfLanes<H>, Lanes<float>>};
 }
 
+// The adaptive optimizers' entries, compiled apart (isa_adaptive_optimizers.cpp) so the two files
+// build in parallel.
+extern const AdaptiveKernels adaptive_table;
+
 const KernelTable table = {FASTDL_STR(FASTDL_ISA), kernels_for<float>(), kernels_for<double>(),
-                           half_kernels_for<Bf16Bits>(), half_kernels_for<F16Bits>()};
+                           half_kernels_for<Bf16Bits>(), half_kernels_for<F16Bits>(), &adaptive_table};
 
 }  // namespace FASTDL_ISA
 

@@ -13,7 +13,13 @@ namespace fastdl {
 namespace cpu {
 
 using fastdl::Activation;
+using fastdl::AdadeltaOptions;
+using fastdl::AdagradOptions;
+using fastdl::AdamaxOptions;
 using fastdl::AdamOptions;
+using fastdl::LionOptions;
+using fastdl::NadamOptions;
+using fastdl::RmspropOptions;
 using fastdl::SgdOptions;
 using fastdl::TensorList;
 
@@ -61,11 +67,44 @@ struct HalfKernels {
                          const AdamOptions& options);
 };
 
+// The adaptive optimizers (csrc/kernels/adaptive_optimizers.h), one StepKernels per optimizer,
+// keyed by its options type O: every storage type, and float32 state beside 16-bit parameters (read
+// from the state slots of `state`, its other fields unused). Built by isa_adaptive_optimizers.cpp.
+template <class T, class O>
+using StepFn = void (*)(const TensorList<T>& tensors, const O& options);
+template <class O>
+using F32StateStepFn = void (*)(const TensorList<uint16_t>& tensors, const TensorList<float>& state, const O& options);
+
+template <class O>
+struct StepKernels {
+  StepFn<float, O> f32;
+  StepFn<double, O> f64;
+  StepFn<uint16_t, O> bf16, f16;
+  F32StateStepFn<O> bf16_f32_state, f16_f32_state;
+};
+
+struct AdaptiveKernels {
+  StepKernels<RmspropOptions> rmsprop;
+  StepKernels<AdagradOptions> adagrad;
+  StepKernels<AdadeltaOptions> adadelta;
+  StepKernels<AdamaxOptions> adamax;
+  StepKernels<NadamOptions> nadam;
+  StepKernels<LionOptions> lion;
+
+  const StepKernels<RmspropOptions>& of(const RmspropOptions&) const { return rmsprop; }
+  const StepKernels<AdagradOptions>& of(const AdagradOptions&) const { return adagrad; }
+  const StepKernels<AdadeltaOptions>& of(const AdadeltaOptions&) const { return adadelta; }
+  const StepKernels<AdamaxOptions>& of(const AdamaxOptions&) const { return adamax; }
+  const StepKernels<NadamOptions>& of(const NadamOptions&) const { return nadam; }
+  const StepKernels<LionOptions>& of(const LionOptions&) const { return lion; }
+};
+
 struct KernelTable {
   const char* isa;
   Kernels<float> f32;
   Kernels<double> f64;
   HalfKernels bf16, f16;
+  const AdaptiveKernels* adaptive;
 };
 
 // Outputs at least this large (bytes) that do not alias an input are written with streaming

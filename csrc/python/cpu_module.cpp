@@ -8,6 +8,7 @@ namespace fastdl {
 namespace glue {
 void bind_ops(py::module_& m);
 void bind_optim(py::module_& m);
+void bind_adaptive_optim(py::module_& m);
 }  // namespace glue
 }  // namespace fastdl
 
@@ -31,4 +32,5 @@ PYBIND11_MODULE(_fastdl_cpu, m) {
         "For tests and benchmarks: moves the streaming-store threshold.");
   glue::bind_ops(m);
   glue::bind_optim(m);
+  glue::bind_adaptive_optim(m);
 }

@@ -40,6 +40,17 @@ inline std::vector<int64_t> step_counts(const py::handle& steps, size_t count) {
   return out;
 }
 
+// One float64 per tensor (NAdam's mu_products): a float64 array of `count` elements.
+inline std::vector<double> per_tensor_doubles(const py::handle& values, size_t count, const char* name) {
+  if (!py::isinstance<py::array_t<double>>(values))
+    throw py::type_error(std::string(name) + " must be a float64 array (one value per tensor)");
+  auto a = py::array_t<double, py::array::c_style>::ensure(values);
+  if (!a || static_cast<size_t>(a.size()) != count)
+    throw py::value_error(std::string(name) + " has " + std::to_string(a ? a.size() : 0) +
+                          " elements but params has " + std::to_string(count));
+  return std::vector<double>(a.data(), a.data() + count);
+}
+
 // Whether the state (momentum buffers, moments) is float32 beside 16-bit parameters
 // (state_dtype 'float32'); None or the parameters' dtype: stored as the parameters are.
 inline bool float32_state(const std::string& dtype, const py::object& state_dtype) {
