@@ -102,5 +102,21 @@ void sgd_step(DType dt, const TensorList<void>& tensors, const SgdOptions& optio
 void adam_step(DType dt, const TensorList<void>& tensors, const AdamOptions& options, uintptr_t clip_ptr,
                const float* const* step_counts, uintptr_t found_inf, bool float32_state, Place at);
 
+// The adaptive optimizers (csrc/kernels/adaptive_optimizers.h), one launcher each, as sgd_step: the
+// state slots of `tensors` their rule names, per-tensor scalars from tensors.steps (and, for NAdam,
+// tensors.mu_products) computed on the host in double.
+void rmsprop_step(DType dt, const TensorList<void>& tensors, const RmspropOptions& options, uintptr_t clip_ptr,
+                  uintptr_t found_inf, bool float32_state, Place at);
+void adagrad_step(DType dt, const TensorList<void>& tensors, const AdagradOptions& options, uintptr_t clip_ptr,
+                  uintptr_t found_inf, bool float32_state, Place at);
+void adadelta_step(DType dt, const TensorList<void>& tensors, const AdadeltaOptions& options, uintptr_t clip_ptr,
+                   uintptr_t found_inf, bool float32_state, Place at);
+void adamax_step(DType dt, const TensorList<void>& tensors, const AdamaxOptions& options, uintptr_t clip_ptr,
+                 uintptr_t found_inf, bool float32_state, Place at);
+void nadam_step(DType dt, const TensorList<void>& tensors, const NadamOptions& options, uintptr_t clip_ptr,
+                uintptr_t found_inf, bool float32_state, Place at);
+void lion_step(DType dt, const TensorList<void>& tensors, const LionOptions& options, uintptr_t clip_ptr,
+               uintptr_t found_inf, bool float32_state, Place at);
+
 }  // namespace cuda
 }  // namespace fastdl

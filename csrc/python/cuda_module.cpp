@@ -9,6 +9,7 @@ namespace fastdl {
 namespace glue {
 void bind_cuda_ops(py::module_& m);
 void bind_cuda_optim(py::module_& m);
+void bind_cuda_adaptive_optim(py::module_& m);
 }  // namespace glue
 }  // namespace fastdl
 
@@ -42,4 +43,5 @@ PYBIND11_MODULE(_fastdl_cuda, m) {
   m.attr("ACTIVATIONS") = ids;
   glue::bind_cuda_ops(m);
   glue::bind_cuda_optim(m);
+  glue::bind_cuda_adaptive_optim(m);
 }

@@ -264,3 +264,57 @@ def adam_step(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, opti
                        [m.data.ptr for m in exp_avgs], [v.data.ptr for v in exp_avg_sqs], vmax,
                        [p.size for p in params], _steps(steps), options, clip_ptr, p0.device.id, _stream())
         del keep
+
+
+# ---- the adaptive optimizers (fastdl.backends.options: RmspropOptions ... LionOptions) ---------------
+# As adam_step: one multi-tensor call per step; a state list is read only where the options use it
+# (None otherwise).
+
+def _device_step(name, params, grads, states, steps, options, mu_products=None):
+    """The CUDA module's <name>_step over CuPy arrays: states, a list of (state lists or None), in the
+    kernel's order; each used list becomes the arrays' device addresses."""
+    if not params:
+        return
+    p0 = params[0]
+    with p0.device:
+        options, clip_ptr, keep = _clip(options, p0.device.id)
+        addresses = [None if s is None else [a.data.ptr for a in s] for s in states]
+        extra = [] if mu_products is None else [np.ascontiguousarray(mu_products, dtype=np.float64)]
+        getattr(_m(), name)(_dtype(p0), [p.data.ptr for p in params], [g.data.ptr for g in grads], *addresses,
+                            *extra, [p.size for p in params], _steps(steps), options, clip_ptr, p0.device.id,
+                            _stream())
+        del keep
+
+
+def rmsprop_step(params, grads, square_avgs, momentum_buffers, grad_avgs, steps, options):
+    """One RMSprop step (torch.optim.RMSprop's update, Keras 3's by the flags); options:
+    fastdl.backends.options.RmspropOptions (momentum_buffers used with momentum, grad_avgs when centered)."""
+    _device_step("rmsprop_step", params, grads,
+                 [square_avgs, momentum_buffers if options.momentum != 0 else None,
+                  grad_avgs if options.centered else None], steps, options)
+
+
+def adagrad_step(params, grads, sums, steps, options):
+    """One Adagrad step; options: fastdl.backends.options.AdagradOptions."""
+    _device_step("adagrad_step", params, grads, [sums], steps, options)
+
+
+def adadelta_step(params, grads, square_avgs, acc_deltas, steps, options):
+    """One Adadelta step; options: fastdl.backends.options.AdadeltaOptions."""
+    _device_step("adadelta_step", params, grads, [square_avgs, acc_deltas], steps, options)
+
+
+def adamax_step(params, grads, exp_avgs, exp_infs, steps, options):
+    """One Adamax step; options: fastdl.backends.options.AdamaxOptions."""
+    _device_step("adamax_step", params, grads, [exp_avgs, exp_infs], steps, options)
+
+
+def nadam_step(params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, options):
+    """One NAdam / NAdamW step; mu_products: per tensor mu_1 ... mu_t including this step's (host float64);
+    options: fastdl.backends.options.NadamOptions."""
+    _device_step("nadam_step", params, grads, [exp_avgs, exp_avg_sqs], steps, options, mu_products=mu_products)
+
+
+def lion_step(params, grads, exp_avgs, steps, options):
+    """One Lion step; options: fastdl.backends.options.LionOptions."""
+    _device_step("lion_step", params, grads, [exp_avgs], steps, options)
