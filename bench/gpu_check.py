@@ -359,7 +359,8 @@ def installed_info():
 
 
 def run_tests(timeout_s):
-    files = ["tests/test_cuda.py"] + [f for f in ["tests/test_cuda_schedule.py"] if (ROOT / f).exists()]
+    files = ["tests/test_cuda.py"] + [f for f in ["tests/test_cuda_schedule.py", "tests/test_optim_adaptive_kernels.py"]
+                                      if (ROOT / f).exists()]
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *files]
     log(f"== tests: python {' '.join(cmd[1:])}")
     t0 = time.time()
@@ -793,6 +794,78 @@ def _adamw_of(b, shapes, size, total, label, tdt, goal_size, goal="adamw", amp=F
                  torch_timer), goal=goal, goal_size=goal_size, torch_label="torch AdamW(fused=True)")
 
 
+# The adaptive optimizers' CUDA kernels (fastdl._fastdl_cuda.<name>_step on torch tensors' addresses), beside
+# torch.optim's foreach step (torch has no Lion): (op, kernel, options record name and arguments, state lists
+# with the options used, torch.optim class or None, its arguments). Their correctness is checked by the
+# `cuda` tests of tests/test_optim_adaptive_kernels.py against float64 references (run by run_tests).
+ADAPTIVE_STEPS = [
+    ("RMSprop step", "rmsprop", ("RmspropOptions", dict(lr=1e-2)), ["square_avgs", None, None], "RMSprop",
+     dict(lr=1e-2)),
+    ("Adagrad step", "adagrad", ("AdagradOptions", dict(lr=1e-2)), ["sums"], "Adagrad", dict(lr=1e-2)),
+    ("Adadelta step", "adadelta", ("AdadeltaOptions", dict(lr=1.0)), ["square_avgs", "acc_deltas"], "Adadelta",
+     dict(lr=1.0)),
+    ("Adamax step", "adamax", ("AdamaxOptions", dict(lr=2e-3)), ["exp_avgs", "exp_infs"], "Adamax", dict(lr=2e-3)),
+    ("NAdam step", "nadam", ("NadamOptions", dict(lr=2e-3)), ["exp_avgs", "exp_avg_sqs"], "NAdam", dict(lr=2e-3)),
+    ("Lion step", "lion", ("LionOptions", dict(lr=1e-4)), ["exp_avgs"], None, {}),
+]
+
+
+def optimizer_bytes(elements, itemsize, states):
+    """Reads p, g and each state, writes p and each state (state in the parameter's dtype)."""
+    return elements * itemsize * (3 + 2 * states)
+
+
+def bench_adaptive_optimizers(b, shapes, label_of):
+    import torch
+    total = sum(numel(s) for s in shapes)
+    size = f"{label_of} ({total / 1e6:.1f}M)"
+    for op, name, opts, states, torch_name, torch_kw in ADAPTIVE_STEPS:
+        for label, tdt in [("f32", torch.float32), ("bf16", torch.bfloat16)]:
+            b.guarded(op, label, size,
+                      lambda: _adaptive_of(b, op, name, opts, states, torch_name, torch_kw, shapes, size, total, label,
+                                           tdt))
+
+
+def _adaptive_of(b, op, name, opts, states, torch_name, torch_kw, shapes, size, total, label, tdt):
+    import numpy as np
+    import torch
+    gen = torch.Generator(device="cuda").manual_seed(1)
+
+    def params():
+        ps = [torch.nn.Parameter(torch.randn(s, device="cuda", generator=gen).to(tdt)) for s in shapes]
+        for p in ps:
+            p.grad = torch.randn(p.shape, device="cuda", generator=gen).to(tdt)
+        return ps
+
+    def fd_setup():
+        from fastdl import _fastdl_cuda
+        from fastdl.backends import options
+        o = getattr(options, opts[0])(**opts[1])
+        ps = params()
+        st = [None if s is None else [torch.full_like(p, 0.5) for p in ps] for s in states]
+        keep = (ps, st)
+        addrs = [None if s is None else [t.data_ptr() for t in s] for s in st]
+        extra = [np.full(len(ps), 0.45)] if name == "nadam" else []
+        steps = np.ones(len(ps), np.int64)
+        dtype = str(tdt).split(".")[1]
+        fn = getattr(_fastdl_cuda, f"{name}_step")
+        pa, ga, sizes = [p.data_ptr() for p in ps], [p.grad.data_ptr() for p in ps], [p.numel() for p in ps]
+
+        def call(keep=keep):
+            fn(dtype, pa, ga, *addrs, *extra, sizes, steps, o, 0, torch.cuda.current_device(),
+               torch.cuda.current_stream().cuda_stream)
+        return call
+
+    def th_setup():
+        return getattr(torch.optim, torch_name)(params(), foreach=True, **torch_kw).step
+
+    nstates = sum(s is not None for s in states)
+    b.run(op, label, size, optimizer_bytes(total, torch.finfo(tdt).bits // 8, nstates),
+          b.side(b.fd_ok, fd_setup, torch_timer),
+          b.side(b.th_ok, th_setup, torch_timer) if torch_name else None,
+          torch_label=f"torch {torch_name}(foreach=True)" if torch_name else "torch (no Lion)")
+
+
 def peak_extra_mib(fn, clear=None):
     """Peak memory one call of fn allocates beyond what was allocated before it, in MiB (torch's
     allocator): clear() first frees what a previous call left (the gradients)."""
@@ -962,6 +1035,8 @@ def run_benchmarks(args, skip, start):
         ("AdamW + GradScaler on GPT-2 small (issue #10)",
          lambda: bench_adamw(b, [(f"GPT-2 small {len(sizes['gpt2'])} tensors", sizes["gpt2"])],
                              goal_size=False, goal=None, amp=True)),
+        ("RMSprop, Adagrad, Adadelta, Adamax, NAdam, Lion (issue #11)",
+         lambda: bench_adaptive_optimizers(b, [(sizes["big"],)], f"1x{size_label(sizes['big'])}")),
         ("fastdl.torch cross_entropy (issue #10)", lambda: bench_torch_cross_entropy(b, *sizes["ce"])),
         ("fastdl.torch linear_cross_entropy (issue #10)",
          lambda: bench_linear_cross_entropy(b, *sizes["lce"], goal_size=not args.quick,
@@ -1080,6 +1155,9 @@ def self_test():
     ok(len(gpt2_small_shapes(d=256, vocab=8192, ctx=256)) == 148, "quick GPT-2 list also 148 tensors")
     ok(activation_bytes(2 ** 26, 4) == 2 ** 29 and activation_bytes(10, 2, backward=True) == 60, "activation bytes")
     ok(loss_bytes(10, 4) == 120 and adamw_bytes(10, 4) == 280 and adamw_bytes(10, 2) == 140, "loss / AdamW bytes")
+    ok(optimizer_bytes(10, 4, 2) == adamw_bytes(10, 4) and optimizer_bytes(10, 2, 1) == 100, "adaptive optimizer bytes")
+    ok([a[1] for a in ADAPTIVE_STEPS] == ["rmsprop", "adagrad", "adadelta", "adamax", "nadam", "lion"],
+       "the six adaptive optimizers timed")
     ok(ce_bytes(8192, 32768, 4) == 2 * 8192 * 32768 * 4 + 8192 * 8, "CE bytes")
     ok(abs(gbps(2 * 2 ** 30, 0.5) - 4294.967296) < 1e-6, "GB/s = bytes / time")
     ok(choose_inner(0.1) == 20 and choose_inner(5.0) == 1 and choose_inner(0.0) == 64 and choose_inner(1e-4) == 64,

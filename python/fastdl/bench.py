@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend, info, ops, optim
+from .backends import numpy_kernels, options
 
 try:  # PyTorch is an optional competitor
     import torch
@@ -284,6 +285,49 @@ def optimizer_cases(n, shapes):
     return cases
 
 
+# The adaptive optimizers' kernels, called directly (one multi-tensor call per step, as fastdl.optim
+# makes it): (label, kernel, options, state lists, torch.optim class or None, its arguments, bytes per
+# element in float32: parameters read and written, gradients read, each state read and written).
+ADAPTIVE_OPTIMIZERS = [
+    ("RMSprop", "rmsprop_step", options.RmspropOptions(lr=1e-2), ["square_avgs", None, None],
+     "RMSprop", dict(lr=1e-2), 20),
+    ("Adagrad", "adagrad_step", options.AdagradOptions(lr=1e-2), ["sums"], "Adagrad", dict(lr=1e-2), 20),
+    ("Adadelta", "adadelta_step", options.AdadeltaOptions(lr=1.0), ["square_avgs", "acc_deltas"],
+     "Adadelta", dict(lr=1.0), 28),
+    ("Adamax", "adamax_step", options.AdamaxOptions(lr=2e-3), ["exp_avgs", "exp_infs"], "Adamax", dict(lr=2e-3), 28),
+    ("NAdam", "nadam_step", options.NadamOptions(lr=2e-3), ["exp_avgs", "exp_avg_sqs"], "NAdam", dict(lr=2e-3), 28),
+    ("Lion", "lion_step", options.LionOptions(lr=1e-4), ["exp_avgs"], None, {}, 20),
+]
+
+
+def adaptive_optimizer_cases(n):
+    """RMSprop, Adagrad, Adadelta, Adamax, NAdam, Lion: the kernel on one tensor of n elements, beside the
+    NumPy fallback and torch.optim's foreach implementation (torch has no Lion)."""
+    ext = _backend.cpu_extension()
+    if ext is None:
+        return []
+    cases = []
+    for label, kernel, opts, state_names, torch_name, torch_kw, bytes_per in ADAPTIVE_OPTIMIZERS:
+        rng = np.random.default_rng(5)
+        grads = [rng.standard_normal(n).astype(np.float32)]
+        steps = np.ones(1, np.int64)
+        extra = [np.array([opts.beta1 * 0.5], np.float64)] if kernel == "nadam_step" else []
+
+        def step_with(impl, g=grads, names=state_names, kernel=kernel, extra=extra, opts=opts):
+            params = [np.ones(n, np.float32)]
+            state = [None if s is None else [np.full(n, 0.5, np.float32)] for s in names]
+            return lambda: getattr(impl, kernel)(params, g, *state, *extra, steps, opts)
+
+        impls = {"fastdl": step_with(ext), "numpy": step_with(numpy_kernels)}
+        if torch and torch_name:
+            tps = [torch.ones(n)]
+            tps[0].grad = torch.from_numpy(grads[0])
+            impls["torch foreach"] = getattr(torch.optim, torch_name)(tps, foreach=True, **torch_kw).step
+        cases.append(Case(f"{label} step 1x{n / 1e6:g}M f32 ({n / 1e6:.1f}M)", bytes_per * n, impls,
+                          note="numpy: fastdl's own NumPy fallback", group="optimizer", in_place=True))
+    return cases
+
+
 def torch_optimizer_cases(n, shapes):
     """fastdl.torch optimizers on torch tensors, beside torch.optim fused and foreach."""
     if torch is None or _backend.name != "cpu":
@@ -317,7 +361,7 @@ def all_cases(quick=False):
     rows = 512 if quick else 4096
     shapes = resnet50_like_shapes(0.2 if quick else 0.62)
     return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n) + optimizer_cases(n, shapes)
-            + torch_optimizer_cases(n, shapes))
+            + adaptive_optimizer_cases(n) + torch_optimizer_cases(n, shapes))
 
 
 # ---- the report ------------------------------------------------------------------------------
