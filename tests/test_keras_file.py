@@ -275,3 +275,15 @@ def test_files_move_between_fastdl_and_keras_and_training_resumes_the_same(confi
     for key in ("before", "after", "eval"):  # same weights, same optimizer state, same metrics
         np.testing.assert_allclose(by_keras[key], made[key], rtol=2e-5, atol=2e-6, err_msg=key)
         np.testing.assert_allclose(back[key], by_keras[key], rtol=2e-5, atol=2e-6, err_msg=key)
+
+
+def test_keras_saving_functions_take_keras_arguments(tmp_path):
+    model = _model()
+    fastdl.saving.save_model(model, tmp_path / "m.keras")
+    assert zipfile.ZipFile(tmp_path / "m.keras").namelist()[0] == "metadata.json"  # Keras's format, by its name
+    with pytest.raises(FileExistsError):
+        fastdl.saving.save_model(model, tmp_path / "m.keras", overwrite=False)
+    loaded = fastdl.saving.load_model(tmp_path / "m.keras", None, False, safe_mode=True)  # Keras's positions
+    assert not loaded.compiled
+    with pytest.raises(ValueError, match="custom_objects"):
+        models.load_model(tmp_path / "m.keras", custom_objects={"MyLayer": object})

@@ -834,7 +834,7 @@ class Sequential:
                 from . import _keras_file
                 _keras_file.save_model(self, name)
             else:
-                saving.save_model(self, filepath)
+                saving._save_native(self, filepath)
 
     def export(self, filepath, format="onnx"):
         """Exports the model for inference; format 'onnx' (needs the `onnx` package)."""
@@ -845,11 +845,12 @@ class Sequential:
             onnx_export.export(self, filepath)
 
 
-def load_model(filepath, compile=True):
+def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
     """Loads a model written by Model.save (compiled, with its optimizer state, if it was), or a
-    Keras 3 .keras file of layers fastdl has. compile=False: a .keras file's model uncompiled."""
+    Keras 3 .keras file of layers fastdl has (Keras's arguments; compile=False: a .keras file's
+    model uncompiled; custom_objects cannot be honoured and are refused)."""
     from . import saving
-    return saving.load_model(filepath, compile=compile)
+    return saving.load_model(filepath, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode)
 
 
 def _metric_list(metrics):

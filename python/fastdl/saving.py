@@ -47,7 +47,16 @@ def _npy(array):
     return buf.getvalue()
 
 
-def save_model(model, path):
+def save_model(model, filepath, overwrite=True):
+    """Keras's keras.saving.save_model: model.save(filepath) (a .keras name: Keras 3's format)."""
+    path = os.fsdecode(os.fspath(filepath))
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists and overwrite=False")
+    model.save(filepath)
+
+
+def _save_native(model, path):
+    """fastdl's own model file (see the module docstring)."""
     model._require_built()
     config = {
         "format": FORMAT,
@@ -96,9 +105,9 @@ class _Damaged(ValueError):
 _ARCHIVE_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError)
 
 
-def load_model(path, compile=True):
+def load_model(path, custom_objects=None, compile=True, safe_mode=True):
     """Loads a model written by save_model, or a Keras 3 .keras file (fastdl._keras_file; compile=False
-    skips its compile settings and optimizer state). A file whose content is damaged, crafted or not a
+    skips its compile settings and optimizer state; safe_mode is always on: nothing in a file runs). A file whose content is damaged, crafted or not a
     fastdl model raises ValueError naming the file and what is wrong, before any large
     allocation: sizes, .npy headers and the parameter count the config implies are compared
     first, and arrays are then read in pieces straight into the model's buffers. A missing or
@@ -106,6 +115,9 @@ def load_model(path, compile=True):
     (a directory, device, FIFO or socket: opening a FIFO would block). path may be a str, bytes
     or os.PathLike."""
     path = os.fsdecode(os.fspath(path))
+    if custom_objects:
+        raise ValueError(f"custom_objects={sorted(custom_objects)!r}: fastdl builds models from its own layers, "
+                         f"losses and metrics only (a file that needs custom objects cannot be read)")
     with _files.open_regular(path, _refuse_non_regular) as f:
         try:
             if _is_keras_archive(path, f):
