@@ -5,7 +5,8 @@ The squared gradient norm stays on the device (a 0-d float64 tensor) and the cli
 computed there, so that a step with max_grad_norm never waits for the GPU. So do the rest of a
 step's inputs that change from step to step: the Adam step counts (``step_ptrs``: the addresses of
 device float32 counts) and torch.amp.GradScaler's skip flag (``found_inf``: the address of a device
-float32, 0 for none), which is what lets a step be captured in a CUDA graph.
+float32, 0 for none), which is what lets a step be captured in a CUDA graph. The adaptive optimizers' kernels (RMSprop,
+Adagrad, Adadelta, Adamax, NAdam) take their step counts and NAdam's mu_products as host arrays.
 """
 
 import torch
@@ -58,6 +59,39 @@ class Kernels:
         options, clip_ptr = _clip(options)
         self.module.adam_step(dtype, params, grads, m, v, vmax, sizes, steps, options, clip_ptr, self.device,
                               self._stream(), step_ptrs, found_inf, state_dtype)
+
+    # the adaptive optimizers (RMSprop, Adagrad, Adadelta, Adamax, NAdam): step counts (and NAdam's
+    # mu_products, float64) are host arrays; found_inf is accepted for the contract's sake (their steps
+    # read GradScaler's flag on the host and never pass it)
+
+    def _rmsprop_step_raw(self, dtype, params, grads, square_avgs, momentum_buffers, grad_avgs, sizes, steps, options,
+                          found_inf=0, state_dtype=None):
+        options, clip_ptr = _clip(options)
+        self.module.rmsprop_step(dtype, params, grads, square_avgs, momentum_buffers, grad_avgs, sizes, steps, options,
+                                 clip_ptr, self.device, self._stream(), found_inf, state_dtype)
+
+    def _adagrad_step_raw(self, dtype, params, grads, sums, sizes, steps, options, found_inf=0, state_dtype=None):
+        options, clip_ptr = _clip(options)
+        self.module.adagrad_step(dtype, params, grads, sums, sizes, steps, options, clip_ptr, self.device,
+                                 self._stream(), found_inf, state_dtype)
+
+    def _adadelta_step_raw(self, dtype, params, grads, square_avgs, acc_deltas, sizes, steps, options, found_inf=0,
+                           state_dtype=None):
+        options, clip_ptr = _clip(options)
+        self.module.adadelta_step(dtype, params, grads, square_avgs, acc_deltas, sizes, steps, options, clip_ptr,
+                                  self.device, self._stream(), found_inf, state_dtype)
+
+    def _adamax_step_raw(self, dtype, params, grads, exp_avgs, exp_infs, sizes, steps, options, found_inf=0,
+                         state_dtype=None):
+        options, clip_ptr = _clip(options)
+        self.module.adamax_step(dtype, params, grads, exp_avgs, exp_infs, sizes, steps, options, clip_ptr, self.device,
+                                self._stream(), found_inf, state_dtype)
+
+    def _nadam_step_raw(self, dtype, params, grads, exp_avgs, exp_avg_sqs, mu_products, sizes, steps, options,
+                        found_inf=0, state_dtype=None):
+        options, clip_ptr = _clip(options)
+        self.module.nadam_step(dtype, params, grads, exp_avgs, exp_avg_sqs, mu_products, sizes, steps, options,
+                               clip_ptr, self.device, self._stream(), found_inf, state_dtype)
 
 
 def _clip(options):

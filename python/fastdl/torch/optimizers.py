@@ -76,10 +76,11 @@ import torch
 from .. import _backend
 from . import _cuda as _torch_cuda
 from ..optim import schedules
-from ..backends.options import AdamOptions, SgdOptions
+from ..backends.options import (AdadeltaOptions, AdagradOptions, AdamaxOptions, AdamOptions, NadamOptions,
+                                RmspropOptions, SgdOptions)
 from ..optim.optimizer import clip_coefficient, max_norm
 
-__all__ = ["SGD", "Adam", "AdamW"]
+__all__ = ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam"]
 
 _DTYPES = {torch.float32: "float32", torch.float64: "float64", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 _HALF = (torch.bfloat16, torch.float16)
@@ -128,6 +129,32 @@ class _NumpyKernels:
         step = lambda *a: _backend.numpy_kernels.adam_step(*a, steps, *args)  # noqa: E731
         self._run(step, [(params, sizes), (grads, sizes), (m, sizes), (v, sizes),
                          None if vmax is None else (vmax, sizes)], (0, 2, 3, 4))
+
+    def _rmsprop_step_raw(self, dtype, params, grads, square_avgs, momentum_buffers, grad_avgs, sizes, steps, options,
+                          state_dtype=None):
+        step = lambda *a: _backend.numpy_kernels.rmsprop_step(*a, steps, options)  # noqa: E731
+        self._run(step, [(params, sizes), (grads, sizes), (square_avgs, sizes),
+                         None if momentum_buffers is None else (momentum_buffers, sizes),
+                         None if grad_avgs is None else (grad_avgs, sizes)], (0, 2, 3, 4))
+
+    def _adagrad_step_raw(self, dtype, params, grads, sums, sizes, steps, options, state_dtype=None):
+        step = lambda *a: _backend.numpy_kernels.adagrad_step(*a, steps, options)  # noqa: E731
+        self._run(step, [(params, sizes), (grads, sizes), (sums, sizes)], (0, 2))
+
+    def _adadelta_step_raw(self, dtype, params, grads, square_avgs, acc_deltas, sizes, steps, options,
+                           state_dtype=None):
+        step = lambda *a: _backend.numpy_kernels.adadelta_step(*a, steps, options)  # noqa: E731
+        self._run(step, [(params, sizes), (grads, sizes), (square_avgs, sizes), (acc_deltas, sizes)], (0, 2, 3))
+
+    def _adamax_step_raw(self, dtype, params, grads, exp_avgs, exp_infs, sizes, steps, options, state_dtype=None):
+        step = lambda *a: _backend.numpy_kernels.adamax_step(*a, steps, options)  # noqa: E731
+        self._run(step, [(params, sizes), (grads, sizes), (exp_avgs, sizes), (exp_infs, sizes)], (0, 2, 3))
+
+    def _nadam_step_raw(self, dtype, params, grads, exp_avgs, exp_avg_sqs, mu_products, sizes, steps, options,
+                        state_dtype=None):
+        step = lambda p, g, m, v: _backend.numpy_kernels.nadam_step(p, g, m, v, mu_products, steps,  # noqa: E731
+                                                                     options)
+        self._run(step, [(params, sizes), (grads, sizes), (exp_avgs, sizes), (exp_avg_sqs, sizes)], (0, 2, 3))
 
 
 def _on_device(device):
@@ -261,7 +288,7 @@ class _Binding:
     its number of occurrences in ``repeats`` (None when each appears once).
     """
 
-    def __init__(self, opt, params, positions, repeats, names, index):
+    def __init__(self, opt, params, positions, repeats, names, index, fill=None):
         self.params = params
         self.positions = positions  # each parameter's index in its group, for messages
         self.index = index
@@ -280,21 +307,28 @@ class _Binding:
         self.repeats = repeats if repeats is not None and (repeats > 1).any() else None
         self.has_empty = 0 in self.sizes
         offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.buffers = {name: torch.zeros(int(offsets[-1]), dtype=self.state_torch_dtype, device=self.device)
-                        for name in names}
+        # a new state tensor starts at 0, or at its optimizer's initial value (Adagrad's initial_accumulator_value)
+        fill = fill or {}
+        self.buffers = {name: torch.full((int(offsets[-1]),), fill.get(name, 0.0), dtype=self.state_torch_dtype,
+                                         device=self.device) for name in names}
         self.views = {name: [buf.as_strided(p.shape, p.stride(), int(offsets[i])) for i, p in enumerate(params)]
                       for name, buf in self.buffers.items()}
         self.state_ptrs = {name: [v.data_ptr() for v in views] for name, views in self.views.items()}
-        if _on_device(self.device) and opt._counts_steps:
+        if _on_device(self.device) and opt._counts_steps and opt._device_counts:
             # the counts stay on the GPU (float32, as torch's fused and capturable optimizers keep them): a
             # step advances them and the kernel reads them there, so that it never waits for the device
             self.step_tensor = torch.zeros(len(params), dtype=torch.float32, device=self.device)
             self.steps = None
         else:
-            self.step_tensor = torch.zeros(len(params), dtype=torch.get_default_dtype()
-                                           if torch.get_default_dtype() == torch.float64 else torch.float32)
+            self.step_tensor = torch.zeros(len(params), dtype=_scalar_dtype())
             self.steps = self.step_tensor.numpy()  # shares memory
         self.step_views = [self.step_tensor[i] for i in range(len(params))]
+        # per-parameter 0-d state besides 'step' (NAdam's 'mu_product'): host tensors of torch's scalar dtype,
+        # as torch keeps them, each exposed as a 0-d view, all advanced with one NumPy operation
+        self.scalar_tensors = {name: torch.full((len(params),), init, dtype=_scalar_dtype())
+                               for name, init in opt._scalar_state.items()}
+        self.scalar_arrays = {name: t.numpy() for name, t in self.scalar_tensors.items()}  # share memory
+        self.scalar_views = {name: [t[i] for i in range(len(params))] for name, t in self.scalar_tensors.items()}
         self.step_ptrs = list(map(torch.Tensor.data_ptr, self.step_views)) if self.steps is None else None
         self.exposed = np.zeros(len(params), dtype=bool)
         # state already there (a loaded checkpoint, an earlier binding): all checked, then adopted
@@ -320,6 +354,9 @@ class _Binding:
             if value.shape != views[i].shape:
                 raise ValueError(f"state {name!r} of {self.where(i)} has shape {tuple(value.shape)}, the parameter "
                                  f"{tuple(views[i].shape)}")
+        for name in opt._scalar_state:
+            if name in st:
+                opt._scalar_value(name, st[name], f"the state of {self.where(i)}")
         if opt._counts_steps and "step" in st:
             step = st["step"]
             if self.steps is None and isinstance(step, torch.Tensor) and step.numel() == 1 \
@@ -333,6 +370,9 @@ class _Binding:
             value = st.get(name)
             if value is not None:
                 views[i].copy_(value)
+        for name, array in self.scalar_arrays.items():
+            if name in st:
+                array[i] = opt._scalar_value(name, st[name], f"the state of {self.where(i)}")
         if step is not None:
             if self.steps is not None:
                 self.steps[i] = step
@@ -345,6 +385,8 @@ class _Binding:
         if self.names or opt._counts_steps:
             st = opt.state[self.params[i]]
             for name, views in self.views.items():
+                st[name] = views[i]
+            for name, views in self.scalar_views.items():
                 st[name] = views[i]
             if opt._counts_steps:
                 st["step"] = self.step_views[i]
@@ -428,9 +470,9 @@ class _Work:
     """One binding's part of a planned step: what its kernel calls need, all checked."""
 
     __slots__ = ("binding", "settings", "lr", "active", "grads", "kernel", "sel", "grad_ptrs", "counts",
-                 "new_steps", "first")
+                 "new_steps", "first", "scalar_rounds", "new_scalars")
 
-    def __init__(self, binding, settings, lr, active, grads):
+    def __init__(self, binding, settings, lr, active, grads, opt=None):
         b = self.binding = binding
         self.settings, self.lr, self.active, self.grads = settings, lr, active, grads
         # the kernel skips empty tensors (torch gives them no memory; they still get state and a step count)
@@ -450,6 +492,7 @@ class _Work:
         idx = None if active is b.all_indices else np.asarray(active, dtype=np.int64)
         self.counts = 1 if b.repeats is None else (b.repeats if idx is None else b.repeats[idx])
         self.first = ~b.exposed if idx is None else ~b.exposed[idx]
+        self.scalar_rounds = self.new_scalars = None
         if b.steps is None:
             # counts on the device: advanced there, around the kernel calls; not checked here (reading them
             # would wait for the device; torch's fused optimizers do not either): load_state_dict checks them
@@ -463,25 +506,62 @@ class _Work:
             raise ValueError(f"the state of {b.where(active[k])} has step {old[k]}: a step count is a whole "
                              f"number >= 0")
         self.new_steps = new
+        if b.scalar_arrays:
+            self._scalars(opt, idx, old)
+
+    def _scalars(self, opt, idx, old_steps):
+        """The per-parameter scalar state (NAdam's mu_product) after each kernel round of this step, as
+        the optimizer advances it from the step counts (``opt._scalar_step``), checked first: a value
+        edited in place is refused as a loaded one is. Stored by commit(), once the kernels ran."""
+        b = self.binding
+        current = {}
+        for name, array in b.scalar_arrays.items():
+            values = (array if idx is None else array[idx]).copy()
+            bad = np.flatnonzero(~opt._scalar_ok(name, values))
+            if bad.size:
+                k = int(bad[0])
+                opt._scalar_value(name, float(values[k]), f"the state of {b.where(self.active[k])}")  # raises
+            current[name] = values
+        counts = np.broadcast_to(np.asarray(self.counts), old_steps.shape)
+        rounds = []
+        for r in range(int(counts.max(initial=0))):
+            take = counts > r
+            for name, values in current.items():
+                values[take] = opt._scalar_step(self.settings, name, values[take], old_steps[take] + (r + 1))
+            rounds.append({name: values.copy() for name, values in current.items()})
+        self.scalar_rounds, self.new_scalars = rounds, current
+
+    def _round_scalars(self, r, take=None):
+        """Round r's scalar state of the tensors the kernel call steps, as float64 (None without any)."""
+        if self.scalar_rounds is None:
+            return None
+        out = {}
+        for name, values in self.scalar_rounds[r].items():
+            values = values if self.sel is None else values[self.sel]
+            out[name] = (values if take is None else values[take]).astype(np.float64)
+        return out
 
     def rounds(self):
         """(kernel indices, their step counts, first-step flags, gradient addresses, the binding indices
         this call steps) per kernel call: one call, or for a parameter listed n times in its group n
         calls in turn, as torch.optim steps each listing (with the momentum buffer it found at the start
         of the step). With device counts the step counts are None (the kernel reads them there), and
-        the stepped indices (empty parameters included) are what to advance before the call."""
+        the stepped indices (empty parameters included) are what to advance before the call. Last, the
+        scalar state the call reads (NAdam's mu_products, float64), or None."""
         sel = self.sel
         new = None if self.new_steps is None else self.new_steps if sel is None else self.new_steps[sel]
         first = self.first if sel is None else self.first[sel]
         if self.binding.repeats is None:
-            yield self.kernel, None if new is None else new.astype(np.int64), first, self.grad_ptrs, self.active
+            yield (self.kernel, None if new is None else new.astype(np.int64), first, self.grad_ptrs, self.active,
+                   self._round_scalars(0))
             return
         counts = self.counts if sel is None else self.counts[sel]
         for r in range(int(self.counts.max(initial=0))):
             take = np.flatnonzero(counts > r)
             stepped = [self.active[k] for k in np.flatnonzero(self.counts > r)]
             steps = None if new is None else (new[take] - counts[take] + r + 1).astype(np.int64)
-            yield [self.kernel[k] for k in take], steps, first[take], [self.grad_ptrs[k] for k in take], stepped
+            yield ([self.kernel[k] for k in take], steps, first[take], [self.grad_ptrs[k] for k in take], stepped,
+                   self._round_scalars(r, take))
 
     def commit(self, opt, taken=True):
         """The step's counts (host counts; device ones moved on the device) and any new state exposed
@@ -494,6 +574,12 @@ class _Work:
             b.steps[...] = self.new_steps
         else:
             b.steps[np.asarray(self.active)] = self.new_steps
+        if taken and self.new_scalars is not None:
+            for name, values in self.new_scalars.items():
+                if self.active is b.all_indices:
+                    b.scalar_arrays[name][...] = values
+                else:
+                    b.scalar_arrays[name][np.asarray(self.active)] = values
         if self.first.any():
             for i in np.asarray(self.active)[self.first]:
                 b._expose(opt, int(i))
@@ -504,6 +590,10 @@ class _FusedOptimizer(torch.optim.Optimizer):
     """The shared machinery: validation, bindings, one kernel call per group and dtype."""
 
     _counts_steps = True
+    # on a GPU the step counts stay there (the CUDA kernels read them by address: Adam); False: they stay on the
+    # host, as torch.optim's non-capturable optimizers keep them, and the CUDA kernels take them as host numbers
+    _device_counts = True
+    _scalar_state = {}  # per-parameter 0-d state besides 'step': {name: initial value} (NAdam's mu_product)
     _step_supports_amp_scaling = True  # GradScaler.step hands its grad_scale and found_inf to step()
 
     def __init__(self, params, defaults, max_grad_norm=None, state_dtype=None):
@@ -538,6 +628,22 @@ class _FusedOptimizer(torch.optim.Optimizer):
 
     def _state_names(self, settings):
         """The per-parameter state tensors a group's settings need."""
+        raise NotImplementedError
+
+    def _state_fill(self, group):
+        """{state name: the value a new state tensor starts at} where that is not 0."""
+        return {}
+
+    def _scalar_value(self, name, value, where):
+        """A per-parameter scalar state value (loaded, adopted or user-set), checked, as a float."""
+        raise NotImplementedError
+
+    def _scalar_ok(self, name, values):
+        """Which of a NumPy array of scalar state values are valid."""
+        raise NotImplementedError
+
+    def _scalar_step(self, settings, name, values, steps):
+        """The scalar state values after a step whose counts (including it) are `steps`."""
         raise NotImplementedError
 
     def add_param_group(self, param_group):
@@ -589,10 +695,12 @@ class _FusedOptimizer(torch.optim.Optimizer):
         try:
             for index, group in enumerate(self.param_groups):
                 self._check_group(group, index, iterations)
+            self._restore_scalars(state_dict)
             for index, group in enumerate(self.param_groups):
                 for j, p in enumerate(group["params"]):
                     for name, value in self.state.get(p, {}).items():
-                        if name != "step" and isinstance(value, torch.Tensor) and value.shape != p.shape:
+                        if name != "step" and name not in self._scalar_state and isinstance(value, torch.Tensor) \
+                                and value.shape != p.shape:
                             raise ValueError(f"the state_dict's {name!r} of parameter {j} of group {index} has shape "
                                              f"{tuple(value.shape)}, the parameter {tuple(p.shape)}")
         except BaseException:
@@ -602,6 +710,23 @@ class _FusedOptimizer(torch.optim.Optimizer):
             self._bindings = {}  # rebuilt at the next step, adopting the state into fastdl's buffers
             self._layout_checked = False
         self.iterations = iterations
+
+    def _restore_scalars(self, state_dict):
+        """The per-parameter scalar state (NAdam's mu_product) as the checkpoint has it, checked, in torch's
+        scalar dtype on the host: torch's load_state_dict casts it to the parameter's dtype (bfloat16 would
+        round it), which fastdl undoes from the checkpoint's own value."""
+        if not self._scalar_state:
+            return
+        saved = itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+        params = itertools.chain.from_iterable(g["params"] for g in self.param_groups)
+        for key, p in zip(saved, params):
+            st = state_dict["state"].get(key)
+            if not isinstance(st, dict):
+                continue
+            for name in self._scalar_state:
+                if name in st:
+                    value = self._scalar_value(name, st[name], f"the state of parameter {key} in the state_dict")
+                    self.state[p][name] = torch.tensor(value, dtype=_scalar_dtype())
 
     def state_dict(self):
         """torch's layout, plus 'fastdl_iterations' (torch.optim ignores it); the state tensors are
@@ -661,8 +786,9 @@ class _FusedOptimizer(torch.optim.Optimizer):
             first[id(p)] = (key, len(js))
             js.append(j)
             counts.append(1)
-        bindings = [_Binding(self, [params[j] for j in js], js, np.asarray(counts, dtype=np.int64), names, index)
-                    for js, counts in by_dtype.values()]
+        fill = self._state_fill(group)
+        bindings = [_Binding(self, [params[j] for j in js], js, np.asarray(counts, dtype=np.int64), names, index,
+                             fill) for js, counts in by_dtype.values()]
         self._bindings[index] = (tuple(params), bindings)
         return bindings
 
@@ -688,7 +814,7 @@ class _FusedOptimizer(torch.optim.Optimizer):
             for b in bindings:
                 active, grads = b.gradients(name)
                 if active:
-                    work.append(_Work(b, settings, lr, active, grads))
+                    work.append(_Work(b, settings, lr, active, grads, self))
         return work
 
     def _clip_factor(self, work, kernels, on_device, grad_scale):
@@ -722,6 +848,11 @@ class _FusedOptimizer(torch.optim.Optimizer):
         if on_device:
             if grad_scale is not None:
                 grad_scale = grad_scale.to(device, torch.float64, non_blocking=True).reshape(())
+            if not self._device_counts and found_inf is not None:
+                # host step counts (and NAdam's mu_product): whether the step counts is known on the host only
+                # by reading the flag, one wait for the device, as torch's GradScaler does for torch.optim's
+                # non-fused optimizers; the scale is still used where it is
+                return on_device, grad_scale, float(found_inf) != 0
             skip = None if found_inf is None else \
                 found_inf.to(device, non_blocking=True).reshape(()).ne(0).to(torch.float32)
             return on_device, grad_scale, skip
@@ -748,16 +879,16 @@ class _FusedOptimizer(torch.optim.Optimizer):
             clip_coef = clip_coef / grad_scale if on_device or grad_scale else math.inf
         # from here on nothing can fail on checked input: every kernel call runs, then the counts move
         taken = skip is not True  # False: found on the host, nothing to run; a device skip the kernels read
-        device_skip = skip if on_device else None
+        device_skip = skip if isinstance(skip, torch.Tensor) else None  # a flag read on the host: taken or not
         for w in work if taken else ():
             b = w.binding
             if b.steps is None or device_skip is not None:
                 self._run_on_device(kernels[b.device], w, clip_coef, device_skip)
                 continue
-            for kernel, steps, first, grad_ptrs, _ in w.rounds():
+            for kernel, steps, first, grad_ptrs, _, scalars in w.rounds():
                 if kernel:
                     self._run(kernels[b.device], w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef,
-                              _NO_EXTRA)
+                              _NO_EXTRA, scalars)
         for w in work:
             w.commit(self, taken)
         if self.max_grad_norm is not None:
@@ -773,20 +904,26 @@ class _FusedOptimizer(torch.optim.Optimizer):
         b = w.binding
         device_counts = b.steps is None
         rounds = list(w.rounds())
-        for kernel, steps, first, grad_ptrs, stepped in rounds:
+        for kernel, steps, first, grad_ptrs, stepped, scalars in rounds:
             if device_counts:
                 b.advance(stepped)
             if kernel:
                 extra = {} if skip is None else {"found_inf": skip.data_ptr()}
                 if device_counts:
                     extra["step_ptrs"] = b.pick(b.step_ptrs, kernel)
-                self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra)
+                self._run(ext, w.settings, w.lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars)
         if device_counts and skip is not None:
-            for *_, stepped in rounds:
+            for *_, stepped, _ in rounds:
                 b.advance(stepped, skip)
 
 
 _NO_EXTRA = {}
+
+
+def _scalar_dtype():
+    """torch's dtype for 0-d optimizer state ('step', NAdam's 'mu_product'): float64 under a float64
+    default dtype, else float32 (torch.optim.optimizer._get_scalar_dtype)."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
 
 
 def _state_dtype(value):
@@ -842,7 +979,7 @@ class SGD(_FusedOptimizer):
             group.setdefault("nesterov", False)
             group.setdefault("maximize", False)
 
-    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra):
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
         momentum, dampening, weight_decay, nesterov, maximize = settings
         bufs = b.pick(b.state_ptrs["momentum_buffer"], kernel) if momentum != 0 else None
         # the kernel starts a momentum buffer where the step count is 1: a parameter without one yet
@@ -911,7 +1048,7 @@ class Adam(_FusedOptimizer):
             group.setdefault("maximize", False)
             group.setdefault("decoupled_weight_decay", self._decoupled_default)
 
-    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra):
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
         beta1, beta2, eps, weight_decay, amsgrad, decoupled, maximize = settings[:7]
         sp = b.state_ptrs
         ext._adam_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["exp_avg"], kernel),
@@ -935,7 +1072,302 @@ class AdamW(Adam):
                          state_dtype=state_dtype)
 
 
-def _refuse(differentiable=False):
+def _refuse(differentiable=False, capturable=False, name=None):
     if differentiable:
         raise ValueError("differentiable=True is not supported by fastdl.torch: its step runs outside autograd; "
                          "use torch.optim to differentiate through optimizer steps")
+    if capturable:
+        _capturable(capturable, name)
+
+
+def _capturable(value, name):
+    """capturable for the optimizers that keep their step counts on the host: False, or refused."""
+    if _flag(value, "capturable value"):
+        raise ValueError(f"capturable=True is not supported by fastdl.torch.{name}: its step counts stay on the host "
+                         f"(as torch.optim's non-capturable {name} keeps them), so its steps cannot be captured in "
+                         f"a CUDA graph; use capturable=False (a checkpoint saved with it: set its param_groups' "
+                         f"'capturable' to False) or fastdl.torch.Adam / AdamW, which capture")
+
+
+def _real_closed(value, label, low, high):
+    """A finite number in [low, high] (torch's 0 <= rho <= 1)."""
+    v = _real(value, label, low)
+    if v > high:
+        raise ValueError(f"Invalid {label}: {v if isinstance(value, torch.Tensor) else value}")
+    return v
+
+
+class _HostCounted(_FusedOptimizer):
+    """The optimizers whose CUDA kernels take the step counts as host numbers: 'step' stays a 0-d host
+    tensor of torch's scalar dtype (float32; float64 under a float64 default dtype), as torch.optim's
+    non-capturable optimizers keep it, on a GPU too. Under torch.amp.GradScaler on a GPU the inf/NaN
+    flag is read on the host (one wait for the device per step, as GradScaler does for torch.optim's
+    non-fused optimizers); the scale and max_grad_norm's factor stay on the device."""
+
+    _device_counts = False
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in self._group_defaults.items():
+                group.setdefault(key, value)
+
+    _group_defaults = {}
+
+
+class RMSprop(_HostCounted):
+    """torch.optim.RMSprop's update (momentum, centered, weight_decay, maximize), fused:
+        g <- -g (maximize);  g <- g + weight_decay p
+        v <- alpha v + (1 - alpha) g^2;  centered: a <- lerp(a, g, 1 - alpha), d = sqrt(v - a^2) + eps
+                                         else d = sqrt(v) + eps
+        momentum > 0: b <- momentum b + g / d, p <- p - lr b;   else p <- p - lr g / d
+    State: 'step', 'square_avg' (v), 'momentum_buffer' (b, momentum > 0), 'grad_avg' (a, centered).
+    """
+
+    _group_defaults = dict(momentum=0, centered=False, foreach=None, maximize=False, differentiable=False,
+                           capturable=False)
+
+    def _settings(self, group):
+        _capturable(group.get("capturable", False), "RMSprop")
+        return (_real(group["alpha"], "alpha value"), _real(group["eps"], "epsilon value"),
+                _real(group["weight_decay"], "weight_decay value"), _real(group["momentum"], "momentum value"),
+                _flag(group["centered"], "centered value"), _flag(group["maximize"], "maximize value"))
+
+    def _state_names(self, settings):
+        return ("square_avg",) + (("momentum_buffer",) if settings[3] > 0 else ()) + \
+            (("grad_avg",) if settings[4] else ())
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False,
+                 capturable=False, foreach=None, maximize=False, differentiable=False, *, max_grad_norm=None,
+                 state_dtype=None):
+        _refuse(differentiable, capturable, "RMSprop")
+        defaults = dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps, centered=centered, weight_decay=weight_decay,
+                        capturable=capturable, foreach=foreach, maximize=maximize, differentiable=differentiable)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        _real(eps, "epsilon value")
+        _real(momentum, "momentum value")
+        _real(weight_decay, "weight_decay value")
+        _real(alpha, "alpha value")
+        self._settings(defaults)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
+
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
+        alpha, eps, weight_decay, momentum, centered, maximize = settings
+        sp = b.state_ptrs
+        ext._rmsprop_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["square_avg"], kernel),
+                              b.pick(sp["momentum_buffer"], kernel) if momentum > 0 else None,
+                              b.pick(sp["grad_avg"], kernel) if centered else None, b.pick(b.sizes, kernel), steps,
+                              RmspropOptions(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
+                                             centered=centered, maximize=maximize, clip_coef=clip_coef),
+                              **extra, **b.state_kw)
+
+
+class Adagrad(_HostCounted):
+    """torch.optim.Adagrad's update (lr_decay, weight_decay, initial_accumulator_value, maximize), fused:
+        g <- -g (maximize);  g <- g + weight_decay p;  clr = lr / (1 + (step - 1) lr_decay)
+        s <- s + g^2;  p <- p - clr g / (sqrt(s) + eps)
+    State: 'step', 'sum' (s). As torch's, the state of every parameter is made at construction (and,
+    unlike torch's, for the parameters of a group added later: torch's step would fail on them):
+    'step' 0, 'sum' filled with initial_accumulator_value (a 'sum' fastdl has to start later, after
+    ``optimizer.state`` was cleared, starts there too).
+    """
+
+    _group_defaults = dict(foreach=None, maximize=False, differentiable=False, fused=None)
+
+    def _settings(self, group):
+        return (_real(group["lr_decay"], "lr_decay value"), _real(group["weight_decay"], "weight_decay value"),
+                _real(group["eps"], "epsilon value"), _flag(group["maximize"], "maximize value"),
+                _real(group.get("initial_accumulator_value", 0.0), "initial_accumulator_value value"))
+
+    def _state_names(self, settings):
+        return ("sum",)
+
+    def _state_fill(self, group):
+        return {"sum": self._settings(group)[4]}
+
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10,
+                 foreach=None, *, maximize=False, differentiable=False, fused=None, max_grad_norm=None,
+                 state_dtype=None):
+        _refuse(differentiable)
+        defaults = dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                        initial_accumulator_value=initial_accumulator_value, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, fused=fused)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        _real(lr_decay, "lr_decay value")
+        _real(weight_decay, "weight_decay value")
+        _real(initial_accumulator_value, "initial_accumulator_value value")
+        _real(eps, "epsilon value")
+        self._settings(defaults)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
+
+    def add_param_group(self, param_group):
+        """torch's add_param_group, then each new parameter's state as torch's Adagrad makes it at
+        construction: 'step' a 0-d host tensor of 0, 'sum' initial_accumulator_value."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        init = self._settings(group)[4]
+        for p in group["params"]:
+            if not self.state.get(p):
+                self.state[p]["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
+                self.state[p]["sum"] = torch.full_like(p, init, memory_format=torch.preserve_format)
+
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
+        lr_decay, weight_decay, eps, maximize, _ = settings
+        ext._adagrad_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(b.state_ptrs["sum"], kernel),
+                              b.pick(b.sizes, kernel), steps,
+                              AdagradOptions(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
+                                             maximize=maximize, clip_coef=clip_coef), **extra, **b.state_kw)
+
+
+class Adadelta(_HostCounted):
+    """torch.optim.Adadelta's update (weight_decay, maximize), fused:
+        g <- -g (maximize);  g <- g + weight_decay p
+        v <- rho v + (1 - rho) g^2;  delta = sqrt(u + eps) / sqrt(v + eps) g
+        u <- rho u + (1 - rho) delta^2;  p <- p - lr delta
+    State: 'step', 'square_avg' (v), 'acc_delta' (u).
+    """
+
+    _group_defaults = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
+
+    def _settings(self, group):
+        _capturable(group.get("capturable", False), "Adadelta")
+        return (_real_closed(group["rho"], "rho value", 0.0, 1.0), _real(group["eps"], "epsilon value"),
+                _real(group["weight_decay"], "weight_decay value"), _flag(group["maximize"], "maximize value"))
+
+    def _state_names(self, settings):
+        return ("square_avg", "acc_delta")
+
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *, capturable=False,
+                 maximize=False, differentiable=False, max_grad_norm=None, state_dtype=None):
+        _refuse(differentiable, capturable, "Adadelta")
+        defaults = dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize, capturable=capturable,
+                        foreach=foreach, differentiable=differentiable)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        _real_closed(rho, "rho value", 0.0, 1.0)
+        _real(eps, "epsilon value")
+        _real(weight_decay, "weight_decay value")
+        self._settings(defaults)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
+
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
+        rho, eps, weight_decay, maximize = settings
+        sp = b.state_ptrs
+        ext._adadelta_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["square_avg"], kernel),
+                               b.pick(sp["acc_delta"], kernel), b.pick(b.sizes, kernel), steps,
+                               AdadeltaOptions(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
+                                               clip_coef=clip_coef), **extra, **b.state_kw)
+
+
+class Adamax(_HostCounted):
+    """torch.optim.Adamax's update (weight_decay, maximize), fused:
+        g <- -g (maximize);  g <- g + weight_decay p
+        m <- lerp(m, g, 1 - beta1);  u <- max(beta2 u, |g| + eps);  p <- p - lr / (1 - beta1^t) m / u
+    State: 'step', 'exp_avg' (m), 'exp_inf' (u).
+    """
+
+    _group_defaults = dict(foreach=None, maximize=False, differentiable=False, capturable=False)
+
+    def _settings(self, group):
+        _capturable(group.get("capturable", False), "Adamax")
+        beta1, beta2 = _betas(group["betas"])
+        return (beta1, beta2, _real(group["eps"], "epsilon value"), _real(group["weight_decay"], "weight_decay value"),
+                _flag(group["maximize"], "maximize value"))
+
+    def _state_names(self, settings):
+        return ("exp_avg", "exp_inf")
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None, *,
+                 maximize=False, differentiable=False, capturable=False, max_grad_norm=None, state_dtype=None):
+        _refuse(differentiable, capturable, "Adamax")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, foreach=foreach, maximize=maximize,
+                        differentiable=differentiable, capturable=capturable)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        _real(eps, "epsilon value")
+        _betas(betas)
+        _real(weight_decay, "weight_decay value")
+        self._settings(defaults)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
+
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
+        beta1, beta2, eps, weight_decay, maximize = settings
+        sp = b.state_ptrs
+        ext._adamax_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["exp_avg"], kernel),
+                             b.pick(sp["exp_inf"], kernel), b.pick(b.sizes, kernel), steps,
+                             AdamaxOptions(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                                           maximize=maximize, clip_coef=clip_coef), **extra, **b.state_kw)
+
+
+class NAdam(_HostCounted):
+    """torch.optim.NAdam's update (momentum_decay, weight_decay, decoupled_weight_decay, maximize), fused:
+        g <- -g (maximize);  g <- g + weight_decay p  (or p <- p (1 - lr weight_decay) when decoupled)
+        mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay));  P <- P mu_t  (mu_product)
+        m <- lerp(m, g, 1 - beta1);  v <- beta2 v + (1 - beta2) g^2;  d = sqrt(v / (1 - beta2^t)) + eps
+        p <- p - lr (1 - mu_t) / (1 - P) g / d - lr mu_{t+1} / (1 - P mu_{t+1}) m / d
+    State: 'step', 'mu_product' (P), 'exp_avg' (m), 'exp_avg_sq' (v). 'mu_product' is a 0-d host tensor
+    of torch's scalar dtype (float32; float64 under a float64 default dtype) advanced as torch does
+    (P *= mu_t in that dtype, so a float32 P rounds where torch's does); the kernel takes it as a
+    float64, converted at the call. A checkpoint's mu_product is loaded as saved (torch's own loading
+    would cast it to the parameter's dtype) and must lie in [0, 1].
+    """
+
+    _group_defaults = dict(maximize=False, foreach=None, capturable=False, differentiable=False,
+                           decoupled_weight_decay=False)
+    _scalar_state = {"mu_product": 1.0}
+
+    def _settings(self, group):
+        _capturable(group.get("capturable", False), "NAdam")
+        beta1, beta2 = _betas(group["betas"])
+        return (beta1, beta2, _real(group["eps"], "epsilon value"), _real(group["weight_decay"], "weight_decay value"),
+                _real(group["momentum_decay"], "momentum_decay value"),
+                _flag(group["decoupled_weight_decay"], "decoupled_weight_decay value"),
+                _flag(group["maximize"], "maximize value"))
+
+    def _state_names(self, settings):
+        return ("exp_avg", "exp_avg_sq")
+
+    def _scalar_value(self, name, value, where):
+        try:
+            v = _number(value, name)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where} has {name} {value!r}: a number is needed") from None
+        if not 0.0 <= v <= 1.0:  # NaN fails too
+            raise ValueError(f"{where} has {name} {v}: a product of momentum coefficients lies in [0, 1]")
+        return v
+
+    def _scalar_ok(self, name, values):
+        return (values >= 0) & (values <= 1)
+
+    def _scalar_step(self, settings, name, values, steps):
+        beta1, momentum_decay = settings[0], settings[4]
+        # torch's mu, in Python floats from the float step count; then its mu_product *= mu, in the product's dtype
+        mu = [beta1 * (1.0 - 0.5 * (0.96 ** (float(t) * momentum_decay))) for t in steps]
+        return values * np.asarray(mu, dtype=np.float64).astype(values.dtype)
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, momentum_decay=4e-3,
+                 decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False, differentiable=False,
+                 max_grad_norm=None, state_dtype=None):
+        _refuse(differentiable, capturable, "NAdam")
+        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, momentum_decay=momentum_decay,
+                        decoupled_weight_decay=decoupled_weight_decay, maximize=maximize, foreach=foreach,
+                        capturable=capturable, differentiable=differentiable)
+        if not isinstance(lr, schedules.Schedule):
+            _lr(lr)  # torch's order of checks and messages
+        _real(eps, "epsilon value")
+        _betas(betas)
+        _real(weight_decay, "weight_decay value")
+        _real(momentum_decay, "momentum_decay value")
+        self._settings(defaults)
+        super().__init__(params, defaults, max_grad_norm, state_dtype)
+
+    def _run(self, ext, settings, lr, b, kernel, grad_ptrs, steps, first, clip_coef, extra, scalars=None):
+        beta1, beta2, eps, weight_decay, momentum_decay, decoupled, maximize = settings
+        sp = b.state_ptrs
+        ext._nadam_step_raw(b.dtype, b.pick(b.ptrs, kernel), grad_ptrs, b.pick(sp["exp_avg"], kernel),
+                            b.pick(sp["exp_avg_sq"], kernel), scalars["mu_product"], b.pick(b.sizes, kernel), steps,
+                            NadamOptions(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay,
+                                         momentum_decay=momentum_decay, decoupled=decoupled, maximize=maximize,
+                                         clip_coef=clip_coef), **extra, **b.state_kw)
