@@ -1,11 +1,13 @@
-"""fastdl.torch's optimizers: drop-in replacements for torch.optim.SGD, Adam and AdamW.
+"""fastdl.torch's optimizers: drop-in replacements for torch.optim.SGD, Adam, AdamW, RMSprop, Adagrad,
+Adadelta, Adamax and NAdam.
 
     from fastdl.torch import Adam        # instead of: from torch.optim import Adam
     opt = Adam(model.parameters(), lr=1e-3)
 
 They take torch's arguments and defaults, keep torch's state keys ('step', 'exp_avg',
-'exp_avg_sq', 'max_exp_avg_sq', 'momentum_buffer') and state_dict layout (a checkpoint of
-torch.optim.Adam loads into fastdl.torch.Adam and back), and work with torch.optim.lr_scheduler,
+'exp_avg_sq', 'max_exp_avg_sq', 'momentum_buffer'; RMSprop's 'square_avg', 'grad_avg'; Adagrad's
+'sum'; Adadelta's 'acc_delta'; Adamax's 'exp_inf'; NAdam's 'mu_product') and state_dict layout (a
+checkpoint of torch.optim.Adam loads into fastdl.torch.Adam and back), and work with torch.optim.lr_scheduler,
 zero_grad, step(closure), torch.amp.GradScaler, copy.deepcopy, pickle and torch.save. The update
 rules are torch.optim's single-tensor ones; each step is one multi-tensor C++ call per parameter
 group and dtype, on the tensors' own memory (no copies). A step notices what changed since the last
@@ -45,6 +47,17 @@ the step. ``iterations`` counts skipped steps too (as an LR scheduler does). SGD
 count (and on a GPU the host does not know a step was skipped), so after a skipped very first step
 a parameter's next step continues its zero momentum buffer: b = (1 - dampening) g, which is torch's
 b = g for the default dampening 0 (torch's fused SGD leaves the buffer uninitialised there).
+
+RMSprop, Adagrad, Adadelta, Adamax and NAdam keep their step counts on the host on a GPU too (their
+CUDA kernels take host counts): 'step' is a 0-d float32 tensor on the CPU (float64 under a float64
+default dtype), as torch.optim's non-capturable optimizers keep it, and NAdam's 'mu_product' likewise,
+advanced as torch does (P *= mu_t in that dtype) and converted to float64 for the kernel. Adagrad makes
+every parameter's state ('step' 0, 'sum' initial_accumulator_value) at construction, as torch's does
+(and for groups added later, where torch's step would fail). Under GradScaler on a GPU their step
+reads the inf/NaN flag on the host (one wait, as GradScaler does for torch.optim's non-fused
+optimizers); the scale and the clipping factor stay on the device. capturable=True is refused for
+them. A checkpoint's mu_product is loaded as saved (torch's load_state_dict casts it to the
+parameter's dtype, which for bfloat16 would round it).
 
 ``capturable=True`` (Adam, AdamW): a step on CUDA parameters does no host synchronisation and reads
 every per-step value from the device, so it can be captured in a CUDA graph (torch.cuda.graph, after
