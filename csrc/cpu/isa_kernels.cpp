@@ -48,7 +48,7 @@ template <class T>
 constexpr Kernels<T> kernels_for() {
   return Kernels<T>{
       activation<T>, activation_backward<T>, bias_activation<T>, bias_activation_backward<T>, softmax<T>, softmax_backward<T>, mse<T>, bce<T>, loss_term<T>,
-      softmax_ce<T, int64_t>, softmax_ce<T, T>, grad_sum_squares<T>, sgd<T>, adam<T>,
+      softmax_ce<T, int64_t>, softmax_ce<T, T>, row_loss<T>, grad_sum_squares<T>, sgd<T>, adam<T>,
   };
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../common/activation.h"
+#include "../common/loss_terms.h"
 #include "../common/optim_options.h"
 #include "../common/tensor_list.h"
 
@@ -20,6 +21,7 @@ using fastdl::AdamOptions;
 using fastdl::LionOptions;
 using fastdl::NadamOptions;
 using fastdl::RmspropOptions;
+using fastdl::RowLossOptions;
 using fastdl::SgdOptions;
 using fastdl::TensorList;
 
@@ -48,6 +50,11 @@ struct Kernels {
                               double smoothing, double denom, double* row_loss);
   double (*softmax_ce_probs)(const T* logits, const T* target, T* grad, int64_t rows, int64_t cols, double smoothing,
                              double denom, double* row_loss);
+  // Keras's row losses by id (kRowLossNames) over (rows, cols) arrays: returns sum_r f_r loss_r and
+  // writes grad = f_r dloss_r/dpred, f_r = options.scale * weights[r] (weights nullable); row_losses
+  // (nullable) gets each loss_r. grad must not overlap pred or target.
+  double (*row_loss)(int op, const T* pred, const T* target, T* grad, int64_t rows, int64_t cols,
+                     const RowLossOptions& options, const double* weights, double* row_losses);
   // sum over all tensors of grads[k][i]^2 (the squared global norm); the same bits whatever the thread count
   double (*grad_sum_squares)(const TensorList<T>& tensors);
   void (*sgd)(const TensorList<T>& tensors, const SgdOptions& options);

@@ -108,3 +108,133 @@ double softmax_ce(const T* x, const Label* target, T* g, int64_t rows, int64_t c
   });
   return total / R;
 }
+
+// ---- Keras's categorical losses, a value per row (formulas: csrc/kernels/losses.h) ---------------
+// Threads over rows, SIMD inside each row. Row r's loss and gradient are multiplied by
+// f_r = o.scale * weights[r] (weights null: o.scale); returns sum_r f_r loss_r (in a fixed order:
+// the same bits whatever the thread count) and writes row_losses[r] = loss_r when it is not null.
+// grad must not overlap pred or target (the caller copies an input that does).
+
+// categorical_hinge of one row: (1) pos = sum t p and neg = max (1 - t) p, (2) the first index of
+// neg (a vector compare per chunk, lanes only in the chunk that holds it), (3) the gradient row.
+template <class T>
+FASTDL_VI double categorical_hinge_row(const T* p, const T* t, T* g, int64_t n, double f) {
+  constexpr int64_t W = Vec<T>::lanes;
+  const T ninf = -__builtin_inf();
+  LaneSum<T> pos;
+  Vec<T> mx(ninf);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const Vec<T> pv = Vec<T>::load(p + i), tv = Vec<T>::load(t + i);
+    pos.add(tv * pv);
+    mx = max(mx, kernels::hinge_masked(pv, tv));
+  }
+  if (i < n) {
+    const Vec<T> pv = Vec<T>::load_partial(p + i, n - i, T(0)), tv = Vec<T>::load_partial(t + i, n - i, T(0));
+    pos.add(tv * pv);
+    mx = max(mx, where(first_lanes<T>(n - i), kernels::hinge_masked(pv, tv), Vec<T>(ninf)));
+  }
+  const T neg = reduce_max(mx);
+  const double margin = kernels::hinge_margin<double>(pos.sum(), (double)neg);
+  const double loss = kernels::categorical_hinge_loss(margin);
+  if (!(margin > 0.0)) {  // also NaN: no gradient, as NumPy's where
+    memset(g, 0, (size_t)n * sizeof(T));
+    return loss;
+  }
+  int64_t j = -1;  // the first index of neg: whole chunks compared at once
+  const Vec<T> vneg(neg), one(T(1)), zero(T(0));
+  for (int64_t c = 0; c < n && j < 0; c += W) {
+    const int64_t w = n - c < W ? n - c : W;
+    // pad lanes hold NaN, equal to nothing
+    const Vec<T> pv = Vec<T>::load_partial(p + c, w, T(__builtin_nan(""))), tv = Vec<T>::load_partial(t + c, w, T(0));
+    const Vec<T> hit = where(kernels::hinge_masked(pv, tv) == vneg, one, zero);
+    if (reduce_max(hit) > T(0))
+      for (int64_t k = 0; k < w; ++k)
+        if (hit[k] > T(0)) {
+          j = c + k;
+          break;
+        }
+  }
+  const Vec<T> vf{T(f)};
+  row_map([&](Vec<T> tv) { return kernels::categorical_hinge_grad(tv, false, vf); }, g, n, false, t);
+  if (j >= 0) g[j] = kernels::categorical_hinge_grad(t[j], true, T(f));
+  return loss;
+}
+
+// categorical_focal_crossentropy of one row: (1) max and exp-sum (logits; the exps kept in scratch
+// when it is not null) or the sum, (2) each element's term and dl/dq (written to the gradient row)
+// with the sums of the terms and of q dl/dq, (3) the gradient from dl/dq and q.
+template <class T>
+FASTDL_VI double categorical_focal_row(const T* x, const T* t, T* g, int64_t n, const kernels::FocalRowTerm<T>& term,
+                                       bool logits, double f, T* scratch) {
+  constexpr int64_t W = Vec<T>::lanes;
+  const T pad = logits ? T(-__builtin_inf()) : T(0);  // q = 0 in the pad lanes
+  T m = T(0);
+  double inv;
+  if (logits) {
+    m = row_max(x, n);
+    inv = 1.0 / row_sum_exp(x, m, scratch, n);
+  } else {
+    inv = 1.0 / row_dot(x, (const T*)nullptr, n);
+  }
+  const Vec<T> vm{m}, vinv{T(inv)};
+  auto prob = [&](int64_t i, int64_t w) {  // q of elements [i, i + w), w <= W
+    Vec<T> v = w == W ? Vec<T>::load(scratch && logits ? scratch + i : x + i)
+                      : Vec<T>::load_partial(scratch && logits ? scratch + i : x + i, w, scratch && logits ? T(0) : pad);
+    if (logits && !scratch) v = exp(v - vm);
+    return v * vinv;
+  };
+  LaneSum<T> loss, inner;
+  for (int64_t i = 0; i < n; i += W) {
+    const int64_t w = n - i < W ? n - i : W;
+    const Vec<T> q = prob(i, w);
+    Vec<T> dq;
+    const Vec<T> l = term(q, term.target(w == W ? Vec<T>::load(t + i) : Vec<T>::load_partial(t + i, w, T(0))), dq);
+    if (w == W) {
+      loss.add(l);
+      dq.store(g + i);
+    } else {
+      loss.add(where(first_lanes<T>(w), l, Vec<T>(T(0))));
+      dq.store_partial(g + i, w);
+    }
+    inner.add(dq * q);  // dq = 0 in the pad lanes (q = 0 is clipped)
+  }
+  const Vec<T> vinner{T(inner.sum())};
+  if (logits) {
+    const Vec<T> vf{T(f)};
+    for (int64_t i = 0; i < n; i += W) {
+      const int64_t w = n - i < W ? n - i : W;
+      const Vec<T> q = prob(i, w);
+      if (w == W) kernels::focal_grad_logits(q, Vec<T>::load(g + i), vinner, vf).store(g + i);
+      else kernels::focal_grad_logits(q, Vec<T>::load_partial(g + i, w, T(0)), vinner, vf).store_partial(g + i, w);
+    }
+  } else {
+    const Vec<T> vft{T(f * inv)};
+    row_map([&](Vec<T> dq) { return kernels::focal_grad_probs(dq, vinner, vft); }, g, n, false, (const T*)g);
+  }
+  return loss.sum();
+}
+
+template <class T>
+double row_loss(int op, const T* p, const T* t, T* g, int64_t rows, int64_t cols, const RowLossOptions& o,
+                const double* weights, double* row_losses) {
+  if (rows == 0 || cols == 0) return 0.0;
+  const kernels::FocalRowTerm<T> focal = kernels::focal_row_term<T>(o.alpha, o.gamma, o.label_smoothing, cols);
+  const bool staged = o.from_logits && cols * (int64_t)sizeof(T) <= kRowScratchBytes;
+  int64_t grain = kGrainTranscendental / cols;
+  return deterministic_sum(rows, grain > 0 ? grain : 1, [&](int64_t b, int64_t e) {
+    alignas(64) T scratch[kRowScratchBytes / sizeof(T)];
+    double part = 0.0;
+    for (int64_t r = b; r < e; ++r) {
+      const double f = weights ? o.scale * weights[r] : o.scale;
+      const T *pr = p + r * cols, *tr = t + r * cols;
+      T* gr = g + r * cols;
+      const double loss_r = op == 0 ? categorical_hinge_row(pr, tr, gr, cols, f)
+                                    : categorical_focal_row(pr, tr, gr, cols, focal, o.from_logits, f,
+                                                            staged ? scratch : (T*)nullptr);
+      if (row_losses) row_losses[r] = loss_r;
+      part += f * loss_r;
+    }
+    return part;
+  });
+}

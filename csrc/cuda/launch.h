@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../common/activation.h"
+#include "../common/loss_terms.h"
 #include "../common/optim_options.h"
 #include "../common/tensor_list.h"
 
@@ -87,6 +88,13 @@ enum class Reduction : int { mean, sum, none };
 void softmax_ce(DType dt, uintptr_t logits, uintptr_t target, TargetKind kind, uintptr_t grad, int64_t rows,
                 int64_t cols, double smoothing, bool has_ignore, int64_t ignore_index, Reduction reduction,
                 uintptr_t row_losses, uintptr_t loss, Place at);
+
+// Keras's row losses by id (kRowLossNames, csrc/common/loss_terms.h) over (rows, cols) pred and
+// target: grad = f_r dloss_r/dpred, f_r = options.scale * weights[r] (weights: `rows` device doubles,
+// or 0: options.scale); *loss (one device double) = sum_r f_r loss_r (0 for no rows); row_losses
+// (`rows` device doubles, or 0) gets each loss_r. grad must not overlap pred or target.
+void row_loss(DType dt, int op, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t rows, int64_t cols,
+              const RowLossOptions& options, uintptr_t weights, uintptr_t row_losses, uintptr_t loss, Place at);
 
 // ---- multi-tensor optimizer steps (csrc/kernels/optimizers.h) -------------------------------------
 // The list's pointers are device addresses stored as void*; offsets are the prefix sums of the

@@ -219,5 +219,70 @@ FASTDL_HD V smoothed_target(V t, V one_minus_eps, V uniform) { return one_minus_
 template <class V>
 FASTDL_HD V softmax_ce_grad(V e, V a, V q) { return e * a - q; }
 
+// ---- Keras's categorical losses: one value per row (the last axis, C classes) ---------------------
+// The loops reduce each row, compute the row's scalars here (in double), then write the gradient
+// row. Each row's loss and gradient are multiplied by its factor f (RowLossOptions: scale times
+// the row's weight).
+//
+// categorical_hinge(t, p): pos = sum_j t_j p_j, neg = max_j (1 - t_j) p_j, j* its first index
+//   loss = max(neg - pos + 1, 0)
+//   dloss/dp_j = -t_j + (1 - t_j) [j = j*]   where neg - pos + 1 > 0, else 0.
+// A NaN margin (NaN in the row) gives a NaN loss and a zero gradient, as NumPy's maximum / where.
+template <class V>
+FASTDL_HD V hinge_masked(V p, V t) { return (V(1) - t) * p; }
+
+template <class S>
+FASTDL_HD S hinge_margin(S pos, S neg) { return neg - pos + S(1); }
+
+template <class S>
+FASTDL_HD S categorical_hinge_loss(S margin) { return margin < S(0) ? S(0) : margin; }
+
+// The gradient of element j, f the row's factor (0 when the margin is not > 0).
+template <class V>
+FASTDL_HD V categorical_hinge_grad(V t, bool is_argmax, V f) {
+  return is_argmax ? (V(1) - t - t) * f : -t * f;
+}
+
+// categorical_focal_crossentropy(t, x; alpha, gamma, from_logits, label_smoothing s), per row:
+//   t'_c = t_c (1 - s) + s / C
+//   q = softmax(x) (logits: from m = max x, e = exp(x - m), S = sum e) or x / sum(x)
+//   qc = clip(q, eps, 1 - eps), eps = 1e-7;  loss = sum_c alpha (1 - qc_c)^gamma (-t'_c log qc_c)
+// Element c's term l_c and its derivative in q_c (0 where the clip is flat: q <= eps or >= 1 - eps):
+//   dl_c/dq_c = alpha (-gamma (1 - qc)^(gamma - 1) (-t' log qc) + (1 - qc)^gamma (-t' / qc))
+// ((1 - qc) >= eps > 0, so every power is finite, also for gamma < 1). Through the normalisation,
+// with inner = sum_c q_c dl_c/dq_c:
+//   logits:         dloss/dx_c = q_c (dl_c/dq_c - inner)
+//   probabilities:  dloss/dx_c = (dl_c/dq_c - inner) / sum(x)
+template <class S>
+struct FocalRowTerm {
+  S alpha, gamma, keep, uniform;  // keep = 1 - s, uniform = s / C
+
+  template <class V> FASTDL_HD V target(V t) const { return t * V(keep) + V(uniform); }
+
+  // q: the row's probability (not clipped), ts: the smoothed target. Returns l_c; dq = dl_c/dq_c.
+  template <class V> FASTDL_HD V operator()(V q, V ts, V& dq) const {
+    const V lo(kLossEps), hi(S(1) - S(kLossEps));
+    V qc = where(q < lo, lo, where(hi < q, hi, q));
+    V rest = V(1) - qc;
+    V ce = -ts * log(qc);
+    V mod = gamma == S(0) ? V(1) : gamma == S(1) ? rest : gamma == S(2) ? rest * rest : exp(V(gamma) * log(rest));
+    V d = V(alpha) * (gamma == S(0) ? -ts / qc : -V(gamma) * (mod / rest) * ce - mod * ts / qc);
+    dq = where(lo < q, where(q < hi, d, V(0)), V(0));
+    return V(alpha) * mod * ce;
+  }
+};
+
+template <class S>
+FASTDL_HD FocalRowTerm<S> focal_row_term(double alpha, double gamma, double smoothing, int64_t cols) {
+  return {S(alpha), S(gamma), S(1.0 - smoothing), S(smoothing / (double)cols)};
+}
+
+// The gradient of element c from dl_c/dq_c, f the row's factor: from logits (q the softmax),
+// or from probabilities (f_total = f / sum(x)).
+template <class V>
+FASTDL_HD V focal_grad_logits(V q, V dq, V inner, V f) { return q * (dq - inner) * f; }
+template <class V>
+FASTDL_HD V focal_grad_probs(V dq, V inner, V f_total) { return (dq - inner) * f_total; }
+
 }  // namespace kernels
 }  // namespace fastdl

@@ -284,6 +284,54 @@ double softmax_cross_entropy(const py::array& logits, const py::array& target, p
   });
 }
 
+
+// An optional float64 array of `rows` elements (weights: read; row_losses: written), or null.
+const double* row_doubles(const py::object& o, py::array& keep, int64_t rows, const char* name, bool write) {
+  if (o.is_none()) return nullptr;
+  keep = as_array(o, name);
+  if (!py::isinstance<py::array_t<double>>(keep)) throw py::type_error(std::string(name) + " must be a float64 array");
+  require_size(keep, rows, name, "pred's rows");
+  return write ? output<double>(keep, name) : input<double>(keep, name);
+}
+
+// Keras's row losses (kRowLossNames) over the last axis: returns sum_r f_r loss_r, f_r = scale *
+// weights[r] (or scale); writes f_r dloss_r/dpred into out and, when given, loss_r into row_losses.
+double row_loss(int op, const py::array& pred, const py::array& target, py::array& grad, double alpha, double gamma,
+                bool from_logits, double label_smoothing, double scale, const py::object& weights,
+                const py::object& row_losses) {
+  if (op < 0 || op >= kRowLossCount) throw py::value_error("op is not a row loss id");
+  DType dt = float_dtype(pred, "pred");
+  if (pred.ndim() == 0) throw py::value_error("pred must have a class axis: shape (..., C)");
+  const int64_t n = pred.size(), cols = pred.shape(pred.ndim() - 1);
+  int64_t rows = 1;
+  for (py::ssize_t d = 0; d + 1 < pred.ndim(); ++d) rows *= pred.shape(d);
+  if (rows > 0 && cols == 0) throw py::value_error("pred has no classes");
+  require_dtype(target, dt, "target", "pred");
+  require_size(target, n, "target", "pred");
+  require_dtype(grad, dt, "out", "pred");
+  require_size(grad, n, "out", "pred");
+  if (overlap(grad, pred)) throw py::value_error("out must not share memory with pred");
+  if (overlap(grad, target)) throw py::value_error("out must not share memory with target");
+  py::array w_array, rl_array;
+  const double* w = row_doubles(weights, w_array, rows, "weights", false);
+  double* rl = const_cast<double*>(row_doubles(row_losses, rl_array, rows, "row_losses", true));
+  if (rl && (overlap(rl_array, grad) || (w && overlap(rl_array, w_array))))
+    throw py::value_error("row_losses must not share memory with out or weights");
+  RowLossOptions o;
+  o.alpha = alpha;
+  o.gamma = gamma;
+  o.label_smoothing = label_smoothing;
+  o.scale = scale;
+  o.from_logits = from_logits;
+  return with_type(dt, [&](auto zero) -> double {
+    using T = decltype(zero);
+    const T *pp = input<T>(pred, "pred"), *tp = input<T>(target, "target");
+    T* gp = output<T>(grad, "out");
+    py::gil_scoped_release nogil;
+    return table<T>().row_loss(op, pp, tp, gp, rows, cols, o, w, rl);
+  });
+}
+
 }  // namespace
 
 void bind_ops(py::module_& m) {
@@ -314,6 +362,16 @@ void bind_ops(py::module_& m) {
         "Softmax cross-entropy of (batch, classes) logits; writes its gradient to out and returns the mean "
         "(over rows whose class id is not ignore_index), the sum, or (reduction='none') each row's loss into "
         "row_losses.");
+  py::dict row_ids;
+  for (int i = 0; i < kRowLossCount; ++i) row_ids[kRowLossNames[i]] = i;
+  m.attr("ROW_LOSSES") = row_ids;
+  m.def("row_loss", &row_loss, py::arg("op"), py::arg("pred"), py::arg("target"), py::arg("out"),
+        py::arg("alpha") = 0.25, py::arg("gamma") = 2.0, py::arg("from_logits") = false,
+        py::arg("label_smoothing") = 0.0, py::arg("scale") = 1.0, py::arg("weights") = py::none(),
+        py::arg("row_losses") = py::none(),
+        "Keras's row loss `op` (ROW_LOSSES) over the last axis: returns sum_r f_r loss_r, f_r = scale * "
+        "weights[r] (weights None: scale); writes f_r dloss_r/dpred to out and each loss_r to row_losses "
+        "(float64, one per row) when given.");
 }
 
 }  // namespace glue

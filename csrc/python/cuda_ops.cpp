@@ -164,6 +164,31 @@ void softmax_ce(const std::string& dtype, uintptr_t logits, uintptr_t target, co
                    red == cuda::Reduction::none ? row_losses : 0, loss, at);
 }
 
+
+void row_loss(const std::string& dtype, int op, uintptr_t pred, uintptr_t target, uintptr_t grad, int64_t rows,
+              int64_t cols, double alpha, double gamma, bool from_logits, double label_smoothing, double scale,
+              uintptr_t weights, uintptr_t row_losses, uintptr_t loss, int device, uintptr_t stream) {
+  if (op < 0 || op >= kRowLossCount) throw py::value_error("op is not a row loss id");
+  cuda::DType dt = cuda_dtype(dtype);
+  int64_t n = cuda_elements(rows, cols);
+  if (rows > 0 && cols == 0) throw py::value_error("pred has no classes");
+  check_address(pred, n, dt, "pred");
+  check_address(target, n, dt, "target");
+  check_address(grad, n, dt, "grad");
+  check_address(weights, rows, cuda::DType::f64, "weights", true);
+  check_address(row_losses, rows, cuda::DType::f64, "row_losses", true);
+  check_loss(loss);
+  RowLossOptions o;
+  o.alpha = alpha;
+  o.gamma = gamma;
+  o.label_smoothing = label_smoothing;
+  o.scale = scale;
+  o.from_logits = from_logits;
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::row_loss(dt, op, pred, target, grad, rows, cols, o, weights, row_losses, loss, at);
+}
+
 }  // namespace
 
 void bind_cuda_ops(py::module_& m) {
@@ -205,6 +230,13 @@ void bind_cuda_ops(py::module_& m) {
         "reduction 'mean' (over the rows not ignored, counted on the device), 'sum', or 'none' (the sum, and "
         "each row's loss into the `rows` device doubles at row_losses) goes to the device double at `loss` "
         "(no rows: NaN for 'mean', 0 otherwise); the gradient is that of the reduced loss.");
+  m.def("row_loss", &row_loss, py::arg("dtype"), py::arg("op"), py::arg("pred"), py::arg("target"), py::arg("grad"),
+        py::arg("rows"), py::arg("cols"), py::arg("alpha"), py::arg("gamma"), py::arg("from_logits"),
+        py::arg("label_smoothing"), py::arg("scale"), py::arg("weights"), py::arg("row_losses"), py::arg("loss"),
+        py::arg("device"), py::arg("stream"),
+        "Keras's row loss `op` (kRowLossNames) over (rows, cols) arrays: grad = f_r dloss_r/dpred, f_r = scale * "
+        "weights[r] (weights 0: scale); the device double at `loss` = sum_r f_r loss_r; row_losses (or 0) gets "
+        "each loss_r.");
 }
 
 }  // namespace glue
