@@ -194,6 +194,23 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index
     return loss
 
 
+def row_loss(op, pred, target, out, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, scale=1.0,
+             weights=None, row_losses=None):
+    """Keras's row loss `op` (numpy_kernels.ROW_LOSSES) over (rows, C) arrays: out = f_r dloss_r/dpred,
+    f_r = scale * weights[r] (weights: a float64 CuPy array of one element per row, or None: scale);
+    returns sum_r f_r loss_r as a 0-d float64 array; row_losses (float64, one per row) gets each loss_r."""
+    rows, cols = _rows_cols(pred)
+    for a, name in ((weights, "weights"), (row_losses, "row_losses")):
+        if a is not None and (a.dtype != np.float64 or a.size != rows or not a.flags.c_contiguous):
+            raise ValueError(f"{name} must be a contiguous float64 array of {rows} elements")
+    with pred.device:
+        loss = _scalar()
+        _m().row_loss(_dtype(pred), int(op), pred.data.ptr, target.data.ptr, out.data.ptr, rows, cols, float(alpha),
+                      float(gamma), bool(from_logits), float(label_smoothing), float(scale), _ptr(weights),
+                      _ptr(row_losses), loss.data.ptr, pred.device.id, _stream())
+    return loss
+
+
 # ---- optimizers: multi-tensor steps -----------------------------------------------------------------
 
 def grad_sum_squares(grads):

@@ -315,6 +315,58 @@ def softmax_cross_entropy(logits, target, out, label_smoothing=0.0, ignore_index
     return float(loss.sum()) / denom if denom else math.nan
 
 
+ROW_LOSSES = {"categorical_hinge": 0, "categorical_focal": 1}
+
+
+def _row_losses(op, p, t, alpha, gamma, from_logits, label_smoothing):
+    """(loss of each row, dloss_row/dp) of float64 (rows, C) arrays, Keras's row loss `op` (ROW_LOSSES;
+    csrc/kernels/losses.h: categorical_hinge_*, FocalRowTerm). NumPy or CuPy arrays."""
+    xp = _xp(p)
+    if op == 0:
+        pos = (t * p).sum(axis=1)
+        masked = (1 - t) * p
+        j = masked.argmax(axis=1)  # the first index of the max
+        margin = xp.take_along_axis(masked, j[:, None], axis=1)[:, 0] - pos + 1
+        d = -t
+        hit = xp.arange(p.shape[1])[None, :] == j[:, None]
+        d = xp.where(hit, (1 - t) - t, d)
+        return xp.maximum(margin, 0), xp.where((margin > 0)[:, None], d, 0)
+    if op == 1:
+        s = label_smoothing
+        if s:
+            t = t * (1 - s) + s / p.shape[1]
+        e = xp.exp(p - p.max(axis=1, keepdims=True)) if from_logits else p
+        total = e.sum(axis=1, keepdims=True)
+        q = e / total
+        qc = xp.clip(q, _EPS, 1 - _EPS)
+        rest = 1 - qc
+        ce = -t * xp.log(qc)
+        mod = rest ** gamma
+        dq = alpha * (-gamma * (mod / rest) * ce - mod * t / qc)
+        dq = xp.where((q > _EPS) & (q < 1 - _EPS), dq, 0)
+        inner = (dq * q).sum(axis=1, keepdims=True)
+        return (alpha * mod * ce).sum(axis=1), q * (dq - inner) if from_logits else (dq - inner) / total
+    raise ValueError(f"unknown row loss id {op}")
+
+
+def row_loss(op, pred, target, out, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, scale=1.0,
+             weights=None, row_losses=None):
+    """Keras's row loss `op` (ROW_LOSSES) over the last axis of (rows, C) arrays: returns
+    sum_r f_r loss_r, f_r = scale * weights[r] (weights None: scale); out = f_r dloss_r/dpred;
+    row_losses (float64, one per row) gets each loss_r when given."""
+    rows = pred.shape[0] if pred.ndim else 1
+    if rows == 0:
+        return 0.0
+    with np.errstate(under="ignore", divide="ignore", invalid="ignore", over="ignore"):
+        loss, d = _row_losses(op, pred.reshape(rows, -1).astype(np.float64), target.reshape(rows, -1).astype(np.float64),
+                              float(alpha), float(gamma), bool(from_logits), float(label_smoothing))
+        f = np.full(rows, float(scale)) if weights is None else float(scale) * weights.reshape(rows)
+        out[...] = (d * f[:, None]).reshape(out.shape)
+        if row_losses is not None:
+            row_losses[...] = loss.reshape(row_losses.shape)
+        return float((f * loss).sum())
+
+
 # ---- optimizers: torch.optim's single-tensor updates, one tensor at a time ------------------
 
 def grad_sum_squares(grads):

@@ -7,7 +7,7 @@ from .activations import (
     relu6_backward, relu_backward, selu, selu_backward, sigmoid, sigmoid_backward, silu, silu_backward, softmax,
     softmax_backward, softplus, softplus_backward, softsign, softsign_backward, tanh, tanh_backward,
 )
-from .losses import binary_crossentropy, elementwise_loss, mse, softmax_cross_entropy
+from .losses import binary_crossentropy, elementwise_loss, mse, row_loss, softmax_cross_entropy
 
 __all__ = [
     "sigmoid", "sigmoid_backward", "tanh", "tanh_backward", "relu", "relu_backward", "leaky_relu",
@@ -15,5 +15,5 @@ __all__ = [
     "log_softmax", "log_softmax_backward", "elu", "elu_backward", "selu", "selu_backward", "softplus",
     "softplus_backward", "softsign", "softsign_backward", "relu6", "relu6_backward", "hard_sigmoid",
     "hard_sigmoid_backward", "mish", "mish_backward", "exponential", "exponential_backward",
-    "mse", "binary_crossentropy", "softmax_cross_entropy", "elementwise_loss",
+    "mse", "binary_crossentropy", "softmax_cross_entropy", "elementwise_loss", "row_loss",
 ]

@@ -5,10 +5,13 @@ count for the mean). ``out`` receives the gradient when given (``out=pred`` work
 On CuPy arrays both stay on the device: the loss is a 0-d CuPy array, and nothing waits for
 the GPU (``float(loss)`` does)."""
 
+import math
+
 import numpy as np
 
 from .. import _backend
-from .._checks import array_module, float_array, may_share_memory, on_device, output, real, same_as, same_place
+from .._checks import (array_module, flag, float_array, may_share_memory, on_device, output, real, same_as,
+                       same_place)
 
 
 def _result(loss, dtype, grad):
@@ -120,3 +123,72 @@ def softmax_cross_entropy(logits, target, label_smoothing=0.0, out=None):
         target = target.reshape(rows.shape)
     loss = _backend.kernels_for(rows).softmax_cross_entropy(rows, target, grad.reshape(rows.shape), eps)
     return _result(loss, logits.dtype, grad)
+
+
+_ROW_LOSSES = _backend.numpy_kernels.ROW_LOSSES
+
+
+def row_loss(name, pred, target, out=None, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0,
+             scale=None, weights=None, row_losses=None):
+    """Keras's loss `name` of each row over the last axis of pred (..., C), and its gradient, in one
+    fused pass per row. Row r's loss and gradient are multiplied by f_r = scale * weights[r]:
+    returns (sum_r f_r loss_r, grad = f_r dloss_r/dpred). scale defaults to 1 / rows (the mean over
+    rows: NaN for no rows); weights (None: 1) has one value per row (shape pred.shape[:-1]), so
+    Keras's reductions and sample weights are a scale and weights. row_losses, a float64 array of
+    shape pred.shape[:-1] (or rows elements), receives each unweighted loss_r when given.
+
+    'categorical_hinge':  pos = sum_j t_j p_j, neg = max_j (1 - t_j) p_j (first index j* on ties)
+        loss = max(neg - pos + 1, 0);  dloss/dp_j = -t_j + (1 - t_j)[j = j*] where the margin is > 0
+    'categorical_focal' (alpha, gamma, from_logits, label_smoothing s): t <- t (1 - s) + s / C,
+        q = softmax(x) (from_logits) or x / sum(x), qc = clip(q, 1e-7, 1 - 1e-7)
+        loss = sum_c alpha (1 - qc_c)^gamma (-t_c log qc_c); its gradient through the clip (0 where
+        clipped), the normalisation and the softmax. Stable for any finite logits.
+    Formulas once: csrc/kernels/losses.h."""
+    if name not in _ROW_LOSSES:
+        raise ValueError(f"name must be one of {sorted(_ROW_LOSSES)}, got {name!r}")
+    opts = {}
+    if name == "categorical_focal":
+        opts = dict(alpha=real(alpha, "alpha", 0.0), gamma=real(gamma, "gamma", 0.0),
+                    from_logits=bool(flag(from_logits, "from_logits")),
+                    label_smoothing=real(label_smoothing, "label_smoothing", 0.0, 1.0))
+    pred = float_array(pred, "pred")
+    if pred.ndim == 0:
+        raise ValueError("pred must have a class axis: shape (..., C)")
+    rows_shape = pred.shape[:-1]
+    rows = int(np.prod(rows_shape))
+    if rows and not pred.shape[-1]:
+        raise ValueError("pred has no classes")
+    target = same_as(target, pred, "target", "pred")
+    grad, (pred, target) = output(out, pred, "pred", (pred, target))
+    # the kernels read pred and target after writing the gradient: no output may be an input
+    pred = pred.copy() if may_share_memory(pred, grad) else pred
+    target = target.copy() if may_share_memory(target, grad) else target
+    xp = array_module(pred)
+    if scale is None:
+        scale = 1.0 / rows if rows else math.nan
+    else:
+        scale = real(scale, "scale")
+    if weights is not None:
+        if type(weights) is np.ndarray or on_device(weights):
+            same_place(weights, pred, "weights", "pred")
+        weights = xp.asarray(weights)
+        if weights.dtype.kind not in "iuf":
+            raise TypeError(f"weights must be a real array, got dtype {weights.dtype}")
+        if weights.size != rows:
+            raise ValueError(f"weights has shape {weights.shape}; expected one weight per row, {rows_shape}")
+        weights = xp.ascontiguousarray(weights.reshape(rows), dtype=np.float64)
+    if row_losses is not None:
+        same_place(row_losses, pred, "row_losses", "pred")
+        if row_losses.dtype != np.float64 or row_losses.size != rows or not row_losses.flags.c_contiguous:
+            raise ValueError(f"row_losses must be a C-contiguous float64 array of {rows} elements (shape "
+                             f"{rows_shape}), got {row_losses.dtype} {row_losses.shape}")
+        if not on_device(row_losses) and not row_losses.flags.writeable:
+            raise ValueError("row_losses is read-only")
+    if rows == 0:
+        loss = 0.0 * scale
+        return _result(loss if xp is np else xp.full((), loss, dtype=np.float64), pred.dtype, grad)
+    cols = pred.shape[-1]
+    loss = _backend.kernels_for(pred).row_loss(
+        _ROW_LOSSES[name], pred.reshape(rows, cols), target.reshape(rows, cols), grad.reshape(rows, cols),
+        scale=scale, weights=weights, row_losses=None if row_losses is None else row_losses.reshape(rows), **opts)
+    return _result(loss, pred.dtype, grad)
