@@ -18,14 +18,15 @@ means and sums over the last axis (one value per sample), then the batch's reduc
 'sum_over_batch_size' (the default), 'sum', 'mean', 'mean_with_sample_weight', or 'none' (one
 value per sample; for calling the loss, not for training).
 
-The elementwise ones are one fused kernel each, value and gradient in one pass (csrc/kernels/
-losses.h: visit_loss_term; the CPU SIMD builds, the CUDA module, and the NumPy fallback).
-CategoricalHinge and CategoricalFocalCrossentropy are row formulas written with NumPy / CuPy.
+Each is one fused kernel, value and gradient in one pass (the CPU SIMD builds, the CUDA module,
+and the NumPy fallback): the elementwise ones through fastdl.ops.elementwise_loss (csrc/kernels/
+losses.h: visit_loss_term), CategoricalHinge and CategoricalFocalCrossentropy through
+fastdl.ops.row_loss (a row per thread / warp).
 """
 
 import numpy as np
 
-from . import _backend
+from . import _backend, ops
 from ._checks import array_module, flag, real
 from ._loss_base import Loss, _float_targets, _matched, _weighted_rows
 from .backends import numpy_kernels
@@ -182,16 +183,25 @@ class BinaryFocalCrossentropy(_Elementwise):
                     gamma=self.gamma, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
 
 class _Rows(_Reduced, Loss):
-    """A loss of each row over the last axis, written with the array module (NumPy / CuPy)."""
+    """A loss of each row over the last axis: one fused kernel, value and gradient in one pass
+    (fastdl.ops.row_loss; csrc/kernels/losses.h, the CPU SIMD builds, the CUDA module, the NumPy
+    fallback)."""
+
+    kind = None  # fastdl.ops.row_loss's name
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
         self.reduction = _reduction(reduction)
         if name is not None:
             self.name = name
 
+    def _params(self):
+        return {}
+
     def per_sample(self, y_true, y_pred):
         t, p = _matched(y_true, y_pred)
-        return self._rows(t, p)[0]
+        values = np.empty(p.shape[:-1])
+        ops.row_loss(self.kind, p, t, scale=1.0, row_losses=values, **self._params())
+        return values
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
@@ -204,35 +214,26 @@ class _Rows(_Reduced, Loss):
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         c = out.shape[-1]
-        rows, d = self._rows(y.reshape(-1, c).astype(np.float64), out.reshape(-1, c).astype(np.float64))
-        per = len(rows) // max(len(out), 1)
-        w = None if sample_weight is None else array_module(rows).repeat(sample_weight, per)
-        n = len(rows)
+        n = out.size // c if c else 0  # rows over the last axis
+        per = n // max(len(out), 1)
+        w = None if sample_weight is None else array_module(out).repeat(sample_weight, per)
         scale = self._scale(len(out), sample_weight) / max(n, 1) * per
-        values = rows if w is None else rows * w
-        grad[...] = (d * (scale if w is None else scale * w[:, None])).reshape(grad.shape)
-        loss = values.sum() * scale
+        loss, _ = ops.row_loss(self.kind, out, y, out=grad, scale=scale, weights=w, **self._params())
         return float(loss) if array_module(out) is np else loss
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
 
 class CategoricalHinge(_Rows):
-    name = "categorical_hinge"
+    """max(max_j (1 - t_j) p_j - sum_j t_j p_j + 1, 0) per row."""
 
-    def _rows(self, t, p):
-        xp = array_module(p)
-        pos = (t * p).sum(axis=-1)
-        masked = (1 - t) * p
-        j = masked.argmax(axis=-1)
-        neg = xp.take_along_axis(masked, j[:, None], axis=-1)[:, 0]
-        margin = neg - pos + 1
-        active = (margin > 0)[:, None]
-        d = -t + (1 - t) * (xp.arange(p.shape[-1])[None, :] == j[:, None])
-        return xp.maximum(margin, 0), xp.where(active, d, 0)
+    name, kind = "categorical_hinge", "categorical_hinge"
 
 class CategoricalFocalCrossentropy(_Rows):
-    name = "categorical_focal_crossentropy"
+    """q = softmax(x) (from logits) or x / sum(x), clipped to [eps, 1 - eps], targets smoothed
+    t (1 - s) + s / C: sum_c alpha (1 - q_c)^gamma (-t_c log q_c) per row."""
+
+    name, kind = "categorical_focal_crossentropy", "categorical_focal"
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0, name=None,
                  reduction="sum_over_batch_size"):
@@ -241,32 +242,9 @@ class CategoricalFocalCrossentropy(_Rows):
         self.from_logits = flag(from_logits, "from_logits")
         self.label_smoothing = real(label_smoothing, "label_smoothing", 0.0, 1.0)
 
-    def _rows(self, t, x):
-        """Keras's formula: q = softmax(x) (from logits) or x / sum(x), clipped to [eps, 1 - eps];
-        loss = sum_c alpha (1 - q_c)^gamma (-t_c log q_c); its gradient through the clip, the
-        normalisation and (from logits) the softmax."""
-        xp = array_module(x)
-        c = x.shape[-1]
-        s = self.label_smoothing
-        if s:
-            t = t * (1 - s) + s / c
-        if self.from_logits:
-            e = xp.exp(x - x.max(axis=-1, keepdims=True))
-            q = e / e.sum(axis=-1, keepdims=True)
-        else:
-            total = x.sum(axis=-1, keepdims=True)
-            q = x / total
-        qc = xp.clip(q, EPSILON, 1 - EPSILON)
-        inside = (q > EPSILON) & (q < 1 - EPSILON)
-        a, g = self.alpha, self.gamma
-        mod = (1 - qc) ** g
-        ce = -t * xp.log(qc)
-        loss = (a * mod * ce).sum(axis=-1)
-        dq = a * (-g * (1 - qc) ** max(g - 1, 0.0) * ce * (g > 0) + mod * (-t / qc))
-        dq = xp.where(inside, dq, 0)
-        inner = (dq * q).sum(axis=-1, keepdims=True)
-        dx = q * (dq - inner) if self.from_logits else (dq - inner) / total
-        return loss, dx
+    def _params(self):
+        return dict(alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits,
+                    label_smoothing=self.label_smoothing)
 
     def get_config(self):
         return dict(super().get_config(), alpha=self.alpha, gamma=self.gamma, from_logits=self.from_logits,
