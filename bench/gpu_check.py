@@ -359,8 +359,8 @@ def installed_info():
 
 
 def run_tests(timeout_s):
-    files = ["tests/test_cuda.py"] + [f for f in ["tests/test_cuda_schedule.py", "tests/test_optim_adaptive_kernels.py"]
-                                      if (ROOT / f).exists()]
+    files = ["tests/test_cuda.py"] + [f for f in ["tests/test_cuda_schedule.py", "tests/test_optim_adaptive_kernels.py",
+                                                  "tests/test_row_loss_kernels.py"] if (ROOT / f).exists()]
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *files]
     log(f"== tests: python {' '.join(cmd[1:])}")
     t0 = time.time()
@@ -744,6 +744,48 @@ def _cross_entropy_of(b, rows, cols, label, tdt, goal_size):
           torch_label="F.cross_entropy + backward")
 
 
+def bench_row_losses(b, shapes):
+    """Keras's categorical hinge and focal cross-entropy (from logits), value and gradient, float32 on CuPy,
+    beside torch autograd of the same formula. Their correctness: the `cuda` tests of
+    tests/test_row_loss_kernels.py against float64 references (run by run_tests)."""
+    for rows, cols in shapes:
+        for name in ("categorical_hinge", "categorical_focal"):
+            b.guarded(name + " fwd+bwd", "f32", size_label(shape=(rows, cols)),
+                      lambda: _row_loss_of(b, rows, cols, name))
+
+
+def _row_loss_of(b, rows, cols, name):
+    import cupy
+    import torch
+    from fastdl import ops
+    kw = dict(from_logits=True) if name == "categorical_focal" else {}
+
+    def fd_setup():
+        x = cupy.random.standard_normal((rows, cols), dtype=cupy.float32) * 2
+        t = cupy.zeros((rows, cols), dtype=cupy.float32)
+        t[cupy.arange(rows), cupy.random.randint(0, cols, rows)] = 1  # one-hot
+        grad = cupy.empty_like(x)
+        return lambda: ops.row_loss(name, x, t, out=grad, **kw)
+
+    def th_setup():
+        tx = (torch.randn(rows, cols, device="cuda") * 2).requires_grad_(True)
+        tt = torch.nn.functional.one_hot(torch.randint(0, cols, (rows,), device="cuda"), cols).float()
+
+        def call():
+            tx.grad = None
+            if name == "categorical_hinge":
+                loss = torch.clamp(((1 - tt) * tx).amax(-1) - (tt * tx).sum(-1) + 1, min=0).mean()
+            else:
+                q = torch.softmax(tx, -1)
+                q = (q / q.sum(-1, keepdim=True)).clamp(1e-7, 1 - 1e-7)
+                loss = (0.25 * (1 - q) ** 2 * -tt * torch.log(q)).sum(-1).mean()
+            loss.backward()
+        return call
+    b.run(name + " fwd+bwd", "f32", size_label(shape=(rows, cols)), 3 * rows * cols * 4,
+          b.side(b.fd_ok, fd_setup, cupy_timer), b.side(b.th_ok, th_setup, torch_timer),
+          torch_label="torch autograd of the formula")
+
+
 def bench_adamw(b, workloads, goal_size, goal="adamw", amp=False):
     """One AdamW step over the same tensors: fastdl.torch.AdamW against torch.optim.AdamW(fused=True).
     amp: the step as torch.amp.GradScaler takes it, scaler.step(opt) + scaler.update() (both sides pay the
@@ -1010,9 +1052,11 @@ def run_benchmarks(args, skip, start):
     """The timed sections, each guarded. Returns (rows, copy, errors)."""
     b, errors, copy = Bench(args, skip, start), [], {}
     sizes = dict(n=2 ** 22, ce=(1024, 8192), big=2 ** 22, llm=llm_shapes(d=256, vocab=8192), copy=2 ** 28,
-                 gpt2=gpt2_small_shapes(d=256, vocab=8192, ctx=256), lce=(1024, 512, 32000)) \
+                 gpt2=gpt2_small_shapes(d=256, vocab=8192, ctx=256), lce=(1024, 512, 32000),
+                 rows=[(8192, 10), (1024, 1000)]) \
         if args.quick else dict(n=GOAL_ELEMENTS, ce=(8192, 32768), big=2 ** 27, llm=llm_shapes(), copy=2 ** 30,
-                                gpt2=gpt2_small_shapes(), lce=(8192, 2048, 128256))
+                                gpt2=gpt2_small_shapes(), lce=(8192, 2048, 128256),
+                                rows=[(1 << 20, 10), (65536, 1000), (4096, 32768)])
     try:
         log(f"== device-to-device copy of {sizes['copy'] / 2 ** 30:g} GiB")
         copy["gbps"], copy["ms"] = copy_bandwidth_gbps(sizes["copy"], 10 if not args.quick else 5)
@@ -1026,6 +1070,7 @@ def run_benchmarks(args, skip, start):
         ("activations", lambda: bench_activations(b, sizes["n"])),
         ("losses", lambda: bench_losses(b, sizes["n"])),
         ("softmax cross-entropy", lambda: bench_cross_entropy(b, *sizes["ce"], goal_size=not args.quick)),
+        ("categorical hinge and focal cross-entropy", lambda: bench_row_losses(b, sizes["rows"])),
         ("AdamW", lambda: bench_adamw(b, [(f"1x{size_label(sizes['big'])}", [(sizes["big"],)]),
                                           (f"LLM-like {len(sizes['llm'])} tensors", sizes["llm"])],
                                       goal_size=not args.quick)),

@@ -229,6 +229,44 @@ def loss_cases(n):
                  group="loss")]
 
 
+def row_loss_cases(shapes):
+    """Keras's categorical hinge and focal cross-entropy (from logits), value and gradient, beside the
+    NumPy row formula they replace (fastdl's NumPy fallback: float64, as fastdl.losses computed them
+    before the kernels) and torch autograd (the formula in torch ops + backward)."""
+    cases = []
+    for rows, cols in shapes:
+        rng = np.random.default_rng(6)
+        x = (rng.standard_normal((rows, cols)) * 2).astype(np.float32)
+        t = np.eye(cols, dtype=np.float32)[rng.integers(0, cols, rows)]
+        g = np.empty_like(x)
+        for name, kw, label in [("categorical_hinge", {}, "categorical hinge"),
+                                ("categorical_focal", dict(from_logits=True), "categorical focal (logits)")]:
+            op = numpy_kernels.ROW_LOSSES[name]
+            impls = {"fastdl": lambda n=name, kw=kw: ops.row_loss(n, x, t, out=g, **kw),
+                     "numpy": lambda op=op, kw=kw: numpy_kernels.row_loss(op, x, t, g, scale=1.0 / rows, **kw)}
+            if torch:
+                tx = torch.from_numpy(x.copy()).requires_grad_(True)
+                tt = torch.from_numpy(t)
+
+                def torch_loss(name=name, tx=tx, tt=tt):
+                    tx.grad = None
+                    if name == "categorical_hinge":
+                        pos = (tt * tx).sum(-1)
+                        neg = ((1 - tt) * tx).amax(-1)
+                        loss = torch.clamp(neg - pos + 1, min=0).mean()
+                    else:
+                        q = torch.softmax(tx, -1)
+                        q = (q / q.sum(-1, keepdim=True)).clamp(1e-7, 1 - 1e-7)
+                        loss = (0.25 * (1 - q) ** 2 * -tt * torch.log(q)).sum(-1).mean()
+                    loss.backward()
+
+                impls["torch"] = torch_loss
+            cases.append(Case(f"{label} fwd+bwd {rows}x{cols} f32", 3 * x.nbytes, impls,
+                              note="numpy: the NumPy row formula (float64); torch: autograd of the formula",
+                              group="loss"))
+    return cases
+
+
 def resnet50_like_shapes(width=0.62):
     """Parameter shapes of a ResNet-50 with batch norm folded into conv biases, channels scaled
     by `width`: 108 tensors, 10.3M elements at 0.62, half of them under 1k elements."""
@@ -360,7 +398,9 @@ def all_cases(quick=False):
     n = 1_000_000 if quick else 10_000_000
     rows = 512 if quick else 4096
     shapes = resnet50_like_shapes(0.2 if quick else 0.62)
-    return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n) + optimizer_cases(n, shapes)
+    row_shapes = [(512, 1000), (8192, 10)] if quick else [(4096, 1000), (65536, 10)]
+    return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n) + row_loss_cases(row_shapes)
+            + optimizer_cases(n, shapes)
             + adaptive_optimizer_cases(n) + torch_optimizer_cases(n, shapes))
 
 
