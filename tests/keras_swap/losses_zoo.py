@@ -23,6 +23,8 @@ cases = [("mae", "linear", onehot), ("mape", "softplus", positive), ("msle", "so
          ("squared_hinge", "tanh", onehot), ("categorical_hinge", "linear", onehot),
          (losses.CategoricalFocalCrossentropy(alpha=0.5, gamma=1.5), "softmax", onehot),
          (losses.CategoricalFocalCrossentropy(from_logits=True, label_smoothing=0.1), "linear", onehot),
+         (losses.CategoricalFocalCrossentropy(gamma=0.5, alpha=0.5), "softmax", onehot),
+         (losses.CategoricalFocalCrossentropy(gamma=0.5, from_logits=True), "linear", onehot),
          (losses.MeanAbsoluteError(reduction="sum"), "linear", onehot)]
 for i, (loss, last, y) in enumerate(cases):
     model = mlp(last)
