@@ -241,6 +241,36 @@ def check_member_sizes(info, archive_size):
                          f"{info.compress_size:,} {method[0]} bytes can hold (a damaged or crafted file)")
 
 
+def zip_members(z, archive_size, max_members, what):
+    """An archive's members by name, refusing (BadContent, messages naming `what`, e.g. "the model
+    file") what fastdl never writes and zipfile would fail on later: more than max_members members
+    (refused before any is looked at), repeated names, encryption, compression other than stored or
+    deflate, and sizes that cannot be true (check_member_sizes)."""
+    infos = z.infolist()
+    if len(infos) > max_members:
+        raise BadContent(f"{what} has {len(infos):,} members; at most {max_members} are expected")
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        repeated = sorted(n for n, count in collections.Counter(names).items() if count > 1)
+        raise BadContent(f"{what} has members of the same name: {_short(repeated)}")
+    for info in infos:
+        if info.flag_bits & 0x61:  # 0x1 encrypted, 0x20 patched data, 0x40 strong encryption
+            raise BadContent(f"{what}'s member {_short(info.filename)} is encrypted or patched")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise BadContent(f"{what}'s member {_short(info.filename)} uses compression method "
+                             f"{info.compress_type}; fastdl reads stored or deflated members")
+        try:
+            check_member_sizes(info, archive_size)
+        except BadContent as exc:
+            raise BadContent(f"{what}'s member {_short(info.filename)}: {exc}") from None
+    return dict(zip(names, infos))
+
+
+def _short(value):
+    import reprlib
+    return reprlib.repr(value)
+
+
 class NpyHeader(collections.namedtuple("NpyHeader", "shape fortran_order dtype offset")):
     """A .npy header as read_npy_header returns it; offset is where the data starts."""
     __slots__ = ()

@@ -28,7 +28,10 @@ before it is read. Nothing is unpickled: h5py reads numbers only.
 
 import datetime
 import io
+import inspect
 import json
+import os
+import reprlib
 import warnings
 import zipfile
 
@@ -448,7 +451,6 @@ def _keras_metric(value, where):
 
 
 def _accepted(cls):
-    import inspect
     return set(inspect.signature(cls.__init__).parameters)
 
 
@@ -640,23 +642,11 @@ def _refuse_non_regular(path, st):
 
 
 def _members(z, f):
-    import os
-    infos = z.infolist()
-    if len(infos) > 4096:
-        raise KerasFileError(f"not a .keras file: {len(infos):,} members")
-    names = [i.filename for i in infos]
-    if len(set(names)) != len(names):
-        raise KerasFileError("the archive has members of the same name")
-    size = os.fstat(f.fileno()).st_size
-    for info in infos:
-        if info.flag_bits & 0x61 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise KerasFileError(f"the member {_short(info.filename)} is encrypted or compressed in a way fastdl "
-                                 f"does not read")
-        try:
-            _files.check_member_sizes(info, size)
-        except _files.BadContent as exc:
-            raise KerasFileError(f"the member {_short(info.filename)}: {exc}") from None
-    members = dict(zip(names, infos))
+    """The archive's members (_files.zip_members' checks), with Keras's config and weights among them."""
+    try:
+        members = _files.zip_members(z, os.fstat(f.fileno()).st_size, 4096, "the .keras file")
+    except _files.BadContent as exc:
+        raise KerasFileError(str(exc)) from None
     for name in (_CONFIG, _WEIGHTS):
         if name not in members:
             if name == _WEIGHTS and "model.weights.npz" in members:
@@ -682,7 +672,6 @@ def _read_json(z, info, name):
 
 
 def _short(value):
-    import reprlib
     return reprlib.repr(value)
 
 

@@ -16,7 +16,6 @@ parameter count the config implies are compared before the model is built or any
 so that a damaged or crafted file costs no more than its real content and raises ValueError.
 """
 
-import collections
 import errno
 import io
 import json
@@ -242,31 +241,15 @@ def _check_lr(optimizer):
 
 
 def _members(z, archive_size):
-    """The archive's members by name, refusing what fastdl never writes and zipfile would fail on
-    later (repeated names, encryption, other compression methods) and sizes that cannot be true
-    (see _files.check_member_sizes). A fastdl file has at most a handful of members: an archive
-    of more than _MAX_MEMBERS is refused before any member is looked at."""
-    infos = z.infolist()
-    if len(infos) > _MAX_MEMBERS:
-        raise _Damaged(f"not a fastdl model file: it has {len(infos):,} members, and a fastdl model file has at "
-                       f"most {_MAX_MEMBERS}")
-    names = [info.filename for info in infos]
-    if len(set(names)) != len(names):
-        repeated = sorted(n for n, count in collections.Counter(names).items() if count > 1)
-        raise _Damaged(f"the model file has members of the same name: {_short(repeated)}")
-    for info in infos:
-        if info.flag_bits & 0x61:  # 0x1 encrypted, 0x20 patched data, 0x40 strong encryption
-            raise _Damaged(f"the model file's member {_short(info.filename)} is encrypted or patched")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise _Damaged(f"the model file's member {_short(info.filename)} uses compression method "
-                           f"{info.compress_type}; fastdl writes deflate")
-        try:
-            _files.check_member_sizes(info, archive_size)
-        except _files.BadContent as exc:
-            raise _Damaged(f"the model file's member {_short(info.filename)}: {exc}") from None
-    if _CONFIG not in names:
+    """The archive's members by name (_files.zip_members: what fastdl never writes refused, sizes
+    checked; an archive of more than _MAX_MEMBERS refused before any member is looked at)."""
+    try:
+        members = _files.zip_members(z, archive_size, _MAX_MEMBERS, "the model file")
+    except _files.BadContent as exc:
+        raise _Damaged(f"not a fastdl model file: {exc}" if "members;" in str(exc) else str(exc)) from None
+    if _CONFIG not in members:
         raise _Damaged(f"not a fastdl model file (no {_CONFIG})")
-    return dict(zip(names, infos))
+    return members
 
 
 def _read_config(z, members):
