@@ -60,6 +60,7 @@ class _ThresholdCounts:
     Recall and AUC. Callers define name, default_name and kind via the Metric base."""
 
     kind = "values"
+    _state = ("tp", "fp", "tn", "fn")
 
     def _setup(self, thresholds, top_k, class_id, default, check=True):
         if thresholds is None:
@@ -130,6 +131,7 @@ class FBetaScore(Metric):
     """(1 + beta^2) P R / (beta^2 P + R) per class (Keras's FBetaScore; see the module)."""
     default_name = "fbeta_score"
     kind = "values"
+    _state = ("tp", "fp", "fn", "support")
 
     def __init__(self, average=None, beta=1.0, threshold=None, name=None):
         if average not in (None, "micro", "macro", "weighted"):

@@ -10,6 +10,9 @@ class Metric:
     'classes' (true and predicted class ids) or 'values' (targets and outputs)."""
 
     kind = "classes"
+    # The names of the attributes reset_state sets, summable across processes (numbers, arrays, lists
+    # of arrays, or None before the first update): what data-parallel training reduces. None: unknown.
+    _state = None
 
     def __init__(self, name=None):
         if name is not None and not isinstance(name, str):
@@ -36,3 +39,23 @@ class Metric:
 
     def get_config(self):
         return {"name": self.name}
+
+    def _state_values(self):
+        return {k: getattr(self, k) for k in self._state}
+
+    def _merge_states(self, states):
+        """Sets the state to the sum of `states` (_state_values of every process, this one's included)."""
+        for k in self._state:
+            values = [s[k] for s in states if s[k] is not None]
+            setattr(self, k, _sum_states(values) if values else None)
+
+
+def _sum_states(values):
+    if isinstance(values[0], (list, tuple)):
+        return [_sum_states([v[i] for v in values]) for i in range(len(values[0]))]
+    ndim = max(np.ndim(v) for v in values)  # AUC(multi_label): a process that saw no batch keeps (T,)
+    values = [v for v in values if np.ndim(v) == ndim]
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total

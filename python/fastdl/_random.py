@@ -27,3 +27,9 @@ def resolve(rng):
     if isinstance(rng, np.random.Generator):
         return rng
     return np.random.default_rng(rng)
+
+
+def replace(generator_):
+    """Makes generator_ fastdl's Generator (data-parallel fit: each process its own stream)."""
+    global _generator
+    _generator = generator_

@@ -123,6 +123,7 @@ def f1_score(y_true, y_pred, average="binary", num_classes=None):
 # ---- streaming metric objects ----------------------------------------------------------------------
 
 class _AccuracyBase(Metric):
+    _state = ("_correct", "_count")
     def _classes(self, y_true, y_pred):
         return _pair(y_true, y_pred)
 
@@ -185,6 +186,7 @@ class SparseCategoricalAccuracy(_AccuracyBase):
 
 
 class _MeanOfSamples(Metric):
+    _state = ("_total", "_count")
     kind = "values"
 
     def reset_state(self):
@@ -219,6 +221,7 @@ class MeanAbsoluteError(_MeanOfSamples):
 
 class MeanAbsolutePercentageError(Metric):
     """100 mean(|(y - p) / max(|y|, eps)|) over the last axis, then the (weighted) mean of samples."""
+    _state = ("_total", "_count")
     default_name = "mean_absolute_percentage_error"
     kind = "values"
 
@@ -248,6 +251,7 @@ class R2Score(Metric):
     """The coefficient of determination, 1 - sum (y - p)^2 / sum (y - mean y)^2, per output then
     aggregated ('uniform_average', 'variance_weighted_average' or None: one per output); with
     num_regressors the adjusted R2 (Keras's R2Score)."""
+    _state = ("_sums",)
     default_name = "r2_score"
     kind = "values"
 
@@ -296,6 +300,7 @@ class R2Score(Metric):
 
 
 class _TopK(Metric):
+    _state = ("_correct", "_count")
     kind = "values"
 
     def __init__(self, k=5, name=None):
@@ -339,6 +344,7 @@ class SparseTopKCategoricalAccuracy(_TopK):
 
 class Mean(Metric):
     """The (weighted) mean of the values given to update_state(values, sample_weight=None)."""
+    _state = ("_total", "_count")
     default_name = "mean"
     kind = "values"
 
