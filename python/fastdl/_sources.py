@@ -6,7 +6,7 @@ x the inputs (float32), y the targets as the loss takes them, y_raw as the metri
 truths the metrics' class ids ({} without metrics), sample_weight None or one float32 per row.
 
 Arrays are prepared once, then sliced or taken in the epoch's order (fastdl/_feed.py moves them
-to a GPU). With steps_per_epoch an epoch is that many batches and the next epoch goes on where it
+to a GPU); data-parallel, each process takes its share of each global batch (global_rows). With steps_per_epoch an epoch is that many batches and the next epoch goes on where it
 stopped, starting a new pass (a new permutation) when one ends, as Keras does. An iterator's items
 are (x, y) or (x, y, sample_weight) (x alone for predict), each prepared as it comes; it is read
 on across epochs, and when it runs out before an epoch's steps training stops with a warning, as
@@ -75,8 +75,11 @@ class ArraySource:
     """Batches of arrays prepared for the whole fit / evaluate."""
 
     def __init__(self, model, x, y, y_raw, sample_weight, batch_size, shuffle=False, steps=None, rng=None,
-                 continuing=False, x_on_host=False, with_truths=True):
+                 continuing=False, x_on_host=False, with_truths=True, strategy=None):
         self.n, self.batch_size, self.shuffle, self.rng = len(x), batch_size, shuffle, rng
+        # data-parallel: each batch is a global batch, of which this process takes its rows
+        self.shard = strategy if strategy is not None and strategy.data_parallel else None
+        self.global_rows = 0
         self.passes = -(-self.n // batch_size)
         self.steps = self.passes if steps is None else steps
         self.continuing = continuing  # steps_per_epoch: the next epoch goes on where this one stopped
@@ -101,7 +104,12 @@ class ArraySource:
                 self.next_batch = 0
             start = self.next_batch * bs
             self.next_batch += 1
-            b.select(start, start + bs)
+            if self.shard is None:
+                b.select(start, start + bs)
+            else:
+                stop = min(start + bs, self.n)
+                self.global_rows = stop - start
+                b.select(*self.shard.local_range(start, stop))
             yb = b.take(self.y)
             yield (b.take(self.x, host=self.x_on_host), yb, yb if same_raw else b.take(self.y_raw),
                    {k: b.take(v) for k, v in self.truths.items()}, None if self.w is None else b.take(self.w))
@@ -111,15 +119,21 @@ class IteratorSource:
     """Batches from an iterator, a generator or a PyDataset, each prepared as it comes."""
 
     def __init__(self, model, data, steps=None, class_weight=None, predict=False, where="x", shuffle=False, rng=None,
-                 continuing=False, training=False):
+                 continuing=False, training=False, strategy=None):
         self.model, self.data, self.class_weight, self.predict, self.where = model, data, class_weight, predict, where
         self.shuffle, self.rng = shuffle, rng  # a PyDataset's batches in a new order each epoch (fit's shuffle)
         self.dataset = data if isinstance(data, PyDataset) else None
         self.iterator = None if self.dataset is not None else iter(data)
         if steps is not None and (isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1):
             raise ValueError(f"steps must be a positive int, got {steps!r}")
+        # data-parallel: a step takes `size` consecutive batches of the source, this process the rank-th
+        self.shard = strategy if strategy is not None and strategy.data_parallel else None
+        self.rank, self.size = (self.shard.rank, self.shard.size) if self.shard is not None else (0, 1)
+        self.global_rows = 0
+        self.ran_out_here = False
         self.given_steps = steps
-        self.steps = steps if steps is not None else (len(self.dataset) if self.dataset is not None else None)
+        self.steps = steps if steps is not None else (
+            -(-len(self.dataset) // self.size) if self.dataset is not None else None)
         self.index = 0
         self.continuing = continuing  # fit's steps_per_epoch: a PyDataset's next epoch goes on where one stopped
         self.exhausted = False
@@ -129,7 +143,7 @@ class IteratorSource:
     def _items(self):
         if self.dataset is not None:
             n = len(self.dataset)
-            count = n if self.given_steps is None else self.given_steps
+            count = self.steps
             if not self.continuing:
                 self.index = 0
             order = self.rng.permutation(n) if self.shuffle and self.given_steps is None else None
@@ -138,17 +152,23 @@ class IteratorSource:
                 self.started = True
             self.dataset.on_epoch_begin()
             for _ in range(count):
-                i = self.index % max(n, 1)
+                position = self.index + self.rank
+                self.index += self.size
+                if self.given_steps is None and position >= n:
+                    yield None  # data-parallel: the last step has fewer batches than processes
+                    continue
+                i = position % max(n, 1)
                 yield self.dataset[int(order[i]) if order is not None else i]
-                self.index += 1
             self.dataset.on_epoch_end()
             return
         count = self.given_steps
         taken = 0
         while count is None or taken < count:
-            try:
-                item = next(self.iterator)
-            except StopIteration:
+            item = self._next_item()
+            ran_out = item is None
+            if self.shard is not None and self.training:  # the job goes on while any process has a batch
+                ran_out = not self.shard.any(not ran_out)
+            if ran_out:
                 if count is not None or taken == 0:
                     warnings.warn(f"your input ran out of data after {taken} batches of this epoch; interrupting "
                                   f"(make sure {self.where} can give steps_per_epoch * epochs batches)",
@@ -158,9 +178,32 @@ class IteratorSource:
             taken += 1
             yield item
 
+    def _next_item(self):
+        """The iterator's next item (data-parallel: of the next `size`, the rank-th, the others read
+        and dropped); None when it has run out."""
+        item = None
+        for r in range(self.size):
+            if self.ran_out_here:
+                break
+            try:
+                got = next(self.iterator)
+            except StopIteration:
+                self.ran_out_here = self.shard is not None  # one process: a later epoch reads on
+                break
+            if r == self.rank:
+                item = got
+        if item is None and self.shard is not None:
+            self.ran_out_here = True
+        return item
+
     def epoch(self):
         model, dev = self.model, self.model._device
         for item in self._items():
+            if item is None:  # data-parallel: no batch here in this step; the others' go on
+                self.global_rows = self.shard.sum_rows(0) if self.training else 0
+                empty = dev.put(np.empty((0,) + tuple(model._input_shape or ()), dtype=np.float32))
+                yield empty, empty, empty, {}, None
+                continue
             x, y, sw = _unpack(item, self.predict, self.where)
             if self.predict:
                 yield model._as_input(x), None, None, {}, None
@@ -168,6 +211,8 @@ class IteratorSource:
             x, y_loss, y_raw = model._prepare(x, y)
             truths = model._metric_truths(y_raw) if model.metrics else {}
             w = sample_weights(sw, self.class_weight, y_raw, len(x), f"the sample weights of a batch of {self.where}")
+            if self.shard is not None and self.training:
+                self.global_rows = self.shard.sum_rows(len(x))
             yield (dev.put(x), dev.put(y_loss), dev.put(y_raw), {k: dev.put(v) for k, v in truths.items()},
                    None if w is None else dev.put(w))
 

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import _feed, _random, callbacks as callbacks_module
 from ._checks import on_device
+from .distributed import _strategy
 from ._sources import ArraySource, IteratorSource, is_batch_source, sample_weights, split_arrays, steps_argument
 
 
@@ -43,14 +44,16 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         raise ValueError(f"validation_split must be in [0, 1), got {validation_split}")
     rng = _random.generator()
     dev = model._device
+    strategy = _strategy.current()
     model._readings = model._metric_readings()
     if is_batch_source(x):
         if y is not None or sample_weight is not None:
             raise ValueError("x is a generator / PyDataset: it gives y (and sample weights) itself; pass y=None")
         if validation_split:
             raise ValueError("validation_split needs arrays: give a generator's validation batches as validation_data")
+        rng = strategy.begin(model, rng)  # data-parallel: rank 0's weights, one epoch order for all
         source = IteratorSource(model, x, steps_per_epoch, class_weight, shuffle=shuffle, rng=rng,
-                                continuing=steps_per_epoch is not None, training=True)
+                                continuing=steps_per_epoch is not None, training=True, strategy=strategy)
         val = None
     else:
         if y is None:
@@ -70,19 +73,23 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 y_raw = y_loss  # one array still: no extra take per batch for value metrics
         if len(x) == 0:
             raise ValueError("x has no samples")
+        rng = strategy.begin(model, rng)  # data-parallel: rank 0's weights, one epoch order for all
         source = ArraySource(model, x.get() if augment is not None and on_device(x) else x, y_loss, y_raw, w,
                              batch_size, shuffle=shuffle, steps=steps_per_epoch, rng=rng,
-                             continuing=steps_per_epoch is not None, x_on_host=augment is not None)
+                             continuing=steps_per_epoch is not None, x_on_host=augment is not None,
+                             strategy=strategy)
     val_batch_size = _batch_size(validation_batch_size, batch_size, "validation_batch_size")
     if validation_data is not None:
         if is_batch_source(validation_data):
-            val_source = IteratorSource(model, validation_data, validation_steps, where="validation_data")
+            val_source = IteratorSource(model, validation_data, validation_steps, where="validation_data",
+                                        strategy=strategy)
         else:
             vx, vy, vw = split_arrays(validation_data, "validation_data")
-            val_source = _array_source(model, vx, vy, vw, None, val_batch_size, steps=validation_steps)
+            val_source = _array_source(model, vx, vy, vw, None, val_batch_size, steps=validation_steps,
+                                       strategy=strategy)
     elif val is not None:
         vx, vy, vraw, vw = val
-        val_source = ArraySource(model, vx, vy, vraw, vw, val_batch_size, steps=validation_steps)
+        val_source = ArraySource(model, vx, vy, vraw, vw, val_batch_size, steps=validation_steps, strategy=strategy)
     else:
         val_source = None
 
@@ -90,9 +97,10 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     model._sync_trainable()
     model._backward_plan = model._plan_backward()
     model._backward_layers = {layer for layer, _ in model._backward_plan}
+    model._data_parallel = strategy if strategy.data_parallel else None
     model._regularization()
     history = callbacks_module.History()
-    progbar = callbacks_module.ProgbarLogger(verbose) if verbose else None
+    progbar = callbacks_module.ProgbarLogger(verbose) if verbose and strategy.is_chief else None
     cb_list = callbacks_module.CallbackList(list(callbacks or []) + [history] + ([progbar] if progbar else []),
                                             model, {"epochs": epochs, "steps": source.steps, "verbose": verbose})
     model.history = history
@@ -119,8 +127,19 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     out.update((m.name, m.result()) for m in model.metrics)
                     return out
 
+                def epoch_logs():  # data-parallel: the job's loss and metrics, the same on every process
+                    if model._data_parallel is None:
+                        return running_logs()
+                    feed.flush()
+                    strategy.reduce_metrics(model.metrics)
+                    out = {"loss": strategy.reduce_loss(total_loss.mean(), total_loss.rows)}
+                    out.update((m.name, m.result()) for m in model.metrics)
+                    return out
+
+                steps_run = 0
                 for step, (xb, yb, y_raw_b, truths_b, wb) in enumerate(source.epoch()):
-                    if augment is not None:
+                    steps_run += 1
+                    if augment is not None and len(xb):
                         xb = np.ascontiguousarray(augment(xb), dtype=np.float32)
                         if xb.shape[1:] != model._input_shape:
                             raise ValueError(f"augment returned batches of shape {xb.shape}; the model takes "
@@ -129,27 +148,34 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     for cb in cb_list.batch_begin:
                         cb.on_train_batch_begin(step, {})
                     with model._compute_lock:  # `out` is a layer buffer: read it before another thread runs
+                        if model._data_parallel is not None:
+                            model._global_rows = source.global_rows
                         loss, out = model._train_step(xb, yb, wb)
-                        if model.metrics:
+                        if model.metrics and len(xb):
                             feed.update(model._metric_inputs(y_raw_b, out, truths_b, wb, keep_batch, feed.deferred))
                     total_loss.add(loss, len(xb))
                     if progbar is not None:
                         progbar.update(step + 1, running_logs)
                     for cb in cb_list.batch_end:
                         cb.on_train_batch_end(step, running_logs())
+                    if model._data_parallel is not None:  # one process's stop stops all (every batch: the
+                        model.stop_training = strategy.any(model.stop_training)  # callbacks may differ by rank)
                     if model.stop_training:  # a callback may stop mid-epoch, as in Keras
                         break
-                if getattr(source, "exhausted", False) and total_loss.rows == 0:
+                if getattr(source, "exhausted", False) and steps_run == 0:
                     break  # the input ran out before this epoch (warned): training stops, as Keras's
-                logs = running_logs()
+                logs = epoch_logs()
                 if val_source is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
                     val_logs = run_evaluation(model, val_source)
                     logs.update(("val_" + k, v) for k, v in val_logs.items())
                 cb_list.on_epoch_end(epoch, logs)
+                if model._data_parallel is not None:
+                    model.stop_training = strategy.any(model.stop_training)
                 if model.stop_training or getattr(source, "exhausted", False):
                     break
     finally:
         model._end_run()
+        model._data_parallel = None
     if epochs > 0:
         model._finalize_ema()  # use_ema: the weights become their moving average, as Keras's fit ends
     cb_list.on_train_end(logs)
@@ -176,6 +202,8 @@ def run_evaluation(model, source, cb_list=None):
             for step, (xb, yb, y_raw_b, truths_b, wb) in enumerate(source.epoch()):
                 for cb in test_begin:
                     cb.on_test_batch_begin(step, {})
+                if not len(xb):  # data-parallel: this process has no rows of a small last batch
+                    continue
                 with model._compute_lock:
                     out = model._forward(xb, False, model._fused)
                     grad = grad_buffers.get(out.shape)
@@ -192,7 +220,12 @@ def run_evaluation(model, source, cb_list=None):
                     feed.flush()
                     cb.on_test_batch_end(step, {"loss": total.mean(), **{m.name: m.result() for m in model.metrics}})
             feed.flush()
-            logs = {"loss": total.mean()}
+            shard = getattr(source, "shard", None)
+            if shard is None:
+                logs = {"loss": total.mean()}
+            else:  # data-parallel: each process evaluated its share; the job's loss and metrics
+                shard.reduce_metrics(model.metrics)
+                logs = {"loss": shard.reduce_loss(total.mean(), total.rows)}
     finally:
         model._end_run()
         if model._fitting:  # a validation pass (or a callback's evaluate) inside fit: fit's state back
@@ -209,16 +242,17 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, steps, callbacks):
     if is_batch_source(x):
         if y is not None or sample_weight is not None:
             raise ValueError("x is a generator / PyDataset: it gives y (and sample weights) itself; pass y=None")
-        source = IteratorSource(model, x, steps)
+        source = IteratorSource(model, x, steps, strategy=_strategy.current())
     else:
         if y is None:
             raise ValueError("evaluate needs targets: evaluate(x, y), or a generator / PyDataset giving (x, y)")
-        source = _array_source(model, x, y, sample_weight, None, batch_size, steps=steps)
+        source = _array_source(model, x, y, sample_weight, None, batch_size, steps=steps,
+                               strategy=_strategy.current())
     cb_list = callbacks_module.CallbackList(list(callbacks or []), model, {"steps": source.steps, "verbose": verbose})
     cb_list.on_test_begin({})
     logs = run_evaluation(model, source, cb_list)
     cb_list.on_test_end(logs)
-    if verbose:
+    if verbose and _strategy.current().is_chief:
         n = source.steps if source.steps is not None else "?"
         print(f"{n}/{n}" + callbacks_module._format_logs(logs))
     return logs

@@ -192,9 +192,11 @@ class ModelCheckpoint(Callback):
             better = value < self.best if self.mode == "min" else value > self.best
             if not better:
                 return
-            if self.verbose:
+            if self.verbose and _writes():
                 print(f"Epoch {epoch + 1}: {self.monitor} improved from {self.best:.5f} to {value:.5f}, saving to {path}")
             self.best = value
+        if not _writes():
+            return
         if self.save_weights_only:
             self.model.save_weights(path)
         else:
@@ -324,8 +326,25 @@ class CSVLogger(Callback):
             self.rows.append(self.sep.join(["epoch"] + self.keys))
         self.rows.append(self.sep.join([str(epoch)] + [_csv_value(logs.get(k, "NA")) for k in self.keys]))
         text = self.head + "".join(row + "\n" for row in self.rows)
+        if not _writes():
+            return
         from . import _files
         _files.atomic_write(self.filename, lambda f: f.write(text.encode("utf-8")))
+
+
+def _writes():
+    """Whether this process writes files: always, but in a data-parallel job only rank 0 does (the
+    others hold the same weights and logs)."""
+    from .distributed import rank
+    return rank() == 0
+
+
+def _from_chief(value):
+    """Rank 0's value on every process of a data-parallel job (value itself in one process)."""
+    from . import distributed
+    if distributed.size() == 1:
+        return value
+    return distributed.context().comm.bcast(value, root=0)
 
 
 def _csv_value(v):
@@ -349,17 +368,31 @@ class BackupAndRestore(Callback):
         self.epoch_path = os.path.join(self.backup_dir, "training_metadata.json")
 
     def on_train_begin(self, logs=None):
-        if os.path.exists(self.model_path) and os.path.exists(self.epoch_path):
-            from . import saving
-            with open(self.epoch_path, encoding="utf-8") as f:
-                epoch = int(json.load(f)["epoch"])
-            saved = saving.load_model(self.model_path)
-            self.model.set_weights(saved.get_weights())
-            if saved.optimizer is not None and self.model.optimizer is not None:
-                self.model.optimizer.load_state_dict(saved.optimizer.state_dict())
+        # data-parallel: rank 0 reads its backup and every process takes it (the others' disks may not have it)
+        backup = _from_chief(self._read_backup() if _writes() else None)
+        if backup is not None:
+            epoch, weights, optimizer_state = backup
+            self.model.set_weights(weights)
+            if optimizer_state is not None:
+                self.model.optimizer.load_state_dict(optimizer_state)
             self.model._resume_epoch = epoch + 1  # fit goes on from the epoch after the backup
 
+    def _read_backup(self):
+        """(epoch, weights, optimizer state or None) of the backup, or None without one."""
+        if not (os.path.exists(self.model_path) and os.path.exists(self.epoch_path)):
+            return None
+        from . import saving
+        with open(self.epoch_path, encoding="utf-8") as f:
+            epoch = int(json.load(f)["epoch"])
+        saved = saving.load_model(self.model_path)
+        optimizer_state = None
+        if saved.optimizer is not None and self.model.optimizer is not None:
+            optimizer_state = saved.optimizer.state_dict()
+        return epoch, saved.get_weights(), optimizer_state
+
     def on_epoch_end(self, epoch, logs=None):
+        if not _writes():
+            return
         from . import _files
         os.makedirs(self.backup_dir, exist_ok=True)
         self.model.save(self.model_path)
@@ -367,7 +400,7 @@ class BackupAndRestore(Callback):
         _files.atomic_write(self.epoch_path, lambda f: f.write(payload))
 
     def on_train_end(self, logs=None):
-        if self.delete_checkpoint:
+        if self.delete_checkpoint and _writes():
             for path in (self.model_path, self.epoch_path):
                 if os.path.exists(path):
                     os.remove(path)

@@ -56,6 +56,7 @@ class Sequential:
         self._activity_outputs = None  # {layer: output} while fit / evaluate regularizes outputs
         self._weight_penalties, self._constraints, self._regularized, self._step_extras = [], [], False, False
         self._ema = None  # the optimizer's use_ema: a moving average of the parameter buffer
+        self._data_parallel = None  # fit's strategy while a data-parallel fit runs (fastdl.distributed)
         self._weighted_metrics = set()  # ids of the compiled metrics that sample weights weigh
         self.history = None
         self._optimizer_spec = None
@@ -253,6 +254,7 @@ class Sequential:
         self.__dict__.setdefault("_regularized", False)
         self.__dict__.setdefault("_step_extras", False)
         self.__dict__.setdefault("_ema", None)
+        self.__dict__["_data_parallel"] = None
         self.__dict__.setdefault("_weighted_metrics", set())
         if "_segments" not in self.__dict__:
             self._segments = [(0, int(self._params.size))] if self.built and self._params.size else []
@@ -439,7 +441,7 @@ class Sequential:
         self._regularized = bool(activity or self._weight_penalties or self._constraints)
         spec = self._optimizer_spec
         self._step_extras = bool(spec is not None and (spec.clipnorm or spec.clipvalue or spec.decoupled_decay
-                                                       or spec.use_ema))
+                                                       or spec.use_ema)) or self._data_parallel is not None
         if spec is not None and spec.use_ema and self._ema is None and self.built:
             self._ema = self._params.copy()  # the first step's average is the weights (momentum 0 there)
 
@@ -653,21 +655,28 @@ class Sequential:
         """_train_step with the regularizers' penalties (in the loss) and gradients (before the
         optimizer step), the optimizer's clipping and decay (_before_step) and EMA (_update_ema),
         and the constraints applied after the step."""
-        h = self._forward(xb, True, self._fused)
-        grad = self._grad_buffers.get(h.shape)
-        if grad is None:
-            grad = self._grad_buffers[h.shape] = array_module(h).empty(h.shape, dtype=np.float32)
-        loss = self._loss_value(yb, h, grad, wb)
-        d = grad
-        outputs = self._activity_outputs
-        for layer, need_dx in self._backward_plan:
-            if outputs and layer in outputs:  # d is dL/d(output): the output's penalty joins it
-                loss = loss + layer.activity_regularizer.add_to(outputs[layer], d, 1.0 / len(xb))
-            d = layer.backward(d, need_dx)
-        for w, g, reg in self._weight_penalties:
+        parallel = self._data_parallel
+        if len(xb) or parallel is None:
+            h = self._forward(xb, True, self._fused)
+            grad = self._grad_buffers.get(h.shape)
+            if grad is None:
+                grad = self._grad_buffers[h.shape] = array_module(h).empty(h.shape, dtype=np.float32)
+            loss = self._loss_value(yb, h, grad, wb)
+            d = grad
+            outputs = self._activity_outputs
+            for layer, need_dx in self._backward_plan:
+                if outputs and layer in outputs:  # d is dL/d(output): the output's penalty joins it
+                    loss = loss + layer.activity_regularizer.add_to(outputs[layer], d, 1.0 / len(xb))
+                d = layer.backward(d, need_dx)
+            if outputs:  # outputs of layers before the first with weights: in the loss, no gradient to give
+                loss = loss + self._output_penalty(len(xb), self._backward_layers)
+        else:  # data-parallel, no rows of this (small, last) global batch here: nothing to add to the sum
+            h, loss = None, 0.0
+            self._grads[...] = 0
+        if parallel is not None:  # the global batch's gradient, the same on every process
+            parallel.reduce_gradients(self, len(xb), self._global_rows)
+        for w, g, reg in self._weight_penalties:  # after the reduction: each penalty counted once
             loss = loss + reg.add_to(w, g)
-        if outputs:  # outputs of layers before the first with weights: in the loss, no gradient to give
-            loss = loss + self._output_penalty(len(xb), self._backward_layers)
         if self._step_extras:
             self._before_step()
         if self._segments:
