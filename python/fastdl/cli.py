@@ -7,7 +7,9 @@
 `fastdl train` with no arguments is the main job: the classic Keras MLP (Dense 64 relu, Dense 64
 relu, Dense softmax) on the bundled UCI digits, standardised, with a stratified held-out test
 split; it shows the progress bar, prints test accuracy and macro F1, saves the model and, when
-matplotlib is installed, a plot of the training history.
+matplotlib is installed, a plot of the training history. Launched by mpiexec
+(`mpiexec -n 2 fastdl train`), it trains data-parallel (fastdl.distributed; --batch-size is the
+global batch) and only rank 0 prints and writes.
 
 Errors: a command line that is wrong in itself (an unknown option, a value out of range) exits
 with status 2; data or files that do not fit it (a bad CSV or .npz, a missing output folder)
@@ -61,10 +63,24 @@ def _plot(history, path):
     return True
 
 
+def _launched_by_mpiexec():
+    """The job's size when this process was started by mpiexec / mpirun (MPICH's, Open MPI's or a
+    PMIx launcher's environment), else 1."""
+    for name in ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
 def train(args):
     import fastdl
-    from fastdl import data, layers, metrics, models
+    from fastdl import data, distributed, layers, metrics, models
 
+    chief = True
+    if _launched_by_mpiexec() > 1:  # data-parallel: --batch-size is the global batch; rank 0 prints and writes
+        chief = distributed.init().is_chief
+    say = print if chief else (lambda *a, **k: None)
     _check_output(args)
     try:
         device = _device.get(args.device)
@@ -85,16 +101,16 @@ def train(args):
     if classes < 2:
         raise DataError(f"{label_name} holds a single class ({names[0]}): nothing to classify")
     _check_split_sizes(args, len(x))
-    if warning:
+    if warning and chief:
         _warn(warning)
     x_train, x_test, y_train, y_test = data.train_test_split(x, ids, test_size=args.test_size, stratify=ids)
     unseen = classes - len(np.unique(y_train))
-    if unseen:
+    if unseen and chief:
         _warn(f"{unseen} of the {classes} classes have no sample in the {len(x_train)} training samples")
     scaler = data.StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     args.doing = "train the model"
-    print(f"data: {source}: {len(x)} samples, {x.shape[1]} features, {classes} classes; "
+    say(f"data: {source}: {len(x)} samples, {x.shape[1]} features, {classes} classes; "
           f"{len(x_train)} train / {len(x_test)} test (standardised)")
 
     model = models.Sequential([
@@ -103,7 +119,7 @@ def train(args):
         layers.Dense(classes, activation="softmax"),
     ], device=device)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
-    if args.verbose:
+    if args.verbose and chief:
         model.summary()
     history = model.fit(x_train, data.to_categorical(y_train, classes), batch_size=args.batch_size,
                         epochs=args.epochs, validation_split=args.validation_split, verbose=args.verbose)
@@ -113,8 +129,10 @@ def train(args):
     pred = model.predict(x_test, batch_size=max(args.batch_size, 256))
     accuracy = metrics.accuracy(y_test, pred)
     f1 = metrics.f1_score(y_test, pred, average="macro", num_classes=classes)
-    print(f"test accuracy: {accuracy:.4f}")
-    print(f"test F1 (macro): {f1:.4f}")
+    say(f"test accuracy: {accuracy:.4f}")
+    say(f"test F1 (macro): {f1:.4f}")
+    if not chief:
+        return 0
     args.doing = f"save the model to {args.output}"
     try:
         model.save(args.output)
