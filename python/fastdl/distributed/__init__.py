@@ -79,18 +79,24 @@ def init(comm=None):
 
 
 def _share_the_cores(comm, MPI):
-    """K processes on one machine, each with a thread per core, would run K times as many threads as
-    cores: unless OMP_NUM_THREADS says otherwise, each takes its share of the machine's cores."""
-    if os.environ.get("OMP_NUM_THREADS"):
-        return
+    """K processes on one machine, each with a thread per core in fastdl's kernels and in NumPy's
+    BLAS, would run K times as many threads as cores (and the BLAS's spin: steps 100x slower): each
+    process takes its share of the machine's cores, in both, unless OMP_NUM_THREADS (or, for the
+    BLAS, OPENBLAS_NUM_THREADS / MKL_NUM_THREADS) says otherwise."""
     local = comm.Split_type(MPI.COMM_TYPE_SHARED)
     try:
         here = local.Get_size()
     finally:
         local.Free()
-    if here > 1:
+    if here == 1:
+        return
+    share = max(1, (os.cpu_count() or 1) // here)
+    if not os.environ.get("OMP_NUM_THREADS"):
         from .. import set_num_threads
-        set_num_threads(max(1, (os.cpu_count() or 1) // here))
+        set_num_threads(share)
+    if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
+        from .._blas_threads import set_blas_threads
+        set_blas_threads(share)
 
 
 def _abort_on_uncaught_exceptions(comm):
