@@ -5,6 +5,7 @@ process ending the job, and the API's errors. Skipped where mpi4py or mpiexec is
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -244,3 +245,20 @@ def test_collectives_in_one_process(monkeypatch):
         distributed.allreduce(a, op="max")
     with pytest.raises(TypeError, match="C-contiguous"):
         distributed.allreduce(np.zeros((4, 4), np.float32)[:, ::2])
+
+
+def test_fastdl_train_under_mpiexec_is_data_parallel(tmp_path):
+    """`mpiexec -n 2 fastdl train` trains data-parallel: one report (rank 0's), one saved model, and
+    the accuracy the single-process command reaches on the digits."""
+    cli = os.path.join(os.path.dirname(sys.executable), "fastdl")
+    if not os.path.exists(cli):
+        pytest.skip("the fastdl command is not installed next to this Python")
+    model_path = tmp_path / "model.fastdl"
+    r = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", cli, "train", "--epochs", "8",
+                        "--output", str(model_path), "--no-plot", "--verbose", "0"],
+                       capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.count("data-parallel on 2 processes") == 1, r.stdout
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", r.stdout).group(1))
+    assert accuracy >= 0.9, r.stdout
+    assert model_path.exists() and len(list(tmp_path.iterdir())) == 1  # rank 0 saved; nothing else written

@@ -119,6 +119,8 @@ def train(args):
         layers.Dense(classes, activation="softmax"),
     ], device=device)
     model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    if distributed.size() > 1:
+        say(f"data-parallel on {distributed.size()} processes: global batch {args.batch_size}")
     if args.verbose and chief:
         model.summary()
     history = model.fit(x_train, data.to_categorical(y_train, classes), batch_size=args.batch_size,
