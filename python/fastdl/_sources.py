@@ -95,7 +95,7 @@ class ArraySource:
         self.next_batch = self.passes  # a new pass at the first batch
 
     def epoch(self):
-        b, bs, same_raw = self.batches, self.batch_size, self.y_raw is self.y
+        b, bs, same_raw, shard = self.batches, self.batch_size, self.y_raw is self.y, self.shard
         if not self.continuing:
             self.next_batch = self.passes
         for _ in range(self.steps):
@@ -104,12 +104,12 @@ class ArraySource:
                 self.next_batch = 0
             start = self.next_batch * bs
             self.next_batch += 1
-            if self.shard is None:
+            if shard is None:
                 b.select(start, start + bs)
             else:
                 stop = min(start + bs, self.n)
                 self.global_rows = stop - start
-                b.select(*self.shard.local_range(start, stop))
+                b.select(*shard.local_range(start, stop))
             yb = b.take(self.y)
             yield (b.take(self.x, host=self.x_on_host), yb, yb if same_raw else b.take(self.y_raw),
                    {k: b.take(v) for k, v in self.truths.items()}, None if self.w is None else b.take(self.w))

@@ -97,7 +97,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     model._sync_trainable()
     model._backward_plan = model._plan_backward()
     model._backward_layers = {layer for layer, _ in model._backward_plan}
-    model._data_parallel = strategy if strategy.data_parallel else None
+    model._data_parallel = parallel = strategy if strategy.data_parallel else None
     model._regularization()
     history = callbacks_module.History()
     progbar = callbacks_module.ProgbarLogger(verbose) if verbose and strategy.is_chief else None
@@ -128,7 +128,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     return out
 
                 def epoch_logs():  # data-parallel: the job's loss and metrics, the same on every process
-                    if model._data_parallel is None:
+                    if parallel is None:
                         return running_logs()
                     feed.flush()
                     strategy.reduce_metrics(model.metrics)
@@ -136,9 +136,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     out.update((m.name, m.result()) for m in model.metrics)
                     return out
 
-                steps_run = 0
+                step = -1
                 for step, (xb, yb, y_raw_b, truths_b, wb) in enumerate(source.epoch()):
-                    steps_run += 1
                     if augment is not None and len(xb):
                         xb = np.ascontiguousarray(augment(xb), dtype=np.float32)
                         if xb.shape[1:] != model._input_shape:
@@ -148,28 +147,28 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                     for cb in cb_list.batch_begin:
                         cb.on_train_batch_begin(step, {})
                     with model._compute_lock:  # `out` is a layer buffer: read it before another thread runs
-                        if model._data_parallel is not None:
+                        if parallel is not None:
                             model._global_rows = source.global_rows
                         loss, out = model._train_step(xb, yb, wb)
-                        if model.metrics and len(xb):
+                        if model.metrics and (parallel is None or len(xb)):
                             feed.update(model._metric_inputs(y_raw_b, out, truths_b, wb, keep_batch, feed.deferred))
                     total_loss.add(loss, len(xb))
                     if progbar is not None:
                         progbar.update(step + 1, running_logs)
                     for cb in cb_list.batch_end:
                         cb.on_train_batch_end(step, running_logs())
-                    if model._data_parallel is not None:  # one process's stop stops all (every batch: the
-                        model.stop_training = strategy.any(model.stop_training)  # callbacks may differ by rank)
+                    if parallel is not None:  # one process's stop stops all (every batch: the callbacks
+                        model.stop_training = strategy.any(model.stop_training)  # may differ by rank)
                     if model.stop_training:  # a callback may stop mid-epoch, as in Keras
                         break
-                if getattr(source, "exhausted", False) and steps_run == 0:
+                if getattr(source, "exhausted", False) and step < 0:
                     break  # the input ran out before this epoch (warned): training stops, as Keras's
                 logs = epoch_logs()
                 if val_source is not None and (epoch + 1 - initial_epoch) % validation_freq == 0:
                     val_logs = run_evaluation(model, val_source)
                     logs.update(("val_" + k, v) for k, v in val_logs.items())
                 cb_list.on_epoch_end(epoch, logs)
-                if model._data_parallel is not None:
+                if parallel is not None:
                     model.stop_training = strategy.any(model.stop_training)
                 if model.stop_training or getattr(source, "exhausted", False):
                     break
