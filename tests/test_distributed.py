@@ -55,8 +55,9 @@ _JOB = textwrap.dedent('''
     r = distributed.rank()
     d = np.load(data)
     fastdl.set_seed(0)
-    model = fastdl.Sequential([fastdl.Input((10,)), layers.Dense(16, activation="relu", kernel_regularizer="l2"),
-                               layers.Dense(8, activation="tanh"), layers.Dense(3, activation="softmax")])
+    model = fastdl.Sequential([fastdl.Input((10,)), layers.Dense(16, activation="relu", kernel_regularizer="l2")]
+                              + ([layers.Dropout(0.3)] if case == "dropout" else [])
+                              + [layers.Dense(8, activation="tanh"), layers.Dense(3, activation="softmax")])
     model.set_weights([d["w1"], d["b1"], d["w2"], d["b2"], d["w3"], d["b3"]])
     # (batches of 5 at a large step amplify float rounding differences chaotically: a smaller step there)
     model.compile(fastdl.optimizers.SGD(0.01 if case == "tiny_batches" else 0.1, momentum=0.9),
@@ -87,8 +88,10 @@ _JOB = textwrap.dedent('''
     h = model.fit(**train, epochs=1 if case == "backup_prepare" else 3, shuffle=case == "shuffle", verbose=1 if case == "writes" else 0,
                   validation_data=val, callbacks=cbs)
     ev = model.evaluate(**ev, verbose=0, return_dict=True)
+    from fastdl import _random
     json.dump({"weights": [w.tolist() for w in model.get_weights()], "history": h.history, "evaluate": ev,
-               "size": distributed.size()}, open(os.path.join(out, f"{mode}{r}.json"), "w"))
+               "size": distributed.size(), "draws": _random.generator().random(4).tolist()},
+              open(os.path.join(out, f"{mode}{r}.json"), "w"))
 ''')
 
 
@@ -192,6 +195,16 @@ def test_backup_and_restore_resumes_every_process_from_rank_0s_backup(tmp_path):
     for a, b in zip(results[0]["weights"], _single(tmp_path, "plain")["weights"]):
         np.testing.assert_allclose(np.array(a), np.array(b), rtol=0, atol=1e-5)
     assert not (out / "backup0" / "latest.fastdl").exists()  # fit ended: rank 0 deleted it
+
+
+def test_each_process_draws_its_own_random_numbers(tmp_path):
+    """With Dropout the processes draw different masks (their random streams differ: seeded by rank 0's
+    seed and the rank) and still end with identical weights and logs (the gradient is reduced)."""
+    r, out, _ = _run(tmp_path, "dropout")
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = _results(out)
+    _same_everywhere(results)
+    assert results[0]["draws"] != results[1]["draws"]  # Dropout draws from this stream (fastdl._random)
 
 
 def test_shuffled_epochs_are_the_same_order_everywhere(tmp_path):
