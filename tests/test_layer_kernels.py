@@ -1,0 +1,326 @@
+"""The layer kernels (normalization, im2col / col2im, pooling, the embedding's gradient) on every
+implementation present: the NumPy one (fastdl/backends/numpy_layers.py), the C++ module's where it
+has them. Each is held to a float64 reference written here as plain loops over the definition, on
+sizes 0, 1, odd and larger, and on extreme values."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from fastdl import _backend
+from fastdl.backends import numpy_layers
+
+NAMES = ["layer_norm", "layer_norm_backward", "batch_norm", "batch_norm_backward", "channel_affine", "im2col",
+         "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "embedding_backward"]
+
+
+def _implementations():
+    impls = [pytest.param(numpy_layers, id="numpy")]
+    cpu = _backend.cpu.module
+    if cpu is not None and all(hasattr(cpu, n) for n in NAMES):
+        impls.append(pytest.param(cpu, id="cpu"))
+    return impls
+
+
+IMPLS = pytest.mark.parametrize("k", _implementations())
+DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+
+
+def _tol(dtype):
+    return dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ---- references (float64, loops over the definitions) -----------------------------------------
+
+def ref_norm_rows(x, gamma, beta, eps):
+    x = x.astype(np.float64)
+    y = np.empty_like(x)
+    mean, rstd = np.empty(len(x)), np.empty(len(x))
+    for r in range(len(x)):
+        m = sum(x[r]) / x.shape[1]
+        v = sum((t - m) ** 2 for t in x[r]) / x.shape[1]
+        mean[r], rstd[r] = m, 1.0 / np.sqrt(v + eps)
+        y[r] = (x[r] - m) * rstd[r] * (1.0 if gamma is None else gamma) + (0.0 if beta is None else beta)
+    return y, mean, rstd
+
+
+def ref_norm_rows_backward(dy, x, gamma, eps):
+    """By the chain rule through the forward's formulas, written out per row with float64 loops."""
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    n = x.shape[1]
+    g = np.ones(n) if gamma is None else gamma.astype(np.float64)
+    dx = np.empty_like(x)
+    dgamma, dbeta = np.zeros(n), np.zeros(n)
+    for r in range(len(x)):
+        m = x[r].mean()
+        v = ((x[r] - m) ** 2).mean()
+        s = 1.0 / np.sqrt(v + eps)
+        xhat = (x[r] - m) * s
+        dgamma += dy[r] * xhat
+        dbeta += dy[r]
+        dxhat = dy[r] * g
+        dvar = sum(dxhat * (x[r] - m)) * -0.5 * s ** 3
+        dmean = -sum(dxhat) * s + dvar * sum(-2.0 * (x[r] - m)) / n
+        dx[r] = dxhat * s + dvar * 2.0 * (x[r] - m) / n + dmean / n
+    return dx, dgamma, dbeta
+
+
+def ref_im2col(x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl):
+    n, h, w, c = x.shape
+    cols = np.zeros((n, oh, ow, kh * kw * c))
+    for b, p, q, i, j, ch in itertools.product(range(n), range(oh), range(ow), range(kh), range(kw), range(c)):
+        r, s = p * sh + i * dh - pt, q * sw + j * dw - pl
+        if 0 <= r < h and 0 <= s < w:
+            cols[b, p, q, (i * kw + j) * c + ch] = x[b, r, s, ch]
+    return cols
+
+
+def ref_pool(x, oh, ow, kh, kw, sh, sw, pt, pl, kind):
+    n, h, w, c = x.shape
+    y = np.zeros((n, oh, ow, c))
+    idx = np.full((n, oh, ow, c), -1, dtype=np.int64)
+    for b, p, q, ch in itertools.product(range(n), range(oh), range(ow), range(c)):
+        vals = [(x[b, r, s, ch], r * w + s) for i in range(kh) for j in range(kw)
+                for r, s in [(p * sh + i - pt, q * sw + j - pl)] if 0 <= r < h and 0 <= s < w]
+        if kind == "avg":
+            y[b, p, q, ch] = sum(v for v, _ in vals) / len(vals) if vals else 0.0
+        elif vals:
+            best = vals[0]
+            for v, at in vals[1:]:
+                if v > best[0] or (np.isnan(v) and not np.isnan(best[0])):
+                    best = (v, at)
+            y[b, p, q, ch], idx[b, p, q, ch] = best
+        else:
+            y[b, p, q, ch] = -np.inf
+    return y, idx
+
+
+# ---- normalization ---------------------------------------------------------------------------------
+
+SHAPES = [(0, 5), (1, 1), (1, 7), (3, 1), (5, 33), (37, 129)]
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_layer_norm(k, dtype, shape, affine):
+    rng = _rng()
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    gamma = rng.standard_normal(shape[1]).astype(dtype) if affine else None
+    beta = rng.standard_normal(shape[1]).astype(dtype) if affine else None
+    y, mean, rstd = np.full(shape, np.nan, dtype), np.full(shape[0], np.nan, dtype), np.full(shape[0], np.nan, dtype)
+    k.layer_norm(x, gamma, beta, y, mean, rstd, 1e-3)
+    ry, rm, rr = ref_norm_rows(x, gamma, beta, 1e-3)
+    np.testing.assert_allclose(y, ry, **_tol(dtype))
+    np.testing.assert_allclose(mean, rm, **_tol(dtype))
+    np.testing.assert_allclose(rstd, rr, **_tol(dtype))
+    dy = rng.standard_normal(shape).astype(dtype)
+    dx, dg, db = np.full(shape, np.nan, dtype), np.full(shape[1], np.nan, dtype), np.full(shape[1], np.nan, dtype)
+    k.layer_norm_backward(dy, x, gamma, mean, rstd, dx, dg, db)
+    rdx, rdg, rdb = ref_norm_rows_backward(dy, x, gamma, 1e-3)
+    np.testing.assert_allclose(dx, rdx, **_tol(dtype))
+    np.testing.assert_allclose(dg, rdg, **_tol(dtype))
+    np.testing.assert_allclose(db, rdb, **_tol(dtype))
+    k.layer_norm_backward(dy, x, gamma, mean, rstd, dy, None, None)  # dx over dy, no weight gradients
+    np.testing.assert_allclose(dy, rdx, **_tol(dtype))
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
+def test_batch_norm(k, dtype, shape, affine):
+    rng = _rng(1)
+    x = (rng.standard_normal(shape) * 2 - 3).astype(dtype)
+    c = shape[1]
+    gamma = rng.standard_normal(c).astype(dtype) if affine else None
+    beta = rng.standard_normal(c).astype(dtype) if affine else None
+    y = np.full(shape, np.nan, dtype)
+    mean, var, rstd = (np.full(c, np.nan, dtype) for _ in range(3))
+    k.batch_norm(x, gamma, beta, y, mean, var, rstd, 1e-3)
+    if shape[0]:
+        ry, rm, rr = ref_norm_rows(x.T, None, None, 1e-3)  # columns are BatchNorm's rows
+        ry = ry.T * (1.0 if gamma is None else gamma.astype(np.float64)) + (0.0 if beta is None else beta)
+        np.testing.assert_allclose(y, ry, **_tol(dtype))
+        np.testing.assert_allclose(mean, rm, **_tol(dtype))
+        np.testing.assert_allclose(rstd, rr, **_tol(dtype))
+        np.testing.assert_allclose(var, 1 / rr ** 2 - 1e-3, rtol=1e-4 if dtype == np.float32 else 1e-9,
+                                   atol=1e-5 if dtype == np.float32 else 1e-12)
+        dy = rng.standard_normal(shape).astype(dtype)
+        dx, dg, db = np.full(shape, np.nan, dtype), np.full(c, np.nan, dtype), np.full(c, np.nan, dtype)
+        k.batch_norm_backward(dy, x, gamma, mean, rstd, dx, dg, db)
+        # through the reference for rows: BatchNorm's column c is LayerNorm's row c with dy_c gamma_c
+        scale = 1.0 if gamma is None else gamma.astype(np.float64)[:, None]
+        rdx = ref_norm_rows_backward(dy.T * scale, x.T, None, 1e-3)[0]
+        xhat = ref_norm_rows(x.T, None, None, 1e-3)[0]
+        np.testing.assert_allclose(dx, rdx.T, **_tol(dtype))
+        np.testing.assert_allclose(dg, (dy.T * xhat).sum(axis=1), **_tol(dtype))
+        np.testing.assert_allclose(db, dy.astype(np.float64).sum(axis=0), **_tol(dtype))
+    else:  # no rows: the statistics are 0 (the layer leaves its moving averages alone then)
+        assert not mean.any() and not var.any()
+
+
+@IMPLS
+def test_normalization_of_extreme_values(k):
+    """Rows of +-1e4 (and a constant row) give finite results; float32 inputs, large C."""
+    x = np.full((3, 1001), 1e4, np.float32)
+    x[1, ::2] = -1e4
+    x[2] = 7.0  # constant: var 0, rstd 1/sqrt(eps)
+    y, mean, rstd = np.empty_like(x), np.empty(3, np.float32), np.empty(3, np.float32)
+    k.layer_norm(x, None, None, y, mean, rstd, 1e-5)
+    assert np.isfinite(y).all() and np.isfinite(rstd).all()
+    np.testing.assert_allclose(y[2], 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.abs(y[1]), 1.0, rtol=1e-3)
+    by, bm, bv, br = np.empty_like(x.T.copy()), *(np.empty(3, np.float32) for _ in range(3))
+    k.batch_norm(np.ascontiguousarray(x.T), None, None, by, bm, bv, br, 1e-5)
+    assert np.isfinite(by).all()
+
+
+@IMPLS
+def test_channel_affine(k):
+    rng = _rng(2)
+    x = rng.standard_normal((13, 6)).astype(np.float32)
+    scale, shift = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    y = np.empty_like(x)
+    k.channel_affine(x, scale, shift, y)
+    np.testing.assert_allclose(y, x.astype(np.float64) * scale + shift, rtol=1e-6, atol=1e-6)
+    k.channel_affine(x, scale, shift, x)  # in place
+    np.testing.assert_array_equal(x, y)
+
+
+# ---- im2col / col2im ------------------------------------------------------------------------------
+
+# (N, H, W, C, kh, kw, sh, sw, dh, dw, pad_top, pad_left, OH, OW)
+CONV_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1),
+    (2, 5, 7, 3, 3, 3, 1, 1, 1, 1, 0, 0, 3, 5),      # valid
+    (2, 5, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1, 5, 7),      # same
+    (1, 6, 6, 2, 3, 2, 2, 2, 1, 1, 0, 0, 2, 3),      # strides
+    (1, 7, 8, 2, 3, 3, 2, 3, 1, 1, 1, 1, 4, 3),      # same with strides
+    (2, 9, 9, 1, 3, 3, 1, 1, 2, 2, 2, 2, 9, 9),      # dilation, same
+    (1, 1, 9, 4, 1, 3, 1, 1, 1, 1, 0, 1, 1, 9),      # a 1-D sequence (H = 1), same
+    (0, 4, 4, 2, 3, 3, 1, 1, 1, 1, 0, 0, 2, 2),      # no images
+]
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_im2col_and_col2im(k, dtype, case):
+    n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = case
+    rng = _rng(3)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    cols = np.full((n, oh, ow, kh * kw * c), np.nan, dtype)
+    k.im2col(x, cols, kh, kw, sh, sw, dh, dw, pt, pl)
+    np.testing.assert_array_equal(cols, ref_im2col(x, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl).astype(dtype))
+    # col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)>, checked through the reference matrix
+    g = rng.standard_normal(cols.shape).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype)
+    k.col2im(g, dx, kh, kw, sh, sw, dh, dw, pt, pl)
+    expect = np.zeros(x.shape)
+    for b, p, q, i, j, ch in itertools.product(range(n), range(oh), range(ow), range(kh), range(kw), range(c)):
+        r, s = p * sh + i * dh - pt, q * sw + j * dw - pl
+        if 0 <= r < h and 0 <= s < w:
+            expect[b, r, s, ch] += g[b, p, q, (i * kw + j) * c + ch]
+    np.testing.assert_allclose(dx, expect, **_tol(dtype))
+
+
+# ---- pooling ------------------------------------------------------------------------------------------
+
+# (N, H, W, C, kh, kw, sh, sw, pad_top, pad_left, OH, OW)
+POOL_CASES = [
+    (1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1),
+    (2, 6, 6, 3, 2, 2, 2, 2, 0, 0, 3, 3),    # the usual 2x2
+    (2, 7, 5, 3, 2, 2, 2, 2, 0, 0, 3, 2),    # valid, odd sizes
+    (2, 7, 5, 3, 2, 2, 2, 2, 0, 0, 4, 3),    # same, odd sizes: padding after
+    (1, 7, 7, 2, 3, 3, 2, 2, 1, 1, 4, 4),    # overlapping windows, padding before
+    (1, 5, 5, 2, 3, 3, 1, 1, 1, 1, 5, 5),    # stride 1, same
+    (1, 1, 9, 4, 1, 3, 1, 2, 0, 0, 1, 4),    # 1-D
+    (0, 4, 4, 2, 2, 2, 2, 2, 0, 0, 2, 2),
+]
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_max_pool(k, dtype, case):
+    n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow = case
+    rng = _rng(4)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    if x.size > 4:
+        x.reshape(-1)[[1, 3]] = x.reshape(-1)[0]  # ties: the first in window order wins
+    y, idx = np.full((n, oh, ow, c), np.nan, dtype), np.full((n, oh, ow, c), -7, np.int64)
+    k.max_pool(x, y, idx, kh, kw, sh, sw, pt, pl)
+    ry, ridx = ref_pool(x, oh, ow, kh, kw, sh, sw, pt, pl, "max")
+    np.testing.assert_array_equal(y, ry.astype(dtype))
+    np.testing.assert_array_equal(idx, ridx)
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype)
+    k.max_pool_backward(dy, idx, dx)
+    expect = np.zeros((n, h * w, c))
+    for b, p, q, ch in itertools.product(range(n), range(oh), range(ow), range(c)):
+        expect[b, ridx[b, p, q, ch], ch] += dy[b, p, q, ch]
+    np.testing.assert_allclose(dx, expect.reshape(x.shape), **_tol(dtype))
+
+
+@IMPLS
+def test_max_pool_propagates_nan_and_extremes(k):
+    x = np.array([[1e30, -np.inf], [np.nan, 3.0]], np.float32).reshape(1, 2, 2, 1)
+    y, idx = np.empty((1, 1, 1, 1), np.float32), np.empty((1, 1, 1, 1), np.int64)
+    k.max_pool(x, y, idx, 2, 2, 2, 2, 0, 0)
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 2
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c)))
+def test_avg_pool(k, dtype, case):
+    n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow = case
+    rng = _rng(5)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    y = np.full((n, oh, ow, c), np.nan, dtype)
+    k.avg_pool(x, y, kh, kw, sh, sw, pt, pl)
+    np.testing.assert_allclose(y, ref_pool(x, oh, ow, kh, kw, sh, sw, pt, pl, "avg")[0], **_tol(dtype))
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx = np.full(x.shape, np.nan, dtype)
+    k.avg_pool_backward(dy, dx, kh, kw, sh, sw, pt, pl)
+    expect = np.zeros(x.shape)
+    for b, p, q, ch in itertools.product(range(n), range(oh), range(ow), range(c)):
+        cells = [(r, s) for i in range(kh) for j in range(kw) for r, s in [(p * sh + i - pt, q * sw + j - pl)]
+                 if 0 <= r < h and 0 <= s < w]
+        for r, s in cells:
+            expect[b, r, s, ch] += dy[b, p, q, ch] / len(cells)
+    np.testing.assert_allclose(dx, expect, **_tol(dtype))
+
+
+# ---- Embedding ------------------------------------------------------------------------------------------
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("tokens,vocab,dim", [(0, 3, 4), (1, 1, 1), (17, 5, 3), (1000, 50, 33)])
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+def test_embedding_backward(k, dtype, tokens, vocab, dim, id_dtype):
+    rng = _rng(6)
+    ids = rng.integers(0, vocab, tokens).astype(id_dtype)
+    dy = rng.standard_normal((tokens, dim)).astype(dtype)
+    dw = np.full((vocab, dim), np.nan, dtype)
+    k.embedding_backward(ids, dy, dw)
+    expect = np.zeros((vocab, dim))
+    for t in range(tokens):
+        expect[ids[t]] += dy[t]
+    np.testing.assert_allclose(dw, expect, **_tol(dtype))
+    again = np.empty_like(dw)
+    k.embedding_backward(ids, dy, again)
+    np.testing.assert_array_equal(again, dw)  # the same bits every run
+
+
+@IMPLS
+def test_embedding_backward_refuses_ids_out_of_range(k):
+    with pytest.raises(IndexError, match="ids"):
+        k.embedding_backward(np.array([0, 3]), np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
