@@ -17,10 +17,16 @@ NAMES = ["layer_norm", "layer_norm_backward", "batch_norm", "batch_norm_backward
 
 def _implementations():
     impls = [pytest.param(numpy_layers, id="numpy")]
-    cpu = _backend.cpu.module
-    if cpu is not None and all(hasattr(cpu, n) for n in NAMES):
-        impls.append(pytest.param(cpu, id="cpu"))
+    if _backend.cpu.module is not None:
+        impls.append(pytest.param(_backend.cpu.module, id="cpu"))
     return impls
+
+
+def _need(k, *names):
+    """Skips while an implementation lacks a kernel (the C++ module gains them one family at a time)."""
+    missing = [n for n in names if not hasattr(k, n)]
+    if missing:
+        pytest.skip(f"{k.__name__} has no {', '.join(missing)} yet")
 
 
 IMPLS = pytest.mark.parametrize("k", _implementations())
@@ -110,6 +116,7 @@ SHAPES = [(0, 5), (1, 1), (1, 7), (3, 1), (5, 33), (37, 129)]
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 def test_layer_norm(k, dtype, shape, affine):
+    _need(k, 'layer_norm', 'layer_norm_backward')
     rng = _rng()
     x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
     gamma = rng.standard_normal(shape[1]).astype(dtype) if affine else None
@@ -136,6 +143,7 @@ def test_layer_norm(k, dtype, shape, affine):
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("affine", [True, False], ids=["affine", "plain"])
 def test_batch_norm(k, dtype, shape, affine):
+    _need(k, 'batch_norm', 'batch_norm_backward')
     rng = _rng(1)
     x = (rng.standard_normal(shape) * 2 - 3).astype(dtype)
     c = shape[1]
@@ -168,6 +176,7 @@ def test_batch_norm(k, dtype, shape, affine):
 
 @IMPLS
 def test_normalization_of_extreme_values(k):
+    _need(k, 'layer_norm', 'batch_norm')
     """Rows of +-1e4 (and a constant row) give finite results; float32 inputs, large C."""
     x = np.full((3, 1001), 1e4, np.float32)
     x[1, ::2] = -1e4
@@ -184,6 +193,7 @@ def test_normalization_of_extreme_values(k):
 
 @IMPLS
 def test_channel_affine(k):
+    _need(k, 'channel_affine')
     rng = _rng(2)
     x = rng.standard_normal((13, 6)).astype(np.float32)
     scale, shift = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
@@ -213,6 +223,7 @@ CONV_CASES = [
 @DTYPES
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c)))
 def test_im2col_and_col2im(k, dtype, case):
+    _need(k, 'im2col', 'col2im')
     n, h, w, c, kh, kw, sh, sw, dh, dw, pt, pl, oh, ow = case
     rng = _rng(3)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
@@ -250,6 +261,7 @@ POOL_CASES = [
 @DTYPES
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c)))
 def test_max_pool(k, dtype, case):
+    _need(k, 'max_pool', 'max_pool_backward')
     n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow = case
     rng = _rng(4)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
@@ -271,6 +283,7 @@ def test_max_pool(k, dtype, case):
 
 @IMPLS
 def test_max_pool_propagates_nan_and_extremes(k):
+    _need(k, 'max_pool')
     x = np.array([[1e30, -np.inf], [np.nan, 3.0]], np.float32).reshape(1, 2, 2, 1)
     y, idx = np.empty((1, 1, 1, 1), np.float32), np.empty((1, 1, 1, 1), np.int64)
     k.max_pool(x, y, idx, 2, 2, 2, 2, 0, 0)
@@ -281,6 +294,7 @@ def test_max_pool_propagates_nan_and_extremes(k):
 @DTYPES
 @pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c)))
 def test_avg_pool(k, dtype, case):
+    _need(k, 'avg_pool', 'avg_pool_backward')
     n, h, w, c, kh, kw, sh, sw, pt, pl, oh, ow = case
     rng = _rng(5)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
@@ -306,6 +320,7 @@ def test_avg_pool(k, dtype, case):
 @pytest.mark.parametrize("tokens,vocab,dim", [(0, 3, 4), (1, 1, 1), (17, 5, 3), (1000, 50, 33)])
 @pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
 def test_embedding_backward(k, dtype, tokens, vocab, dim, id_dtype):
+    _need(k, 'embedding_backward')
     rng = _rng(6)
     ids = rng.integers(0, vocab, tokens).astype(id_dtype)
     dy = rng.standard_normal((tokens, dim)).astype(dtype)
@@ -322,5 +337,6 @@ def test_embedding_backward(k, dtype, tokens, vocab, dim, id_dtype):
 
 @IMPLS
 def test_embedding_backward_refuses_ids_out_of_range(k):
+    _need(k, 'embedding_backward')
     with pytest.raises(IndexError, match="ids"):
         k.embedding_backward(np.array([0, 3]), np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
