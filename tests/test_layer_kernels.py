@@ -3,6 +3,7 @@ implementation present: the NumPy one (fastdl/backends/numpy_layers.py), the C++
 has them. Each is held to a float64 reference written here as plain loops over the definition, on
 sizes 0, 1, odd and larger, and on extreme values."""
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -10,16 +11,65 @@ import pytest
 
 from fastdl import _backend
 from fastdl.backends import numpy_layers
+from conftest import cuda_unavailable
 
 NAMES = ["layer_norm", "layer_norm_backward", "batch_norm", "batch_norm_backward", "channel_affine", "im2col",
          "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "embedding_backward"]
 
 
-def _implementations():
-    impls = [pytest.param(numpy_layers, id="numpy")]
+class _OnDevice:
+    """The CUDA layer kernels (fastdl.backends.cuda_layers) behind the NumPy contract: each call moves
+    its NumPy arrays to the GPU (the same array object to the same CuPy array, so that in-place
+    arguments stay in place), runs, and copies every array back into the caller's."""
+
+    __name__ = "fastdl.backends.cuda_layers"
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        fn = getattr(self._module, name)  # AttributeError while the kernel is missing: _need skips
+
+        def call(*args):
+            import cupy
+            moved = {}
+            dev = [moved.setdefault(id(a), cupy.asarray(a)) if isinstance(a, np.ndarray) else a for a in args]
+            try:
+                return fn(*dev)
+            finally:
+                for a in args:
+                    if isinstance(a, np.ndarray) and a.flags.writeable:
+                        a[...] = cupy.asnumpy(moved[id(a)])
+        return call
+
+
+def _impl_params():
+    impls = ["numpy"]
     if _backend.cpu.module is not None:
-        impls.append(pytest.param(_backend.cpu.module, id="cpu"))
-    return impls
+        impls += [f"cpu-{isa}" for isa in _backend.cpu.module.supported_simd()]
+    return impls + [pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+@pytest.fixture(params=_impl_params())
+def k(request):
+    """An implementation of the layer kernels: NumPy's, the C++ module's once per SIMD build this
+    CPU runs, and the CUDA module's (CuPy arrays; skipped with the reason without CuPy and a GPU)."""
+    if request.param == "numpy":
+        yield numpy_layers
+    elif request.param == "cuda":
+        why = cuda_unavailable()
+        if why:
+            pytest.skip(f"CUDA: {why}")
+        from fastdl.backends import cuda_layers
+        yield _OnDevice(cuda_layers)
+    else:
+        ext = _backend.cpu.module
+        before = ext.simd()
+        assert ext.set_simd(request.param.split("-", 1)[1])
+        try:
+            yield ext
+        finally:
+            ext.set_simd(before)
 
 
 def _need(k, *names):
@@ -29,7 +79,25 @@ def _need(k, *names):
         pytest.skip(f"{k.__name__} has no {', '.join(missing)} yet")
 
 
-IMPLS = pytest.mark.parametrize("k", _implementations())
+def _cpu():
+    """The C++ module, or a skip."""
+    if _backend.cpu.module is None:
+        pytest.skip(f"the C++ module did not import: {_backend.cpu.import_error}")
+    return _backend.cpu.module
+
+
+@contextlib.contextmanager
+def _threads(n):
+    ext = _cpu()
+    before = ext.num_threads()
+    ext.set_num_threads(n)
+    try:
+        yield
+    finally:
+        ext.set_num_threads(before)
+
+
+IMPLS = pytest.mark.usefixtures("k")  # every test taking `k` runs on each implementation
 DTYPES = pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
 
 
@@ -136,6 +204,109 @@ def test_layer_norm(k, dtype, shape, affine):
     np.testing.assert_allclose(db, rdb, **_tol(dtype))
     k.layer_norm_backward(dy, x, gamma, mean, rstd, dy, None, None)  # dx over dy, no weight gradients
     np.testing.assert_allclose(dy, rdx, **_tol(dtype))
+
+
+def _layer_norm_run(k, x, gamma, beta, dy):
+    rows, c = x.shape
+    y, mean, rstd = np.empty_like(x), np.empty(rows, x.dtype), np.empty(rows, x.dtype)
+    k.layer_norm(x, gamma, beta, y, mean, rstd, 1e-5)
+    dx, dg, db = np.empty_like(x), np.empty(c, x.dtype), np.empty(c, x.dtype)
+    k.layer_norm_backward(dy, x, gamma, mean, rstd, dx, dg, db)
+    return y, mean, rstd, dx, dg, db
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("shape", [(300, 1031), (2500, 64), (3, 40000)], ids=str)
+def test_layer_norm_large(k, dtype, shape):
+    """Sizes that take the threaded, SIMD and streaming-store paths; against NumPy's float64 formula."""
+    _need(k, "layer_norm", "layer_norm_backward")
+    rng = _rng(7)
+    x = (rng.standard_normal(shape) * 2 + 5).astype(dtype)
+    gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    got = _layer_norm_run(k, x, gamma, beta, dy)
+    want = [np.empty(a.shape) for a in got]
+    numpy_layers.layer_norm(x.astype(np.float64), gamma.astype(np.float64), beta.astype(np.float64), *want[:3], 1e-5)
+    numpy_layers.layer_norm_backward(dy.astype(np.float64), x.astype(np.float64), gamma.astype(np.float64),
+                                     want[1], want[2], *want[3:])
+    # column sums over many rows: absolute error grows like sqrt(rows)
+    for g, w in zip(got, want):
+        scale = np.sqrt(shape[0]) if g.shape == (shape[1],) else 1.0
+        tol = _tol(dtype)
+        np.testing.assert_allclose(g, w, rtol=tol["rtol"] * 5, atol=tol["atol"] * 5 * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_layer_norm_same_bits_whatever_the_threads(dtype):
+    """dgamma / dbeta are summed over a fixed partition of the rows: 1 and 2 threads give the same bits,
+    and so does a second run; the streamed path gives the same statistics and sums (its elementwise
+    outputs may round a*b+c once where the cached path rounds twice, at a misaligned row's head)."""
+    ext = _cpu()
+    rng = _rng(8)
+    x, dy = rng.standard_normal((3001, 257)).astype(dtype), rng.standard_normal((3001, 257)).astype(dtype)
+    gamma, beta = rng.standard_normal(257).astype(dtype), rng.standard_normal(257).astype(dtype)
+    with _threads(1):
+        one = _layer_norm_run(ext, x, gamma, beta, dy)
+    with _threads(2):
+        two = _layer_norm_run(ext, x, gamma, beta, dy)
+        again = _layer_norm_run(ext, x, gamma, beta, dy)
+        before = ext._stream_threshold()
+        ext._set_stream_threshold(0)
+        try:
+            streamed = _layer_norm_run(ext, x, gamma, beta, dy)
+        finally:
+            ext._set_stream_threshold(before)
+    for i, (a, b, c, d) in enumerate(zip(one, two, again, streamed)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)
+        if i in (0, 3):  # y, dx
+            np.testing.assert_allclose(b, d, **_tol(dtype))
+        else:
+            np.testing.assert_array_equal(b, d)
+
+
+def test_layer_norm_refuses_bad_arguments():
+    """Wrong shapes, dtypes, layouts and overlaps are exceptions naming the argument, never a crash."""
+    ext = _cpu()
+    _need(ext, "layer_norm", "layer_norm_backward")
+    x = np.ones((4, 6), np.float32)
+    y, m, r = np.empty_like(x), np.empty(4, np.float32), np.empty(4, np.float32)
+    g = np.ones(6, np.float32)
+    with pytest.raises(ValueError, match="y must have shape"):
+        ext.layer_norm(x, None, None, np.empty((6, 4), np.float32), m, r, 1e-5)
+    with pytest.raises(TypeError, match="gamma"):
+        ext.layer_norm(x, g.astype(np.float64), None, y, m, r, 1e-5)
+    with pytest.raises(ValueError, match="beta must have shape"):
+        ext.layer_norm(x, None, np.ones(5, np.float32), y, m, r, 1e-5)
+    with pytest.raises(ValueError, match="mean"):
+        ext.layer_norm(x, None, None, y, np.empty(3, np.float32), r, 1e-5)
+    with pytest.raises(ValueError, match="x must be 2-D"):
+        ext.layer_norm(x.reshape(-1), None, None, y, m, r, 1e-5)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        ext.layer_norm(np.ones((6, 4), np.float32).T, None, None, y, m, r, 1e-5)
+    with pytest.raises(ValueError, match="mean must not share memory with rstd"):
+        ext.layer_norm(x, None, None, y, m, m, 1e-5)
+    with pytest.raises(ValueError, match="y must not share memory with x"):
+        big = np.ones((5, 6), np.float32)
+        ext.layer_norm(big[:4], None, None, big[1:], m, r, 1e-5)
+    with pytest.raises(TypeError, match="gamma must be a NumPy array"):
+        ext.layer_norm(x, [1.0] * 6, None, y, m, r, 1e-5)
+    with pytest.raises(ValueError, match="read-only"):
+        ro = np.empty_like(x)
+        ro.flags.writeable = False
+        ext.layer_norm(x, None, None, ro, m, r, 1e-5)
+    ext.layer_norm(x, g, None, y, m, r, 1e-5)
+    dx = np.empty_like(x)
+    with pytest.raises(ValueError, match="dx must not share memory with x"):
+        ext.layer_norm_backward(x.copy(), x, g, m, r, x, None, None)
+    with pytest.raises(ValueError, match="dgamma must not share memory with dbeta"):
+        d6 = np.empty(6, np.float32)
+        ext.layer_norm_backward(x, x, g, m, r, dx, d6, d6)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        ext.layer_norm_backward(x[:3].copy(), x, g, m, r, dx, None, None)
+    ext.layer_norm(x, None, None, x, m, r, 1e-5)  # y over x: in place
+    np.testing.assert_array_equal(x, 0.0)
 
 
 @IMPLS

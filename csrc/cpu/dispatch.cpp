@@ -27,6 +27,19 @@ int64_t half_last_level_cache() {
 
 }  // namespace
 
+// At most 64 blocks of at least 16 rows: the partial sums of a block cover many rows, and the
+// blocks are enough to keep every core busy.
+int64_t norm_block_rows(int64_t rows) {
+  int64_t br = (rows + 63) / 64;
+  return br < 16 ? 16 : br;
+}
+
+// Each block: two rows of column sums in double and their float lanes (room for two more).
+int64_t norm_work_doubles(int64_t rows, int64_t cols) {
+  const int64_t blocks = rows > 0 ? (rows + norm_block_rows(rows) - 1) / norm_block_rows(rows) : 0;
+  return blocks * 4 * cols;
+}
+
 int64_t stream_threshold_bytes = half_last_level_cache();
 int thread_limit = omp_get_max_threads();  // OMP_NUM_THREADS, or one per core
 

@@ -61,9 +61,12 @@ constexpr HalfKernels half_kernels_for() {
 // The adaptive optimizers' entries, compiled apart (isa_adaptive_optimizers.cpp) so the two files
 // build in parallel.
 extern const AdaptiveKernels adaptive_table;
+// The layer kernels' entries (isa_layers.cpp), also compiled apart.
+extern const LayerTable layer_table;
 
 const KernelTable table = {FASTDL_STR(FASTDL_ISA), kernels_for<float>(), kernels_for<double>(),
-                           half_kernels_for<Bf16Bits>(), half_kernels_for<F16Bits>(), &adaptive_table};
+                           half_kernels_for<Bf16Bits>(), half_kernels_for<F16Bits>(), &adaptive_table,
+                           &layer_table};
 
 }  // namespace FASTDL_ISA
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "../common/activation.h"
+#include "../common/layer_geometry.h"
 #include "../common/loss_terms.h"
 #include "../common/optim_options.h"
 #include "../common/tensor_list.h"
@@ -24,6 +25,7 @@ using fastdl::RmspropOptions;
 using fastdl::RowLossOptions;
 using fastdl::SgdOptions;
 using fastdl::TensorList;
+using fastdl::Window;
 
 template <class T>
 struct Kernels {
@@ -106,12 +108,37 @@ struct AdaptiveKernels {
   const StepKernels<LionOptions>& of(const LionOptions&) const { return lion; }
 };
 
+// The layer kernels (issue #13; the contract: python/fastdl/backends/numpy_layers.py, same names
+// and arguments), channels-last and C-contiguous, outputs written (not added to); optional arrays
+// are null pointers. Built by isa_layers.cpp. `work`: norm_work_doubles(rows, cols) doubles of
+// scratch from the caller (the kernels never allocate).
+template <class T>
+struct LayerKernels {
+  // x (rows, cols): each row normalized over its cols values; writes y, mean and rstd (rows,).
+  void (*layer_norm)(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t cols,
+                     double eps);
+  // dx (may be dy; null: not computed), dgamma, dbeta (each null: not computed).
+  void (*layer_norm_backward)(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx, T* dgamma,
+                              T* dbeta, int64_t rows, int64_t cols, double* work);
+};
+
+struct LayerTable {
+  LayerKernels<float> f32;
+  LayerKernels<double> f64;
+};
+
+// The deterministic partition of rows used by the layer reductions: blocks of this many rows (a
+// function of the row count only), and the scratch those reductions need.
+int64_t norm_block_rows(int64_t rows);
+int64_t norm_work_doubles(int64_t rows, int64_t cols);
+
 struct KernelTable {
   const char* isa;
   Kernels<float> f32;
   Kernels<double> f64;
   HalfKernels bf16, f16;
   const AdaptiveKernels* adaptive;
+  const LayerTable* layers;
 };
 
 // Outputs at least this large (bytes) that do not alias an input are written with streaming

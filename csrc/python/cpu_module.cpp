@@ -9,6 +9,7 @@ namespace glue {
 void bind_ops(py::module_& m);
 void bind_optim(py::module_& m);
 void bind_adaptive_optim(py::module_& m);
+void bind_layers(py::module_& m);
 }  // namespace glue
 }  // namespace fastdl
 
@@ -33,4 +34,5 @@ PYBIND11_MODULE(_fastdl_cpu, m) {
   glue::bind_ops(m);
   glue::bind_optim(m);
   glue::bind_adaptive_optim(m);
+  glue::bind_layers(m);
 }

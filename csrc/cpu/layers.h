@@ -1,0 +1,182 @@
+// The layer kernels' CPU loops (issue #13; contract: python/fastdl/backends/numpy_layers.py,
+// formulas: csrc/kernels/layers.h). Included inside the per-ISA namespace (isa_layers.cpp).
+//
+// Deterministic reductions: the rows are cut into blocks whose size depends only on the row count
+// (norm_block_rows), each block's column sums go to its own slot of the caller's workspace, and the
+// slots are added in block order. Sums run in float lanes of at most 64 rows moved into doubles.
+#pragma once
+
+// ---- helpers ----------------------------------------------------------------------------------------
+
+// Elements [i, i + w) of p, w <= lanes (the missing lanes 0).
+template <class T>
+FASTDL_VI Vec<T> load_n(const T* p, int64_t i, int64_t w) {
+  return w == Vec<T>::lanes ? Vec<T>::load(p + i) : Vec<T>::load_partial(p + i, w, T(0));
+}
+template <class T>
+FASTDL_VI void store_n(Vec<T> v, T* p, int64_t i, int64_t w) {
+  if (w == Vec<T>::lanes) v.store(p + i);
+  else v.store_partial(p + i, w);
+}
+
+// out[i, i + w) = f(i, w) over [0, n) in vectors (w = lanes but for a head and a tail); with
+// `stream`, whole vectors go out with streaming stores from the first 64-byte aligned element.
+// out null: f is called for its side effects only.
+template <class T, class F>
+FASTDL_VI void for_row(T* out, int64_t n, bool stream, F f) {
+  constexpr int64_t W = Vec<T>::lanes;
+  int64_t i = 0;
+  if (!out) {
+    for (; i < n; i += W) f(i, n - i < W ? n - i : W);
+    return;
+  }
+  if (stream) {
+    const int64_t misaligned = (int64_t)(((uintptr_t)out & 63) / sizeof(T));
+    if (misaligned) {
+      const int64_t head = W - misaligned < n ? W - misaligned : n;
+      f(i, head).store_partial(out, head);
+      i = head;
+    }
+    for (; i + W <= n; i += W) f(i, W).stream(out + i);
+  } else {
+    for (; i + W <= n; i += W) f(i, W).store(out + i);
+  }
+  if (i < n) f(i, n - i).store_partial(out + i, n - i);
+}
+
+// Column sums over rows in float lanes (`lanes`, n values), moved into doubles (`totals`) every
+// 64 rows and by flush().
+template <class T>
+struct ColumnSum {
+  T* lanes;
+  double* totals;
+  int64_t n;
+  int pending = 0;
+  FASTDL_VI void zero() {
+    for (int64_t c = 0; c < n; ++c) lanes[c] = T(0), totals[c] = 0.0;
+    pending = 0;
+  }
+  FASTDL_VI void add(int64_t i, int64_t w, Vec<T> v) { store_n(load_n(lanes, i, w) + v, lanes, i, w); }
+  FASTDL_VI void row_done() {
+    if (++pending == 64) flush();
+  }
+  FASTDL_VI void flush() {
+    for (int64_t c = 0; c < n; ++c) totals[c] += (double)lanes[c], lanes[c] = T(0);
+    pending = 0;
+  }
+};
+
+// The blocks of a deterministic reduction over rows: block i is rows [i br, min((i + 1) br, rows)).
+struct RowBlocks {
+  int64_t rows, br, count;
+  explicit RowBlocks(int64_t rows_) : rows(rows_), br(norm_block_rows(rows_)), count(rows_ ? (rows_ + br - 1) / br : 0) {}
+  int64_t begin(int64_t i) const { return i * br; }
+  int64_t end(int64_t i) const { return (i + 1) * br < rows ? (i + 1) * br : rows; }
+};
+
+// body(block) for every block, blocks split across the threads (each block in one thread).
+template <class F>
+FASTDL_VI void for_blocks(const RowBlocks& blocks, int64_t work, F body) {
+  int nt = threads_for(work, kGrainCheap);
+  if (nt > blocks.count) nt = (int)blocks.count;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+  for (int64_t i = 0; i < blocks.count; ++i) body(i);
+}
+
+// out[c] = sum over the blocks, in block order, of part(block)[c], for c < n (parallel over c).
+template <class T, class F>
+FASTDL_VI void sum_blocks(T* out, int64_t n, int64_t blocks, F part) {
+  if (!out) return;
+  parallel_ranges(n, kGrainCheap / (blocks > 0 ? blocks : 1) + 1, 16, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      double s = 0.0;
+      for (int64_t i = 0; i < blocks; ++i) s += part(i)[c];
+      out[c] = T(s);
+    }
+  });
+}
+
+// ---- LayerNorm: each row over its C values -------------------------------------------------------------
+// Forward, per row (threads over rows): the mean, then sum (x - mean)^2, then y, in three sweeps of
+// the row, which stays in L1/L2 between them: memory sees one read of x and one write of y.
+template <class T>
+void layer_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rstd, int64_t rows, int64_t cols,
+                double eps) {
+  const bool stream = should_stream<T>(rows * cols, x == y);
+  const int64_t grain = kGrainCheap / (cols > 0 ? cols : 1);
+  parallel_ranges(rows, grain > 0 ? grain : 1, 1, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* xr = x + r * cols;
+      const double m = row_dot(xr, (const T*)nullptr, cols) / (double)cols;
+      const kernels::SplitMean<T> sm = kernels::split_mean<T>(m);
+      const Vec<T> hi(sm.hi), lo(sm.lo);
+      LaneSum<T> ss;
+      for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
+        const int64_t w = cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes;
+        const Vec<T> d = (load_n(xr, i, w) - hi) - lo;
+        ss.add(w == Vec<T>::lanes ? d * d : where(first_lanes<T>(w), d * d, Vec<T>(T(0))));
+      }
+      const double rs = kernels::norm_rstd(ss.sum() / (double)cols, eps);
+      mean[r] = T(m);
+      rstd[r] = T(rs);
+      const Vec<T> vr{T(rs)};
+      for_row(y + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+        const Vec<T> xh = kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr);
+        return kernels::norm_affine(xh, gamma ? load_n(gamma, i, w) : Vec<T>(T(1)), beta ? load_n(beta, i, w) : Vec<T>(T(0)));
+      });
+    }
+    if (stream) stream_fence();
+  });
+}
+
+// Backward, per row: (1) a = mean(g), b = mean(g xhat), g = dy gamma; (2) dx = rstd (g - a - xhat b),
+// with dy xhat and dy added to the block's dgamma / dbeta lanes in the same sweep. Blocks of rows
+// over the threads; dgamma, dbeta summed over the blocks in order. dx may be dy.
+template <class T>
+void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx, T* dgamma,
+                         T* dbeta, int64_t rows, int64_t cols, double* work) {
+  const bool sums = dgamma || dbeta;
+  if (rows == 0) {
+    for (int64_t c = 0; c < cols; ++c) {
+      if (dgamma) dgamma[c] = T(0);
+      if (dbeta) dbeta[c] = T(0);
+    }
+    return;
+  }
+  const bool stream = dx && should_stream<T>(rows * cols, dx == dy || dx == x);
+  const RowBlocks blocks(rows);
+  // block i's slot: dgamma totals, dbeta totals (doubles), then their float lanes
+  auto slot = [&](int64_t i) { return work + i * 4 * cols; };
+  for_blocks(blocks, rows * cols, [&](int64_t blk) {
+    double* s = slot(blk);
+    ColumnSum<T> sg{(T*)(s + 2 * cols), s, cols}, sb{(T*)(s + 2 * cols) + cols, s + cols, cols};
+    if (sums) sg.zero(), sb.zero();
+    for (int64_t r = blocks.begin(blk); r < blocks.end(blk); ++r) {
+      const T *dyr = dy + r * cols, *xr = x + r * cols;
+      const Vec<T> hi(mean[r]), lo(T(0)), vr(rstd[r]);
+      LaneSum<T> sa, sx;
+      for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
+        const int64_t w = cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes;
+        const Vec<T> g = gamma ? load_n(dyr, i, w) * load_n(gamma, i, w) : load_n(dyr, i, w);
+        sa.add(g);  // missing lanes: g = 0
+        sx.add(g * kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr));
+      }
+      const Vec<T> a{T(sa.sum() / (double)cols)}, b{T(sx.sum() / (double)cols)};
+      for_row(dx ? dx + r * cols : (T*)nullptr, cols, stream, [&](int64_t i, int64_t w) {
+        const Vec<T> d = load_n(dyr, i, w), xh = kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr);
+        if (sums) {
+          sg.add(i, w, d * xh);
+          sb.add(i, w, d);
+        }
+        return kernels::layer_norm_grad(gamma ? d * load_n(gamma, i, w) : d, xh, a, b, vr);
+      });
+      if (sums) sg.row_done(), sb.row_done();
+    }
+    if (sums) sg.flush(), sb.flush();
+    if (stream) stream_fence();
+  });
+  if (sums) {
+    sum_blocks(dgamma, cols, blocks.count, [&](int64_t i) { return (const double*)slot(i); });
+    sum_blocks(dbeta, cols, blocks.count, [&](int64_t i) { return (const double*)slot(i) + cols; });
+  }
+}

@@ -1,0 +1,187 @@
+// Bindings for the layer kernels (issue #13): the functions of fastdl.backends.numpy_layers, same
+// names, arguments and results. Argument checks only (shapes, dtypes, contiguity, overlaps, each
+// error naming the argument); the GIL is released while a kernel runs.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../cpu/dispatch.h"
+#include "array_args.h"
+
+namespace fastdl {
+namespace glue {
+
+namespace {
+
+template <class T>
+const cpu::LayerKernels<T>& layers();
+template <>
+const cpu::LayerKernels<float>& layers<float>() { return cpu::kernels().layers->f32; }
+template <>
+const cpu::LayerKernels<double>& layers<double>() { return cpu::kernels().layers->f64; }
+
+template <class F>
+auto with_type(DType dt, F f) {
+  return dt == DType::f32 ? f(float{}) : f(double{});
+}
+
+std::string shape_text(const std::vector<int64_t>& s) {
+  std::string t = "(";
+  for (size_t i = 0; i < s.size(); ++i) t += (i ? ", " : "") + std::to_string(s[i]);
+  return t + (s.size() == 1 ? ",)" : ")");
+}
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  std::vector<int64_t> s;
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) s.push_back(a.shape(d));
+  return s;
+}
+
+void require_shape(const py::array& a, const std::vector<int64_t>& shape, const char* name, const std::string& why) {
+  if (shape_of(a) != shape)
+    throw py::value_error(std::string(name) + " must have shape " + shape_text(shape) + " (" + why + "), got " +
+                          shape_text(shape_of(a)));
+}
+
+void require_ndim(const py::array& a, int ndim, const char* name, const char* layout) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + " must be " + std::to_string(ndim) + "-D " + layout + ", got shape " +
+                          shape_text(shape_of(a)));
+}
+
+// An optional array argument (None: absent), or a required one.
+struct Opt {
+  py::array a;
+  bool has = false;
+};
+
+Opt float_arg(const py::object& o, DType dt, const char* name, const char* like) {
+  Opt r;
+  if (o.is_none()) return r;
+  r.a = as_array(o, name);
+  r.has = true;
+  require_dtype(r.a, dt, name, like);
+  return r;
+}
+
+bool overlap(const py::array& a, const py::array& b) {
+  auto lo_a = reinterpret_cast<uintptr_t>(a.data()), lo_b = reinterpret_cast<uintptr_t>(b.data());
+  return a.nbytes() > 0 && b.nbytes() > 0 && lo_a < lo_b + b.nbytes() && lo_b < lo_a + a.nbytes();
+}
+
+bool same_memory(const py::array& a, const py::array& b) { return a.data() == b.data() && a.nbytes() == b.nbytes(); }
+
+struct Named {
+  const py::array* a;  // null: not given
+  const char* name;
+  bool out;
+  const char* may_be = nullptr;  // the one input this output may be exactly (in place)
+};
+Named arg(const py::array& a, const char* name, bool out = false, const char* may_be = nullptr) {
+  return {&a, name, out, may_be};
+}
+Named arg(const Opt& o, const char* name, bool out = false, const char* may_be = nullptr) {
+  return {o.has ? &o.a : nullptr, name, out, may_be};
+}
+
+// No output shares memory with another argument, except an output that is exactly its may_be input.
+void check_overlaps(const std::vector<Named>& args) {
+  for (size_t i = 0; i < args.size(); ++i)
+    for (size_t j = 0; j < args.size(); ++j) {
+      if (i == j || !args[i].out || !args[i].a || !args[j].a || (args[j].out && j < i)) continue;
+      if (!overlap(*args[i].a, *args[j].a)) continue;
+      const bool in_place = args[i].may_be && std::string(args[i].may_be) == args[j].name &&
+                            same_memory(*args[i].a, *args[j].a);
+      if (!in_place)
+        throw py::value_error(std::string(args[i].name) + " must not share memory with " + args[j].name);
+    }
+}
+
+template <class T>
+const T* in_ptr(const Opt& o, const char* name) { return o.has ? input<T>(o.a, name) : nullptr; }
+template <class T>
+T* out_ptr(Opt& o, const char* name) { return o.has ? output<T>(o.a, name) : nullptr; }
+
+// Scratch for the deterministic reductions, allocated here (with the GIL held) so that kernels never allocate.
+std::unique_ptr<double[]> norm_work(int64_t rows, int64_t cols) {
+  const int64_t n = cpu::norm_work_doubles(rows, cols);
+  return std::unique_ptr<double[]>(new double[n > 0 ? n : 1]);
+}
+
+// ---- LayerNorm ------------------------------------------------------------------------------------------
+
+void layer_norm(const py::array& x, const py::object& gamma_o, const py::object& beta_o, py::array& y,
+                py::array& mean, py::array& rstd, double eps) {
+  DType dt = float_dtype(x, "x");
+  require_ndim(x, 2, "x", "(rows, C)");
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  Opt gamma = float_arg(gamma_o, dt, "gamma", "x"), beta = float_arg(beta_o, dt, "beta", "x");
+  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
+  if (beta.has) require_shape(beta.a, {cols}, "beta", "x's C");
+  require_dtype(y, dt, "y", "x");
+  require_shape(y, {rows, cols}, "y", "x's shape");
+  require_dtype(mean, dt, "mean", "x");
+  require_shape(mean, {rows}, "mean", "x's rows");
+  require_dtype(rstd, dt, "rstd", "x");
+  require_shape(rstd, {rows}, "rstd", "x's rows");
+  check_overlaps({arg(x, "x"), arg(gamma, "gamma"), arg(beta, "beta"), arg(y, "y", true, "x"),
+                  arg(mean, "mean", true), arg(rstd, "rstd", true)});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma"), *bp = in_ptr<T>(beta, "beta");
+    T *yp = output<T>(y, "y"), *mp = output<T>(mean, "mean"), *rp = output<T>(rstd, "rstd");
+    py::gil_scoped_release nogil;
+    layers<T>().layer_norm(xp, gp, bp, yp, mp, rp, rows, cols, eps);
+    return 0;
+  });
+}
+
+void layer_norm_backward(const py::array& dy, const py::array& x, const py::object& gamma_o, const py::array& mean,
+                         const py::array& rstd, const py::object& dx_o, const py::object& dgamma_o,
+                         const py::object& dbeta_o) {
+  DType dt = float_dtype(x, "x");
+  require_ndim(x, 2, "x", "(rows, C)");
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  require_dtype(dy, dt, "dy", "x");
+  require_shape(dy, {rows, cols}, "dy", "x's shape");
+  Opt gamma = float_arg(gamma_o, dt, "gamma", "x");
+  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
+  require_dtype(mean, dt, "mean", "x");
+  require_shape(mean, {rows}, "mean", "x's rows");
+  require_dtype(rstd, dt, "rstd", "x");
+  require_shape(rstd, {rows}, "rstd", "x's rows");
+  Opt dx = float_arg(dx_o, dt, "dx", "x"), dgamma = float_arg(dgamma_o, dt, "dgamma", "x"),
+      dbeta = float_arg(dbeta_o, dt, "dbeta", "x");
+  if (dx.has) require_shape(dx.a, {rows, cols}, "dx", "x's shape");
+  if (dgamma.has) require_shape(dgamma.a, {cols}, "dgamma", "x's C");
+  if (dbeta.has) require_shape(dbeta.a, {cols}, "dbeta", "x's C");
+  check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
+                  arg(dx, "dx", true, "dy"), arg(dgamma, "dgamma", true), arg(dbeta, "dbeta", true)});
+  std::unique_ptr<double[]> work = dgamma.has || dbeta.has ? norm_work(rows, cols) : std::unique_ptr<double[]>();
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma");
+    const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
+    T *dxp = out_ptr<T>(dx, "dx"), *dgp = out_ptr<T>(dgamma, "dgamma"), *dbp = out_ptr<T>(dbeta, "dbeta");
+    py::gil_scoped_release nogil;
+    layers<T>().layer_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.get());
+    return 0;
+  });
+}
+
+}  // namespace
+
+void bind_layers(py::module_& m) {
+  m.def("layer_norm", &layer_norm, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("y"), py::arg("mean"),
+        py::arg("rstd"), py::arg("eps"),
+        "LayerNorm of each row of x (rows, C): mean_r, var_r = sum_c (x_rc - mean_r)^2 / C, rstd_r = 1 / sqrt(var_r + "
+        "eps), y_rc = (x_rc - mean_r) rstd_r gamma_c + beta_c (gamma, beta None: 1, 0). Writes y, mean, rstd (rows,); "
+        "y may be x.");
+  m.def("layer_norm_backward", &layer_norm_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"),
+        py::arg("rstd"), py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"),
+        "xhat = (x - mean) rstd, g = dy gamma: dx = rstd (g - mean_c(g) - xhat mean_c(g xhat)), dgamma = sum_r dy xhat, "
+        "dbeta = sum_r dy (each None: not computed; the sums are the same bits whatever the thread count). dx may be dy.");
+}
+
+}  // namespace glue
+}  // namespace fastdl
