@@ -9,6 +9,7 @@ import pytest
 
 import fastdl
 from fastdl import distributed, layers, models
+from fastdl.distributed import _strategy
 from fastdl.backends import cuda as cuda_backend
 
 pytestmark = pytest.mark.cuda
@@ -75,8 +76,9 @@ def test_data_parallel_fit_on_the_gpu_reduces_through_nccl(monkeypatch):
     runs = []
     for parallel in (False, True):
         monkeypatch.setattr(distributed, "_context", None)
-        if parallel:
+        if parallel:  # a job of one trains as without init(): force the data-parallel strategy
             ctx = distributed.init()
+            monkeypatch.setattr(_strategy, "current", lambda: _strategy.DataParallel(ctx))
         fastdl.set_seed(3)
         with fastdl.device("gpu"):
             model = _model()

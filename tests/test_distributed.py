@@ -68,7 +68,12 @@ _JOB = textwrap.dedent('''
         cbs = [callbacks.CSVLogger(os.path.join(out, f"log{r}.csv")),
                callbacks.ModelCheckpoint(os.path.join(out, f"ckpt{r}-{{epoch}}.fastdl"))]
     if case == "early_stop":
-        cbs = [callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0)]
+        cbs = [callbacks.EarlyStopping(monitor="val_loss", patience=0, min_delta=10.0, verbose=1)]
+    if case == "mismatch" and r == 1:  # rank 1 given other data: an error on every rank, not a hang
+        d = dict(d, x=d["x"][:150], y=d["y"][:150])
+    if case == "sum_loss":
+        model.compile("sgd", fastdl.losses.Huber(reduction="sum"))
+        d = dict(d, y=np.eye(3)[d["y"]], vy=np.eye(3)[d["vy"]])
     if case == "raise" and r == 1:
         cbs = [callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: 1 / 0 if b == 2 else None)]
     if case == "backup_prepare":  # one process, one epoch: the backup a data-parallel fit resumes from
@@ -208,9 +213,23 @@ def test_each_process_draws_its_own_random_numbers(tmp_path):
 
 
 def test_shuffled_epochs_are_the_same_order_everywhere(tmp_path):
+    """fit's shuffling draws rank 0's permutation everywhere: the one a single process draws."""
     r, out, _ = _run(tmp_path, "shuffle")
     assert r.returncode == 0, r.stderr[-3000:]
-    _same_everywhere(_results(out))
+    results = _results(out)
+    _same_everywhere(results)
+    _close_to(results, _single(tmp_path, "shuffle"))
+
+
+@pytest.mark.parametrize("case,error", [("mismatch", "ValueError: data-parallel fit: the processes were given "
+                                                     "different samples"),
+                                        ("sum_loss", "NotImplementedError: data-parallel fit with a loss of "
+                                                     "reduction='sum'")])
+def test_what_data_parallel_refuses_ends_the_job_with_the_reason(case, error, tmp_path):
+    r, out, took = _run(tmp_path, case, timeout=60)
+    assert r.returncode != 0
+    assert error in r.stderr, r.stderr[-3000:]
+    assert took < 60
 
 
 def test_only_rank_0_prints_and_writes(tmp_path):
@@ -227,6 +246,7 @@ def test_early_stopping_decides_the_same_everywhere(tmp_path):
     results = _results(out)
     _same_everywhere(results)
     assert len(results[0]["history"]["loss"]) == 2  # the second epoch does not improve val_loss by 10: it stops
+    assert r.stdout.count("early stopping") == 1  # rank 0 says it
 
 
 @pytest.mark.parametrize("plain", [False, True], ids=["python-m-mpi4py", "plain-python"])

@@ -190,3 +190,34 @@ def test_keras_style_adam_puts_eps_where_keras_does():
         for _ in range(3):
             o2.step([rng.standard_normal(50).astype(np.float32) * 1e-3])
         np.testing.assert_allclose(p2, q, rtol=1e-5, atol=1e-7)
+
+
+def test_a_pydataset_is_measured_at_each_epoch():
+    """A PyDataset whose len() changes in on_epoch_end gives each epoch its new number of batches."""
+    import fastdl
+    from fastdl import callbacks, layers, models, utils
+
+    class Shrinking(utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.n = 5
+            rng = np.random.default_rng(0)
+            self.x, self.y = rng.standard_normal((40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+
+        def __len__(self):
+            return self.n
+
+        def __getitem__(self, i):
+            return self.x[8 * i:8 * i + 8], self.y[8 * i:8 * i + 8]
+
+        def on_epoch_end(self):
+            self.n = 3 if self.n == 5 and getattr(self, "seen", False) else self.n
+            self.seen = True
+
+    batches = []
+    model = models.Sequential([layers.Input((3,)), layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    fastdl.set_seed(0)
+    model.fit(Shrinking(), epochs=2, verbose=0,
+              callbacks=[callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: batches.append(b))])
+    assert batches == [0, 1, 2, 3, 4, 0, 1, 2]

@@ -25,6 +25,9 @@ from ._checks import on_device, to_host
 from .data.pydataset import PyDataset
 
 
+_NO_BATCH = object()  # a step in which this process has no batch of the source (data-parallel)
+
+
 def is_batch_source(data):
     """Whether data is given batch by batch (an iterator, a generator or a PyDataset), not as arrays."""
     if isinstance(data, PyDataset):
@@ -142,8 +145,8 @@ class IteratorSource:
 
     def _items(self):
         if self.dataset is not None:
-            n = len(self.dataset)
-            count = self.steps
+            n = len(self.dataset)  # read each epoch: a PyDataset may change its length
+            count = -(-n // self.size) if self.given_steps is None else self.given_steps
             if not self.continuing:
                 self.index = 0
             order = self.rng.permutation(n) if self.shuffle and self.given_steps is None else None
@@ -155,7 +158,7 @@ class IteratorSource:
                 position = self.index + self.rank
                 self.index += self.size
                 if self.given_steps is None and position >= n:
-                    yield None  # data-parallel: the last step has fewer batches than processes
+                    yield _NO_BATCH  # data-parallel: the last step has fewer batches than processes
                     continue
                 i = position % max(n, 1)
                 yield self.dataset[int(order[i]) if order is not None else i]
@@ -165,7 +168,7 @@ class IteratorSource:
         taken = 0
         while count is None or taken < count:
             item = self._next_item()
-            ran_out = item is None
+            ran_out = item is _NO_BATCH
             if self.shard is not None and self.training:  # the job goes on while any process has a batch
                 ran_out = not self.shard.any(not ran_out)
             if ran_out:
@@ -180,8 +183,8 @@ class IteratorSource:
 
     def _next_item(self):
         """The iterator's next item (data-parallel: of the next `size`, the rank-th, the others read
-        and dropped); None when it has run out."""
-        item = None
+        and dropped); _NO_BATCH when it has run out."""
+        item = _NO_BATCH
         for r in range(self.size):
             if self.ran_out_here:
                 break
@@ -192,14 +195,14 @@ class IteratorSource:
                 break
             if r == self.rank:
                 item = got
-        if item is None and self.shard is not None:
+        if item is _NO_BATCH and self.shard is not None:
             self.ran_out_here = True
         return item
 
     def epoch(self):
         model, dev = self.model, self.model._device
         for item in self._items():
-            if item is None:  # data-parallel: no batch here in this step; the others' go on
+            if item is _NO_BATCH:  # data-parallel: no batch here in this step; the others' go on
                 self.global_rows = self.shard.sum_rows(0) if self.training else 0
                 empty = dev.put(np.empty((0,) + tuple(model._input_shape or ()), dtype=np.float32))
                 yield empty, empty, empty, {}, None

@@ -93,6 +93,9 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     else:
         val_source = None
 
+    strategy.check_same("fit", samples=getattr(source, "n", None), steps=source.steps, epochs=epochs,
+                        initial_epoch=initial_epoch, validation_freq=validation_freq, validation=None if val_source is None
+                        else (getattr(val_source, "n", None), val_source.steps))
     model._grad_buffers = {}
     model._sync_trainable()
     model._backward_plan = model._plan_backward()
@@ -175,6 +178,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
     finally:
         model._end_run()
         model._data_parallel = None
+        strategy.end()
     if epochs > 0:
         model._finalize_ema()  # use_ema: the weights become their moving average, as Keras's fit ends
     cb_list.on_train_end(logs)
@@ -199,10 +203,10 @@ def run_evaluation(model, source, cb_list=None):
         with dev.activate():
             weight_penalty = model._weight_penalty()  # the weights do not change in evaluate
             for step, (xb, yb, y_raw_b, truths_b, wb) in enumerate(source.epoch()):
-                for cb in test_begin:
-                    cb.on_test_batch_begin(step, {})
                 if not len(xb):  # data-parallel: this process has no rows of a small last batch
                     continue
+                for cb in test_begin:
+                    cb.on_test_batch_begin(step, {})
                 with model._compute_lock:
                     out = model._forward(xb, False, model._fused)
                     grad = grad_buffers.get(out.shape)
@@ -247,6 +251,7 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, steps, callbacks):
             raise ValueError("evaluate needs targets: evaluate(x, y), or a generator / PyDataset giving (x, y)")
         source = _array_source(model, x, y, sample_weight, None, batch_size, steps=steps,
                                strategy=_strategy.current())
+    _strategy.current().check_same("evaluate", samples=getattr(source, "n", None), steps=source.steps)
     cb_list = callbacks_module.CallbackList(list(callbacks or []), model, {"steps": source.steps, "verbose": verbose})
     cb_list.on_test_begin({})
     logs = run_evaluation(model, source, cb_list)
@@ -295,7 +300,7 @@ def predict(model, x, batch_size, verbose, steps, callbacks):
                     cb.on_predict_batch_end(step, {"outputs": out[start:start + batch_size]})
             out = dev.host(out)
     cb_list.on_predict_end({})
-    if verbose:
+    if verbose and _strategy.current().is_chief:
         n = -(-len(out) // batch_size)
         print(f"{n}/{n} predicted")
     return out
@@ -303,6 +308,9 @@ def predict(model, x, batch_size, verbose, steps, callbacks):
 
 def _prepare_steps(model):
     """The backward plan and gradient buffers fit sets up, for a step outside fit."""
+    strategy.check_same("fit", samples=getattr(source, "n", None), steps=source.steps, epochs=epochs,
+                        initial_epoch=initial_epoch, validation_freq=validation_freq, validation=None if val_source is None
+                        else (getattr(val_source, "n", None), val_source.steps))
     model._grad_buffers = {}
     model._sync_trainable()
     model._backward_plan = model._plan_backward()

@@ -25,6 +25,7 @@ barrier().
 
 import os
 import sys
+import time
 import traceback
 
 import numpy as np
@@ -35,12 +36,19 @@ _context = None
 
 
 class Context:
-    """The job this process belongs to: rank, size and the MPI communicator (comm)."""
+    """The job this process belongs to: rank, size and the MPI communicator (comm); local_rank and
+    local_size among the processes on this machine (one GPU per local rank:
+    fastdl.device(f"gpu:{ctx.local_rank}"))."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, MPI):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        try:
+            self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
+        finally:
+            local.Free()
         self._nccl = None
 
     @property
@@ -71,32 +79,35 @@ def init(comm=None):
         if comm is not None and comm is not _context.comm:
             raise RuntimeError("fastdl.distributed.init() was already called with another communicator")
         return _context
-    _context = Context(comm if comm is not None else MPI.COMM_WORLD)
+    _context = Context(comm if comm is not None else MPI.COMM_WORLD, MPI)
     if _context.size > 1:
         _abort_on_uncaught_exceptions(_context.comm)
-        _share_the_cores(_context.comm, MPI)
+        _share_the_cores(_context.local_size)
     return _context
 
 
-def _share_the_cores(comm, MPI):
+def _share_the_cores(here):
     """K processes on one machine, each with a thread per core in fastdl's kernels and in NumPy's
     BLAS, would run K times as many threads as cores (and the BLAS's spin: steps 100x slower): each
-    process takes its share of the machine's cores, in both, unless OMP_NUM_THREADS (or, for the
+    process takes its share of the cores it may run on, in both, unless OMP_NUM_THREADS (or, for the
     BLAS, OPENBLAS_NUM_THREADS / MKL_NUM_THREADS) says otherwise."""
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    try:
-        here = local.Get_size()
-    finally:
-        local.Free()
     if here == 1:
         return
-    share = max(1, (os.cpu_count() or 1) // here)
+    share = max(1, _cores() // here)
     if not os.environ.get("OMP_NUM_THREADS"):
         from .. import set_num_threads
         set_num_threads(share)
     if not any(os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")):
         from .._blas_threads import set_blas_threads
         set_blas_threads(share)
+
+
+def _cores():
+    """The cores this process may run on (its CPU affinity, which a launcher's binding narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def _abort_on_uncaught_exceptions(comm):
@@ -108,6 +119,9 @@ def _abort_on_uncaught_exceptions(comm):
         try:
             traceback.print_exception(kind, value, tb)
             sys.stderr.flush()
+            # MPI_Abort kills every process at once, and the launcher may drop output it has not
+            # forwarded yet: a moment first, so the traceback reaches the user
+            time.sleep(1.0)
         finally:
             comm.Abort(1)
     if getattr(previous, "_fastdl_abort", False):
@@ -145,6 +159,8 @@ def allreduce(array, op="sum"):
     array of the same shape and dtype."""
     if op not in _OPS:
         raise ValueError(f"op must be 'sum' or 'mean', got {op!r}")
+    if op == "mean" and np.dtype(array.dtype).kind != "f":
+        raise TypeError(f"allreduce(op='mean') takes floating-point arrays, got {array.dtype} (sum, then divide)")
     ctx = context()
     if on_device(array):
         _nccl_allreduce(ctx, array)

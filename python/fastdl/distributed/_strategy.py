@@ -1,6 +1,7 @@
 """Where the training loop (fastdl/_training.py) asks how it is distributed: a strategy.
 
-SingleProcess (the default) changes nothing. DataParallel (after fastdl.distributed.init()):
+SingleProcess (the default, and a job of one process) changes nothing. DataParallel (after
+fastdl.distributed.init() in a job of several processes):
 
 - begin(model, rng): rank 0's weights (and use_ema's average) are broadcast; the epoch order comes
   from a seed rank 0 draws, the same on every process; each process's own random numbers (dropout,
@@ -10,7 +11,7 @@ SingleProcess (the default) changes nothing. DataParallel (after fastdl.distribu
   PyDataset is sharded by batch instead (fastdl/_sources.py): a step's global batch is `size` of
   its batches, one per process, and sum_rows gives its rows.
 - reduce_gradients(model, local_rows, global_rows): the gradient of the local mean loss weighted
-  by local_rows / global_rows (1 for a 'sum' loss), then one allreduce of the model's whole
+  by local_rows / global_rows, then one allreduce of the model's whole
   gradient buffer: the gradient of the global batch's mean loss, identical everywhere.
 - reduce_loss / reduce_metrics: the epoch's loss (sum of loss x rows and rows) and each metric's
   state (counts and sums: Metric._state) summed across processes, so every process reads the
@@ -32,6 +33,12 @@ class SingleProcess:
 
     def begin(self, model, rng):
         return rng
+
+    def end(self):
+        pass
+
+    def check_same(self, what, **facts):
+        pass
 
     def local_range(self, start, stop):
         return start, stop
@@ -58,25 +65,48 @@ class DataParallel:
 
     def begin(self, model, rng):
         """Checks what data parallelism needs, makes the weights rank 0's and returns the
-        Generator of the epoch order (the same everywhere)."""
+        Generator of the epoch order: a copy of rank 0's (the same everywhere, and the order one
+        process would draw). fastdl's own Generator becomes one seeded by rank 0 and the rank (dropout,
+        noise: different on each process) until end() puts the process's own back."""
         reduction = getattr(model.loss, "reduction", "sum_over_batch_size")
-        if reduction not in ("sum_over_batch_size", "sum"):
-            raise NotImplementedError(f"data-parallel fit with a loss of reduction={reduction!r}: fastdl reduces "
-                                      f"'sum_over_batch_size' (the default) and 'sum' losses across processes")
-        self.loss_sum = reduction == "sum"
+        if reduction not in ("sum_over_batch_size", "mean"):
+            raise NotImplementedError(f"data-parallel fit with a loss of reduction={reduction!r}: fastdl weights "
+                                      f"each process's mean loss by its share of the batch, so it takes losses "
+                                      f"reduced by 'sum_over_batch_size' (the default)")
         for m in model.metrics:
             if getattr(m, "_state", None) is None:
                 raise TypeError(f"metric {m.name!r} does not declare its state (Metric._state: the names of its "
                                 f"summable counts), so it cannot be reduced across processes")
         if not model.built:
-            raise ValueError("data-parallel fit on a generator / PyDataset needs a built model (give the first layer "
-                             "an input shape, or keras.Input): a process may get no batch to build it from")
-        broadcast(model._params)
-        if model._ema is not None:
-            broadcast(model._ema)
+            raise ValueError("data-parallel fit needs a built model (give the first layer an input shape, or "
+                             "keras.Input): a process may get no batch to build it from")
+        with model._device.activate():  # NCCL on the model's GPU
+            broadcast(model._params)
+            if model._ema is not None:
+                broadcast(model._ema)
+        state = self.ctx.comm.bcast(rng.bit_generator.state if self.is_chief else None, root=0)
+        order = np.random.Generator(type(rng.bit_generator)())
+        order.bit_generator.state = state
         seed = self.ctx.comm.bcast(int(rng.integers(2 ** 62)) if self.is_chief else None, root=0)
-        _random.replace(np.random.default_rng([seed, self.rank]))  # dropout, noise: each process its own
-        return np.random.default_rng(seed)
+        self._own_generator = _random.generator()
+        _random.replace(np.random.default_rng([seed, self.rank]))
+        return order
+
+    def end(self):
+        """After fit: the process's own Generator back (later draws outside fit agree with one process's)."""
+        if getattr(self, "_own_generator", None) is not None:
+            _random.replace(self._own_generator)
+            self._own_generator = None
+
+    def check_same(self, what, **facts):
+        """Raises the same ValueError on every process when the processes were given different data
+        sizes or settings (they would take different numbers of steps and wait forever)."""
+        everyone = self.ctx.comm.allgather(facts)
+        differ = {k: [f[k] for f in everyone] for k in facts if any(f[k] != facts[k] for f in everyone)}
+        if differ:
+            raise ValueError(f"data-parallel {what}: the processes were given different {', '.join(differ)} "
+                             f"(per rank: {differ}); every process must call it with the same data (fastdl "
+                             f"splits each global batch between them)")
 
     def local_range(self, start, stop):
         n = stop - start
@@ -86,7 +116,7 @@ class DataParallel:
 
     def reduce_gradients(self, model, local_rows, global_rows):
         grads = model._grads
-        if not self.loss_sum and local_rows != global_rows:
+        if local_rows != global_rows:
             grads *= np.float32(local_rows / global_rows) if global_rows else np.float32(0.0)
         allreduce(grads)
 
@@ -98,7 +128,7 @@ class DataParallel:
         """The mean loss over every process's rows, from this process's mean over its own."""
         local = np.array([loss_mean * rows if rows else 0.0, float(rows)], dtype=np.float64)
         allreduce(local)
-        return float(local[0] / local[1]) if local[1] else float("nan")
+        return float(local[0] / local[1]) if local[1] else 0.0  # no rows anywhere: 0.0, as one process says
 
     def reduce_metrics(self, metrics):
         """Every metric's state summed across processes (each process's results are then the job's)."""
@@ -117,9 +147,10 @@ _data_parallel = None
 
 
 def current():
-    """The strategy of this process: DataParallel after init() (even of one process), else SingleProcess."""
+    """The strategy of this process: DataParallel after init() in a job of several processes, else
+    SingleProcess (a job of one trains exactly as without init())."""
     global _data_parallel
-    if not is_initialized():
+    if not is_initialized() or context().size == 1:
         return _SINGLE
     ctx = context()
     if _data_parallel is None or _data_parallel.ctx is not ctx:
