@@ -94,8 +94,8 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
         val_source = None
 
     strategy.check_same("fit", samples=getattr(source, "n", None), steps=source.steps, epochs=epochs,
-                        initial_epoch=initial_epoch, validation_freq=validation_freq, validation=None if val_source is None
-                        else (getattr(val_source, "n", None), val_source.steps))
+                        initial_epoch=initial_epoch, validation_freq=validation_freq,
+                        validation=None if val_source is None else (getattr(val_source, "n", None), val_source.steps))
     model._grad_buffers = {}
     model._sync_trainable()
     model._backward_plan = model._plan_backward()
@@ -133,6 +133,7 @@ def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, v
                 def epoch_logs():  # data-parallel: the job's loss and metrics, the same on every process
                     if parallel is None:
                         return running_logs()
+                    strategy.average_states(model)
                     feed.flush()
                     strategy.reduce_metrics(model.metrics)
                     out = {"loss": strategy.reduce_loss(total_loss.mean(), total_loss.rows)}
@@ -308,9 +309,6 @@ def predict(model, x, batch_size, verbose, steps, callbacks):
 
 def _prepare_steps(model):
     """The backward plan and gradient buffers fit sets up, for a step outside fit."""
-    strategy.check_same("fit", samples=getattr(source, "n", None), steps=source.steps, epochs=epochs,
-                        initial_epoch=initial_epoch, validation_freq=validation_freq, validation=None if val_source is None
-                        else (getattr(val_source, "n", None), val_source.steps))
     model._grad_buffers = {}
     model._sync_trainable()
     model._backward_plan = model._plan_backward()
