@@ -10,6 +10,7 @@ namespace glue {
 void bind_cuda_ops(py::module_& m);
 void bind_cuda_optim(py::module_& m);
 void bind_cuda_adaptive_optim(py::module_& m);
+void bind_cuda_layers(py::module_& m);
 }  // namespace glue
 }  // namespace fastdl
 
@@ -44,4 +45,5 @@ PYBIND11_MODULE(_fastdl_cuda, m) {
   glue::bind_cuda_ops(m);
   glue::bind_cuda_optim(m);
   glue::bind_cuda_adaptive_optim(m);
+  glue::bind_cuda_layers(m);
 }

@@ -1,0 +1,24 @@
+// The CUDA layer kernels' launchers (issue #13), as the pybind11 glue sees them: plain C++, the
+// conventions of launch.h (device addresses as integers, 0 = absent; asynchronous on `stream`;
+// std::runtime_error for CUDA errors, std::invalid_argument for refused arguments). Apart from
+// launch.h so that the other kernels do not rebuild when these change.
+#pragma once
+
+#include "../common/layer_geometry.h"
+#include "launch.h"
+
+namespace fastdl {
+namespace cuda {
+
+// Formulas: csrc/kernels/layers.h; contract: python/fastdl/backends/numpy_layers.py.
+// float32 / float64 only (std::invalid_argument otherwise). Arrays C-contiguous, channels-last;
+// optional arrays are 0; outputs written, not added to. Reductions are deterministic (no atomics).
+// x (rows, cols), each row normalized: y, mean and rstd (rows) written; y may be x.
+void layer_norm(DType dt, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, uintptr_t mean, uintptr_t rstd,
+                int64_t rows, int64_t cols, double eps, Place at);
+// dx (may be dy), dgamma, dbeta: each 0 = not computed.
+void layer_norm_backward(DType dt, uintptr_t dy, uintptr_t x, uintptr_t gamma, uintptr_t mean, uintptr_t rstd,
+                         uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t cols, Place at);
+
+}  // namespace cuda
+}  // namespace fastdl
