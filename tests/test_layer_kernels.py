@@ -345,6 +345,75 @@ def test_batch_norm(k, dtype, shape, affine):
         assert not mean.any() and not var.any()
 
 
+def _batch_norm_run(k, x, gamma, beta, dy, out=None):
+    m, c = x.shape
+    y, stats = np.empty_like(x), [np.empty(c, x.dtype) for _ in range(3)]
+    k.batch_norm(x, gamma, beta, y, *stats, 1e-5)
+    dx, dg, db = np.empty_like(x), np.empty(c, x.dtype), np.empty(c, x.dtype)
+    k.batch_norm_backward(dy, x, gamma, stats[0], stats[2], dx, dg, db)
+    return (y, *stats, dx, dg, db)
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("shape", [(4099, 64), (600, 1031), (50000, 3)], ids=str)
+def test_batch_norm_large(k, dtype, shape):
+    """Sizes that take the threaded, chunked, SIMD and streaming paths; against NumPy's float64 formula.
+    The mean is far from 0 next to the spread, which a one-pass sum of squares would not survive."""
+    _need(k, "batch_norm", "batch_norm_backward")
+    rng = _rng(9)
+    x = (rng.standard_normal(shape) * 0.5 + 40).astype(dtype)
+    gamma, beta = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    got = _batch_norm_run(k, x, gamma, beta, dy)
+    f64 = lambda a: a.astype(np.float64)  # noqa: E731
+    want = [np.empty(a.shape) for a in got]
+    numpy_layers.batch_norm(f64(x), f64(gamma), f64(beta), *want[:4], 1e-5)
+    numpy_layers.batch_norm_backward(f64(dy), f64(x), f64(gamma), f64(got[1]), f64(got[3]), *want[4:])
+    tol = _tol(dtype)
+    for name, g, w in zip(["y", "mean", "var", "rstd", "dx", "dgamma", "dbeta"], got, want):
+        scale = np.sqrt(shape[0]) if name in ("dgamma", "dbeta") else 1.0
+        np.testing.assert_allclose(g, w, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_batch_norm_same_bits_whatever_the_threads(dtype):
+    ext = _cpu()
+    rng = _rng(10)
+    x, dy = rng.standard_normal((5003, 67)).astype(dtype), rng.standard_normal((5003, 67)).astype(dtype)
+    gamma, beta = rng.standard_normal(67).astype(dtype), rng.standard_normal(67).astype(dtype)
+    with _threads(1):
+        one = _batch_norm_run(ext, x, gamma, beta, dy)
+    with _threads(2):
+        two = _batch_norm_run(ext, x, gamma, beta, dy)
+        again = _batch_norm_run(ext, x, gamma, beta, dy)
+    for a, b, c in zip(one, two, again):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(b, c)
+
+
+def test_batch_norm_refuses_bad_arguments():
+    ext = _cpu()
+    _need(ext, "batch_norm", "batch_norm_backward", "channel_affine")
+    x = np.ones((4, 6), np.float32)
+    y, m, v, r = np.empty_like(x), *(np.empty(6, np.float32) for _ in range(3))
+    with pytest.raises(ValueError, match="var must have shape"):
+        ext.batch_norm(x, None, None, y, m, np.empty(4, np.float32), r, 1e-5)
+    with pytest.raises(TypeError, match="beta has dtype float64"):
+        ext.batch_norm(x, None, np.ones(6), y, m, v, r, 1e-5)
+    with pytest.raises(ValueError, match="var must not share memory with rstd"):
+        ext.batch_norm(x, None, None, y, m, r, r, 1e-5)
+    ext.batch_norm(x, None, None, y, m, v, r, 1e-5)
+    with pytest.raises(ValueError, match="mean must have shape"):
+        ext.batch_norm_backward(x, x, None, np.empty(4, np.float32), r, None, None, None)
+    with pytest.raises(ValueError, match="dbeta must not share memory with mean"):
+        ext.batch_norm_backward(x, x, None, m, r, None, None, m)
+    with pytest.raises(ValueError, match="scale must have shape"):
+        ext.channel_affine(x, np.ones(4, np.float32), m, y)
+    with pytest.raises(ValueError, match="y must not share memory with scale"):
+        ext.channel_affine(m, m, r, m)
+
+
 @IMPLS
 def test_normalization_of_extreme_values(k):
     _need(k, 'layer_norm', 'batch_norm')

@@ -34,10 +34,11 @@ int64_t norm_block_rows(int64_t rows) {
   return br < 16 ? 16 : br;
 }
 
-// Each block: two rows of column sums in double and their float lanes (room for two more).
+// Each block: six columns' worth of doubles (sums in double, their float lanes, a shift), and six
+// more for the per-column factors of a final sweep.
 int64_t norm_work_doubles(int64_t rows, int64_t cols) {
   const int64_t blocks = rows > 0 ? (rows + norm_block_rows(rows) - 1) / norm_block_rows(rows) : 0;
-  return blocks * 4 * cols;
+  return (blocks + 1) * 6 * cols;
 }
 
 int64_t stream_threshold_bytes = half_last_level_cache();

@@ -35,7 +35,7 @@ namespace FASTDL_ISA {
 template <class T>
 constexpr LayerKernels<T> layer_kernels_for() {
   return LayerKernels<T>{
-      layer_norm<T>, layer_norm_backward<T>,
+      layer_norm<T>, layer_norm_backward<T>, batch_norm<T>, batch_norm_backward<T>, channel_affine<T>,
   };
 }
 

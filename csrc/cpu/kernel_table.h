@@ -120,6 +120,13 @@ struct LayerKernels {
   // dx (may be dy; null: not computed), dgamma, dbeta (each null: not computed).
   void (*layer_norm_backward)(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx, T* dgamma,
                               T* dbeta, int64_t rows, int64_t cols, double* work);
+  // x (rows, cols), each column normalized over the rows: y (rows, cols), mean, var, rstd (cols,).
+  void (*batch_norm)(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var, T* rstd, int64_t rows,
+                     int64_t cols, double eps, double* work);
+  void (*batch_norm_backward)(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx, T* dgamma,
+                              T* dbeta, int64_t rows, int64_t cols, double* work);
+  // y = x scale + shift (scale, shift: (cols,)); y may be x.
+  void (*channel_affine)(const T* x, const T* scale, const T* shift, T* y, int64_t rows, int64_t cols);
 };
 
 struct LayerTable {

@@ -146,7 +146,7 @@ void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
   const bool stream = dx && should_stream<T>(rows * cols, dx == dy || dx == x);
   const RowBlocks blocks(rows);
   // block i's slot: dgamma totals, dbeta totals (doubles), then their float lanes
-  auto slot = [&](int64_t i) { return work + i * 4 * cols; };
+  auto slot = [&](int64_t i) { return work + i * 6 * cols; };
   for_blocks(blocks, rows * cols, [&](int64_t blk) {
     double* s = slot(blk);
     ColumnSum<T> sg{(T*)(s + 2 * cols), s, cols}, sb{(T*)(s + 2 * cols) + cols, s + cols, cols};
@@ -179,4 +179,151 @@ void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
     sum_blocks(dgamma, cols, blocks.count, [&](int64_t i) { return (const double*)slot(i); });
     sum_blocks(dbeta, cols, blocks.count, [&](int64_t i) { return (const double*)slot(i) + cols; });
   }
+}
+
+// ---- BatchNorm: each column over the rows ----------------------------------------------------------------
+// Forward: the statistics in one read of x. Each block of rows is swept in chunks small enough to
+// stay in L1 (at most 64 rows): a chunk's column means, then its sums around them (two sweeps of
+// the cached chunk), merged into the block's moments (merge_moments); the blocks' moments are merged
+// in block order. Then y in one more read of x (the statistics need every row first).
+template <class T>
+void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var, T* rstd, int64_t rows, int64_t cols,
+                double eps, double* work) {
+  constexpr int64_t W = Vec<T>::lanes;
+  if (cols == 0) return;
+  const RowBlocks blocks(rows);
+  int64_t chunk = 32768 / (cols * (int64_t)sizeof(T));
+  chunk = chunk < 1 ? 1 : chunk > 64 ? 64 : chunk;
+  auto slot = [&](int64_t i) { return work + i * 6 * cols; };  // mean, m2 (double); shift, s1, s2 (T)
+  for_blocks(blocks, rows * cols, [&](int64_t blk) {
+    double *bm = slot(blk), *b2 = bm + cols;
+    T *shift = (T*)(bm + 2 * cols), *s1 = (T*)(bm + 3 * cols), *s2 = (T*)(bm + 4 * cols);
+    double bn = 0.0;
+    for (int64_t c = 0; c < cols; ++c) bm[c] = 0.0, b2[c] = 0.0;
+    for (int64_t r0 = blocks.begin(blk); r0 < blocks.end(blk); r0 += chunk) {
+      const int64_t r1 = r0 + chunk < blocks.end(blk) ? r0 + chunk : blocks.end(blk);
+      const double n = (double)(r1 - r0);
+      for (int64_t c = 0; c < cols; ++c) s1[c] = T(0), s2[c] = T(0);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t i = 0; i < cols; i += W) {
+          const int64_t w = cols - i < W ? cols - i : W;
+          store_n(load_n(s1, i, w) + load_n(x + r * cols, i, w), s1, i, w);
+        }
+      for (int64_t c = 0; c < cols; ++c) shift[c] = T((double)s1[c] / n), s1[c] = T(0);
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t i = 0; i < cols; i += W) {
+          const int64_t w = cols - i < W ? cols - i : W;
+          const Vec<T> d = load_n(x + r * cols, i, w) - load_n(shift, i, w);
+          store_n(load_n(s1, i, w) + d, s1, i, w);
+          store_n(load_n(s2, i, w) + d * d, s2, i, w);
+        }
+      for (int64_t c = 0; c < cols; ++c) {
+        const kernels::Moments<double> m = kernels::merge_moments<double>(
+            {bn, bm[c], b2[c]}, kernels::moments_from_shifted<double>(n, (double)shift[c], (double)s1[c], (double)s2[c]));
+        bm[c] = m.mean;
+        b2[c] = m.m2;
+      }
+      bn += n;
+    }
+  });
+  // the columns' statistics, and the factors of y = (x - mean) k + beta, k = rstd gamma
+  T *hi = (T*)(work + blocks.count * 6 * cols), *lo = hi + cols, *k = lo + cols, *b = k + cols;
+  parallel_ranges(cols, kGrainCheap / (blocks.count + 1) + 1, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      kernels::Moments<double> m{0.0, 0.0, 0.0};
+      for (int64_t i = 0; i < blocks.count; ++i)
+        m = kernels::merge_moments<double>(m, {(double)(blocks.end(i) - blocks.begin(i)), slot(i)[c], slot(i)[cols + c]});
+      const double v = rows > 0 ? m.m2 / (double)rows : 0.0, rs = kernels::norm_rstd(v, eps);
+      mean[c] = T(m.mean);
+      var[c] = T(v);
+      rstd[c] = T(rs);
+      const kernels::SplitMean<T> sm = kernels::split_mean<T>(m.mean);
+      hi[c] = sm.hi;
+      lo[c] = sm.lo;
+      k[c] = T(gamma ? rs * (double)gamma[c] : rs);
+      b[c] = beta ? beta[c] : T(0);
+    }
+  });
+  const bool stream = should_stream<T>(rows * cols, x == y);
+  parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * cols;
+      for_row(y + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+        return kernels::batch_norm_value(load_n(xr, i, w), load_n(hi, i, w), load_n(lo, i, w), load_n(k, i, w),
+                                         load_n(b, i, w));
+      });
+    }
+    if (stream) stream_fence();
+  });
+}
+
+// Backward: sb = sum_r dy, sd = sum_r dy (x - mean) per column in one read of dy and x (blocks of
+// rows, added in block order); dgamma = rstd sd, dbeta = sb; then dx = k (dy - sb / M - xhat
+// dgamma / M), k = gamma rstd, in one more read. dx may be dy.
+template <class T>
+void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean, const T* rstd, T* dx, T* dgamma,
+                         T* dbeta, int64_t rows, int64_t cols, double* work) {
+  if (cols == 0) return;
+  const RowBlocks blocks(rows);
+  auto slot = [&](int64_t i) { return work + i * 6 * cols; };  // sb, sd (double); their lanes (T)
+  for_blocks(blocks, rows * cols, [&](int64_t blk) {
+    double* s = slot(blk);
+    ColumnSum<T> sb{(T*)(s + 2 * cols), s, cols}, sd{(T*)(s + 3 * cols), s + cols, cols};
+    sb.zero();
+    sd.zero();
+    for (int64_t r = blocks.begin(blk); r < blocks.end(blk); ++r) {
+      const T *dyr = dy + r * cols, *xr = x + r * cols;
+      for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
+        const int64_t w = cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes;
+        const Vec<T> d = load_n(dyr, i, w);
+        sb.add(i, w, d);
+        sd.add(i, w, d * (load_n(xr, i, w) - load_n(mean, i, w)));
+      }
+      sb.row_done();
+      sd.row_done();
+    }
+    sb.flush();
+    sd.flush();
+  });
+  T *k = (T*)(work + blocks.count * 6 * cols), *mdb = k + cols, *mdg = mdb + cols;
+  parallel_ranges(cols, kGrainCheap / (blocks.count + 1) + 1, 16, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      double sbc = 0.0, sdc = 0.0;
+      for (int64_t i = 0; i < blocks.count; ++i) sbc += slot(i)[c], sdc += slot(i)[cols + c];
+      const double rs = (double)rstd[c], dg = rs * sdc;
+      if (dgamma) dgamma[c] = T(dg);
+      if (dbeta) dbeta[c] = T(sbc);
+      k[c] = T(gamma ? rs * (double)gamma[c] : rs);
+      mdb[c] = T(rows > 0 ? sbc / (double)rows : 0.0);
+      mdg[c] = T(rows > 0 ? dg / (double)rows : 0.0);
+    }
+  });
+  if (!dx || rows == 0) return;
+  const bool stream = should_stream<T>(rows * cols, dx == dy || dx == x);
+  parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T *dyr = dy + r * cols, *xr = x + r * cols;
+      for_row(dx + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+        const Vec<T> xh = kernels::norm_xhat(load_n(xr, i, w), load_n(mean, i, w), Vec<T>(T(0)), load_n(rstd, i, w));
+        return kernels::batch_norm_grad(load_n(dyr, i, w), xh, load_n(k, i, w), load_n(mdb, i, w), load_n(mdg, i, w));
+      });
+    }
+    if (stream) stream_fence();
+  });
+}
+
+// y = x scale + shift per column; y may be x.
+template <class T>
+void channel_affine(const T* x, const T* scale, const T* shift, T* y, int64_t rows, int64_t cols) {
+  if (cols == 0) return;
+  const bool stream = should_stream<T>(rows * cols, x == y);
+  parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const T* xr = x + r * cols;
+      for_row(y + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+        return kernels::channel_affine(load_n(xr, i, w), load_n(scale, i, w), load_n(shift, i, w));
+      });
+    }
+    if (stream) stream_fence();
+  });
 }

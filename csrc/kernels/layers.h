@@ -37,6 +37,10 @@ FASTDL_HD V norm_xhat(V x, V mean_hi, V mean_lo, V rstd) { return ((x - mean_hi)
 template <class V>
 FASTDL_HD V norm_affine(V xhat, V gamma, V beta) { return xhat * gamma + beta; }
 
+// BatchNorm forward with the column's factors folded, k = rstd gamma:  y = (x - mean) k + beta
+template <class V>
+FASTDL_HD V batch_norm_value(V x, V mean_hi, V mean_lo, V k, V beta) { return ((x - mean_hi) - mean_lo) * k + beta; }
+
 // LayerNorm backward over one row, g = dy gamma, a = mean_c(g), b = mean_c(g xhat):
 //   dx = rstd (g - a - xhat b)
 template <class V>

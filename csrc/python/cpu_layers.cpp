@@ -169,6 +169,90 @@ void layer_norm_backward(const py::array& dy, const py::array& x, const py::obje
   });
 }
 
+// ---- BatchNorm ------------------------------------------------------------------------------------------
+
+void batch_norm(const py::array& x, const py::object& gamma_o, const py::object& beta_o, py::array& y,
+                py::array& mean, py::array& var, py::array& rstd, double eps) {
+  DType dt = float_dtype(x, "x");
+  require_ndim(x, 2, "x", "(rows, C)");
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  Opt gamma = float_arg(gamma_o, dt, "gamma", "x"), beta = float_arg(beta_o, dt, "beta", "x");
+  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
+  if (beta.has) require_shape(beta.a, {cols}, "beta", "x's C");
+  require_dtype(y, dt, "y", "x");
+  require_shape(y, {rows, cols}, "y", "x's shape");
+  for (auto [a, name] : {std::pair<py::array*, const char*>{&mean, "mean"}, {&var, "var"}, {&rstd, "rstd"}}) {
+    require_dtype(*a, dt, name, "x");
+    require_shape(*a, {cols}, name, "x's C");
+  }
+  check_overlaps({arg(x, "x"), arg(gamma, "gamma"), arg(beta, "beta"), arg(y, "y", true, "x"), arg(mean, "mean", true),
+                  arg(var, "var", true), arg(rstd, "rstd", true)});
+  std::unique_ptr<double[]> work = norm_work(rows, cols);
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma"), *bp = in_ptr<T>(beta, "beta");
+    T *yp = output<T>(y, "y"), *mp = output<T>(mean, "mean"), *vp = output<T>(var, "var"),
+      *rp = output<T>(rstd, "rstd");
+    py::gil_scoped_release nogil;
+    layers<T>().batch_norm(xp, gp, bp, yp, mp, vp, rp, rows, cols, eps, work.get());
+    return 0;
+  });
+}
+
+void batch_norm_backward(const py::array& dy, const py::array& x, const py::object& gamma_o, const py::array& mean,
+                         const py::array& rstd, const py::object& dx_o, const py::object& dgamma_o,
+                         const py::object& dbeta_o) {
+  DType dt = float_dtype(x, "x");
+  require_ndim(x, 2, "x", "(rows, C)");
+  const int64_t rows = x.shape(0), cols = x.shape(1);
+  require_dtype(dy, dt, "dy", "x");
+  require_shape(dy, {rows, cols}, "dy", "x's shape");
+  Opt gamma = float_arg(gamma_o, dt, "gamma", "x");
+  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
+  require_dtype(mean, dt, "mean", "x");
+  require_shape(mean, {cols}, "mean", "x's C");
+  require_dtype(rstd, dt, "rstd", "x");
+  require_shape(rstd, {cols}, "rstd", "x's C");
+  Opt dx = float_arg(dx_o, dt, "dx", "x"), dgamma = float_arg(dgamma_o, dt, "dgamma", "x"),
+      dbeta = float_arg(dbeta_o, dt, "dbeta", "x");
+  if (dx.has) require_shape(dx.a, {rows, cols}, "dx", "x's shape");
+  if (dgamma.has) require_shape(dgamma.a, {cols}, "dgamma", "x's C");
+  if (dbeta.has) require_shape(dbeta.a, {cols}, "dbeta", "x's C");
+  check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
+                  arg(dx, "dx", true, "dy"), arg(dgamma, "dgamma", true), arg(dbeta, "dbeta", true)});
+  std::unique_ptr<double[]> work = norm_work(rows, cols);
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma");
+    const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
+    T *dxp = out_ptr<T>(dx, "dx"), *dgp = out_ptr<T>(dgamma, "dgamma"), *dbp = out_ptr<T>(dbeta, "dbeta");
+    py::gil_scoped_release nogil;
+    layers<T>().batch_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.get());
+    return 0;
+  });
+}
+
+void channel_affine(const py::array& x, const py::array& scale, const py::array& shift, py::array& y) {
+  DType dt = float_dtype(x, "x");
+  if (x.ndim() < 1) throw py::value_error("x must have a channel axis: shape (..., C)");
+  const int64_t cols = x.shape(x.ndim() - 1), rows = cols ? (int64_t)x.size() / cols : 0;
+  require_dtype(scale, dt, "scale", "x");
+  require_shape(scale, {cols}, "scale", "x's C");
+  require_dtype(shift, dt, "shift", "x");
+  require_shape(shift, {cols}, "shift", "x's C");
+  require_dtype(y, dt, "y", "x");
+  require_shape(y, shape_of(x), "y", "x's shape");
+  check_overlaps({arg(x, "x"), arg(scale, "scale"), arg(shift, "shift"), arg(y, "y", true, "x")});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *xp = input<T>(x, "x"), *sp = input<T>(scale, "scale"), *hp = input<T>(shift, "shift");
+    T* yp = output<T>(y, "y");
+    py::gil_scoped_release nogil;
+    layers<T>().channel_affine(xp, sp, hp, yp, rows, cols);
+    return 0;
+  });
+}
+
 }  // namespace
 
 void bind_layers(py::module_& m) {
@@ -181,6 +265,17 @@ void bind_layers(py::module_& m) {
         py::arg("rstd"), py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"),
         "xhat = (x - mean) rstd, g = dy gamma: dx = rstd (g - mean_c(g) - xhat mean_c(g xhat)), dgamma = sum_r dy xhat, "
         "dbeta = sum_r dy (each None: not computed; the sums are the same bits whatever the thread count). dx may be dy.");
+  m.def("batch_norm", &batch_norm, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("y"), py::arg("mean"),
+        py::arg("var"), py::arg("rstd"), py::arg("eps"),
+        "BatchNorm (training) of each column of x (M, C): mean_c, var_c = sum_r (x_rc - mean_c)^2 / M (biased), rstd_c = "
+        "1 / sqrt(var_c + eps), y = (x - mean) rstd gamma + beta. Writes y (may be x), mean, var, rstd (C,); M = 0 gives "
+        "mean 0, var 0. Statistics in one read of x, merged over a fixed partition of the rows (deterministic).");
+  m.def("batch_norm_backward", &batch_norm_backward, py::arg("dy"), py::arg("x"), py::arg("gamma"), py::arg("mean"),
+        py::arg("rstd"), py::arg("dx"), py::arg("dgamma"), py::arg("dbeta"),
+        "xhat = (x - mean) rstd; dbeta = sum_r dy, dgamma = sum_r dy xhat, dx = gamma rstd (dy - dbeta / M - xhat dgamma "
+        "/ M). dx may be dy; each output None: not written. Deterministic sums.");
+  m.def("channel_affine", &channel_affine, py::arg("x"), py::arg("scale"), py::arg("shift"), py::arg("y"),
+        "y = x scale + shift over the last axis (BatchNorm at inference, folded); y may be x.");
 }
 
 }  // namespace glue
