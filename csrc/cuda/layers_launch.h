@@ -20,5 +20,15 @@ void layer_norm(DType dt, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_
 void layer_norm_backward(DType dt, uintptr_t dy, uintptr_t x, uintptr_t gamma, uintptr_t mean, uintptr_t rstd,
                          uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t cols, Place at);
 
+// x (rows, cols), each column normalized over the rows (training): y (may be x), mean, var, rstd
+// (cols) written; rows = 0 gives mean 0, var 0.
+void batch_norm(DType dt, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, uintptr_t mean, uintptr_t var,
+                uintptr_t rstd, int64_t rows, int64_t cols, double eps, Place at);
+void batch_norm_backward(DType dt, uintptr_t dy, uintptr_t x, uintptr_t gamma, uintptr_t mean, uintptr_t rstd,
+                         uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t cols, Place at);
+// y = x scale + shift per column; y may be x.
+void channel_affine(DType dt, uintptr_t x, uintptr_t scale, uintptr_t shift, uintptr_t y, int64_t rows, int64_t cols,
+                    Place at);
+
 }  // namespace cuda
 }  // namespace fastdl

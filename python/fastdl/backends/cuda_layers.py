@@ -101,3 +101,59 @@ def layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     with x.device:
         _m().layer_norm_backward(dt.name, dy.data.ptr, x.data.ptr, _ptr(gamma), mean.data.ptr, rstd.data.ptr,
                                  _ptr(dx), _ptr(dgamma), _ptr(dbeta), rows, c, *_where(x))
+
+
+# ---- BatchNorm ------------------------------------------------------------------------------------
+
+def batch_norm(x, gamma, beta, y, mean, var, rstd, eps):
+    """numpy_layers.batch_norm on the GPU: each column of x (M, C) over its rows; writes y (may be x),
+    mean, var, rstd (C,)."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
+    rows, c = x.shape
+    _check("gamma", gamma, dt, (c,), optional=True)
+    _check("beta", beta, dt, (c,), optional=True)
+    _check("y", y, dt, x.shape)
+    for name, a in (("mean", mean), ("var", var), ("rstd", rstd)):
+        _check(name, a, dt, (c,))
+    _no_overlap([("y", y, "x"), ("mean", mean, None), ("var", var, None), ("rstd", rstd, None)],
+                [("x", x), ("gamma", gamma), ("beta", beta)])
+    with x.device:
+        _m().batch_norm(dt.name, x.data.ptr, _ptr(gamma), _ptr(beta), y.data.ptr, mean.data.ptr, var.data.ptr,
+                        rstd.data.ptr, rows, c, float(eps), *_where(x))
+
+
+def batch_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    """numpy_layers.batch_norm_backward on the GPU: dx (may be dy), dgamma, dbeta (each None: not written)."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
+    rows, c = x.shape
+    _check("dy", dy, dt, x.shape)
+    _check("gamma", gamma, dt, (c,), optional=True)
+    _check("mean", mean, dt, (c,))
+    _check("rstd", rstd, dt, (c,))
+    _check("dx", dx, dt, x.shape, optional=True)
+    _check("dgamma", dgamma, dt, (c,), optional=True)
+    _check("dbeta", dbeta, dt, (c,), optional=True)
+    _no_overlap([("dx", dx, "dy"), ("dgamma", dgamma, None), ("dbeta", dbeta, None)],
+                [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("rstd", rstd)])
+    with x.device:
+        _m().batch_norm_backward(dt.name, dy.data.ptr, x.data.ptr, _ptr(gamma), mean.data.ptr, rstd.data.ptr,
+                                 _ptr(dx), _ptr(dgamma), _ptr(dbeta), rows, c, *_where(x))
+
+
+def channel_affine(x, scale, shift, y):
+    """numpy_layers.channel_affine on the GPU: y = x scale + shift over the last axis (y may be x)."""
+    dt = _float_dtype("x", x)
+    if x.ndim < 1:
+        raise ValueError("x must have a channel axis: shape (..., C)")
+    c = x.shape[-1]
+    _check("scale", scale, dt, (c,))
+    _check("shift", shift, dt, (c,))
+    _check("y", y, dt, x.shape)
+    _no_overlap([("y", y, "x")], [("x", x), ("scale", scale), ("shift", shift)])
+    with x.device:
+        _m().channel_affine(dt.name, x.data.ptr, scale.data.ptr, shift.data.ptr, y.data.ptr,
+                            (x.size // c) if c else 0, c, *_where(x))
