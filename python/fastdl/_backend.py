@@ -15,7 +15,7 @@ device) is checked by ``fastdl._checks`` with the arguments' names.
 import contextlib
 import os
 
-from .backends import cpu, numpy_kernels
+from .backends import cpu, numpy_kernels, numpy_layers
 
 _fastdl_cpu, _CPU_IMPORT_ERROR = cpu.module, cpu.import_error
 
@@ -44,6 +44,13 @@ def kernels_for(x):
     if k is None:
         k = _resolve(kind)
     return k
+
+
+def layer_kernel(x, name):
+    """The layer kernel `name` (fastdl/backends/numpy_layers.py's names and arguments) for arrays
+    of x's type: the C++ or CUDA module's, or the NumPy one (CuPy arrays too) where that module
+    has none."""
+    return getattr(kernels_for(x), name, None) or getattr(numpy_layers, name)
 
 
 def _resolve(kind):

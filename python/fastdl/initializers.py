@@ -235,7 +235,8 @@ _BY_NAME = {"zeros": Zeros, "ones": Ones, "constant": Constant, "random_normal":
             "random_uniform": RandomUniform, "truncated_normal": TruncatedNormal,
             "variance_scaling": VarianceScaling, "glorot_uniform": GlorotUniform, "glorot_normal": GlorotNormal,
             "he_uniform": HeUniform, "he_normal": HeNormal, "lecun_uniform": LecunUniform,
-            "lecun_normal": LecunNormal, "orthogonal": Orthogonal, "identity": Identity}
+            "lecun_normal": LecunNormal, "orthogonal": Orthogonal, "identity": Identity,
+            "uniform": RandomUniform, "normal": RandomNormal}  # Keras's short names (Embedding's default)
 zeros, ones, constant, orthogonal, identity = Zeros, Ones, Constant, Orthogonal, Identity  # Keras's aliases
 glorot_uniform, glorot_normal, he_uniform, he_normal = GlorotUniform, GlorotNormal, HeUniform, HeNormal
 lecun_uniform, lecun_normal, random_normal, random_uniform = LecunUniform, LecunNormal, RandomNormal, RandomUniform

@@ -29,7 +29,17 @@ def _auto_name(prefix):
 
 class Layer:
     """Base class. Subclasses implement build (declaring weights, returning the output shape),
-    forward(x, training) and backward(dy, need_dx)."""
+    forward(x, training) and backward(dy, need_dx).
+
+    Masks (an Embedding's mask_zero): a layer that uses the mask of the layer before declares
+    supports_masking (the model sets layer.mask before its forward); one that passes it on
+    unchanged declares propagates_mask; output_mask gives the mask after the layer."""
+
+    supports_masking = False
+    propagates_mask = False
+
+    def output_mask(self, mask):
+        return mask if self.propagates_mask else None
 
     def __init__(self, name=None, input_shape=None, activity_regularizer=None, trainable=True):
         if name is not None and not isinstance(name, str):
@@ -41,6 +51,7 @@ class Layer:
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.weight_regularizers = {}  # weight index -> Regularizer
         self.weight_constraints = {}   # weight index -> Constraint
+        self.state_weights = set()     # indices of weights the optimizer never steps (BatchNorm's moving stats)
         self.name = name or _auto_name(_snake(type(self).__name__))
         self.input_shape = None if input_shape is None else _shape(input_shape, "input_shape")
         self.output_shape = None
@@ -52,10 +63,13 @@ class Layer:
         self._lock = threading.RLock()  # replaced by the model's compute lock when added to one
 
     # -- structure -----------------------------------------------------------------------------
-    def add_weight(self, name, shape, initializer, regularizer=None, constraint=None):
+    def add_weight(self, name, shape, initializer, regularizer=None, constraint=None, trainable=True):
         """Declares a weight; its regularizer's penalty joins the loss, its constraint is applied
-        after each optimizer step."""
+        after each optimizer step. trainable=False: a state the layer updates itself (Keras's
+        non-trainable variables: BatchNormalization's moving mean and variance)."""
         index = len(self.weight_specs)
+        if not trainable:
+            self.state_weights.add(index)
         self.weight_specs.append((name, tuple(int(s) for s in shape), initializers.check(initializer)))
         if regularizer is not None:
             self.weight_regularizers[index] = regularizer
@@ -69,13 +83,24 @@ class Layer:
     def _build(self, input_shape):
         self.input_shape = tuple(input_shape)
         self.weight_specs = []
-        self.weight_regularizers, self.weight_constraints = {}, {}
+        self.weight_regularizers, self.weight_constraints, self.state_weights = {}, {}, set()
         self.output_shape = tuple(self.build(self.input_shape))
         self.built = True
         return self.output_shape
 
     def count_params(self):
         return int(sum(np.prod(s) for _, s, _ in self.weight_specs))
+
+    def _trained_weights(self):
+        """Indices of the weights the optimizer steps: none for a frozen layer, never the states."""
+        if not self.trainable:
+            return []
+        return [i for i in range(len(self.weight_specs)) if i not in self.state_weights]
+
+    def __setstate__(self, state):
+        state.setdefault("state_weights", set())  # a layer pickled before state weights existed
+        self.__dict__.update(state)
+        self._lock = threading.RLock()  # the model that holds this layer sets its own
 
     def get_weights(self):
         """Copies of the layer's weights as NumPy arrays (Keras's layer.get_weights)."""
@@ -148,10 +173,6 @@ class Layer:
         state.pop("_device_rng_source", None)
         return state
 
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.RLock()  # the model that holds this layer sets its own
-
     def _buffer(self, key, shape, xp=np):
         """An array kept for reuse: allocated on first use for each shape (usually one or two
         batch sizes), then the same memory every step. xp: numpy, or cupy for a GPU model."""
@@ -201,6 +222,7 @@ class Dense(Layer):
     pass after it, and their backward (with the bias gradient) one fused pass before the two
     gradient matmuls.
     """
+    propagates_mask = True
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
                  bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
@@ -246,7 +268,7 @@ class Dense(Layer):
         k = _backend.kernels_for(x)
         xp = np if type(x) is np.ndarray else array_module(x)
         act = self.activation
-        kernel = self.weights[0]
+        kernel = self._kernel_matrix()
         bias = self.weights[1] if self.use_bias else None
         z = self._buffer("z", (len(x), self.units), xp)
         xp.matmul(x, kernel, out=z)
@@ -294,12 +316,17 @@ class Dense(Layer):
         else:
             k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
         if trainable:
-            xp.matmul(self._x.T, dy, out=self.gradients[0])
+            xp.matmul(self._x.T, dy, out=self._kernel_matrix(self.gradients))
         if not need_dx:
             return None
         dx = self._buffer("dx", self._x.shape, xp)
-        xp.matmul(dy, self.weights[0].T, out=dx)
+        xp.matmul(dy, self._kernel_matrix().T, out=dx)
         return dx
+
+    def _kernel_matrix(self, arrays=None):
+        """The kernel (or, from self.gradients, its gradient) as the (inputs, units) matrix of the
+        matmul: Dense's kernel itself; a convolution's (kh, kw, C, F) kernel viewed as (kh kw C, F)."""
+        return (self.weights if arrays is None else arrays)[0]
 
     def get_config(self):
         config = {"name": self.name, "units": self.units, "activation": activations.serialize(self.activation),
@@ -318,6 +345,7 @@ class Dense(Layer):
 
 class Activation(Layer):
     """Applies an activation: layers.Activation('relu'), ..., Activation('softmax') over the last axis."""
+    propagates_mask = True
 
     def __init__(self, activation, name=None, input_shape=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -356,6 +384,7 @@ class Activation(Layer):
 class Dropout(Layer):
     """Training only: zeroes each input with probability `rate` and scales the rest by
     1 / (1 - rate); the identity at inference. Draws from fastdl's seeded random state."""
+    propagates_mask = True
 
     def __init__(self, rate, name=None, input_shape=None, seed=None):
         super().__init__(name=name, input_shape=input_shape)
@@ -471,6 +500,7 @@ class Softmax(Activation):
 
 class Identity(Layer):
     """Returns its input (keras.layers.Identity)."""
+    propagates_mask = True
 
 
 class Reshape(Layer):
@@ -650,8 +680,23 @@ class _Values(initializers.Initializer):
         return np.broadcast_to(self.values, tuple(shape)).astype(np.float32 if dtype is None else dtype)
 
 
-LAYERS = {cls.__name__: cls for cls in (InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, ELU,
-                                         Softmax, Identity, Reshape, Rescaling, GaussianNoise, Normalization)}
+from ._conv_layers import Conv1D, Conv2D  # noqa: E402  (they build on Layer and Dense above)
+from ._pooling_layers import (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,  # noqa: E402
+                              GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D)
+from ._norm_layers import BatchNormalization, LayerNormalization  # noqa: E402
+from ._embedding import Embedding  # noqa: E402
+from ._image_layers import ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout1D, SpatialDropout2D  # noqa: E402
+
+MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D
+GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D = (GlobalAveragePooling1D, GlobalAveragePooling2D,
+                                                                      GlobalMaxPooling1D, GlobalMaxPooling2D)
+Convolution1D, Convolution2D = Conv1D, Conv2D  # Keras's aliases
+
+LAYERS = {cls.__name__: cls for cls in (
+    InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, ELU, Softmax, Identity, Reshape, Rescaling,
+    GaussianNoise, Normalization, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
+    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
+    LayerNormalization, Embedding, ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout1D, SpatialDropout2D)}
 
 
 def from_config(class_name, config):

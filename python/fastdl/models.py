@@ -41,6 +41,8 @@ class Sequential:
     device: where the weights live ('cpu', 'gpu', 'gpu:N'); by default the device of the
     enclosing `with fastdl.device(...)` when the model is built, else the CPU."""
 
+    _masking = False  # set by build
+
     def __init__(self, layers=None, name=None, device=None):
         self.name = name or "sequential"
         self._device_request = None if device is None else _device.get(device)
@@ -146,6 +148,8 @@ class Sequential:
             self._link_views()
         self._input_shape = tuple(input_shape)
         self.output_shape = shape
+        # a layer makes a mask (Embedding(mask_zero=True)): _forward carries it along
+        self._masking = any(getattr(layer, "mask_zero", False) for layer in self._compute_layers)
         self.built = True
         if self._optimizer_spec is not None:
             self._bind_optimizer(carry=False)
@@ -157,13 +161,15 @@ class Sequential:
         the weights of trainable layers (adjacent ones merged); [(0, size)] when all train."""
         segments, offset = [], 0
         for layer in self._compute_layers:
-            size = layer.count_params()
-            if size and layer.trainable:
-                if segments and segments[-1][1] == offset:
-                    segments[-1] = (segments[-1][0], offset + size)
-                else:
-                    segments.append((offset, offset + size))
-            offset += size
+            trained = set(layer._trained_weights())
+            for i, (_, shape, _) in enumerate(layer.weight_specs):
+                size = int(np.prod(shape))
+                if size and i in trained:
+                    if segments and segments[-1][1] == offset:
+                        segments[-1] = (segments[-1][0], offset + size)
+                    else:
+                        segments.append((offset, offset + size))
+                offset += size
         return segments
 
     def _bind_optimizer(self, carry=True):
@@ -281,11 +287,12 @@ class Sequential:
 
     @property
     def trainable_weights(self):
-        return [w for layer in self._compute_layers if layer.trainable for w in layer.weights]
+        return [layer.weights[i] for layer in self._compute_layers for i in layer._trained_weights()]
 
     @property
     def non_trainable_weights(self):
-        return [w for layer in self._compute_layers if not layer.trainable for w in layer.weights]
+        return [w for layer in self._compute_layers for i, w in enumerate(layer.weights)
+                if i not in layer._trained_weights()]
 
     def count_params(self):
         return int(self._params.size) if self.built else sum(layer.count_params() for layer in self._compute_layers)
@@ -409,15 +416,20 @@ class Sequential:
             self._last.logits_out = logits
         h = x
         outputs = self._activity_outputs  # None unless fit / evaluate needs regularized outputs
-        if outputs is None:
+        if outputs is None and not self._masking:
             for layer in self._layers:
                 h = layer.forward(h, training)  # an Input's forward returns its input
             return h
+        mask = None  # an Embedding's mask_zero, through the layers that pass it on, to those that use it
         for layer in self._compute_layers:
+            if layer.supports_masking:
+                layer.mask = mask
             h = layer.forward(h, training)
-            if layer.activity_regularizer is not None:
+            mask = layer.output_mask(mask)
+            if outputs is not None and layer.activity_regularizer is not None:
                 outputs[layer] = h
         return h
+
 
     def _regularization(self):
         """Sets what fit / evaluate add to the loss: (weight, gradient, regularizer) triples, the
@@ -449,19 +461,19 @@ class Sequential:
         """Keras's gradient clipping by each weight's norm or by value, and SGD's decoupled weight
         decay (p -= lr wd p), on the trainable weights, before the optimizer step."""
         spec = self._optimizer_spec
-        trained = [layer for layer in self._compute_layers if layer.trainable]
+        trained = [(layer, i) for layer in self._compute_layers for i in layer._trained_weights()]
         if spec.clipnorm:
             xp = array_module(self._grads)
-            for g in (g for layer in trained for g in layer.gradients):
+            for g in (layer.gradients[i] for layer, i in trained):
                 norm = xp.sqrt(xp.sum(g * g, dtype=np.float64))
                 g *= (spec.clipnorm / xp.maximum(norm, spec.clipnorm)).astype(g.dtype)
         elif spec.clipvalue:
             xp = array_module(self._grads)
-            for g in (g for layer in trained for g in layer.gradients):
+            for g in (layer.gradients[i] for layer, i in trained):
                 xp.clip(g, -spec.clipvalue, spec.clipvalue, out=g)
         if spec.decoupled_decay:
             factor = np.float32(1.0 - float(self.optimizer.lr) * spec.decoupled_decay)
-            for w in (w for layer in trained for w in layer.weights):
+            for w in (layer.weights[i] for layer, i in trained):
                 w *= factor
 
     def _update_ema(self):
@@ -693,7 +705,7 @@ class Sequential:
         plan = []
         layers = self._compute_layers
         for i in range(len(layers) - 1, -1, -1):
-            earlier_weights = any(layer.weight_specs and layer.trainable for layer in layers[:i])
+            earlier_weights = any(layer._trained_weights() for layer in layers[:i])
             plan.append((layers[i], earlier_weights))
             if not earlier_weights:
                 break
@@ -803,7 +815,8 @@ class Sequential:
         for i, r in enumerate(rows):
             lines.append("".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
             lines.append("═" * sum(widths) if i == 0 else rule)
-        trainable = sum(layer.count_params() for layer in self._compute_layers if layer.trainable)
+        trainable = sum(int(np.prod(layer.weight_specs[i][1])) for layer in self._compute_layers
+                        for i in layer._trained_weights())
         lines.append(f" Total params: {self.count_params():,}")
         lines.append(f" Trainable params: {trainable:,}")
         lines.append(f" Non-trainable params: {self.count_params() - trainable:,}")

@@ -1,0 +1,121 @@
+"""Conv1D and Conv2D, channels_last: im2col, then Dense's matmul and fused epilogue.
+
+A convolution of a (N, H, W, C) batch with a Keras kernel (kh, kw, C, F) is a matmul: the im2col
+kernel lays each output position's window out as a row of kh kw C values (ordered (i, j, c), the
+kernel's own order), so rows (N OH OW, kh kw C) @ kernel viewed as (kh kw C, F) gives the output
+(N OH OW, F). The layer is therefore a Dense over those rows: the same BLAS matmul, the same fused
+bias + activation epilogue (and its fused backward), the same logits path when it ends the model.
+The backward's input gradient is col2im (the adjoint of im2col: each input position sums what its
+windows' rows received, in a fixed order). A 1x1 convolution with stride 1 needs no im2col: its
+rows are the input's. A 1-D convolution is a 2-D one on an image of height 1.
+"""
+
+import numpy as np
+
+from . import _backend, _spatial
+from ._checks import array_module
+from .layers import Dense
+
+
+class _Conv(Dense):
+    rank = 2
+
+    def __init__(self, filters, kernel_size, strides=1, padding="valid", data_format=None, dilation_rate=1, groups=1,
+                 activation=None, use_bias=True, kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None, kernel_constraint=None,
+                 bias_constraint=None, input_shape=None, name=None, trainable=True):
+        if isinstance(filters, bool) or not isinstance(filters, (int, np.integer)) or filters < 1:
+            raise ValueError(f"filters must be a positive int, got {filters!r}")
+        super().__init__(filters, activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+                         bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+                         bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+                         kernel_constraint=kernel_constraint, bias_constraint=bias_constraint,
+                         input_shape=input_shape, name=name, trainable=trainable)
+        self.filters = int(filters)
+        self.kernel_size = _spatial.int_tuple(kernel_size, self.rank, "kernel_size")
+        self.strides = _spatial.int_tuple(strides, self.rank, "strides")
+        self.dilation_rate = _spatial.int_tuple(dilation_rate, self.rank, "dilation_rate")
+        if any(s > 1 for s in self.strides) and any(d > 1 for d in self.dilation_rate):
+            raise ValueError("strides > 1 together with dilation_rate > 1 is not supported (as in Keras)")
+        self.padding = _spatial.padding_arg(padding, ("valid", "same", "causal") if self.rank == 1
+                                            else ("valid", "same"))
+        self.data_format = _spatial.data_format_arg(data_format)
+        if groups != 1:
+            raise NotImplementedError("groups > 1 (grouped and depthwise convolutions) is not implemented yet")
+        self.groups = 1
+
+    # -- structure -----------------------------------------------------------------------------------
+    def build(self, input_shape):
+        if len(input_shape) != self.rank + 1:
+            raise ValueError(f"{self.name}: {type(self).__name__} takes inputs of shape (batch, "
+                             f"{'steps' if self.rank == 1 else 'rows, cols'}, channels), got (batch,) + "
+                             f"{tuple(input_shape)}")
+        channels = input_shape[-1]
+        self.add_weight("kernel", self.kernel_size + (channels, self.filters), self.kernel_initializer,
+                        self.kernel_regularizer, self.kernel_constraint)
+        if self.use_bias:
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer,
+                            self.bias_constraint)
+        size = (1,) * (2 - self.rank) + tuple(input_shape[:-1])  # (H, W); a sequence is H = 1
+        kernel = (1,) * (2 - self.rank) + self.kernel_size
+        strides = (1,) * (2 - self.rank) + self.strides
+        dilation = (1,) * (2 - self.rank) + self.dilation_rate
+        padding = ("valid",) * (2 - self.rank) + (self.padding,) * self.rank
+        (oh, pt), (ow, pl) = (_spatial.window(n, k, s, d, p, self.name)
+                              for n, k, s, d, p in zip(size, kernel, strides, dilation, padding))
+        self._image = size + (channels,)
+        self._out = (oh, ow)
+        self._geometry = kernel + strides + dilation + (pt, pl)  # im2col's arguments after the arrays
+        self._pointwise = kernel == (1, 1) and strides == (1, 1) and (pt, pl) == (0, 0)
+        return ((ow,) if self.rank == 1 else (oh, ow)) + (self.filters,)
+
+    def _kernel_matrix(self, arrays=None):
+        k = (self.weights if arrays is None else arrays)[0]
+        return k.reshape(-1, self.filters)
+
+    # -- running --------------------------------------------------------------------------------------
+    def forward(self, x, training=False):
+        n = len(x)
+        image = x.reshape((n,) + self._image)
+        if self._pointwise:
+            rows = image.reshape(-1, self._image[-1])
+        else:
+            xp = np if type(x) is np.ndarray else array_module(x)
+            cols = self._buffer("cols", (n,) + self._out + (self._kernel_matrix().shape[0],), xp)
+            _backend.layer_kernel(x, "im2col")(image, cols, *self._geometry)
+            rows = cols.reshape(-1, cols.shape[-1])
+        y = Dense.forward(self, rows, training)
+        return y.reshape((n,) + self.output_shape)
+
+    def backward(self, dy, need_dx=True):
+        n = len(dy)
+        d_rows = Dense.backward(self, dy.reshape(-1, self.filters), need_dx)
+        if d_rows is None:
+            return None
+        if self._pointwise:
+            return d_rows.reshape((n,) + self.input_shape)
+        xp = np if type(dy) is np.ndarray else array_module(dy)
+        dx = self._buffer("dimage", (n,) + self._image, xp)
+        _backend.layer_kernel(dy, "col2im")(d_rows.reshape((n,) + self._out + (-1,)), dx, *self._geometry)
+        return dx.reshape((n,) + self.input_shape)
+
+    def get_config(self):
+        config = Dense.get_config(self)
+        config.pop("units")
+        kernel_size, strides, dilation = self.kernel_size, self.strides, self.dilation_rate
+        config.update(filters=self.filters, kernel_size=kernel_size, strides=strides, padding=self.padding,
+                      data_format=self.data_format, dilation_rate=dilation, groups=self.groups)
+        return config
+
+
+class Conv2D(_Conv):
+    """2-D convolution over (batch, rows, cols, channels) inputs, Keras's arguments:
+    y[n, p, q, f] = activation(bias[f] + sum_{i, j, c} x[n, p sh + i dh - pt, q sw + j dw - pl, c]
+    kernel[i, j, c, f]), zero outside the image; padding 'valid' or 'same' (TensorFlow's split)."""
+    rank = 2
+
+
+class Conv1D(_Conv):
+    """1-D convolution over (batch, steps, channels) inputs, Keras's arguments; padding 'valid',
+    'same' or 'causal' (output t sees inputs <= t)."""
+    rank = 1
