@@ -57,8 +57,10 @@ _JOB = textwrap.dedent('''
     fastdl.set_seed(0)
     model = fastdl.Sequential([fastdl.Input((10,)), layers.Dense(16, activation="relu", kernel_regularizer="l2")]
                               + ([layers.Dropout(0.3)] if case == "dropout" else [])
+                              + ([layers.BatchNormalization(momentum=0.5)] if case == "batchnorm" else [])
                               + [layers.Dense(8, activation="tanh"), layers.Dense(3, activation="softmax")])
-    model.set_weights([d["w1"], d["b1"], d["w2"], d["b2"], d["w3"], d["b3"]])
+    for i, dense in enumerate((l for l in model.layers if isinstance(l, layers.Dense)), 1):
+        dense.set_weights([d[f"w{i}"], d[f"b{i}"]])
     # (batches of 5 at a large step amplify float rounding differences chaotically: a smaller step there)
     model.compile(fastdl.optimizers.SGD(0.01 if case == "tiny_batches" else 0.1, momentum=0.9),
                   "sparse_categorical_crossentropy",
@@ -210,6 +212,18 @@ def test_each_process_draws_its_own_random_numbers(tmp_path):
     results = _results(out)
     _same_everywhere(results)
     assert results[0]["draws"] != results[1]["draws"]  # Dropout draws from this stream (fastdl._random)
+
+
+def test_batch_normalization_statistics_are_averaged(tmp_path):
+    """Each process moves BatchNormalization's moving statistics towards its own batches; the epoch's
+    end averages them, so the ranks end identical (weights, validation and evaluation in inference
+    mode)."""
+    r, out, _ = _run(tmp_path, "batchnorm")
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = _results(out)
+    _same_everywhere(results)
+    moving_mean = np.array(results[0]["weights"][4])
+    assert moving_mean.any()  # the statistics moved
 
 
 def test_shuffled_epochs_are_the_same_order_everywhere(tmp_path):

@@ -17,6 +17,7 @@ fastdl.distributed.init() in a job of several processes):
   state (counts and sums: Metric._state) summed across processes, so every process reads the
   same logs and callbacks such as EarlyStopping decide the same everywhere.
 - any(flag): whether any process set it (a callback's stop_training).
+- average_states: BatchNormalization's moving statistics, averaged at each epoch's end.
 """
 
 import numpy as np
@@ -124,6 +125,22 @@ class DataParallel:
         """The rows of this step's global batch (a generator's batches differ in size)."""
         return self._sum(rows)
 
+    def average_states(self, model):
+        """The layers' state weights (BatchNormalization's moving statistics, which each process moves
+        towards its own batches) averaged across processes. Their update is linear, so averaging once
+        per epoch gives what averaging after every step would (Keras's mirrored variables)."""
+        states = [layer.weights[i] for layer in model._compute_layers for i in sorted(layer.state_weights)]
+        if not states:
+            return
+        xp = np if isinstance(states[0], np.ndarray) else _cupy()
+        buffer = xp.concatenate([s.reshape(-1) for s in states])
+        with model._device.activate():
+            allreduce(buffer, op="mean")
+        offset = 0
+        for s in states:
+            s[...] = buffer[offset:offset + s.size].reshape(s.shape)
+            offset += s.size
+
     def reduce_loss(self, loss_mean, rows):
         """The mean loss over every process's rows, from this process's mean over its own."""
         local = np.array([loss_mean * rows if rows else 0.0, float(rows)], dtype=np.float64)
@@ -140,6 +157,11 @@ class DataParallel:
 
     def any(self, flag):
         return self._sum(bool(flag)) > 0
+
+
+def _cupy():
+    import cupy
+    return cupy
 
 
 _SINGLE = SingleProcess()
