@@ -3,7 +3,10 @@ onnxruntime or any ONNX runtime. Needs the `onnx` package (pip install "fastdl[o
 
 The graph takes "input" of shape (batch,) + input_shape, float32, and returns "output": Dense is
 a Gemm, activations their ONNX operators (GELU and SiLU spelled with Erf / Tanh / Sigmoid, which
-every opset >= 13 runtime has), Flatten a Flatten, Dropout nothing (inference).
+every opset >= 13 runtime has), Flatten a Flatten, Dropout nothing (inference). Convolutions and
+pooling are ONNX's Conv / MaxPool / AveragePool between transposes (they take channels first),
+BatchNormalization its inference affine, LayerNormalization the LayerNormalization operator,
+Embedding a Gather.
 """
 
 import math
@@ -11,8 +14,12 @@ import math
 import numpy as np
 
 from . import _files
-from .layers import (Activation, Dense, Dropout, Flatten, GaussianNoise, Identity, InputLayer, Normalization, Reshape,
-                     Rescaling)
+from .layers import (Activation, AveragePooling1D, AveragePooling2D, BatchNormalization, Cropping2D, Dense, Dropout,
+                     Embedding, Flatten, GaussianNoise, Identity, InputLayer, LayerNormalization, MaxPooling1D,
+                     MaxPooling2D, Normalization, Reshape, Rescaling, SpatialDropout1D, SpatialDropout2D, UpSampling2D,
+                     ZeroPadding2D)
+from ._conv_layers import _Conv
+from ._pooling_layers import _GlobalPooling, _Pooling
 
 OPSET = 17
 
@@ -73,6 +80,89 @@ def _activation_nodes(helper, act, x, out, prefix):
     raise ValueError(f"activation {name!r} has no ONNX export")
 
 
+def _windowed_nodes(helper, layer, x, out, host):
+    """(nodes, constants) of the image and text layers (issue #13), or None for other layers. ONNX's
+    Conv and pooling take channels first: the channels_last tensor is transposed around them."""
+    name, consts = layer.name, {}
+    if isinstance(layer, (_Conv, _Pooling)):
+        rank = layer.rank
+        kh, kw, sh, sw, *rest = layer._geometry
+        dh, dw, pt, pl = rest if isinstance(layer, _Conv) else (1, 1) + tuple(rest)
+        h, w = layer._image[:2]
+        oh, ow = layer._out[:2]
+        pb = max((oh - 1) * sh + dh * (kh - 1) + 1 - h - pt, 0)
+        pr = max((ow - 1) * sw + dw * (kw - 1) + 1 - w - pl, 0)
+        if rank == 1:
+            first, back, attrs = [0, 2, 1], [0, 2, 1], dict(kernel_shape=[kw], strides=[sw], pads=[pl, pr])
+            dil = [dw]
+        else:
+            first, back = [0, 3, 1, 2], [0, 2, 3, 1]
+            attrs, dil = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pt, pl, pb, pr]), [dh, dw]
+        nodes = [helper.make_node("Transpose", [x], [f"{name}_cf"], perm=first, name=f"{name}_to_cf")]
+        if isinstance(layer, _Conv):
+            kernel = host(layer.weights[0]).astype(np.float32)  # (kh, kw, C, F) or (k, C, F)
+            consts[f"{name}_kernel"] = np.ascontiguousarray(kernel.transpose((2, 1, 0) if rank == 1 else (3, 2, 0, 1)))
+            inputs = [f"{name}_cf", f"{name}_kernel"]
+            if layer.use_bias:
+                consts[f"{name}_bias"] = host(layer.weights[1]).astype(np.float32)
+                inputs.append(f"{name}_bias")
+            nodes.append(helper.make_node("Conv", inputs, [f"{name}_y"], dilations=dil, name=f"{name}_conv", **attrs))
+            nodes.append(helper.make_node("Transpose", [f"{name}_y"], [f"{name}_z"], perm=back, name=f"{name}_to_cl"))
+            act_nodes, act_consts = _activation_nodes(helper, layer.activation, f"{name}_z", out, f"{name}_act")
+            consts.update(act_consts)
+            return nodes + act_nodes, consts
+        op = "MaxPool" if layer.kind == "max" else "AveragePool"
+        extra = {} if op == "MaxPool" else dict(count_include_pad=0)  # Keras leaves the padding out
+        nodes.append(helper.make_node(op, [f"{name}_cf"], [f"{name}_y"], name=f"{name}_pool", **attrs, **extra))
+        nodes.append(helper.make_node("Transpose", [f"{name}_y"], [out], perm=back, name=f"{name}_to_cl"))
+        return nodes, consts
+    if isinstance(layer, _GlobalPooling):
+        op = "ReduceMean" if layer.kind == "avg" else "ReduceMax"
+        axes = [1] if layer.rank == 1 else [1, 2]
+        return [helper.make_node(op, [x], [out], axes=axes, keepdims=int(layer.keepdims), name=name)], consts
+    if isinstance(layer, BatchNormalization):  # inference: y = x scale + shift per channel
+        scale, shift = (host(a) for a in layer._inference_affine(np))
+        consts[f"{name}_scale"], consts[f"{name}_shift"] = scale.astype(np.float32), shift.astype(np.float32)
+        return [helper.make_node("Mul", [x, f"{name}_scale"], [f"{name}_scaled"], name=f"{name}_mul"),
+                helper.make_node("Add", [f"{name}_scaled", f"{name}_shift"], [out], name=f"{name}_add")], consts
+    if isinstance(layer, LayerNormalization):
+        if layer._perm is not None:
+            raise ValueError(f"layer {name}: LayerNormalization over axes {layer.axis}, not the trailing ones, has no "
+                             f"ONNX export")
+        shape = layer.weights[0].shape if layer.weights else None
+        norm_rank = len(shape) if shape is not None else 1
+        gamma = host(layer.weights[layer._gamma]) if layer._gamma is not None else np.ones(shape or (), np.float32)
+        consts[f"{name}_gamma"] = gamma.astype(np.float32)
+        inputs = [x, f"{name}_gamma"]
+        if layer._beta is not None:
+            consts[f"{name}_beta"] = host(layer.weights[layer._beta]).astype(np.float32)
+            inputs.append(f"{name}_beta")
+        return [helper.make_node("LayerNormalization", inputs, [out], axis=-norm_rank, epsilon=layer.epsilon,
+                                 name=name)], consts
+    if isinstance(layer, Embedding):
+        if layer.mask_zero:
+            raise ValueError(f"layer {name}: Embedding(mask_zero=True) has no ONNX export (the mask is not exported)")
+        consts[f"{name}_table"] = host(layer.weights[0]).astype(np.float32)
+        return [helper.make_node("Cast", [x], [f"{name}_ids"], to=7, name=f"{name}_cast"),  # 7: INT64
+                helper.make_node("Gather", [f"{name}_table", f"{name}_ids"], [out], axis=0, name=name)], consts
+    if isinstance(layer, ZeroPadding2D):
+        (t, b), (l, r) = layer.padding
+        consts[f"{name}_pads"] = np.array([0, t, l, 0, 0, b, r, 0], dtype=np.int64)
+        return [helper.make_node("Pad", [x, f"{name}_pads"], [out], mode="constant", name=name)], consts
+    if isinstance(layer, Cropping2D):
+        (t, _), (l, _) = layer.cropping
+        h, w, _ = layer.output_shape
+        consts.update({f"{name}_starts": np.array([t, l], np.int64), f"{name}_ends": np.array([t + h, l + w], np.int64),
+                       f"{name}_axes": np.array([1, 2], np.int64)})
+        return [helper.make_node("Slice", [x, f"{name}_starts", f"{name}_ends", f"{name}_axes"], [out],
+                                 name=name)], consts
+    if isinstance(layer, UpSampling2D):
+        consts[f"{name}_scales"] = np.array([1, layer.size[0], layer.size[1], 1], dtype=np.float32)
+        return [helper.make_node("Resize", [x, "", f"{name}_scales"], [out], mode="nearest",
+                                 coordinate_transformation_mode="asymmetric", nearest_mode="floor", name=name)], consts
+    return None
+
+
 def build_model_proto(model):
     """The onnx.ModelProto of a built Sequential model."""
     try:
@@ -87,7 +177,10 @@ def build_model_proto(model):
     layers = [layer for layer in model.layers if not isinstance(layer, InputLayer)]
     for i, layer in enumerate(layers):
         out = "output" if i == len(layers) - 1 else f"{layer.name}_out"
-        if isinstance(layer, Dense):
+        windowed = _windowed_nodes(helper, layer, current, out, host)
+        if windowed is not None:
+            act_nodes, consts = windowed
+        elif isinstance(layer, Dense):
             w = f"{layer.name}_kernel"
             inits.append(numpy_helper.from_array(host(layer.weights[0]).astype(np.float32), w))
             gemm_in = [current, w]
@@ -107,7 +200,7 @@ def build_model_proto(model):
             act_nodes, consts = _activation_nodes(helper, layer.activation, current, out, layer.name)
         elif isinstance(layer, Flatten):
             act_nodes, consts = [helper.make_node("Flatten", [current], [out], axis=1, name=layer.name)], {}
-        elif isinstance(layer, (Dropout, Identity, GaussianNoise)):  # the identity at inference
+        elif isinstance(layer, (Dropout, Identity, GaussianNoise, SpatialDropout1D, SpatialDropout2D)):  # inference
             act_nodes, consts = [helper.make_node("Identity", [current], [out], name=layer.name)], {}
         elif isinstance(layer, Reshape):
             shape = f"{layer.name}_shape"
