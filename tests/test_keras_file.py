@@ -221,7 +221,24 @@ else:
     import keras
 rng = np.random.default_rng(0)
 x = rng.standard_normal((64, 20)).astype("float32"); y = rng.integers(0, 4, 64)
-if source == "new":
+L = keras.layers
+if config == "cnn":
+    x = rng.standard_normal((64, 9, 8, 2)).astype("float32")
+if config == "text":
+    x = rng.integers(0, 30, (64, 10)).astype("float32"); x[:, 7:] = 0
+if source == "new" and config in ("cnn", "text"):
+    stack = {"cnn": [keras.Input((9, 8, 2)), L.ZeroPadding2D(1), L.Conv2D(4, 3, padding="same", activation="relu",
+                                                                        kernel_regularizer="l2"),
+                     L.BatchNormalization(momentum=0.9), L.MaxPooling2D(), L.Conv2D(5, (3, 2), strides=(1, 2)),
+                     L.LayerNormalization(axis=[1, 2, 3]), L.Cropping2D(((1, 0), (0, 0))), L.UpSampling2D(2),
+                     L.AveragePooling2D(2, padding="same"), L.SpatialDropout2D(0.0), L.GlobalMaxPooling2D(),
+                     L.Dense(4, activation="softmax")],
+             "text": [keras.Input((10,)), L.Embedding(30, 6, mask_zero=True), L.GlobalAveragePooling1D(),
+                      L.Dense(4, activation="softmax")]}[config]
+    model = keras.Sequential(stack)
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["acc"])
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+elif source == "new":
     n = keras.layers.Normalization(); n.adapt(x)
     model = keras.Sequential([keras.Input((20,)), n,
                               keras.layers.Dense(16, activation="relu", kernel_regularizer="l2",
@@ -266,7 +283,7 @@ def _run(flavour, config, source, target):
 
 
 @pytest.mark.parametrize("config", ["adam", "sgd", "adamw", "rmsprop", "nadam_ema", "adagrad", "adadelta",
-                                    "adamax", "lion"])
+                                    "adamax", "lion", "cnn", "text"])
 def test_files_move_between_fastdl_and_keras_and_training_resumes_the_same(config, tmp_path):
     _keras_or_skip()
     made = _run("fastdl", config, "new", tmp_path / "fastdl.keras")

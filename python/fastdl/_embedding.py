@@ -18,9 +18,10 @@ class Embedding(Layer):
     """output[n, t] = embeddings[ids[n, t]] for (batch, steps) ids; embeddings (input_dim, output_dim)."""
 
     def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", embeddings_regularizer=None,
-                 embeddings_constraint=None, mask_zero=False, weights=None, name=None, input_shape=None,
-                 trainable=True):
-        super().__init__(name=name, input_shape=input_shape, trainable=trainable)
+                 embeddings_constraint=None, mask_zero=False, weights=None, activity_regularizer=None, name=None,
+                 input_shape=None, trainable=True):
+        super().__init__(name=name, input_shape=input_shape, activity_regularizer=activity_regularizer,
+                         trainable=trainable)
         for arg, value in (("input_dim", input_dim), ("output_dim", output_dim)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{arg} must be a positive int, got {value!r}")

@@ -5,7 +5,7 @@ A `.keras` file is a zip of
     metadata.json       {"keras_version": ..., "date_saved": ...}
     config.json         {"module": "keras", "class_name": "Sequential", "config": {..., "layers": [...]},
                          "build_config": ..., "compile_config": {optimizer, loss, metrics, ...}}
-    model.weights.h5    HDF5: layers/<layer name>/vars/<i> (the layer's weights in order),
+    model.weights.h5    HDF5: layers/<class in snake case, numbered: dense, dense_1>/vars/<i> (the layer's weights),
                         optimizer/vars/<i> (iterations, learning rate, then the slots per variable)
 
 as keras.saving.save_model writes it, so keras.models.load_model opens a fastdl model made of
@@ -60,10 +60,14 @@ def h5py_module():
 
 # ---- fastdl -> Keras ------------------------------------------------------------------------------
 
-_NESTED_MODULES = {"kernel_initializer": "keras.initializers", "bias_initializer": "keras.initializers",
-                   "kernel_regularizer": "keras.regularizers", "bias_regularizer": "keras.regularizers",
-                   "activity_regularizer": "keras.regularizers", "kernel_constraint": "keras.constraints",
-                   "bias_constraint": "keras.constraints"}
+_NESTED_KINDS = {"_initializer": "keras.initializers", "_regularizer": "keras.regularizers",
+                 "_constraint": "keras.constraints"}
+
+
+def _nested_module(key):
+    """The Keras module of a layer argument that holds an initializer / regularizer / constraint
+    (kernel_initializer, gamma_regularizer, embeddings_constraint, ...), else None."""
+    return next((module for suffix, module in _NESTED_KINDS.items() if key.endswith(suffix)), None)
 
 
 def _keras_object(module, class_name, config):
@@ -80,9 +84,11 @@ def _keras_layer(layer):
     trainable = config.pop("trainable", True)
     out = {"name": config.pop("name"), "trainable": True if cls == "Normalization" else trainable,
            "dtype": "float32"}
+    if cls in ("SpatialDropout1D", "SpatialDropout2D"):  # Keras's take no `trainable` argument
+        del out["trainable"]
     for key, value in config.items():
-        if key in _NESTED_MODULES and isinstance(value, dict):
-            value = _keras_object(_NESTED_MODULES[key], value["class_name"], value["config"])
+        if _nested_module(key) and isinstance(value, dict):
+            value = _keras_object(_nested_module(key), value["class_name"], value["config"])
         out[key] = value
     if cls == "Normalization":
         out["axis"] = [-1]
@@ -201,12 +207,24 @@ def _trainable_pieces(model):
     """(start, end, shape) in the parameter buffer of each trainable weight, in Keras's order."""
     pieces, offset = [], 0
     for layer in model._compute_layers:
-        for _, shape, _ in layer.weight_specs:
+        trained = set(layer._trained_weights())
+        for i, (_, shape, _) in enumerate(layer.weight_specs):
             size = int(np.prod(shape))
-            if layer.trainable:
+            if i in trained:
                 pieces.append((offset, offset + size, shape))
             offset += size
     return pieces
+
+
+def _h5_names(model):
+    """The group of each layer under layers/ as Keras names it: its class in snake case, numbered
+    within the model when repeated (dense, dense_1, ...), whatever the layer's own name."""
+    used, names = {}, []
+    for layer in model._compute_layers:
+        base = layers_module._snake(type(layer).__name__)
+        used[base] = used.get(base, -1) + 1
+        names.append(base if used[base] == 0 else f"{base}_{used[base]}")
+    return names
 
 
 def _write_h5(model, f):
@@ -214,8 +232,8 @@ def _write_h5(model, f):
     host = model._device.host
     with h5py.File(f, "w") as h5:
         group = h5.create_group("layers")
-        for layer in model._compute_layers:
-            vars_ = group.create_group(layer.name).create_group("vars")
+        for layer, path in zip(model._compute_layers, _h5_names(model)):
+            vars_ = group.create_group(path).create_group("vars")
             vars_.attrs["name"] = layer.name
             for i, w in enumerate(layer.weights):
                 value = np.asarray(host(w))
@@ -262,7 +280,7 @@ def save_weights(model, path):
 _IGNORED = {"registered_name": None, "quantization_config": None, "lora_rank": None, "lora_alpha": None,
             "noise_shape": None, "sparse": False, "ragged": False, "optional": False, "batch_size": None,
             "data_format": (None, "channels_last"), "autocast": True, "input_axes": None, "output_axes": None,
-            "shared_object_id": "*"}
+            "shared_object_id": "*", "renorm": False, "renorm_clipping": None, "renorm_momentum": "*"}
 
 
 def _check_ignored(key, value, where):
@@ -314,7 +332,7 @@ def _fastdl_layer(entry, index):
             continue
         if key in _IGNORED:
             _check_ignored(key, value, where)
-        elif key in _NESTED_MODULES:
+        elif _nested_module(key):
             config[key] = _nested(value, f"{where}.{key}")
         else:
             config[key] = value
@@ -539,8 +557,8 @@ def _vars_group(h5, path):
 def _read_weights(model, h5):
     """Every layer's weights from layers/<name>/vars, all checked before the model changes."""
     values = []
-    for layer in model._compute_layers:
-        group = _vars_group(h5, ("layers", layer.name, "vars"))
+    for layer, path in zip(model._compute_layers, _h5_names(model)):
+        group = _vars_group(h5, ("layers", path, "vars"))
         if layer.weights and group is None:
             raise KerasFileError(f"the file has no weights for layer {layer.name!r}")
         extra = sorted(set(group) - {str(i) for i in range(len(layer.weights))}) if group is not None else []
