@@ -482,6 +482,89 @@ def test_im2col_and_col2im(k, dtype, case):
     np.testing.assert_allclose(dx, expect, **_tol(dtype))
 
 
+@IMPLS
+@DTYPES
+def test_im2col_and_col2im_large(k, dtype):
+    """A threaded size with channels beyond one accumulation chunk and a dilated, strided window,
+    against the NumPy contract."""
+    _need(k, "im2col", "col2im")
+    rng = _rng(11)
+    x = rng.standard_normal((3, 17, 19, 300)).astype(dtype)
+    for kh, kw, sh, sw, dh, dw, pt, pl, oh, ow in [(3, 3, 1, 1, 1, 1, 1, 1, 17, 19), (3, 2, 2, 1, 2, 3, 2, 1, 8, 18)]:
+        cols = np.full((3, oh, ow, kh * kw * 300), np.nan, dtype)
+        want = np.empty_like(cols)
+        k.im2col(x, cols, kh, kw, sh, sw, dh, dw, pt, pl)
+        numpy_layers.im2col(x, want, kh, kw, sh, sw, dh, dw, pt, pl)
+        np.testing.assert_array_equal(cols, want)
+        dx, dwant = np.full(x.shape, np.nan, dtype), np.empty(x.shape)
+        k.col2im(cols, dx, kh, kw, sh, sw, dh, dw, pt, pl)
+        numpy_layers.col2im(cols.astype(np.float64), dwant, kh, kw, sh, sw, dh, dw, pt, pl)
+        np.testing.assert_allclose(dx, dwant, **_tol(dtype))
+
+
+def test_window_kernels_same_bits_whatever_the_threads():
+    ext = _cpu()
+    _need(ext, "col2im", "max_pool_backward", "avg_pool_backward", "embedding_backward")
+    rng = _rng(12)
+    cols = rng.standard_normal((4, 20, 20, 9 * 32)).astype(np.float32)
+    dy = rng.standard_normal((4, 10, 10, 32)).astype(np.float32)
+    x = rng.standard_normal((4, 20, 20, 32)).astype(np.float32)
+    ids, dt = rng.integers(0, 97, 5000), rng.standard_normal((5000, 70)).astype(np.float32)
+
+    def run():
+        dx1, dx2, dx3 = (np.empty((4, 20, 20, 32), np.float32) for _ in range(3))
+        ext.col2im(cols, dx1, 3, 3, 1, 1, 1, 1, 1, 1)
+        y, am = np.empty_like(dy), np.empty(dy.shape, np.int64)
+        ext.max_pool(x, y, am, 3, 3, 2, 2, 1, 1)
+        ext.max_pool_backward(dy, am, dx2)
+        ext.avg_pool_backward(dy, dx3, 3, 3, 2, 2, 1, 1)
+        dw = np.empty((97, 70), np.float32)
+        ext.embedding_backward(ids, dt, dw)
+        return dx1, y, am, dx2, dx3, dw
+    with _threads(1):
+        one = run()
+    with _threads(2):
+        two = run()
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_window_kernels_refuse_bad_arguments():
+    ext = _cpu()
+    _need(ext, "im2col", "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward")
+    x = np.ones((2, 5, 5, 3), np.float32)
+    cols = np.empty((2, 3, 3, 27), np.float32)
+    with pytest.raises(ValueError, match="cols must have shape"):
+        ext.im2col(x, np.empty((2, 3, 3, 26), np.float32), 3, 3, 1, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="cols has 1 images"):
+        ext.im2col(x, np.empty((1, 3, 3, 27), np.float32), 3, 3, 1, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="strides"):
+        ext.im2col(x, cols, 3, 3, 0, 1, 1, 1, 0, 0)
+    with pytest.raises(ValueError, match="pad_top"):
+        ext.col2im(cols, x.copy(), 3, 3, 1, 1, 1, 1, -1, 0)
+    with pytest.raises(ValueError, match="x must be 4-D"):
+        ext.im2col(x[0], cols, 3, 3, 1, 1, 1, 1, 0, 0)
+    with pytest.raises(TypeError, match="cols has dtype float64"):
+        ext.im2col(x, cols.astype(np.float64), 3, 3, 1, 1, 1, 1, 0, 0)
+    y, am = np.empty((2, 2, 2, 3), np.float32), np.empty((2, 2, 2, 3), np.int64)
+    with pytest.raises(TypeError, match="argmax must be an int64 array"):
+        ext.max_pool(x, y, am.astype(np.int32), 2, 2, 2, 2, 0, 0)
+    with pytest.raises(ValueError, match="y must not share memory with x"):
+        ext.max_pool(x, x[:, :2, :2], am, 2, 2, 2, 2, 0, 0)
+    ext.max_pool(x, y, am, 2, 2, 2, 2, 0, 0)
+    am[0, 0, 0, 0] = 25  # beyond the 5 x 5 image: refused, never written through
+    with pytest.raises(ValueError, match="argmax has 1 entries outside"):
+        ext.max_pool_backward(y, am, np.empty_like(x))
+    with pytest.raises(ValueError, match="dy must have shape"):
+        ext.avg_pool_backward(np.empty((2, 2, 2, 4), np.float32), np.empty_like(x), 2, 2, 2, 2, 0, 0)
+    with pytest.raises(TypeError, match="ids must be an int32 or int64"):
+        ext.embedding_backward(np.zeros(2, np.float32), np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
+    with pytest.raises(ValueError, match="dy must have shape"):
+        ext.embedding_backward(np.zeros(3, np.int64), np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
+    with pytest.raises(IndexError, match="ids"):
+        ext.embedding_backward(np.array([-1, 0]), np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
+
+
 # ---- pooling ------------------------------------------------------------------------------------------
 
 # (N, H, W, C, kh, kw, sh, sw, pad_top, pad_left, OH, OW)

@@ -127,6 +127,19 @@ struct LayerKernels {
                               T* dbeta, int64_t rows, int64_t cols, double* work);
   // y = x scale + shift (scale, shift: (cols,)); y may be x.
   void (*channel_affine)(const T* x, const T* scale, const T* shift, T* y, int64_t rows, int64_t cols);
+  // x (n, h, w, c) -> cols (n, oh, ow, kh kw c), and its adjoint (dx written, deterministic).
+  void (*im2col)(const T* x, T* cols, const Window& g);
+  void (*col2im)(const T* cols, T* dx, const Window& g);
+  // Pooling (g.dh = g.dw = 1): y, argmax (n, oh, ow, c). max_pool_backward returns how many argmax
+  // entries lie outside [-1, h w) (skipped).
+  void (*max_pool)(const T* x, T* y, int64_t* argmax, const Window& g);
+  int64_t (*max_pool_backward)(const T* dy, const int64_t* argmax, T* dx, const Window& g);
+  void (*avg_pool)(const T* x, T* y, const Window& g);
+  void (*avg_pool_backward)(const T* dy, T* dx, const Window& g);
+  // dw (vocab, dim) = per id the sum of dy's rows (tokens, dim) in token order; ids in [0, vocab)
+  // (checked by the caller); order (tokens) and start (vocab + 1): scratch.
+  void (*embedding_backward)(const int64_t* ids, const T* dy, T* dw, int64_t tokens, int64_t vocab, int64_t dim,
+                             int64_t* order, int64_t* start);
 };
 
 struct LayerTable {

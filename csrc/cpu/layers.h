@@ -327,3 +327,262 @@ void channel_affine(const T* x, const T* scale, const T* shift, T* y, int64_t ro
     if (stream) stream_fence();
   });
 }
+
+// ---- im2col / col2im ---------------------------------------------------------------------------------------
+// im2col: threads over output rows (n, p). For each window row i the kw taps read consecutive
+// image columns when dw = 1: one copy of the part inside the image, zeros around it.
+template <class T>
+void im2col(const T* x, T* cols, const Window& g) {
+  const int64_t kc = g.kh * g.kw * g.c, out_rows = g.n * g.oh;
+  if (kc == 0 || g.ow == 0) return;
+  const int64_t grain = kGrainCheap / (g.ow * kc) + 1;
+  parallel_ranges(out_rows, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t np = b; np < e; ++np) {
+      const int64_t n = np / g.oh, p = np % g.oh;
+      T* out = cols + np * g.ow * kc;
+      for (int64_t q = 0; q < g.ow; ++q, out += kc)
+        for (int64_t i = 0; i < g.kh; ++i) {
+          T* dst = out + i * g.kw * g.c;
+          const int64_t y = kernels::window_row(g, p, i);
+          if (y < 0 || y >= g.h) {
+            memset(dst, 0, (size_t)(g.kw * g.c) * sizeof(T));
+            continue;
+          }
+          const T* src = x + ((n * g.h + y) * g.w) * g.c;
+          int64_t j0, j1;
+          kernels::taps_inside(kernels::window_col(g, q, 0), g.dw, g.kw, g.w, j0, j1);
+          if (j0 > 0) memset(dst, 0, (size_t)(j0 * g.c) * sizeof(T));
+          if (g.dw == 1) {
+            if (j1 > j0) memcpy(dst + j0 * g.c, src + kernels::window_col(g, q, j0) * g.c, (size_t)((j1 - j0) * g.c) * sizeof(T));
+          } else {
+            for (int64_t j = j0; j < j1; ++j)
+              memcpy(dst + j * g.c, src + kernels::window_col(g, q, j) * g.c, (size_t)g.c * sizeof(T));
+          }
+          if (j1 < g.kw) memset(dst + j1 * g.c, 0, (size_t)((g.kw - j1) * g.c) * sizeof(T));
+        }
+    }
+  });
+}
+
+// Adds src[0, n) into acc in double (the compiler vectorizes the widening).
+template <class T>
+FASTDL_VI void add_wide(double* acc, const T* src, int64_t n, double scale = 1.0) {
+  for (int64_t c = 0; c < n; ++c) acc[c] += (double)src[c] * scale;
+}
+template <class T>
+FASTDL_VI void store_narrow(T* dst, const double* acc, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) dst[c] = T(acc[c]);
+}
+constexpr int64_t kChanChunk = 256;  // channels accumulated at once (a double buffer on the stack)
+
+// col2im as a gather: each image position sums, in window order (i, j), the cols entries that read
+// it (output (p, q) = ((y + pad - i dh) / sh, ...) when that divides), in double; threads over image
+// rows (n, y), each position written once: deterministic, no atomics.
+template <class T>
+void col2im(const T* cols, T* dx, const Window& g) {
+  const int64_t kc = g.kh * g.kw * g.c, rows = g.n * g.h;
+  if (g.c == 0 || g.w == 0) return;
+  const int64_t grain = kGrainCheap / (g.w * g.c * (g.kh * g.kw > 0 ? g.kh * g.kw : 1)) + 1;
+  parallel_ranges(rows, grain, 1, [&](int64_t b, int64_t e) {
+    double acc[kChanChunk];
+    for (int64_t ny = b; ny < e; ++ny) {
+      const int64_t n = ny / g.h, y = ny % g.h;
+      for (int64_t xc = 0; xc < g.w; ++xc) {
+        T* out = dx + (ny * g.w + xc) * g.c;
+        for (int64_t c0 = 0; c0 < g.c; c0 += kChanChunk) {
+          const int64_t cn = g.c - c0 < kChanChunk ? g.c - c0 : kChanChunk;
+          for (int64_t c = 0; c < cn; ++c) acc[c] = 0.0;
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t p = kernels::output_of_tap(y, i, g.sh, g.dh, g.pad_top, g.oh);
+            if (p < 0) continue;
+            for (int64_t j = 0; j < g.kw; ++j) {
+              const int64_t q = kernels::output_of_tap(xc, j, g.sw, g.dw, g.pad_left, g.ow);
+              if (q < 0) continue;
+              add_wide(acc, cols + ((n * g.oh + p) * g.ow + q) * kc + (i * g.kw + j) * g.c + c0, cn);
+            }
+          }
+          store_narrow(out + c0, acc, cn);
+        }
+      }
+    }
+  });
+}
+
+// ---- pooling ----------------------------------------------------------------------------------------------------
+// Threads over output rows (n, p); for each output the window is clipped to the image first, so
+// padding is never read.
+template <class T>
+void max_pool(const T* x, T* y, int64_t* argmax, const Window& g) {
+  const int64_t out_rows = g.n * g.oh;
+  if (g.c == 0 || g.ow == 0) return;
+  const int64_t grain = kGrainCheap / (g.ow * g.c * (g.kh * g.kw > 0 ? g.kh * g.kw : 1)) + 1;
+  parallel_ranges(out_rows, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t np = b; np < e; ++np) {
+      const int64_t n = np / g.oh, p = np % g.oh;
+      int64_t i0, i1;
+      kernels::taps_inside(kernels::window_row(g, p, 0), 1, g.kh, g.h, i0, i1);
+      for (int64_t q = 0; q < g.ow; ++q) {
+        T* best = y + (np * g.ow + q) * g.c;
+        int64_t* at = argmax + (np * g.ow + q) * g.c;
+        int64_t j0, j1;
+        kernels::taps_inside(kernels::window_col(g, q, 0), 1, g.kw, g.w, j0, j1);
+        if (i0 >= i1 || j0 >= j1) {  // no position inside the image
+          for (int64_t c = 0; c < g.c; ++c) best[c] = T(-__builtin_inf()), at[c] = -1;
+          continue;
+        }
+        // the flat image index of each tap k = i kw + j inside the image (windows up to 64 taps)
+        int64_t flat[64];
+        const bool table = g.kh * g.kw <= 64;
+        if (table)
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = j0; j < j1; ++j)
+              flat[i * g.kw + j] = kernels::window_row(g, p, i) * g.w + kernels::window_col(g, q, j);
+        // SIMD over the channels: the best value and its tap (k, held as T: small and exact)
+        for (int64_t c = 0; c < g.c; c += Vec<T>::lanes) {
+          const int64_t w = g.c - c < Vec<T>::lanes ? g.c - c : Vec<T>::lanes;
+          auto at_tap = [&](int64_t i, int64_t j) {
+            return load_n(x + ((n * g.h + kernels::window_row(g, p, i)) * g.w + kernels::window_col(g, q, j)) * g.c, c, w);
+          };
+          Vec<T> bv = at_tap(i0, j0), bk(T(i0 * g.kw + j0));
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = i == i0 ? j0 + 1 : j0; j < j1; ++j) {
+              const Vec<T> v = at_tap(i, j);
+              const Mask<T> take = kernels::max_pool_takes(v, bv);
+              bv = where(take, v, bv);
+              bk = where(take, Vec<T>(T(i * g.kw + j)), bk);
+            }
+          store_n(bv, best, c, w);
+          for (int64_t l = 0; l < w; ++l) {
+            const int64_t k = (int64_t)bk[l];
+            at[c + l] = table ? flat[k] : kernels::window_row(g, p, k / g.kw) * g.w + kernels::window_col(g, q, k % g.kw);
+          }
+        }
+      }
+    }
+  });
+}
+
+// dx[n, argmax, c] += dy[n, p, q, c] in output order: threads over (image, block of channels),
+// each owning its dx elements, so the sums do not depend on the thread count. (Added in T: a
+// position gets more than one term only where windows overlap.) Indices outside [-1, h w) are
+// skipped and counted (the return value; the caller raises).
+template <class T>
+int64_t max_pool_backward(const T* dy, const int64_t* argmax, T* dx, const Window& g) {
+  const int64_t hw = g.h * g.w, outs = g.oh * g.ow;
+  if (g.c == 0 || g.n == 0) return 0;
+  const int64_t cblocks = (g.c + kChanChunk - 1) / kChanChunk, units = g.n * cblocks;
+  int64_t bad = 0;
+  int nt = threads_for(g.n * (hw + outs) * g.c, kGrainCheap);
+  if (nt > units) nt = (int)units;
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1) reduction(+ : bad)
+  for (int64_t u = 0; u < units; ++u) {
+    const int64_t n = u / cblocks, c0 = (u % cblocks) * kChanChunk;
+    const int64_t cn = g.c - c0 < kChanChunk ? g.c - c0 : kChanChunk;
+    T* img = dx + n * hw * g.c + c0;
+    for (int64_t k = 0; k < hw; ++k)
+      for (int64_t c = 0; c < cn; ++c) img[k * g.c + c] = T(0);
+    for (int64_t o = 0; o < outs; ++o) {
+      const T* d = dy + (n * outs + o) * g.c + c0;
+      const int64_t* a = argmax + (n * outs + o) * g.c + c0;
+      for (int64_t c = 0; c < cn; ++c) {
+        const int64_t k = a[c];
+        if (k >= 0 && k < hw) img[k * g.c + c] += d[c];
+        else if (k != -1) ++bad;
+      }
+    }
+  }
+  return bad;
+}
+
+template <class T>
+void avg_pool(const T* x, T* y, const Window& g) {
+  const int64_t out_rows = g.n * g.oh;
+  if (g.c == 0 || g.ow == 0) return;
+  const int64_t grain = kGrainCheap / (g.ow * g.c * (g.kh * g.kw > 0 ? g.kh * g.kw : 1)) + 1;
+  parallel_ranges(out_rows, grain, 1, [&](int64_t b, int64_t e) {
+    double acc[kChanChunk];
+    for (int64_t np = b; np < e; ++np) {
+      const int64_t n = np / g.oh, p = np % g.oh;
+      int64_t i0, i1;
+      kernels::taps_inside(kernels::window_row(g, p, 0), 1, g.kh, g.h, i0, i1);
+      for (int64_t q = 0; q < g.ow; ++q) {
+        int64_t j0, j1;
+        kernels::taps_inside(kernels::window_col(g, q, 0), 1, g.kw, g.w, j0, j1);
+        const double inv = 1.0 / (double)kernels::avg_pool_count(i1 - i0, j1 - j0);
+        for (int64_t c0 = 0; c0 < g.c; c0 += kChanChunk) {
+          const int64_t cn = g.c - c0 < kChanChunk ? g.c - c0 : kChanChunk;
+          for (int64_t c = 0; c < cn; ++c) acc[c] = 0.0;
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = j0; j < j1; ++j)
+              add_wide(acc, x + ((n * g.h + kernels::window_row(g, p, i)) * g.w + kernels::window_col(g, q, j)) * g.c + c0, cn);
+          for (int64_t c = 0; c < cn; ++c) acc[c] *= inv;
+          store_narrow(y + (np * g.ow + q) * g.c + c0, acc, cn);
+        }
+      }
+    }
+  });
+}
+
+// The adjoint as a gather: each image position sums dy / count over the outputs whose window holds
+// it, in window order (i, j), in double; threads over image rows.
+template <class T>
+void avg_pool_backward(const T* dy, T* dx, const Window& g) {
+  const int64_t rows = g.n * g.h;
+  if (g.c == 0 || g.w == 0) return;
+  const int64_t grain = kGrainCheap / (g.w * g.c * (g.kh * g.kw > 0 ? g.kh * g.kw : 1)) + 1;
+  parallel_ranges(rows, grain, 1, [&](int64_t b, int64_t e) {
+    double acc[kChanChunk];
+    for (int64_t ny = b; ny < e; ++ny) {
+      const int64_t n = ny / g.h, y = ny % g.h;
+      for (int64_t xc = 0; xc < g.w; ++xc) {
+        for (int64_t c0 = 0; c0 < g.c; c0 += kChanChunk) {
+          const int64_t cn = g.c - c0 < kChanChunk ? g.c - c0 : kChanChunk;
+          for (int64_t c = 0; c < cn; ++c) acc[c] = 0.0;
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const int64_t p = kernels::output_of_tap(y, i, g.sh, 1, g.pad_top, g.oh);
+            if (p < 0) continue;
+            int64_t i0, i1;
+            kernels::taps_inside(kernels::window_row(g, p, 0), 1, g.kh, g.h, i0, i1);
+            for (int64_t j = 0; j < g.kw; ++j) {
+              const int64_t q = kernels::output_of_tap(xc, j, g.sw, 1, g.pad_left, g.ow);
+              if (q < 0) continue;
+              int64_t j0, j1;
+              kernels::taps_inside(kernels::window_col(g, q, 0), 1, g.kw, g.w, j0, j1);
+              const double inv = 1.0 / (double)kernels::avg_pool_count(i1 - i0, j1 - j0);
+              add_wide(acc, dy + ((n * g.oh + p) * g.ow + q) * g.c + c0, cn, inv);
+            }
+          }
+          store_narrow(dx + (ny * g.w + xc) * g.c + c0, acc, cn);
+        }
+      }
+    }
+  });
+}
+
+// ---- Embedding ---------------------------------------------------------------------------------------------------
+// dw[v] = sum of dy[t] over the tokens with ids[t] == v, in token order, in double. The tokens are
+// grouped by id first (a stable counting sort, into `order` (tokens) and `start` (vocab + 1) from the
+// caller), then threads over vocabulary rows gather their tokens: every row written once, the same
+// bits whatever the thread count. ids: checked in [0, vocab) by the caller.
+template <class T>
+void embedding_backward(const int64_t* ids, const T* dy, T* dw, int64_t tokens, int64_t vocab, int64_t dim,
+                        int64_t* order, int64_t* start) {
+  if (dim == 0) return;
+  for (int64_t v = 0; v <= vocab; ++v) start[v] = 0;
+  for (int64_t t = 0; t < tokens; ++t) ++start[ids[t] + 1];
+  for (int64_t v = 0; v < vocab; ++v) start[v + 1] += start[v];
+  for (int64_t t = 0; t < tokens; ++t) order[start[ids[t]]++] = t;  // start[v] moves to start[v + 1]
+  for (int64_t v = vocab; v > 0; --v) start[v] = start[v - 1];
+  start[0] = 0;
+  const int64_t grain = kGrainCheap / dim + 1;
+  parallel_ranges(vocab, grain, 1, [&](int64_t b, int64_t e) {
+    double acc[kChanChunk];
+    for (int64_t v = b; v < e; ++v)
+      for (int64_t d0 = 0; d0 < dim; d0 += kChanChunk) {
+        const int64_t dn = dim - d0 < kChanChunk ? dim - d0 : kChanChunk;
+        for (int64_t d = 0; d < dn; ++d) acc[d] = 0.0;
+        for (int64_t k = start[v]; k < start[v + 1]; ++k) add_wide(acc, dy + order[k] * dim + d0, dn);
+        store_narrow(dw + v * dim + d0, acc, dn);
+      }
+  });
+}

@@ -128,6 +128,7 @@ FASTDL_VEC_BINARY(/)
 FASTDL_VEC_COMPARE(<)
 FASTDL_VEC_COMPARE(>)
 FASTDL_VEC_COMPARE(==)
+FASTDL_VEC_COMPARE(!=)
 #undef FASTDL_VEC_COMPARE
 
 template <class T> FASTDL_VI Vec<T> operator-(Vec<T> a) { FASTDL_PARTS(i) a.p[i] = -a.p[i]; return a; }

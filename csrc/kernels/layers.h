@@ -102,12 +102,12 @@ FASTDL_FN int64_t output_of_tap(int64_t y, int64_t i, int64_t stride, int64_t di
   return p < out ? p : -1;
 }
 
-// Max pooling: a value v replaces the window's best so far when there is none yet, when it is
-// larger, or when it is NaN and the best is not (NaN wins and stays; the first maximum in window
-// order is kept on ties).
-template <class T>
-FASTDL_HD bool max_pool_takes(T v, T best, bool have) {
-  return !have || v > best || (v != v && best == best);
+// Max pooling: after the window's first position inside the image, a value v replaces the best
+// so far when it is larger, or when it is NaN and the best is not (NaN wins and stays; on ties the
+// first maximum in window order is kept). Scalars (a bool as 0 / 1) or SIMD vectors (a lane mask).
+template <class V>
+FASTDL_HD auto max_pool_takes(V v, V best) {
+  return (v > best) | ((v != v) & (best == best));
 }
 
 // Average pooling: the number of a window's positions inside the image (padding not counted);

@@ -253,6 +253,183 @@ void channel_affine(const py::array& x, const py::array& scale, const py::array&
   });
 }
 
+// ---- windows -----------------------------------------------------------------------------------------------
+
+void check_window(int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl) {
+  if (kh < 1 || kw < 1) throw py::value_error("kh and kw (the window) must be >= 1");
+  if (sh < 1 || sw < 1) throw py::value_error("sh and sw (the strides) must be >= 1");
+  if (dh < 1 || dw < 1) throw py::value_error("dh and dw (the dilations) must be >= 1");
+  if (pt < 0 || pl < 0) throw py::value_error("pad_top and pad_left must be >= 0");
+}
+
+// The geometry from an image array (n, h, w, c) and an output array (n, oh, ow, ...).
+Window window_of(const py::array& image, const char* image_name, const py::array& out, const char* out_name,
+                 int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl) {
+  check_window(kh, kw, sh, sw, dh, dw, pt, pl);
+  require_ndim(image, 4, image_name, "(N, H, W, C)");
+  require_ndim(out, 4, out_name, "(N, OH, OW, ...)");
+  Window g{image.shape(0), image.shape(1), image.shape(2), image.shape(3), out.shape(1), out.shape(2),
+           kh, kw, sh, sw, dh, dw, pt, pl};
+  if (out.shape(0) != g.n)
+    throw py::value_error(std::string(out_name) + " has " + std::to_string(out.shape(0)) + " images but " + image_name +
+                          " has " + std::to_string(g.n));
+  return g;
+}
+
+void im2col(const py::array& x, py::array& cols, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+            int64_t dw, int64_t pt, int64_t pl) {
+  DType dt = float_dtype(x, "x");
+  require_dtype(cols, dt, "cols", "x");
+  Window g = window_of(x, "x", cols, "cols", kh, kw, sh, sw, dh, dw, pt, pl);
+  require_shape(cols, {g.n, g.oh, g.ow, kh * kw * g.c}, "cols", "(N, OH, OW, kh kw C)");
+  check_overlaps({arg(x, "x"), arg(cols, "cols", true)});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = input<T>(x, "x");
+    T* cp = output<T>(cols, "cols");
+    py::gil_scoped_release nogil;
+    layers<T>().im2col(xp, cp, g);
+    return 0;
+  });
+}
+
+void col2im(const py::array& cols, py::array& dx, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+            int64_t dw, int64_t pt, int64_t pl) {
+  DType dt = float_dtype(cols, "cols");
+  require_dtype(dx, dt, "dx", "cols");
+  Window g = window_of(dx, "dx", cols, "cols", kh, kw, sh, sw, dh, dw, pt, pl);
+  require_shape(cols, {g.n, g.oh, g.ow, kh * kw * g.c}, "cols", "(N, OH, OW, kh kw C)");
+  check_overlaps({arg(cols, "cols"), arg(dx, "dx", true)});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* cp = input<T>(cols, "cols");
+    T* dp = output<T>(dx, "dx");
+    py::gil_scoped_release nogil;
+    layers<T>().col2im(cp, dp, g);
+    return 0;
+  });
+}
+
+void require_int64(const py::array& a, const char* name) {
+  if (!py::isinstance<py::array_t<int64_t>>(a))
+    throw py::type_error(std::string(name) + " must be an int64 array, got dtype " + dtype_name(a));
+}
+
+void max_pool(const py::array& x, py::array& y, py::array& argmax, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+              int64_t pt, int64_t pl) {
+  DType dt = float_dtype(x, "x");
+  require_dtype(y, dt, "y", "x");
+  Window g = window_of(x, "x", y, "y", kh, kw, sh, sw, 1, 1, pt, pl);
+  require_shape(y, {g.n, g.oh, g.ow, g.c}, "y", "(N, OH, OW, C)");
+  require_int64(argmax, "argmax");
+  require_shape(argmax, {g.n, g.oh, g.ow, g.c}, "argmax", "y's shape");
+  check_overlaps({arg(x, "x"), arg(y, "y", true), arg(argmax, "argmax", true)});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = input<T>(x, "x");
+    T* yp = output<T>(y, "y");
+    int64_t* ap = output<int64_t>(argmax, "argmax");
+    py::gil_scoped_release nogil;
+    layers<T>().max_pool(xp, yp, ap, g);
+    return 0;
+  });
+}
+
+void max_pool_backward(const py::array& dy, const py::array& argmax, py::array& dx) {
+  DType dt = float_dtype(dy, "dy");
+  require_dtype(dx, dt, "dx", "dy");
+  Window g = window_of(dx, "dx", dy, "dy", 1, 1, 1, 1, 1, 1, 0, 0);
+  require_shape(dy, {g.n, g.oh, g.ow, g.c}, "dy", "(N, OH, OW, C) with dx's N and C");
+  require_int64(argmax, "argmax");
+  require_shape(argmax, {g.n, g.oh, g.ow, g.c}, "argmax", "dy's shape");
+  check_overlaps({arg(dy, "dy"), arg(argmax, "argmax"), arg(dx, "dx", true)});
+  const int64_t bad = with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* dyp = input<T>(dy, "dy");
+    const int64_t* ap = input<int64_t>(argmax, "argmax");
+    T* dxp = output<T>(dx, "dx");
+    py::gil_scoped_release nogil;
+    return layers<T>().max_pool_backward(dyp, ap, dxp, g);
+  });
+  if (bad)
+    throw py::value_error("argmax has " + std::to_string(bad) + " entries outside [-1, H W) = [-1, " +
+                          std::to_string(g.h * g.w) + "): not max_pool's indices for dx's image size");
+}
+
+void avg_pool(const py::array& x, py::array& y, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pt,
+              int64_t pl) {
+  DType dt = float_dtype(x, "x");
+  require_dtype(y, dt, "y", "x");
+  Window g = window_of(x, "x", y, "y", kh, kw, sh, sw, 1, 1, pt, pl);
+  require_shape(y, {g.n, g.oh, g.ow, g.c}, "y", "(N, OH, OW, C)");
+  check_overlaps({arg(x, "x"), arg(y, "y", true)});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = input<T>(x, "x");
+    T* yp = output<T>(y, "y");
+    py::gil_scoped_release nogil;
+    layers<T>().avg_pool(xp, yp, g);
+    return 0;
+  });
+}
+
+void avg_pool_backward(const py::array& dy, py::array& dx, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t pt,
+                       int64_t pl) {
+  DType dt = float_dtype(dy, "dy");
+  require_dtype(dx, dt, "dx", "dy");
+  Window g = window_of(dx, "dx", dy, "dy", kh, kw, sh, sw, 1, 1, pt, pl);
+  require_shape(dy, {g.n, g.oh, g.ow, g.c}, "dy", "(N, OH, OW, C) with dx's N and C");
+  check_overlaps({arg(dy, "dy"), arg(dx, "dx", true)});
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* dyp = input<T>(dy, "dy");
+    T* dxp = output<T>(dx, "dx");
+    py::gil_scoped_release nogil;
+    layers<T>().avg_pool_backward(dyp, dxp, g);
+    return 0;
+  });
+}
+
+// ---- Embedding ----------------------------------------------------------------------------------------------
+
+// The ids as int64, copied and checked while the GIL is held (the kernel indexes memory with them
+// after it is released, when another thread could change the caller's array).
+template <class I>
+void copy_ids(const py::array& ids, std::vector<int64_t>& out, int64_t vocab) {
+  const I* p = input<I>(ids, "ids");
+  out.assign(p, p + ids.size());
+  if (out.empty()) return;
+  int64_t lo = out[0], hi = out[0];
+  for (int64_t v : out) lo = v < lo ? v : lo, hi = v > hi ? v : hi;
+  if (lo < 0 || hi >= vocab)
+    throw py::index_error("embedding ids must be in [0, " + std::to_string(vocab) + "), got " + std::to_string(lo) +
+                          ".." + std::to_string(hi));
+}
+
+void embedding_backward(const py::array& ids, const py::array& dy, py::array& dw) {
+  DType dt = float_dtype(dy, "dy");
+  require_dtype(dw, dt, "dw", "dy");
+  require_ndim(ids, 1, "ids", "(T,)");
+  require_ndim(dy, 2, "dy", "(T, D)");
+  require_ndim(dw, 2, "dw", "(V, D)");
+  const int64_t tokens = ids.shape(0), vocab = dw.shape(0), dim = dw.shape(1);
+  require_shape(dy, {tokens, dim}, "dy", "(len(ids), dw's D)");
+  check_overlaps({arg(ids, "ids"), arg(dy, "dy"), arg(dw, "dw", true)});
+  std::vector<int64_t> id64;
+  if (py::isinstance<py::array_t<int64_t>>(ids)) copy_ids<int64_t>(ids, id64, vocab);
+  else if (py::isinstance<py::array_t<int32_t>>(ids)) copy_ids<int32_t>(ids, id64, vocab);
+  else throw py::type_error("ids must be an int32 or int64 array, got dtype " + dtype_name(ids));
+  std::vector<int64_t> order((size_t)tokens + 1), start((size_t)vocab + 1);
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* dyp = input<T>(dy, "dy");
+    T* dwp = output<T>(dw, "dw");
+    py::gil_scoped_release nogil;
+    layers<T>().embedding_backward(id64.data(), dyp, dwp, tokens, vocab, dim, order.data(), start.data());
+    return 0;
+  });
+}
+
 }  // namespace
 
 void bind_layers(py::module_& m) {
@@ -276,6 +453,29 @@ void bind_layers(py::module_& m) {
         "/ M). dx may be dy; each output None: not written. Deterministic sums.");
   m.def("channel_affine", &channel_affine, py::arg("x"), py::arg("scale"), py::arg("shift"), py::arg("y"),
         "y = x scale + shift over the last axis (BatchNorm at inference, folded); y may be x.");
+  m.def("im2col", &im2col, py::arg("x"), py::arg("cols"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("dh"), py::arg("dw"), py::arg("pad_top"), py::arg("pad_left"),
+        "cols[n, p, q, (i kw + j) C + c] = x[n, p sh + i dh - pad_top, q sw + j dw - pad_left, c] (0 outside the "
+        "image); x (N, H, W, C), cols (N, OH, OW, kh kw C), the output size read from cols.");
+  m.def("col2im", &col2im, py::arg("cols"), py::arg("dx"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("dh"), py::arg("dw"), py::arg("pad_top"), py::arg("pad_left"),
+        "im2col's adjoint: dx[n, y, x, c] = the sum of the cols entries that read x[n, y, x, c], in window order, "
+        "written (not added to); deterministic (a gather, no atomics).");
+  m.def("max_pool", &max_pool, py::arg("x"), py::arg("y"), py::arg("argmax"), py::arg("kh"), py::arg("kw"),
+        py::arg("sh"), py::arg("sw"), py::arg("pad_top"), py::arg("pad_left"),
+        "y = the max over the window's positions inside the image; argmax (int64) = row W + column of the first "
+        "maximum in window order (NaN wins); a window with no position inside: -inf and -1.");
+  m.def("max_pool_backward", &max_pool_backward, py::arg("dy"), py::arg("argmax"), py::arg("dx"),
+        "dx[n, argmax, c] = the sum of dy over the outputs whose maximum it was (written); deterministic.");
+  m.def("avg_pool", &avg_pool, py::arg("x"), py::arg("y"), py::arg("kh"), py::arg("kw"), py::arg("sh"), py::arg("sw"),
+        py::arg("pad_top"), py::arg("pad_left"),
+        "y = the mean of the window's positions inside the image (padding not counted; none: 0).");
+  m.def("avg_pool_backward", &avg_pool_backward, py::arg("dy"), py::arg("dx"), py::arg("kh"), py::arg("kw"),
+        py::arg("sh"), py::arg("sw"), py::arg("pad_top"), py::arg("pad_left"),
+        "avg_pool's adjoint: each output's dy / its count to each of its window's positions inside the image (written).");
+  m.def("embedding_backward", &embedding_backward, py::arg("ids"), py::arg("dy"), py::arg("dw"),
+        "dw[v] = the sum of dy[t] over the tokens with ids[t] == v, in token order (written; the same bits every run "
+        "and whatever the thread count). ids (T,) int32 / int64 in [0, V) (IndexError otherwise); dy (T, D); dw (V, D).");
 }
 
 }  // namespace glue
