@@ -1,5 +1,8 @@
 """Layers, Keras's names and arguments: Dense, Activation, Dropout, Flatten, Input, and the small
-ones: ReLU, LeakyReLU, Softmax, Identity, Reshape, Rescaling, GaussianNoise.
+ones: ReLU, LeakyReLU, Softmax, Identity, Reshape, Rescaling, GaussianNoise; for images and text
+(their own modules, imported at the end): convolutions (_conv_layers), pooling (_pooling_layers),
+BatchNormalization / LayerNormalization (_norm_layers), Embedding (_embedding), padding, cropping,
+upsampling and spatial dropout (_image_layers), augmentation (_augment_layers).
 
 A layer declares its weights in build(); the model then places every weight in one contiguous
 parameter buffer and every gradient in one gradient buffer (layers hold views), so that an
@@ -686,6 +689,7 @@ from ._pooling_layers import (MaxPooling1D, MaxPooling2D, AveragePooling1D, Aver
 from ._norm_layers import BatchNormalization, LayerNormalization  # noqa: E402
 from ._embedding import Embedding  # noqa: E402
 from ._image_layers import ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout1D, SpatialDropout2D  # noqa: E402
+from ._augment_layers import RandomFlip, RandomRotation, RandomCrop, RandomTranslation, RandomZoom  # noqa: E402
 
 MaxPool1D, MaxPool2D, AvgPool1D, AvgPool2D = MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D
 GlobalAvgPool1D, GlobalAvgPool2D, GlobalMaxPool1D, GlobalMaxPool2D = (GlobalAveragePooling1D, GlobalAveragePooling2D,
@@ -696,7 +700,8 @@ LAYERS = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, ELU, Softmax, Identity, Reshape, Rescaling,
     GaussianNoise, Normalization, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
     GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
-    LayerNormalization, Embedding, ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout1D, SpatialDropout2D)}
+    LayerNormalization, Embedding, ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout1D, SpatialDropout2D,
+    RandomFlip, RandomRotation, RandomCrop, RandomTranslation, RandomZoom)}
 
 
 def from_config(class_name, config):

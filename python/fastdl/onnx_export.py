@@ -18,6 +18,7 @@ from .layers import (Activation, AveragePooling1D, AveragePooling2D, BatchNormal
                      Embedding, Flatten, GaussianNoise, Identity, InputLayer, LayerNormalization, MaxPooling1D,
                      MaxPooling2D, Normalization, Reshape, Rescaling, SpatialDropout1D, SpatialDropout2D, UpSampling2D,
                      ZeroPadding2D)
+from ._augment_layers import RandomCrop, _Augmentation
 from ._conv_layers import _Conv
 from ._pooling_layers import _GlobalPooling, _Pooling
 
@@ -149,13 +150,18 @@ def _windowed_nodes(helper, layer, x, out, host):
         (t, b), (l, r) = layer.padding
         consts[f"{name}_pads"] = np.array([0, t, l, 0, 0, b, r, 0], dtype=np.int64)
         return [helper.make_node("Pad", [x, f"{name}_pads"], [out], mode="constant", name=name)], consts
-    if isinstance(layer, Cropping2D):
-        (t, _), (l, _) = layer.cropping
+    if isinstance(layer, (Cropping2D, RandomCrop)):  # RandomCrop at inference: the centre window
+        if isinstance(layer, RandomCrop):
+            t, l = (layer.input_shape[0] - layer.height) // 2, (layer.input_shape[1] - layer.width) // 2
+        else:
+            (t, _), (l, _) = layer.cropping
         h, w, _ = layer.output_shape
         consts.update({f"{name}_starts": np.array([t, l], np.int64), f"{name}_ends": np.array([t + h, l + w], np.int64),
                        f"{name}_axes": np.array([1, 2], np.int64)})
         return [helper.make_node("Slice", [x, f"{name}_starts", f"{name}_ends", f"{name}_axes"], [out],
                                  name=name)], consts
+    if isinstance(layer, _Augmentation):  # the identity at inference
+        return [helper.make_node("Identity", [x], [out], name=name)], consts
     if isinstance(layer, UpSampling2D):
         consts[f"{name}_scales"] = np.array([1, layer.size[0], layer.size[1], 1], dtype=np.float32)
         return [helper.make_node("Resize", [x, "", f"{name}_scales"], [out], mode="nearest",
