@@ -361,7 +361,8 @@ def installed_info():
 def run_tests(timeout_s):
     files = ["tests/test_cuda.py"] + [f for f in ["tests/test_cuda_schedule.py", "tests/test_optim_adaptive_kernels.py",
                                                   "tests/test_row_loss_kernels.py", "tests/test_cuda_models.py",
-                                                  "tests/test_cuda_distributed.py"] if (ROOT / f).exists()]
+                                                  "tests/test_cuda_distributed.py", "tests/test_layer_kernels.py"]
+                                    if (ROOT / f).exists()]
     cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *files]
     log(f"== tests: python {' '.join(cmd[1:])}")
     t0 = time.time()

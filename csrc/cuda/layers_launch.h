@@ -30,5 +30,19 @@ void batch_norm_backward(DType dt, uintptr_t dy, uintptr_t x, uintptr_t gamma, u
 void channel_affine(DType dt, uintptr_t x, uintptr_t scale, uintptr_t shift, uintptr_t y, int64_t rows, int64_t cols,
                     Place at);
 
+// Windows (geometry: csrc/common/layer_geometry.h; pooling has dh = dw = 1).
+// x (n, h, w, c) -> cols (n, oh, ow, kh kw c); col2im: its adjoint into dx (written).
+void im2col(DType dt, uintptr_t x, uintptr_t cols, const Window& g, Place at);
+void col2im(DType dt, uintptr_t cols, uintptr_t dx, const Window& g, Place at);
+// y, argmax (int64) (n, oh, ow, c); the backward skips argmax entries outside [-1, h w).
+void max_pool(DType dt, uintptr_t x, uintptr_t y, uintptr_t argmax, const Window& g, Place at);
+void max_pool_backward(DType dt, uintptr_t dy, uintptr_t argmax, uintptr_t dx, const Window& g, Place at);
+void avg_pool(DType dt, uintptr_t x, uintptr_t y, const Window& g, Place at);
+void avg_pool_backward(DType dt, uintptr_t dy, uintptr_t dx, const Window& g, Place at);
+// dw (vocab, dim): row v = the sum of dy's rows order[start[v]], ..., order[start[v + 1] - 1] (int64
+// device arrays: the tokens grouped by id, stably), in that order.
+void embedding_backward(DType dt, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t dw, int64_t vocab,
+                        int64_t dim, Place at);
+
 }  // namespace cuda
 }  // namespace fastdl

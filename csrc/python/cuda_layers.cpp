@@ -1,7 +1,10 @@
 // Bindings for the CUDA layer kernels (issue #13): device addresses (0 = absent) and sizes, checked
 // as integers here (counts >= 0, addresses non-null and aligned); shapes, dtypes and overlaps are
 // checked by fastdl.backends.cuda_layers, which hands CuPy arrays over. Nothing waits for the GPU.
+#include <pybind11/stl.h>
+
 #include <string>
+#include <vector>
 
 #include "cuda_args.h"
 
@@ -99,7 +102,107 @@ void channel_affine(const std::string& dtype, uintptr_t x, uintptr_t scale, uint
   cuda::channel_affine(dt, x, scale, shift, y, rows, cols, at);
 }
 
+// The geometry (n, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pad_top, pad_left), checked.
+Window cuda_window(const std::vector<int64_t>& v) {
+  if (v.size() != 14)
+    throw py::value_error("geometry must be (n, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pad_top, pad_left)");
+  Window g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13]};
+  for (int k = 0; k < 6; ++k) check_count(v[k], "an image or output size");
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1)
+    throw py::value_error("window sizes, strides and dilations must be >= 1");
+  if (g.pad_top < 0 || g.pad_left < 0) throw py::value_error("pad_top and pad_left must be >= 0");
+  return g;
+}
+
+int64_t image_elements(const Window& g) { return cuda_elements(cuda_elements(g.n, g.h), cuda_elements(g.w, g.c)); }
+int64_t out_elements(const Window& g, int64_t per_position) {
+  return cuda_elements(cuda_elements(g.n, g.oh), cuda_elements(g.ow, per_position));
+}
+
+void im2col(const std::string& dtype, uintptr_t x, uintptr_t cols, const std::vector<int64_t>& geometry, int device,
+            uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  Window g = cuda_window(geometry);
+  check_address(x, image_elements(g), dt, "x");
+  check_address(cols, out_elements(g, g.kh * g.kw * g.c), dt, "cols");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::im2col(dt, x, cols, g, at);
+}
+
+void col2im(const std::string& dtype, uintptr_t cols, uintptr_t dx, const std::vector<int64_t>& geometry, int device,
+            uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  Window g = cuda_window(geometry);
+  check_address(cols, out_elements(g, g.kh * g.kw * g.c), dt, "cols");
+  check_address(dx, image_elements(g), dt, "dx");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::col2im(dt, cols, dx, g, at);
+}
+
+void max_pool(const std::string& dtype, uintptr_t x, uintptr_t y, uintptr_t argmax, const std::vector<int64_t>& geometry,
+              int device, uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  Window g = cuda_window(geometry);
+  check_address(x, image_elements(g), dt, "x");
+  check_address(y, out_elements(g, g.c), dt, "y");
+  check_address(argmax, out_elements(g, g.c), cuda::DType::f64, "argmax");  // 8-byte elements
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::max_pool(dt, x, y, argmax, g, at);
+}
+
+void max_pool_backward(const std::string& dtype, uintptr_t dy, uintptr_t argmax, uintptr_t dx,
+                       const std::vector<int64_t>& geometry, int device, uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  Window g = cuda_window(geometry);
+  check_address(dy, out_elements(g, g.c), dt, "dy");
+  check_address(argmax, out_elements(g, g.c), cuda::DType::f64, "argmax");
+  check_address(dx, image_elements(g), dt, "dx");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::max_pool_backward(dt, dy, argmax, dx, g, at);
+}
+
+void avg_pool(const std::string& dtype, uintptr_t x, uintptr_t y, const std::vector<int64_t>& geometry, int device,
+              uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  Window g = cuda_window(geometry);
+  check_address(x, image_elements(g), dt, "x");
+  check_address(y, out_elements(g, g.c), dt, "y");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::avg_pool(dt, x, y, g, at);
+}
+
+void avg_pool_backward(const std::string& dtype, uintptr_t dy, uintptr_t dx, const std::vector<int64_t>& geometry,
+                       int device, uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  Window g = cuda_window(geometry);
+  check_address(dy, out_elements(g, g.c), dt, "dy");
+  check_address(dx, image_elements(g), dt, "dx");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::avg_pool_backward(dt, dy, dx, g, at);
+}
+
+void embedding_backward(const std::string& dtype, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t dw,
+                        int64_t tokens, int64_t vocab, int64_t dim, int device, uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  check_count(tokens, "tokens");
+  check_address(order, tokens, cuda::DType::f64, "order");
+  check_address(start, vocab + 1, cuda::DType::f64, "start");
+  check_address(dy, cuda_elements(tokens, dim), dt, "dy");
+  check_address(dw, cuda_elements(vocab, dim), dt, "dw");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::embedding_backward(dt, order, start, dy, dw, vocab, dim, at);
+}
+
 }  // namespace
+
+#define FASTDL_GEOMETRY " geometry: (n, h, w, c, oh, ow, kh, kw, sh, sw, dh, dw, pad_top, pad_left)."
 
 void bind_cuda_layers(py::module_& m) {
   m.def("layer_norm", &layer_norm, py::arg("dtype"), py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("y"),
@@ -124,6 +227,24 @@ void bind_cuda_layers(py::module_& m) {
   m.def("channel_affine", &channel_affine, py::arg("dtype"), py::arg("x"), py::arg("scale"), py::arg("shift"),
         py::arg("y"), py::arg("rows"), py::arg("cols"), py::arg("device"), py::arg("stream"),
         "y = x scale + shift per column (y may be x).");
+  m.def("im2col", &im2col, py::arg("dtype"), py::arg("x"), py::arg("cols"), py::arg("geometry"), py::arg("device"),
+        py::arg("stream"), "x (n, h, w, c) -> cols (n, oh, ow, kh kw c), 0 outside the image." FASTDL_GEOMETRY);
+  m.def("col2im", &col2im, py::arg("dtype"), py::arg("cols"), py::arg("dx"), py::arg("geometry"), py::arg("device"),
+        py::arg("stream"), "im2col's adjoint into dx (written; a gather: deterministic)." FASTDL_GEOMETRY);
+  m.def("max_pool", &max_pool, py::arg("dtype"), py::arg("x"), py::arg("y"), py::arg("argmax"), py::arg("geometry"),
+        py::arg("device"), py::arg("stream"),
+        "y and argmax (int64, row w + column of the first maximum; NaN wins; -1 for none)." FASTDL_GEOMETRY);
+  m.def("max_pool_backward", &max_pool_backward, py::arg("dtype"), py::arg("dy"), py::arg("argmax"), py::arg("dx"),
+        py::arg("geometry"), py::arg("device"), py::arg("stream"),
+        "dx = dy summed at argmax in output order (written); entries outside [-1, h w) skipped." FASTDL_GEOMETRY);
+  m.def("avg_pool", &avg_pool, py::arg("dtype"), py::arg("x"), py::arg("y"), py::arg("geometry"), py::arg("device"),
+        py::arg("stream"), "y = the mean over the window's positions inside the image." FASTDL_GEOMETRY);
+  m.def("avg_pool_backward", &avg_pool_backward, py::arg("dtype"), py::arg("dy"), py::arg("dx"), py::arg("geometry"),
+        py::arg("device"), py::arg("stream"), "avg_pool's adjoint into dx (written)." FASTDL_GEOMETRY);
+  m.def("embedding_backward", &embedding_backward, py::arg("dtype"), py::arg("order"), py::arg("start"), py::arg("dy"),
+        py::arg("dw"), py::arg("tokens"), py::arg("vocab"), py::arg("dim"), py::arg("device"), py::arg("stream"),
+        "dw[v] = the sum over k in [start[v], start[v + 1]) of dy[order[k]] in that order (int64 order: the tokens "
+        "stably grouped by id), in double.");
 }
 
 }  // namespace glue

@@ -157,3 +157,122 @@ def channel_affine(x, scale, shift, y):
     with x.device:
         _m().channel_affine(dt.name, x.data.ptr, scale.data.ptr, shift.data.ptr, y.data.ptr,
                             (x.size // c) if c else 0, c, *_where(x))
+
+
+# ---- windows: im2col / col2im, pooling ------------------------------------------------------------
+
+def _window(image_name, image, out_name, out, kh, kw, sh, sw, dh, dw, pad_top, pad_left):
+    """The 14 integers of the geometry, from an image (N, H, W, C) and an output (N, OH, OW, ...)."""
+    for name, v in (("kh", kh), ("kw", kw), ("sh", sh), ("sw", sw), ("dh", dh), ("dw", dw)):
+        if int(v) < 1:
+            raise ValueError(f"{name} must be >= 1, got {v}")
+    if int(pad_top) < 0 or int(pad_left) < 0:
+        raise ValueError("pad_top and pad_left must be >= 0")
+    if image.ndim != 4:
+        raise ValueError(f"{image_name} must be 4-D (N, H, W, C), got shape {image.shape}")
+    if out.ndim != 4:
+        raise ValueError(f"{out_name} must be 4-D (N, OH, OW, ...), got shape {out.shape}")
+    n, h, w, c = image.shape
+    if out.shape[0] != n:
+        raise ValueError(f"{out_name} has {out.shape[0]} images but {image_name} has {n}")
+    return [n, h, w, c, out.shape[1], out.shape[2], int(kh), int(kw), int(sh), int(sw), int(dh), int(dw),
+            int(pad_top), int(pad_left)]
+
+
+def im2col(x, cols, kh, kw, sh, sw, dh, dw, pad_top, pad_left):
+    """numpy_layers.im2col on the GPU: cols (N, OH, OW, kh kw C) from x (N, H, W, C)."""
+    dt = _float_dtype("x", x)
+    _check("cols", cols, dt, None)
+    g = _window("x", x, "cols", cols, kh, kw, sh, sw, dh, dw, pad_top, pad_left)
+    _check("cols", cols, dt, (g[0], g[4], g[5], g[6] * g[7] * g[3]))
+    _no_overlap([("cols", cols, None)], [("x", x)])
+    with x.device:
+        _m().im2col(dt.name, x.data.ptr, cols.data.ptr, g, *_where(x))
+
+
+def col2im(cols, dx, kh, kw, sh, sw, dh, dw, pad_top, pad_left):
+    """numpy_layers.col2im on the GPU: im2col's adjoint into dx (written; deterministic)."""
+    dt = _float_dtype("cols", cols)
+    _check("dx", dx, dt, None)
+    g = _window("dx", dx, "cols", cols, kh, kw, sh, sw, dh, dw, pad_top, pad_left)
+    _check("cols", cols, dt, (g[0], g[4], g[5], g[6] * g[7] * g[3]))
+    _no_overlap([("dx", dx, None)], [("cols", cols)])
+    with cols.device:
+        _m().col2im(dt.name, cols.data.ptr, dx.data.ptr, g, *_where(cols))
+
+
+def max_pool(x, y, argmax, kh, kw, sh, sw, pad_top, pad_left):
+    """numpy_layers.max_pool on the GPU: y and argmax (int64) (N, OH, OW, C)."""
+    dt = _float_dtype("x", x)
+    _check("y", y, dt, None)
+    g = _window("x", x, "y", y, kh, kw, sh, sw, 1, 1, pad_top, pad_left)
+    _check("y", y, dt, (g[0], g[4], g[5], g[3]))
+    _check("argmax", argmax, np.int64, y.shape)
+    _no_overlap([("y", y, None), ("argmax", argmax, None)], [("x", x)])
+    with x.device:
+        _m().max_pool(dt.name, x.data.ptr, y.data.ptr, argmax.data.ptr, g, *_where(x))
+
+
+def max_pool_backward(dy, argmax, dx):
+    """numpy_layers.max_pool_backward on the GPU: dx written. argmax entries outside [-1, H W) are
+    skipped (not checked: that would make the host wait for the GPU)."""
+    dt = _float_dtype("dy", dy)
+    _check("dx", dx, dt, None)
+    g = _window("dx", dx, "dy", dy, 1, 1, 1, 1, 1, 1, 0, 0)
+    _check("dy", dy, dt, (g[0], g[4], g[5], g[3]))
+    _check("argmax", argmax, np.int64, dy.shape)
+    _no_overlap([("dx", dx, None)], [("dy", dy), ("argmax", argmax)])
+    with dy.device:
+        _m().max_pool_backward(dt.name, dy.data.ptr, argmax.data.ptr, dx.data.ptr, g, *_where(dy))
+
+
+def avg_pool(x, y, kh, kw, sh, sw, pad_top, pad_left):
+    """numpy_layers.avg_pool on the GPU (padding not counted)."""
+    dt = _float_dtype("x", x)
+    _check("y", y, dt, None)
+    g = _window("x", x, "y", y, kh, kw, sh, sw, 1, 1, pad_top, pad_left)
+    _check("y", y, dt, (g[0], g[4], g[5], g[3]))
+    _no_overlap([("y", y, None)], [("x", x)])
+    with x.device:
+        _m().avg_pool(dt.name, x.data.ptr, y.data.ptr, g, *_where(x))
+
+
+def avg_pool_backward(dy, dx, kh, kw, sh, sw, pad_top, pad_left):
+    """numpy_layers.avg_pool_backward on the GPU: dx written (a gather: deterministic)."""
+    dt = _float_dtype("dy", dy)
+    _check("dx", dx, dt, None)
+    g = _window("dx", dx, "dy", dy, kh, kw, sh, sw, 1, 1, pad_top, pad_left)
+    _check("dy", dy, dt, (g[0], g[4], g[5], g[3]))
+    _no_overlap([("dx", dx, None)], [("dy", dy)])
+    with dy.device:
+        _m().avg_pool_backward(dt.name, dy.data.ptr, dx.data.ptr, g, *_where(dy))
+
+
+# ---- Embedding ------------------------------------------------------------------------------------
+
+def embedding_backward(ids, dy, dw):
+    """numpy_layers.embedding_backward on the GPU: dw[v] = the sum of dy[t] over ids[t] == v, in token
+    order, in double (the tokens grouped by a stable sort on the device, then one gather per (v, column)).
+    IndexError for an id outside [0, V): that check reads the ids' range back (it waits for the GPU)."""
+    import cupy
+    dt = _float_dtype("dy", dy)
+    _check("ids", ids, None, None)
+    if ids.dtype not in (np.int32, np.int64):
+        raise TypeError(f"ids must be an int32 or int64 array, got {ids.dtype}")
+    if ids.ndim != 1 or dy.ndim != 2 or dw.ndim != 2:
+        raise ValueError("ids must be 1-D (T,), dy 2-D (T, D), dw 2-D (V, D)")
+    tokens, (vocab, dim) = ids.shape[0], dw.shape
+    _check("dy", dy, dt, (tokens, dim))
+    _check("dw", dw, dt, (vocab, dim))
+    _no_overlap([("dw", dw, None)], [("ids", ids), ("dy", dy)])
+    with dy.device:
+        if tokens:
+            lo, hi = int(ids.min()), int(ids.max())
+            if lo < 0 or hi >= vocab:
+                raise IndexError(f"embedding ids must be in [0, {vocab}), got {lo}..{hi}")
+        ids64 = ids.astype(np.int64, copy=False)
+        order = cupy.argsort(ids64).astype(np.int64, copy=False)  # a stable sort
+        start = cupy.searchsorted(ids64[order], cupy.arange(vocab + 1, dtype=np.int64)).astype(np.int64)
+        order = cupy.ascontiguousarray(order)
+        _m().embedding_backward(dt.name, order.data.ptr if tokens else 0, start.data.ptr, dy.data.ptr if tokens else 0,
+                                dw.data.ptr, tokens, vocab, dim, *_where(dy))
