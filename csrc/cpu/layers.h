@@ -78,7 +78,7 @@ struct RowBlocks {
 template <class F>
 FASTDL_VI void for_blocks(const RowBlocks& blocks, int64_t work, F body) {
   int nt = threads_for(work, kGrainCheap);
-  if (nt > blocks.count) nt = (int)blocks.count;
+  if (nt > blocks.count) nt = blocks.count > 0 ? (int)blocks.count : 1;
 #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (int64_t i = 0; i < blocks.count; ++i) body(i);
 }
