@@ -8,6 +8,10 @@
 
 // ---- helpers ----------------------------------------------------------------------------------------
 
+// Per-element lambdas capture by value and are always inlined: the vector stores (may_alias types)
+// would otherwise make the compiler reload every captured reference after each store.
+#define FASTDL_LI __attribute__((always_inline))
+
 // Elements [i, i + w) of p, w <= lanes (the missing lanes 0).
 template <class T>
 FASTDL_VI Vec<T> load_n(const T* p, int64_t i, int64_t w) {
@@ -56,7 +60,7 @@ struct ColumnSum {
     for (int64_t c = 0; c < n; ++c) lanes[c] = T(0), totals[c] = 0.0;
     pending = 0;
   }
-  FASTDL_VI void add(int64_t i, int64_t w, Vec<T> v) { store_n(load_n(lanes, i, w) + v, lanes, i, w); }
+  FASTDL_VI void add(int64_t i, int64_t w, Vec<T> v) const { store_n(load_n(lanes, i, w) + v, lanes, i, w); }
   FASTDL_VI void row_done() {
     if (++pending == 64) flush();
   }
@@ -107,7 +111,14 @@ void layer_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rst
   parallel_ranges(rows, grain > 0 ? grain : 1, 1, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
-      const double m = row_dot(xr, (const T*)nullptr, cols) / (double)cols;
+      // the sum, while the next row's lines are prefetched (the sweeps of this row hit the cache)
+      LaneSum<T> sum;
+      const T* next = r + 1 < e ? xr + cols : nullptr;
+      for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
+        if (next) __builtin_prefetch(next + i, 0, 3);
+        sum.add(load_n(xr, i, cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes));
+      }
+      const double m = sum.sum() / (double)cols;
       const kernels::SplitMean<T> sm = kernels::split_mean<T>(m);
       const Vec<T> hi(sm.hi), lo(sm.lo);
       LaneSum<T> ss;
@@ -120,7 +131,7 @@ void layer_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rst
       mean[r] = T(m);
       rstd[r] = T(rs);
       const Vec<T> vr{T(rs)};
-      for_row(y + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+      for_row(y + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
         const Vec<T> xh = kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr);
         return kernels::norm_affine(xh, gamma ? load_n(gamma, i, w) : Vec<T>(T(1)), beta ? load_n(beta, i, w) : Vec<T>(T(0)));
       });
@@ -155,14 +166,16 @@ void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
       const T *dyr = dy + r * cols, *xr = x + r * cols;
       const Vec<T> hi(mean[r]), lo(T(0)), vr(rstd[r]);
       LaneSum<T> sa, sx;
+      const bool more = r + 1 < blocks.end(blk);
       for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
         const int64_t w = cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes;
+        if (more) __builtin_prefetch(dyr + cols + i, 0, 3), __builtin_prefetch(xr + cols + i, 0, 3);
         const Vec<T> g = gamma ? load_n(dyr, i, w) * load_n(gamma, i, w) : load_n(dyr, i, w);
         sa.add(g);  // missing lanes: g = 0
         sx.add(g * kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr));
       }
       const Vec<T> a{T(sa.sum() / (double)cols)}, b{T(sx.sum() / (double)cols)};
-      for_row(dx ? dx + r * cols : (T*)nullptr, cols, stream, [&](int64_t i, int64_t w) {
+      for_row(dx ? dx + r * cols : (T*)nullptr, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
         const Vec<T> d = load_n(dyr, i, w), xh = kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr);
         if (sums) {
           sg.add(i, w, d * xh);
@@ -248,7 +261,7 @@ void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var
   parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * cols;
-      for_row(y + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+      for_row(y + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
         return kernels::batch_norm_value(load_n(xr, i, w), load_n(hi, i, w), load_n(lo, i, w), load_n(k, i, w),
                                          load_n(b, i, w));
       });
@@ -303,7 +316,7 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
   parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T *dyr = dy + r * cols, *xr = x + r * cols;
-      for_row(dx + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+      for_row(dx + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
         const Vec<T> xh = kernels::norm_xhat(load_n(xr, i, w), load_n(mean, i, w), Vec<T>(T(0)), load_n(rstd, i, w));
         return kernels::batch_norm_grad(load_n(dyr, i, w), xh, load_n(k, i, w), load_n(mdb, i, w), load_n(mdg, i, w));
       });
@@ -320,7 +333,7 @@ void channel_affine(const T* x, const T* scale, const T* shift, T* y, int64_t ro
   parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const T* xr = x + r * cols;
-      for_row(y + r * cols, cols, stream, [&](int64_t i, int64_t w) {
+      for_row(y + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
         return kernels::channel_affine(load_n(xr, i, w), load_n(scale, i, w), load_n(shift, i, w));
       });
     }

@@ -1,7 +1,6 @@
 // Bindings for the layer kernels (issue #13): the functions of fastdl.backends.numpy_layers, same
 // names, arguments and results. Argument checks only (shapes, dtypes, contiguity, overlaps, each
 // error naming the argument); the GIL is released while a kernel runs.
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -102,10 +101,17 @@ const T* in_ptr(const Opt& o, const char* name) { return o.has ? input<T>(o.a, n
 template <class T>
 T* out_ptr(Opt& o, const char* name) { return o.has ? output<T>(o.a, name) : nullptr; }
 
-// Scratch for the deterministic reductions, allocated here (with the GIL held) so that kernels never allocate.
-std::unique_ptr<double[]> norm_work(int64_t rows, int64_t cols) {
+// Scratch for the deterministic reductions, owned here (the kernels never allocate) and kept per
+// calling thread between calls: a fresh allocation of this size is mmap'ed, and zeroing its new pages
+// cost the kernels up to a third of their time. Taken while the GIL is held.
+struct NormWork {
+  double* data;
+};
+NormWork norm_work(int64_t rows, int64_t cols) {
+  thread_local std::vector<double> buffer;
   const int64_t n = cpu::norm_work_doubles(rows, cols);
-  return std::unique_ptr<double[]>(new double[n > 0 ? n : 1]);
+  if ((int64_t)buffer.size() < n) buffer.resize((size_t)n);
+  return {buffer.data()};
 }
 
 // ---- LayerNorm ------------------------------------------------------------------------------------------
@@ -157,14 +163,14 @@ void layer_norm_backward(const py::array& dy, const py::array& x, const py::obje
   if (dbeta.has) require_shape(dbeta.a, {cols}, "dbeta", "x's C");
   check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
                   arg(dx, "dx", true, "dy"), arg(dgamma, "dgamma", true), arg(dbeta, "dbeta", true)});
-  std::unique_ptr<double[]> work = dgamma.has || dbeta.has ? norm_work(rows, cols) : std::unique_ptr<double[]>();
+  NormWork work = dgamma.has || dbeta.has ? norm_work(rows, cols) : NormWork{nullptr};
   with_type(dt, [&](auto zero) {
     using T = decltype(zero);
     const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma");
     const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
     T *dxp = out_ptr<T>(dx, "dx"), *dgp = out_ptr<T>(dgamma, "dgamma"), *dbp = out_ptr<T>(dbeta, "dbeta");
     py::gil_scoped_release nogil;
-    layers<T>().layer_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.get());
+    layers<T>().layer_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.data);
     return 0;
   });
 }
@@ -187,14 +193,14 @@ void batch_norm(const py::array& x, const py::object& gamma_o, const py::object&
   }
   check_overlaps({arg(x, "x"), arg(gamma, "gamma"), arg(beta, "beta"), arg(y, "y", true, "x"), arg(mean, "mean", true),
                   arg(var, "var", true), arg(rstd, "rstd", true)});
-  std::unique_ptr<double[]> work = norm_work(rows, cols);
+  NormWork work = norm_work(rows, cols);
   with_type(dt, [&](auto zero) {
     using T = decltype(zero);
     const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma"), *bp = in_ptr<T>(beta, "beta");
     T *yp = output<T>(y, "y"), *mp = output<T>(mean, "mean"), *vp = output<T>(var, "var"),
       *rp = output<T>(rstd, "rstd");
     py::gil_scoped_release nogil;
-    layers<T>().batch_norm(xp, gp, bp, yp, mp, vp, rp, rows, cols, eps, work.get());
+    layers<T>().batch_norm(xp, gp, bp, yp, mp, vp, rp, rows, cols, eps, work.data);
     return 0;
   });
 }
@@ -220,14 +226,14 @@ void batch_norm_backward(const py::array& dy, const py::array& x, const py::obje
   if (dbeta.has) require_shape(dbeta.a, {cols}, "dbeta", "x's C");
   check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
                   arg(dx, "dx", true, "dy"), arg(dgamma, "dgamma", true), arg(dbeta, "dbeta", true)});
-  std::unique_ptr<double[]> work = norm_work(rows, cols);
+  NormWork work = norm_work(rows, cols);
   with_type(dt, [&](auto zero) {
     using T = decltype(zero);
     const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma");
     const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
     T *dxp = out_ptr<T>(dx, "dx"), *dgp = out_ptr<T>(dgamma, "dgamma"), *dbp = out_ptr<T>(dbeta, "dbeta");
     py::gil_scoped_release nogil;
-    layers<T>().batch_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.get());
+    layers<T>().batch_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.data);
     return 0;
   });
 }
