@@ -443,31 +443,35 @@ void max_pool(const T* x, T* y, int64_t* argmax, const Window& g) {
           for (int64_t c = 0; c < g.c; ++c) best[c] = T(-__builtin_inf()), at[c] = -1;
           continue;
         }
-        // the flat image index of each tap k = i kw + j inside the image (windows up to 64 taps)
-        int64_t flat[64];
-        const bool table = g.kh * g.kw <= 64;
-        if (table)
-          for (int64_t i = i0; i < i1; ++i)
-            for (int64_t j = j0; j < j1; ++j)
-              flat[i * g.kw + j] = kernels::window_row(g, p, i) * g.w + kernels::window_col(g, q, j);
-        // SIMD over the channels: the best value and its tap (k, held as T: small and exact)
+        // SIMD over the channels: the best value and where it is, held as T: the flat image index
+        // when T holds every index exactly (h w <= 2^24 for float), else the tap k = i kw + j.
+        const bool flat_exact = g.h * g.w <= (sizeof(T) == 4 ? (int64_t(1) << 24) : (int64_t(1) << 53));
+        auto tag = [&](int64_t i, int64_t j) {
+          return flat_exact ? T(kernels::window_row(g, p, i) * g.w + kernels::window_col(g, q, j)) : T(i * g.kw + j);
+        };
         for (int64_t c = 0; c < g.c; c += Vec<T>::lanes) {
           const int64_t w = g.c - c < Vec<T>::lanes ? g.c - c : Vec<T>::lanes;
           auto at_tap = [&](int64_t i, int64_t j) {
             return load_n(x + ((n * g.h + kernels::window_row(g, p, i)) * g.w + kernels::window_col(g, q, j)) * g.c, c, w);
           };
-          Vec<T> bv = at_tap(i0, j0), bk(T(i0 * g.kw + j0));
+          Vec<T> bv = at_tap(i0, j0), bk(tag(i0, j0));
           for (int64_t i = i0; i < i1; ++i)
             for (int64_t j = i == i0 ? j0 + 1 : j0; j < j1; ++j) {
               const Vec<T> v = at_tap(i, j);
               const Mask<T> take = kernels::max_pool_takes(v, bv);
               bv = where(take, v, bv);
-              bk = where(take, Vec<T>(T(i * g.kw + j)), bk);
+              bk = where(take, Vec<T>(tag(i, j)), bk);
             }
           store_n(bv, best, c, w);
-          for (int64_t l = 0; l < w; ++l) {
-            const int64_t k = (int64_t)bk[l];
-            at[c + l] = table ? flat[k] : kernels::window_row(g, p, k / g.kw) * g.w + kernels::window_col(g, q, k % g.kw);
+          alignas(64) T where_[Vec<T>::lanes];
+          bk.store(where_);
+          if (flat_exact) {
+            for (int64_t l = 0; l < w; ++l) at[c + l] = (int64_t)where_[l];
+          } else {
+            for (int64_t l = 0; l < w; ++l) {
+              const int64_t k = (int64_t)where_[l];
+              at[c + l] = kernels::window_row(g, p, k / g.kw) * g.w + kernels::window_col(g, q, k % g.kw);
+            }
           }
         }
       }
