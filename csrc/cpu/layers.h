@@ -31,7 +31,8 @@ FASTDL_VI void for_row(T* out, int64_t n, bool stream, F f) {
   constexpr int64_t W = Vec<T>::lanes;
   int64_t i = 0;
   if (!out) {
-    for (; i < n; i += W) f(i, n - i < W ? n - i : W);
+    for (; i + W <= n; i += W) f(i, W);
+    if (i < n) f(i, n - i);
     return;
   }
   if (stream) {
@@ -69,6 +70,11 @@ struct ColumnSum {
     pending = 0;
   }
 };
+
+// A block's slot of the workspace: sums in double and float lanes, each array a few cache lines
+// past a multiple of 4 KB from the others (so that lanes stored and loaded in the same sweep never
+// share their low 12 address bits, which CPUs use to match loads to earlier stores).
+FASTDL_VI int64_t slot_doubles(int64_t cols) { return 6 * cols + 64; }
 
 // The blocks of a deterministic reduction over rows: block i is rows [i br, min((i + 1) br, rows)).
 struct RowBlocks {
@@ -157,10 +163,10 @@ void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
   const bool stream = dx && should_stream<T>(rows * cols, dx == dy || dx == x);
   const RowBlocks blocks(rows);
   // block i's slot: dgamma totals, dbeta totals (doubles), then their float lanes
-  auto slot = [&](int64_t i) { return work + i * 6 * cols; };
+  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };
   for_blocks(blocks, rows * cols, [&](int64_t blk) {
     double* s = slot(blk);
-    ColumnSum<T> sg{(T*)(s + 2 * cols), s, cols}, sb{(T*)(s + 2 * cols) + cols, s + cols, cols};
+    ColumnSum<T> sg{(T*)(s + 2 * cols + 8), s, cols}, sb{(T*)(s + 3 * cols + 24), s + cols, cols};
     if (sums) sg.zero(), sb.zero();
     for (int64_t r = blocks.begin(blk); r < blocks.end(blk); ++r) {
       const T *dyr = dy + r * cols, *xr = x + r * cols;
@@ -175,14 +181,19 @@ void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
         sx.add(g * kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr));
       }
       const Vec<T> a{T(sa.sum() / (double)cols)}, b{T(sx.sum() / (double)cols)};
-      for_row(dx ? dx + r * cols : (T*)nullptr, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
-        const Vec<T> d = load_n(dyr, i, w), xh = kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr);
-        if (sums) {
-          sg.add(i, w, d * xh);
+      // The column sums, then dx (which may overwrite dy): two sweeps of the cached row.
+      if (sums)
+        for_row((T*)nullptr, cols, false, [=](int64_t i, int64_t w) FASTDL_LI {
+          const Vec<T> d = load_n(dyr, i, w);
+          sg.add(i, w, d * kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr));
           sb.add(i, w, d);
-        }
-        return kernels::layer_norm_grad(gamma ? d * load_n(gamma, i, w) : d, xh, a, b, vr);
-      });
+          return d;
+        });
+      if (dx)
+        for_row(dx + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
+          const Vec<T> d = load_n(dyr, i, w), xh = kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr);
+          return kernels::layer_norm_grad(gamma ? d * load_n(gamma, i, w) : d, xh, a, b, vr);
+        });
       if (sums) sg.row_done(), sb.row_done();
     }
     if (sums) sg.flush(), sb.flush();
@@ -207,10 +218,10 @@ void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var
   const RowBlocks blocks(rows);
   int64_t chunk = 32768 / (cols * (int64_t)sizeof(T));
   chunk = chunk < 1 ? 1 : chunk > 64 ? 64 : chunk;
-  auto slot = [&](int64_t i) { return work + i * 6 * cols; };  // mean, m2 (double); shift, s1, s2 (T)
+  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };  // mean, m2 (double); shift, s1, s2 (T)
   for_blocks(blocks, rows * cols, [&](int64_t blk) {
     double *bm = slot(blk), *b2 = bm + cols;
-    T *shift = (T*)(bm + 2 * cols), *s1 = (T*)(bm + 3 * cols), *s2 = (T*)(bm + 4 * cols);
+    T *shift = (T*)(bm + 2 * cols + 8), *s1 = (T*)(bm + 3 * cols + 24), *s2 = (T*)(bm + 4 * cols + 40);
     double bn = 0.0;
     for (int64_t c = 0; c < cols; ++c) bm[c] = 0.0, b2[c] = 0.0;
     for (int64_t r0 = blocks.begin(blk); r0 < blocks.end(blk); r0 += chunk) {
@@ -240,7 +251,7 @@ void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var
     }
   });
   // the columns' statistics, and the factors of y = (x - mean) k + beta, k = rstd gamma
-  T *hi = (T*)(work + blocks.count * 6 * cols), *lo = hi + cols, *k = lo + cols, *b = k + cols;
+  T *hi = (T*)(work + blocks.count * slot_doubles(cols)), *lo = hi + cols, *k = lo + cols, *b = k + cols;
   parallel_ranges(cols, kGrainCheap / (blocks.count + 1) + 1, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       kernels::Moments<double> m{0.0, 0.0, 0.0};
@@ -278,10 +289,10 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
                          T* dbeta, int64_t rows, int64_t cols, double* work) {
   if (cols == 0) return;
   const RowBlocks blocks(rows);
-  auto slot = [&](int64_t i) { return work + i * 6 * cols; };  // sb, sd (double); their lanes (T)
+  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };  // sb, sd (double); their lanes (T)
   for_blocks(blocks, rows * cols, [&](int64_t blk) {
     double* s = slot(blk);
-    ColumnSum<T> sb{(T*)(s + 2 * cols), s, cols}, sd{(T*)(s + 3 * cols), s + cols, cols};
+    ColumnSum<T> sb{(T*)(s + 2 * cols + 8), s, cols}, sd{(T*)(s + 3 * cols + 24), s + cols, cols};
     sb.zero();
     sd.zero();
     for (int64_t r = blocks.begin(blk); r < blocks.end(blk); ++r) {
@@ -298,7 +309,7 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
     sb.flush();
     sd.flush();
   });
-  T *k = (T*)(work + blocks.count * 6 * cols), *mdb = k + cols, *mdg = mdb + cols;
+  T *k = (T*)(work + blocks.count * slot_doubles(cols)), *mdb = k + cols, *mdg = mdb + cols;
   parallel_ranges(cols, kGrainCheap / (blocks.count + 1) + 1, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       double sbc = 0.0, sdc = 0.0;
