@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <initializer_list>
 #include <type_traits>
 
 #if defined(__x86_64__) || defined(__i386__)

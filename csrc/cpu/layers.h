@@ -111,6 +111,40 @@ FASTDL_VI void sum_blocks(T* out, int64_t n, int64_t blocks, F part) {
   });
 }
 
+// out[i] = f(i, c, w) over the flat (rows, cols) array, c = i mod cols the column of element i, in
+// vectors that may run across rows: the per-column factors f loads at c come from arrays extended
+// to cols + lanes entries (entry j holds column j mod cols; extend_columns). Streams whole vectors
+// from the first aligned one when `stream`: BatchNorm's short rows are then one stream.
+template <class T>
+FASTDL_VI void extend_columns(T* a, int64_t cols) {
+  for (int64_t j = cols; j < cols + Vec<T>::lanes; ++j) a[j] = a[j % cols];
+}
+template <class T, class F>
+FASTDL_VI void for_flat_columns(T* out, int64_t rows, int64_t cols, bool stream, F f) {
+  constexpr int64_t W = Vec<T>::lanes;
+  parallel_ranges(rows * cols, kGrainCheap, 16, [&](int64_t b, int64_t e) {
+    int64_t i = b, c = b % cols;
+    auto step = [&](int64_t w) {
+      i += w;
+      c += w;
+      if (c >= cols) c %= cols;
+    };
+    if (stream) {
+      const int64_t misaligned = (int64_t)(((uintptr_t)(out + i) & 63) / sizeof(T));
+      if (misaligned) {
+        const int64_t head = W - misaligned < e - i ? W - misaligned : e - i;
+        f(i, c, head).store_partial(out + i, head);
+        step(head);
+      }
+      for (; i + W <= e; step(W)) f(i, c, W).stream(out + i);
+      stream_fence();
+    } else {
+      for (; i + W <= e; step(W)) f(i, c, W).store(out + i);
+    }
+    if (i < e) f(i, c, e - i).store_partial(out + i, e - i);
+  });
+}
+
 // ---- LayerNorm: each row over its C values -------------------------------------------------------------
 // Forward, per row (threads over rows): the mean, then sum (x - mean)^2, then y, in three sweeps of
 // the row, which stays in L1/L2 between them: memory sees one read of x and one write of y.
@@ -255,8 +289,10 @@ void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var
       bn += n;
     }
   });
-  // the columns' statistics, and the factors of y = (x - mean) k + beta, k = rstd gamma
-  T *hi = (T*)(work + blocks.count * slot_doubles(cols)), *lo = hi + cols, *k = lo + cols, *b = k + cols;
+  // the columns' statistics, and the factors of y = (x - mean) k + beta, k = rstd gamma (each
+  // extended by a vector's worth for for_flat_columns)
+  const int64_t ext = cols + Vec<T>::lanes;
+  T *hi = (T*)(work + blocks.count * slot_doubles(cols)), *lo = hi + ext, *k = lo + ext, *b = k + ext;
   parallel_ranges(cols, kGrainCheap / (blocks.count + 1) + 1, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       kernels::Moments<double> m{0.0, 0.0, 0.0};
@@ -273,16 +309,11 @@ void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var
       b[c] = beta ? beta[c] : T(0);
     }
   });
-  const bool stream = should_stream<T>(rows * cols, x == y);
-  parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T* xr = x + r * cols;
-      for_row(y + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
-        return kernels::batch_norm_value(load_n(xr, i, w), load_n(hi, i, w), load_n(lo, i, w), load_n(k, i, w),
-                                         load_n(b, i, w));
-      });
-    }
-    if (stream) stream_fence();
+  for (T* a : {hi, lo, k, b}) extend_columns(a, cols);
+  const T* xf = x;
+  for_flat_columns(y, rows, cols, should_stream<T>(rows * cols, x == y), [=](int64_t i, int64_t c, int64_t w) FASTDL_LI {
+    return kernels::batch_norm_value(load_n(xf, i, w), load_n(hi, c, w), load_n(lo, c, w), load_n(k, c, w),
+                                     load_n(b, c, w));
   });
 }
 
@@ -314,7 +345,9 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
     sb.flush();
     sd.flush();
   });
-  T *k = (T*)(work + blocks.count * slot_doubles(cols)), *mdb = k + cols, *mdg = mdb + cols;
+  const int64_t ext = cols + Vec<T>::lanes;  // the factors of dx, extended for for_flat_columns
+  T *k = (T*)(work + blocks.count * slot_doubles(cols)), *mdb = k + ext, *mdg = mdb + ext, *me = mdg + ext,
+    *re = me + ext;
   parallel_ranges(cols, kGrainCheap / (blocks.count + 1) + 1, 16, [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; ++c) {
       double sbc = 0.0, sdc = 0.0;
@@ -325,19 +358,17 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
       k[c] = T(gamma ? rs * (double)gamma[c] : rs);
       mdb[c] = T(rows > 0 ? sbc / (double)rows : 0.0);
       mdg[c] = T(rows > 0 ? dg / (double)rows : 0.0);
+      me[c] = mean[c];
+      re[c] = rstd[c];
     }
   });
   if (!dx || rows == 0) return;
-  const bool stream = should_stream<T>(rows * cols, dx == dy || dx == x);
-  parallel_ranges(rows, kGrainCheap / cols + 1, 1, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T *dyr = dy + r * cols, *xr = x + r * cols;
-      for_row(dx + r * cols, cols, stream, [=](int64_t i, int64_t w) FASTDL_LI {
-        const Vec<T> xh = kernels::norm_xhat(load_n(xr, i, w), load_n(mean, i, w), Vec<T>(T(0)), load_n(rstd, i, w));
-        return kernels::batch_norm_grad(load_n(dyr, i, w), xh, load_n(k, i, w), load_n(mdb, i, w), load_n(mdg, i, w));
-      });
-    }
-    if (stream) stream_fence();
+  for (T* a : {k, mdb, mdg, me, re}) extend_columns(a, cols);
+  const T *dyf = dy, *xf = x;
+  for_flat_columns(dx, rows, cols, should_stream<T>(rows * cols, dx == dy || dx == x),
+                   [=](int64_t i, int64_t c, int64_t w) FASTDL_LI {
+    const Vec<T> xh = kernels::norm_xhat(load_n(xf, i, w), load_n(me, c, w), Vec<T>(T(0)), load_n(re, c, w));
+    return kernels::batch_norm_grad(load_n(dyf, i, w), xh, load_n(k, c, w), load_n(mdb, c, w), load_n(mdg, c, w));
   });
 }
 
