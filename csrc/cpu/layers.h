@@ -156,9 +156,10 @@ void layer_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* rst
   parallel_ranges(rows, grain > 0 ? grain : 1, 1, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* xr = x + r * cols;
-      // the sum, while the next row's lines are prefetched (the sweeps of this row hit the cache)
+      // the sum, while the lines of the row after next are prefetched (the sweeps of this row hit
+      // the cache, so the hardware sees no stream)
       LaneSum<T> sum;
-      const T* next = r + 1 < e ? xr + cols : nullptr;
+      const T* next = r + 2 < e ? xr + 2 * cols : nullptr;
       for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
         if (next) __builtin_prefetch(next + i, 0, 3);
         sum.add(load_n(xr, i, cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes));
@@ -211,10 +212,10 @@ void layer_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
       const T *dyr = dy + r * cols, *xr = x + r * cols;
       const Vec<T> hi(mean[r]), lo(T(0)), vr(rstd[r]);
       LaneSum<T> sa, sx;
-      const bool more = r + 1 < blocks.end(blk);
+      const bool more = r + 2 < blocks.end(blk);
       for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
         const int64_t w = cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes;
-        if (more) __builtin_prefetch(dyr + cols + i, 0, 3), __builtin_prefetch(xr + cols + i, 0, 3);
+        if (more) __builtin_prefetch(dyr + 2 * cols + i, 0, 3), __builtin_prefetch(xr + 2 * cols + i, 0, 3);
         const Vec<T> g = gamma ? load_n(dyr, i, w) * load_n(gamma, i, w) : load_n(dyr, i, w);
         sa.add(g);  // missing lanes: g = 0
         sx.add(g * kernels::norm_xhat(load_n(xr, i, w), hi, lo, vr));

@@ -267,6 +267,100 @@ def row_loss_cases(shapes):
     return cases
 
 
+def layer_kernel_cases(quick=False):
+    """The layer kernels of issue #13 (fastdl._fastdl_cpu's, called with preallocated outputs) beside
+    torch's modules (forward + backward through autograd, channels-last memory for images) and the
+    NumPy contract (numpy_layers: float64 statistics). Floors count each input read once and each
+    output written once; BatchNorm cannot reach that on arrays larger than the caches (its statistics
+    need every row before the first output: x is read twice forward, dy and x twice backward)."""
+    ext = _backend.cpu_extension()
+    if ext is None or not hasattr(ext, "layer_norm"):
+        return []
+    from .backends import numpy_layers
+    cases = []
+    rng = np.random.default_rng(7)
+
+    rows, cols = (1024, 1024) if quick else (8192, 1024)
+    x = rng.standard_normal((rows, cols)).astype(np.float32)
+    dy = rng.standard_normal((rows, cols)).astype(np.float32)
+    gamma, beta = np.ones(cols, np.float32), np.zeros(cols, np.float32)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    mean, rstd, dg, db = (np.empty(n, np.float32) for n in (rows, rows, cols, cols))
+
+    def fastdl_ln(k=ext, a=(x, dy, gamma, beta, y, dx, mean, rstd, dg, db)):
+        x, dy, gamma, beta, y, dx, mean, rstd, dg, db = a
+        k.layer_norm(x, gamma, beta, y, mean, rstd, 1e-5)
+        k.layer_norm_backward(dy, x, gamma, mean, rstd, dx, dg, db)
+
+    impls = {"fastdl": fastdl_ln, "numpy": lambda: fastdl_ln(numpy_layers)}
+    if torch:
+        ln = torch.nn.LayerNorm(cols)
+        tx, tdy = torch.from_numpy(x.copy()).requires_grad_(True), torch.from_numpy(dy)
+
+        def torch_ln(ln=ln, tx=tx, tdy=tdy):
+            tx.grad = ln.weight.grad = ln.bias.grad = None
+            ln(tx).backward(tdy)
+
+        impls["torch"] = torch_ln
+    cases.append(Case(f"layer_norm fwd+bwd {rows}x{cols} f32", 5 * x.nbytes, impls,
+                      note="torch: nn.LayerNorm + backward; numpy: the NumPy contract (float64)", group="layer"))
+
+    n, hw, c = (8, 28, 64) if quick else (32, 56, 64)
+    x = rng.standard_normal((n * hw * hw, c)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    gamma, beta = np.ones(c, np.float32), np.zeros(c, np.float32)
+    y, dx = np.empty_like(x), np.empty_like(x)
+    bm, bv, br, dg, db = (np.empty(c, np.float32) for _ in range(5))
+
+    def fastdl_bn(k=ext, a=(x, dy, gamma, beta, y, dx)):
+        x, dy, gamma, beta, y, dx = a
+        k.batch_norm(x, gamma, beta, y, bm, bv, br, 1e-5)
+        k.batch_norm_backward(dy, x, gamma, bm, br, dx, dg, db)
+
+    impls = {"fastdl": fastdl_bn, "numpy": lambda: fastdl_bn(numpy_layers)}
+    if torch:
+        bn = torch.nn.BatchNorm2d(c)
+        tx = torch.from_numpy(x.copy()).reshape(n, hw, hw, c).permute(0, 3, 1, 2).requires_grad_(True)
+        tdy = torch.from_numpy(dy).reshape(n, hw, hw, c).permute(0, 3, 1, 2)
+
+        def torch_bn():
+            tx.grad = bn.weight.grad = bn.bias.grad = None
+            bn(tx).backward(tdy)
+
+        impls["torch"] = torch_bn
+    cases.append(Case(f"batch_norm fwd+bwd ({n}x{hw}x{hw})x{c} f32", 5 * x.nbytes, impls,
+                      note="torch: nn.BatchNorm2d (training) + backward, channels-last; the two-pass minimum "
+                           "is 8 passes = 1.6x this floor", group="layer"))
+
+    img = rng.standard_normal((n, hw, hw, c)).astype(np.float32)
+    py_ = np.empty((n, hw // 2, hw // 2, c), np.float32)
+    am = np.empty(py_.shape, np.int64)
+    pdy = rng.standard_normal(py_.shape).astype(np.float32)
+    pdx = np.empty_like(img)
+    timg = torch.from_numpy(img.copy()).permute(0, 3, 1, 2).requires_grad_(True) if torch else None
+    tpdy = torch.from_numpy(pdy).permute(0, 3, 1, 2) if torch else None
+    for kind in ("max", "avg"):
+        if kind == "max":
+            def fastdl_pool():
+                ext.max_pool(img, py_, am, 2, 2, 2, 2, 0, 0)
+                ext.max_pool_backward(pdy, am, pdx)
+            moved = img.nbytes + py_.nbytes + 2 * am.nbytes + pdy.nbytes + pdx.nbytes
+        else:
+            def fastdl_pool():
+                ext.avg_pool(img, py_, 2, 2, 2, 2, 0, 0)
+                ext.avg_pool_backward(pdy, pdx, 2, 2, 2, 2, 0, 0)
+            moved = img.nbytes + py_.nbytes + pdy.nbytes + pdx.nbytes
+        impls = {"fastdl": fastdl_pool}
+        if torch:
+            def torch_pool(f=F.max_pool2d if kind == "max" else F.avg_pool2d):
+                timg.grad = None
+                f(timg, 2, 2).backward(tpdy)
+            impls["torch"] = torch_pool
+        cases.append(Case(f"{kind}_pool 2x2/2 fwd+bwd {n}x{hw}x{hw}x{c} f32", moved, impls,
+                          note=f"torch: F.{kind}_pool2d + backward, channels-last", group="layer"))
+    return cases
+
+
 def resnet50_like_shapes(width=0.62):
     """Parameter shapes of a ResNet-50 with batch norm folded into conv biases, channels scaled
     by `width`: 108 tensors, 10.3M elements at 0.62, half of them under 1k elements."""
@@ -401,7 +495,7 @@ def all_cases(quick=False):
     row_shapes = [(512, 1000), (8192, 10)] if quick else [(4096, 1000), (65536, 10)]
     return (activation_cases(n) + softmax_cases(rows, 1000) + loss_cases(n) + row_loss_cases(row_shapes)
             + optimizer_cases(n, shapes)
-            + adaptive_optimizer_cases(n) + torch_optimizer_cases(n, shapes))
+            + adaptive_optimizer_cases(n) + torch_optimizer_cases(n, shapes) + layer_kernel_cases(quick))
 
 
 # ---- the report ------------------------------------------------------------------------------
