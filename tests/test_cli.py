@@ -38,6 +38,22 @@ def test_train_main_job(tmp_path):
     assert model.output_shape == (10,)
 
 
+def test_train_a_cnn(tmp_path):
+    """--model cnn: the digits as 8x8x1 images through conv-BN-relu-pool x2 with augmentation (a few
+    epochs here; the full run's accuracy is in bench/RESULTS.md)."""
+    r = _fastdl("train", "--model", "cnn", "--epochs", "3", "--no-plot", "--verbose", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert float(r.stdout.split("test accuracy:")[1].split()[0]) > 0.8
+    from fastdl import models
+    model = models.load_model(tmp_path / "fastdl-model.fastdl")
+    assert model.output_shape == (10,) and model.layers[0].input_shape == (8, 8, 1)
+    assert [type(layer).__name__ for layer in model.layers].count("Conv2D") == 2
+    bad = np.zeros((20, 5), np.float32), np.arange(20) % 2
+    np.savez(tmp_path / "flat.npz", x=bad[0], y=bad[1])
+    r = _fastdl("train", "--model", "cnn", "--data", "flat.npz", "--no-plot", cwd=tmp_path)
+    assert r.returncode != 0 and "square images" in r.stderr
+
+
 def test_train_on_npz_and_csv(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((300, 5)).astype(np.float32)
