@@ -109,6 +109,21 @@ def _rng(seed=0):
     return np.random.default_rng(seed)
 
 
+def test_every_implementation_has_the_contracts_names_and_arguments():
+    """The C++ module and the CUDA adapter take numpy_layers' arguments, by name and in order (the CUDA
+    adapter is checked without a GPU: only its signatures)."""
+    import inspect
+    import re
+    from fastdl.backends import cuda_layers
+    for name in NAMES:
+        want = list(inspect.signature(getattr(numpy_layers, name)).parameters)
+        assert list(inspect.signature(getattr(cuda_layers, name)).parameters) == want, name
+        ext = _backend.cpu.module
+        if ext is not None and hasattr(ext, name):
+            first = getattr(ext, name).__doc__.splitlines()[0]
+            assert re.findall(r"(\w+):", first[first.index("("):]) == want, name
+
+
 # ---- references (float64, loops over the definitions) -----------------------------------------
 
 def ref_norm_rows(x, gamma, beta, eps):
