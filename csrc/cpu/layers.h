@@ -258,34 +258,38 @@ void batch_norm(const T* x, const T* gamma, const T* beta, T* y, T* mean, T* var
   const RowBlocks blocks(rows);
   int64_t chunk = 32768 / (cols * (int64_t)sizeof(T));
   chunk = chunk < 1 ? 1 : chunk > 64 ? 64 : chunk;
-  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };  // mean, m2 (double); shift, s1, s2 (T)
+  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };  // mean, m2 (double)
   for_blocks(blocks, rows * cols, [&](int64_t blk) {
-    double *bm = slot(blk), *b2 = bm + cols;
-    T *shift = (T*)(bm + 2 * cols + 8), *s1 = (T*)(bm + 3 * cols + 24), *s2 = (T*)(bm + 4 * cols + 40);
+    double *const bm = slot(blk), *const b2 = bm + cols;
+    const T* const xb = x;
+    const int64_t nc = cols;
     double bn = 0.0;
-    for (int64_t c = 0; c < cols; ++c) bm[c] = 0.0, b2[c] = 0.0;
+    for (int64_t c = 0; c < nc; ++c) bm[c] = 0.0, b2[c] = 0.0;
     for (int64_t r0 = blocks.begin(blk); r0 < blocks.end(blk); r0 += chunk) {
       const int64_t r1 = r0 + chunk < blocks.end(blk) ? r0 + chunk : blocks.end(blk);
       const double n = (double)(r1 - r0);
-      for (int64_t c = 0; c < cols; ++c) s1[c] = T(0), s2[c] = T(0);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t i = 0; i < cols; i += W) {
-          const int64_t w = cols - i < W ? cols - i : W;
-          store_n(load_n(s1, i, w) + load_n(x + r * cols, i, w), s1, i, w);
+      // a vector of columns at a time, its sums in registers down the chunk's rows (in L1)
+      for (int64_t i = 0; i < nc; i += W) {
+        const int64_t w = nc - i < W ? nc - i : W;
+        Vec<T> a(T(0)), s1(T(0)), s2(T(0));
+        for (int64_t r = r0; r < r1; ++r) a = a + load_n(xb + r * nc, i, w);
+        const Vec<T> shift = a * Vec<T>(T(1.0 / n));  // near the chunk's mean: any value is exact below
+        for (int64_t r = r0; r < r1; ++r) {
+          const Vec<T> d = load_n(xb + r * nc, i, w) - shift;
+          s1 = s1 + d;
+          s2 = s2 + d * d;
         }
-      for (int64_t c = 0; c < cols; ++c) shift[c] = T((double)s1[c] / n), s1[c] = T(0);
-      for (int64_t r = r0; r < r1; ++r)
-        for (int64_t i = 0; i < cols; i += W) {
-          const int64_t w = cols - i < W ? cols - i : W;
-          const Vec<T> d = load_n(x + r * cols, i, w) - load_n(shift, i, w);
-          store_n(load_n(s1, i, w) + d, s1, i, w);
-          store_n(load_n(s2, i, w) + d * d, s2, i, w);
+        alignas(64) T sh_[W], s1_[W], s2_[W];
+        shift.store(sh_);
+        s1.store(s1_);
+        s2.store(s2_);
+        for (int64_t l = 0; l < w; ++l) {
+          const kernels::Moments<double> m = kernels::merge_moments<double>(
+              {bn, bm[i + l], b2[i + l]},
+              kernels::moments_from_shifted<double>(n, (double)sh_[l], (double)s1_[l], (double)s2_[l]));
+          bm[i + l] = m.mean;
+          b2[i + l] = m.m2;
         }
-      for (int64_t c = 0; c < cols; ++c) {
-        const kernels::Moments<double> m = kernels::merge_moments<double>(
-            {bn, bm[c], b2[c]}, kernels::moments_from_shifted<double>(n, (double)shift[c], (double)s1[c], (double)s2[c]));
-        bm[c] = m.mean;
-        b2[c] = m.m2;
       }
       bn += n;
     }
@@ -326,25 +330,34 @@ void batch_norm_backward(const T* dy, const T* x, const T* gamma, const T* mean,
                          T* dbeta, int64_t rows, int64_t cols, double* work) {
   if (cols == 0) return;
   const RowBlocks blocks(rows);
-  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };  // sb, sd (double); their lanes (T)
+  constexpr int64_t W = Vec<T>::lanes;
+  int64_t chunk = 32768 / (cols * 2 * (int64_t)sizeof(T));  // rows of dy and x that stay in L1 together
+  chunk = chunk < 1 ? 1 : chunk > 64 ? 64 : chunk;
+  auto slot = [&](int64_t i) { return work + i * slot_doubles(cols); };  // sb, sd (double)
   for_blocks(blocks, rows * cols, [&](int64_t blk) {
-    double* s = slot(blk);
-    ColumnSum<T> sb{(T*)(s + 2 * cols + 8), s, cols}, sd{(T*)(s + 3 * cols + 24), s + cols, cols};
-    sb.zero();
-    sd.zero();
-    for (int64_t r = blocks.begin(blk); r < blocks.end(blk); ++r) {
-      const T *dyr = dy + r * cols, *xr = x + r * cols;
-      for (int64_t i = 0; i < cols; i += Vec<T>::lanes) {
-        const int64_t w = cols - i < Vec<T>::lanes ? cols - i : Vec<T>::lanes;
-        const Vec<T> d = load_n(dyr, i, w);
-        sb.add(i, w, d);
-        sd.add(i, w, d * (load_n(xr, i, w) - load_n(mean, i, w)));
+    double *const tb = slot(blk), *const td = tb + cols;
+    const T *const dyb = dy, *const xb = x, *const mb = mean;
+    const int64_t nc = cols;
+    for (int64_t c = 0; c < nc; ++c) tb[c] = 0.0, td[c] = 0.0;
+    for (int64_t r0 = blocks.begin(blk); r0 < blocks.end(blk); r0 += chunk) {
+      const int64_t r1 = r0 + chunk < blocks.end(blk) ? r0 + chunk : blocks.end(blk);
+      // a vector of columns at a time, its float sums in registers down the chunk's rows (at most
+      // 64, then moved into the doubles)
+      for (int64_t i = 0; i < nc; i += W) {
+        const int64_t w = nc - i < W ? nc - i : W;
+        const Vec<T> m = load_n(mb, i, w);
+        Vec<T> ab(T(0)), ad(T(0));
+        for (int64_t r = r0; r < r1; ++r) {
+          const Vec<T> d = load_n(dyb + r * nc, i, w);
+          ab = ab + d;
+          ad = ad + d * (load_n(xb + r * nc, i, w) - m);
+        }
+        alignas(64) T ab_[W], ad_[W];
+        ab.store(ab_);
+        ad.store(ad_);
+        for (int64_t l = 0; l < w; ++l) tb[i + l] += (double)ab_[l], td[i + l] += (double)ad_[l];
       }
-      sb.row_done();
-      sd.row_done();
     }
-    sb.flush();
-    sd.flush();
   });
   const int64_t ext = cols + Vec<T>::lanes;  // the factors of dx, extended for for_flat_columns
   T *k = (T*)(work + blocks.count * slot_doubles(cols)), *mdb = k + ext, *mdg = mdb + ext, *me = mdg + ext,
