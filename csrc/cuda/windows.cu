@@ -4,8 +4,8 @@
 // no atomics and the same bits on every run:
 //   col2im, avg_pool_backward: each image position sums the entries that read it, in window order,
 //     in double;
-//   max_pool_backward: a thread per (image, channel) zeroes its dx column, then adds dy in output
-//     order (argmax entries outside [-1, h w) are skipped: raising would need a synchronisation);
+//   max_pool_backward: dx zeroed (cudaMemsetAsync), then a thread per (image, channel) adds dy in
+//     output order (argmax entries outside [-1, h w) are skipped: raising would need a synchronisation);
 //   embedding_backward: the tokens grouped by id by the caller (a stable sort: order, start), a
 //     thread per (id, column) sums its tokens in token order in double.
 #include <cuda/std/limits>
@@ -87,8 +87,7 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t hw = g.h * g.w, outs = g.oh * g.ow;
   for (int64_t e = global_thread(); e < g.n * g.c; e += global_threads()) {
     const int64_t c = e % g.c, n = e / g.c;
-    T* img = dx + n * hw * g.c + c;
-    for (int64_t k = 0; k < hw; ++k) img[k * g.c] = T(0);
+    T* img = dx + n * hw * g.c + c;  // zeroed by the launcher (cudaMemsetAsync)
     for (int64_t o = 0; o < outs; ++o) {
       const int64_t k = argmax[(n * outs + o) * g.c + c];
       if (k >= 0 && k < hw) img[k * g.c] += dy[(n * outs + o) * g.c + c];
@@ -192,6 +191,7 @@ void max_pool_backward(DType dt, uintptr_t dy, uintptr_t argmax, uintptr_t dx, c
   if (g.h * g.w == 0) return;
   run(dt, g.n * g.c, at, "max_pool_backward", [&](auto tag, unsigned grid, cudaStream_t s) {
     using T = typename decltype(tag)::type;
+    check(cudaMemsetAsync(ptr<T>(dx), 0, sizeof(T) * g.n * g.h * g.w * g.c, s), "max_pool_backward");
     max_pool_backward_kernel<T><<<grid, kThreads, 0, s>>>(ptr<const T>(dy), ptr<const int64_t>(argmax), ptr<T>(dx), g);
   });
 }
