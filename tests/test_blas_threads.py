@@ -35,3 +35,27 @@ def test_set_blas_threads_sets_numpys_blas():
     finally:
         _blas_threads.set_blas_threads(before)
     assert get() == before
+
+
+def test_fit_runs_the_blas_on_one_thread_and_gives_it_back(monkeypatch):
+    """fit / evaluate / predict run NumPy's BLAS on one thread (its spinning pool and fastdl's OpenMP
+    kernels slow each other down), or on FASTDL_BLAS_THREADS, and restore the count after."""
+    import numpy as np
+    import fastdl
+    from fastdl import callbacks, layers, models
+    _, get = _blas()
+    before = get()
+    _blas_threads.set_blas_threads(2)
+    try:
+        seen = []
+        model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+        model.compile("sgd", "mse")
+        x, y = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
+        probe = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(get()))
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
+        assert seen == [1] and get() == 2
+        monkeypatch.setenv("FASTDL_BLAS_THREADS", "3")
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
+        assert seen[-1] == 3 and get() == 2
+    finally:
+        _blas_threads.set_blas_threads(before)
