@@ -335,3 +335,10 @@ def nadam_step(params, grads, exp_avgs, exp_avg_sqs, mu_products, steps, options
 def lion_step(params, grads, exp_avgs, steps, options):
     """One Lion step; options: fastdl.backends.options.LionOptions."""
     _device_step("lion_step", params, grads, [exp_avgs], steps, options)
+
+
+# The layer kernels of issue #13 (numpy_layers' names and arguments) on CuPy arrays, so that
+# _backend.layer_kernel finds them here as it finds the C++ module's for NumPy arrays.
+from .cuda_layers import (  # noqa: E402  (cuda_layers uses this module's plumbing above)
+    avg_pool, avg_pool_backward, batch_norm, batch_norm_backward, channel_affine, col2im, embedding_backward, im2col,
+    layer_norm, layer_norm_backward, max_pool, max_pool_backward)
