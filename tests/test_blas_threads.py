@@ -37,25 +37,30 @@ def test_set_blas_threads_sets_numpys_blas():
     assert get() == before
 
 
-def test_fit_runs_the_blas_on_one_thread_and_gives_it_back(monkeypatch):
-    """fit / evaluate / predict run NumPy's BLAS on one thread (its spinning pool and fastdl's OpenMP
-    kernels slow each other down), or on FASTDL_BLAS_THREADS, and restore the count after."""
+def test_fit_keeps_one_thread_pool_busy_at_a_time():
+    """With NumPy's BLAS on several threads, fit / evaluate / predict run fastdl's kernels on one (the
+    two spinning pools slow each other down) and give the count back after; with the BLAS on one
+    thread the kernels keep theirs."""
     import numpy as np
-    import fastdl
-    from fastdl import callbacks, layers, models
+    from fastdl import _backend, callbacks, layers, models
+    ext = _backend.cpu_extension()
+    if ext is None:
+        pytest.skip("the C++ module is not built")
     _, get = _blas()
-    before = get()
-    _blas_threads.set_blas_threads(2)
+    before, threads = get(), ext.num_threads()
+    seen = []
+    model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    probe = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append((get(), ext.num_threads())))
     try:
-        seen = []
-        model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
-        model.compile("sgd", "mse")
-        x, y = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
-        probe = callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: seen.append(get()))
+        ext.set_num_threads(2)
+        _blas_threads.set_blas_threads(2)
         model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
-        assert seen == [1] and get() == 2
-        monkeypatch.setenv("FASTDL_BLAS_THREADS", "3")
+        assert seen == [(2, 1)] and ext.num_threads() == 2 and get() == 2
+        _blas_threads.set_blas_threads(1)
         model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
-        assert seen[-1] == 3 and get() == 2
+        assert seen[-1] == (1, 2) and ext.num_threads() == 2
     finally:
         _blas_threads.set_blas_threads(before)
+        ext.set_num_threads(threads)

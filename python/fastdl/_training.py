@@ -13,14 +13,15 @@ from .distributed import _strategy
 from ._sources import ArraySource, IteratorSource, is_batch_source, sample_weights, split_arrays, steps_argument
 
 
-def _one_blas_thread(loop):
-    """Runs a loop with NumPy's BLAS on one thread on the CPU (fastdl/_blas_threads.py: its spinning
-    pool and fastdl's OpenMP kernels slowed each other 4x in a CNN's fit)."""
+def _one_thread_pool(loop):
+    """Runs a loop on the CPU with one thread pool busy at a time: fastdl's kernels on one thread
+    while NumPy's BLAS has several (fastdl/_blas_threads.py: the two spinning pools slowed a CNN's
+    fit 4x)."""
     @functools.wraps(loop)
     def run(model, *args):
         if model._device is not None and model._device.kind != "cpu":
             return loop(model, *args)
-        with _blas_threads.one_blas_thread_in_loops():
+        with _blas_threads.one_thread_pool_in_loops():
             return loop(model, *args)
     return run
 
@@ -43,7 +44,7 @@ def _feed_metrics(model, feed, keep_batch, y_raw, out, truths, w):
     feed.update(model._metric_inputs(y_raw, out, truths, w, keep_batch, feed.deferred))
 
 
-@_one_blas_thread
+@_one_thread_pool
 def fit(model, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data, shuffle,
         class_weight, sample_weight, initial_epoch, steps_per_epoch, validation_steps, validation_batch_size,
         validation_freq, augment):
@@ -253,7 +254,7 @@ def run_evaluation(model, source, cb_list=None):
     return logs
 
 
-@_one_blas_thread
+@_one_thread_pool
 def evaluate(model, x, y, batch_size, verbose, sample_weight, steps, callbacks):
     model._require_compiled()
     batch_size = _batch_size(batch_size)
@@ -279,7 +280,7 @@ def evaluate(model, x, y, batch_size, verbose, sample_weight, steps, callbacks):
     return logs
 
 
-@_one_blas_thread
+@_one_thread_pool
 def predict(model, x, batch_size, verbose, steps, callbacks):
     """Outputs as a NumPy array: arrays batch by batch (gathered on a GPU and copied back once when
     they fit there), or a generator's / PyDataset's batches concatenated."""
