@@ -39,8 +39,8 @@ def test_set_blas_threads_sets_numpys_blas():
 
 def test_fit_keeps_one_thread_pool_busy_at_a_time():
     """With NumPy's BLAS on several threads, fit / evaluate / predict run fastdl's kernels on one (the
-    two spinning pools slow each other down) and give the count back after; with the BLAS on one
-    thread the kernels keep theirs."""
+    two spinning pools slow each other down), or the BLAS on one for a model with an Embedding, and
+    give the counts back after; with the BLAS on one thread the kernels keep theirs."""
     import numpy as np
     from fastdl import _backend, callbacks, layers, models
     ext = _backend.cpu_extension()
@@ -58,6 +58,10 @@ def test_fit_keeps_one_thread_pool_busy_at_a_time():
         _blas_threads.set_blas_threads(2)
         model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
         assert seen == [(2, 1)] and ext.num_threads() == 2 and get() == 2
+        text = models.Sequential([layers.Input((3,)), layers.Embedding(5, 2), layers.Flatten(), layers.Dense(2)])
+        text.compile("sgd", "mse")
+        text.fit(x, y, epochs=1, verbose=0, callbacks=[probe])  # an Embedding's model: the BLAS on one
+        assert seen[-1] == (1, 2) and ext.num_threads() == 2 and get() == 2
         _blas_threads.set_blas_threads(1)
         model.fit(x, y, epochs=1, verbose=0, callbacks=[probe])
         assert seen[-1] == (1, 2) and ext.num_threads() == 2

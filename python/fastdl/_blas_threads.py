@@ -11,11 +11,19 @@ depending on it).
 The same two pools fight inside one process: after a matmul NumPy's BLAS threads spin, waiting
 for the next one, on the cores where fastdl's OpenMP kernels then run, and while those kernels
 wait at their barriers the BLAS cannot run. A CNN's fit, which alternates matmuls and kernels on
-megabyte activations, ran 4x slower for it. So fit, evaluate and predict use one pool at a time
-(one_thread_pool_in_loops): where the BLAS has several threads, fastdl's kernels run on one for
-the loop's duration. Measured on 2 cores, against the BLAS on one thread instead: the CNN's fit
-4,886 against 4,124 samples/s, the MLP's at batch 1024 1.78M against 1.31M, at batch 32 the same.
-With OPENBLAS_NUM_THREADS=1 (or MKL_NUM_THREADS=1) the kernels keep their threads.
+megabyte activations, ran 4x slower for it. So fit, evaluate and predict keep one pool busy at a
+time (one_thread_pool_in_loops), the one whose work dominates the model. Measured on 2 cores
+(samples/s; MLP at batch 32 / 1024, the CNN and the Embedding text model of
+bench/cnn_text_speed.py):
+
+    kernels on one thread, BLAS on two:  555k / 1.77M / 4,940 / 24,100
+    BLAS on one thread, kernels on two:  544k / 1.29M / 4,220 / 34,500
+
+Models of matmuls (Dense, convolutions) run their kernels on one thread; a model with an
+Embedding, whose step is the table's gather, gradient and optimizer update, runs the BLAS on one.
+(Making fastdl's OpenMP threads sleep at once instead, OMP_WAIT_POLICY=passive, suits both models
+but made each standalone kernel call up to 8x slower.) With OPENBLAS_NUM_THREADS=1 (or
+MKL_NUM_THREADS=1) the kernels keep their threads.
 """
 
 import contextlib
@@ -82,18 +90,28 @@ def _controls():
 
 
 @contextlib.contextmanager
-def one_thread_pool_in_loops():
-    """fastdl's kernels on one thread for a training / inference loop when NumPy's BLAS runs on
-    several, then back to what they were (see the module)."""
+def one_thread_pool_in_loops(kernel_bound=False):
+    """One pool busy at a time for a training / inference loop (see the module): fastdl's kernels
+    on one thread while NumPy's BLAS runs on several, or, for a kernel_bound model, the BLAS on one
+    thread; both back to what they were after."""
     from . import _backend
     ext = _backend.cpu_extension()
-    blas = max((getter() for _, getter in _controls()), default=1)
+    controls = _controls()
+    blas = [getter() for _, getter in controls]
     threads = ext.num_threads() if ext is not None else 1
-    if blas <= 1 or threads <= 1:
+    if max(blas, default=1) <= 1 or threads <= 1:
         yield
         return
-    ext.set_num_threads(1)
+    if kernel_bound:
+        for setter, _ in controls:
+            setter(1)
+    else:
+        ext.set_num_threads(1)
     try:
         yield
     finally:
-        ext.set_num_threads(threads)
+        if kernel_bound:
+            for (setter, _), b in zip(controls, blas):
+                setter(b)
+        else:
+            ext.set_num_threads(threads)

@@ -14,14 +14,15 @@ from ._sources import ArraySource, IteratorSource, is_batch_source, sample_weigh
 
 
 def _one_thread_pool(loop):
-    """Runs a loop on the CPU with one thread pool busy at a time: fastdl's kernels on one thread
-    while NumPy's BLAS has several (fastdl/_blas_threads.py: the two spinning pools slowed a CNN's
-    fit 4x)."""
+    """Runs a loop on the CPU with one thread pool busy at a time (fastdl/_blas_threads.py: NumPy's
+    BLAS and fastdl's kernels, both spinning, slowed a CNN's fit 4x): the BLAS's for a model of
+    matmuls, the kernels' for one with an Embedding."""
     @functools.wraps(loop)
     def run(model, *args):
         if model._device is not None and model._device.kind != "cpu":
             return loop(model, *args)
-        with _blas_threads.one_thread_pool_in_loops():
+        kernel_bound = any(type(layer).__name__ == "Embedding" for layer in model._compute_layers)
+        with _blas_threads.one_thread_pool_in_loops(kernel_bound):
             return loop(model, *args)
     return run
 
