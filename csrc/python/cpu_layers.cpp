@@ -114,30 +114,93 @@ NormWork norm_work(int64_t rows, int64_t cols) {
   return {buffer.data()};
 }
 
+// ---- Normalization's arguments ------------------------------------------------------------------------
+
+// The arguments both normalizations check alike: x (rows, C), gamma / beta / dgamma / dbeta (C,) or
+// None, y / dy / dx shaped as x; the statistics have one value per row (LayerNorm) or per column
+// (BatchNorm). Only the kernel call differs.
+struct NormArgs {
+  DType dt;
+  int64_t rows, cols;
+  Opt gamma, beta;
+};
+
+NormArgs norm_args(const py::array& x, const py::object& gamma_o, const py::object& beta_o) {
+  NormArgs a{float_dtype(x, "x"), 0, 0, {}, {}};
+  require_ndim(x, 2, "x", "(rows, C)");
+  a.rows = x.shape(0), a.cols = x.shape(1);
+  a.gamma = float_arg(gamma_o, a.dt, "gamma", "x");
+  a.beta = float_arg(beta_o, a.dt, "beta", "x");
+  if (a.gamma.has) require_shape(a.gamma.a, {a.cols}, "gamma", "x's C");
+  if (a.beta.has) require_shape(a.beta.a, {a.cols}, "beta", "x's C");
+  return a;
+}
+
+void require_stats(const NormArgs& a, const py::array& s, const char* name, bool per_row) {
+  require_dtype(s, a.dt, name, "x");
+  require_shape(s, {per_row ? a.rows : a.cols}, name, per_row ? "x's rows" : "x's C");
+}
+
+void require_like_x(const NormArgs& a, const py::array& s, const char* name) {
+  require_dtype(s, a.dt, name, "x");
+  require_shape(s, {a.rows, a.cols}, name, "x's shape");
+}
+
+struct NormGrads {
+  NormArgs a;
+  Opt dx, dgamma, dbeta;
+};
+
+// dy, x, gamma, mean, rstd in; dx (may be dy), dgamma, dbeta out, each optional.
+NormGrads norm_backward_args(const py::array& dy, const py::array& x, const py::object& gamma_o,
+                             const py::array& mean, const py::array& rstd, const py::object& dx_o,
+                             const py::object& dgamma_o, const py::object& dbeta_o, bool per_row) {
+  NormGrads g{norm_args(x, gamma_o, py::none()), {}, {}, {}};
+  const NormArgs& a = g.a;
+  require_like_x(a, dy, "dy");
+  require_stats(a, mean, "mean", per_row);
+  require_stats(a, rstd, "rstd", per_row);
+  g.dx = float_arg(dx_o, a.dt, "dx", "x"), g.dgamma = float_arg(dgamma_o, a.dt, "dgamma", "x");
+  g.dbeta = float_arg(dbeta_o, a.dt, "dbeta", "x");
+  if (g.dx.has) require_like_x(a, g.dx.a, "dx");
+  if (g.dgamma.has) require_shape(g.dgamma.a, {a.cols}, "dgamma", "x's C");
+  if (g.dbeta.has) require_shape(g.dbeta.a, {a.cols}, "dbeta", "x's C");
+  check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(a.gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
+                  arg(g.dx, "dx", true, "dy"), arg(g.dgamma, "dgamma", true), arg(g.dbeta, "dbeta", true)});
+  return g;
+}
+
 // ---- LayerNorm ------------------------------------------------------------------------------------------
 
 void layer_norm(const py::array& x, const py::object& gamma_o, const py::object& beta_o, py::array& y,
                 py::array& mean, py::array& rstd, double eps) {
-  DType dt = float_dtype(x, "x");
-  require_ndim(x, 2, "x", "(rows, C)");
-  const int64_t rows = x.shape(0), cols = x.shape(1);
-  Opt gamma = float_arg(gamma_o, dt, "gamma", "x"), beta = float_arg(beta_o, dt, "beta", "x");
-  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
-  if (beta.has) require_shape(beta.a, {cols}, "beta", "x's C");
-  require_dtype(y, dt, "y", "x");
-  require_shape(y, {rows, cols}, "y", "x's shape");
-  require_dtype(mean, dt, "mean", "x");
-  require_shape(mean, {rows}, "mean", "x's rows");
-  require_dtype(rstd, dt, "rstd", "x");
-  require_shape(rstd, {rows}, "rstd", "x's rows");
-  check_overlaps({arg(x, "x"), arg(gamma, "gamma"), arg(beta, "beta"), arg(y, "y", true, "x"),
+  NormArgs a = norm_args(x, gamma_o, beta_o);
+  require_like_x(a, y, "y");
+  require_stats(a, mean, "mean", true);
+  require_stats(a, rstd, "rstd", true);
+  check_overlaps({arg(x, "x"), arg(a.gamma, "gamma"), arg(a.beta, "beta"), arg(y, "y", true, "x"),
                   arg(mean, "mean", true), arg(rstd, "rstd", true)});
-  with_type(dt, [&](auto zero) {
+  with_type(a.dt, [&](auto zero) {
     using T = decltype(zero);
-    const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma"), *bp = in_ptr<T>(beta, "beta");
+    const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(a.gamma, "gamma"), *bp = in_ptr<T>(a.beta, "beta");
     T *yp = output<T>(y, "y"), *mp = output<T>(mean, "mean"), *rp = output<T>(rstd, "rstd");
     py::gil_scoped_release nogil;
-    layers<T>().layer_norm(xp, gp, bp, yp, mp, rp, rows, cols, eps);
+    layers<T>().layer_norm(xp, gp, bp, yp, mp, rp, a.rows, a.cols, eps);
+    return 0;
+  });
+}
+
+// The backward kernels of both normalizations take the same arguments.
+template <class Call>
+void norm_backward(NormGrads& g, const py::array& dy, const py::array& x, const py::array& mean,
+                   const py::array& rstd, NormWork work, Call call) {
+  with_type(g.a.dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(g.a.gamma, "gamma");
+    const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
+    T *dxp = out_ptr<T>(g.dx, "dx"), *dgp = out_ptr<T>(g.dgamma, "dgamma"), *dbp = out_ptr<T>(g.dbeta, "dbeta");
+    py::gil_scoped_release nogil;
+    call(layers<T>(), dyp, xp, gp, mp, rp, dxp, dgp, dbp, g.a.rows, g.a.cols, work.data);
     return 0;
   });
 }
@@ -145,62 +208,30 @@ void layer_norm(const py::array& x, const py::object& gamma_o, const py::object&
 void layer_norm_backward(const py::array& dy, const py::array& x, const py::object& gamma_o, const py::array& mean,
                          const py::array& rstd, const py::object& dx_o, const py::object& dgamma_o,
                          const py::object& dbeta_o) {
-  DType dt = float_dtype(x, "x");
-  require_ndim(x, 2, "x", "(rows, C)");
-  const int64_t rows = x.shape(0), cols = x.shape(1);
-  require_dtype(dy, dt, "dy", "x");
-  require_shape(dy, {rows, cols}, "dy", "x's shape");
-  Opt gamma = float_arg(gamma_o, dt, "gamma", "x");
-  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
-  require_dtype(mean, dt, "mean", "x");
-  require_shape(mean, {rows}, "mean", "x's rows");
-  require_dtype(rstd, dt, "rstd", "x");
-  require_shape(rstd, {rows}, "rstd", "x's rows");
-  Opt dx = float_arg(dx_o, dt, "dx", "x"), dgamma = float_arg(dgamma_o, dt, "dgamma", "x"),
-      dbeta = float_arg(dbeta_o, dt, "dbeta", "x");
-  if (dx.has) require_shape(dx.a, {rows, cols}, "dx", "x's shape");
-  if (dgamma.has) require_shape(dgamma.a, {cols}, "dgamma", "x's C");
-  if (dbeta.has) require_shape(dbeta.a, {cols}, "dbeta", "x's C");
-  check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
-                  arg(dx, "dx", true, "dy"), arg(dgamma, "dgamma", true), arg(dbeta, "dbeta", true)});
-  NormWork work = dgamma.has || dbeta.has ? norm_work(rows, cols) : NormWork{nullptr};
-  with_type(dt, [&](auto zero) {
-    using T = decltype(zero);
-    const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma");
-    const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
-    T *dxp = out_ptr<T>(dx, "dx"), *dgp = out_ptr<T>(dgamma, "dgamma"), *dbp = out_ptr<T>(dbeta, "dbeta");
-    py::gil_scoped_release nogil;
-    layers<T>().layer_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.data);
-    return 0;
-  });
+  NormGrads g = norm_backward_args(dy, x, gamma_o, mean, rstd, dx_o, dgamma_o, dbeta_o, true);
+  NormWork work = g.dgamma.has || g.dbeta.has ? norm_work(g.a.rows, g.a.cols) : NormWork{nullptr};
+  norm_backward(g, dy, x, mean, rstd, work, [](const auto& k, auto... args) { k.layer_norm_backward(args...); });
 }
 
 // ---- BatchNorm ------------------------------------------------------------------------------------------
 
 void batch_norm(const py::array& x, const py::object& gamma_o, const py::object& beta_o, py::array& y,
                 py::array& mean, py::array& var, py::array& rstd, double eps) {
-  DType dt = float_dtype(x, "x");
-  require_ndim(x, 2, "x", "(rows, C)");
-  const int64_t rows = x.shape(0), cols = x.shape(1);
-  Opt gamma = float_arg(gamma_o, dt, "gamma", "x"), beta = float_arg(beta_o, dt, "beta", "x");
-  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
-  if (beta.has) require_shape(beta.a, {cols}, "beta", "x's C");
-  require_dtype(y, dt, "y", "x");
-  require_shape(y, {rows, cols}, "y", "x's shape");
-  for (auto [a, name] : {std::pair<py::array*, const char*>{&mean, "mean"}, {&var, "var"}, {&rstd, "rstd"}}) {
-    require_dtype(*a, dt, name, "x");
-    require_shape(*a, {cols}, name, "x's C");
-  }
-  check_overlaps({arg(x, "x"), arg(gamma, "gamma"), arg(beta, "beta"), arg(y, "y", true, "x"), arg(mean, "mean", true),
-                  arg(var, "var", true), arg(rstd, "rstd", true)});
-  NormWork work = norm_work(rows, cols);
-  with_type(dt, [&](auto zero) {
+  NormArgs a = norm_args(x, gamma_o, beta_o);
+  require_like_x(a, y, "y");
+  require_stats(a, mean, "mean", false);
+  require_stats(a, var, "var", false);
+  require_stats(a, rstd, "rstd", false);
+  check_overlaps({arg(x, "x"), arg(a.gamma, "gamma"), arg(a.beta, "beta"), arg(y, "y", true, "x"),
+                  arg(mean, "mean", true), arg(var, "var", true), arg(rstd, "rstd", true)});
+  NormWork work = norm_work(a.rows, a.cols);
+  with_type(a.dt, [&](auto zero) {
     using T = decltype(zero);
-    const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma"), *bp = in_ptr<T>(beta, "beta");
+    const T *xp = input<T>(x, "x"), *gp = in_ptr<T>(a.gamma, "gamma"), *bp = in_ptr<T>(a.beta, "beta");
     T *yp = output<T>(y, "y"), *mp = output<T>(mean, "mean"), *vp = output<T>(var, "var"),
       *rp = output<T>(rstd, "rstd");
     py::gil_scoped_release nogil;
-    layers<T>().batch_norm(xp, gp, bp, yp, mp, vp, rp, rows, cols, eps, work.data);
+    layers<T>().batch_norm(xp, gp, bp, yp, mp, vp, rp, a.rows, a.cols, eps, work.data);
     return 0;
   });
 }
@@ -208,34 +239,9 @@ void batch_norm(const py::array& x, const py::object& gamma_o, const py::object&
 void batch_norm_backward(const py::array& dy, const py::array& x, const py::object& gamma_o, const py::array& mean,
                          const py::array& rstd, const py::object& dx_o, const py::object& dgamma_o,
                          const py::object& dbeta_o) {
-  DType dt = float_dtype(x, "x");
-  require_ndim(x, 2, "x", "(rows, C)");
-  const int64_t rows = x.shape(0), cols = x.shape(1);
-  require_dtype(dy, dt, "dy", "x");
-  require_shape(dy, {rows, cols}, "dy", "x's shape");
-  Opt gamma = float_arg(gamma_o, dt, "gamma", "x");
-  if (gamma.has) require_shape(gamma.a, {cols}, "gamma", "x's C");
-  require_dtype(mean, dt, "mean", "x");
-  require_shape(mean, {cols}, "mean", "x's C");
-  require_dtype(rstd, dt, "rstd", "x");
-  require_shape(rstd, {cols}, "rstd", "x's C");
-  Opt dx = float_arg(dx_o, dt, "dx", "x"), dgamma = float_arg(dgamma_o, dt, "dgamma", "x"),
-      dbeta = float_arg(dbeta_o, dt, "dbeta", "x");
-  if (dx.has) require_shape(dx.a, {rows, cols}, "dx", "x's shape");
-  if (dgamma.has) require_shape(dgamma.a, {cols}, "dgamma", "x's C");
-  if (dbeta.has) require_shape(dbeta.a, {cols}, "dbeta", "x's C");
-  check_overlaps({arg(dy, "dy"), arg(x, "x"), arg(gamma, "gamma"), arg(mean, "mean"), arg(rstd, "rstd"),
-                  arg(dx, "dx", true, "dy"), arg(dgamma, "dgamma", true), arg(dbeta, "dbeta", true)});
-  NormWork work = norm_work(rows, cols);
-  with_type(dt, [&](auto zero) {
-    using T = decltype(zero);
-    const T *dyp = input<T>(dy, "dy"), *xp = input<T>(x, "x"), *gp = in_ptr<T>(gamma, "gamma");
-    const T *mp = input<T>(mean, "mean"), *rp = input<T>(rstd, "rstd");
-    T *dxp = out_ptr<T>(dx, "dx"), *dgp = out_ptr<T>(dgamma, "dgamma"), *dbp = out_ptr<T>(dbeta, "dbeta");
-    py::gil_scoped_release nogil;
-    layers<T>().batch_norm_backward(dyp, xp, gp, mp, rp, dxp, dgp, dbp, rows, cols, work.data);
-    return 0;
-  });
+  NormGrads g = norm_backward_args(dy, x, gamma_o, mean, rstd, dx_o, dgamma_o, dbeta_o, false);
+  norm_backward(g, dy, x, mean, rstd, norm_work(g.a.rows, g.a.cols),
+                [](const auto& k, auto... args) { k.batch_norm_backward(args...); });
 }
 
 void channel_affine(const py::array& x, const py::array& scale, const py::array& shift, py::array& y) {
