@@ -338,7 +338,15 @@ def lion_step(params, grads, exp_avgs, steps, options):
 
 
 # The layer kernels of issue #13 (numpy_layers' names and arguments) on CuPy arrays, so that
-# _backend.layer_kernel finds them here as it finds the C++ module's for NumPy arrays.
-from .cuda_layers import (  # noqa: E402  (cuda_layers uses this module's plumbing above)
-    avg_pool, avg_pool_backward, batch_norm, batch_norm_backward, channel_affine, col2im, embedding_backward, im2col,
-    layer_norm, layer_norm_backward, max_pool, max_pool_backward)
+# _backend.layer_kernel finds them here as it finds the C++ module's for NumPy arrays. Looked up on
+# first use: cuda_layers imports this module's plumbing, so an import here would be circular
+# whenever cuda_layers is imported first.
+_LAYER_KERNELS = ("avg_pool", "avg_pool_backward", "batch_norm", "batch_norm_backward", "channel_affine", "col2im",
+                  "embedding_backward", "im2col", "layer_norm", "layer_norm_backward", "max_pool", "max_pool_backward")
+
+
+def __getattr__(name):
+    if name in _LAYER_KERNELS:
+        from . import cuda_layers
+        return getattr(cuda_layers, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
