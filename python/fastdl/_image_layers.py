@@ -8,9 +8,6 @@ from ._checks import array_module, real
 from .layers import Layer
 
 
-def _xp(x):
-    return np if type(x) is np.ndarray else array_module(x)
-
 
 def _pairs(value, name):
     """Keras's ((top, bottom), (left, right)) from an int, (rows, cols) or the pairs themselves."""
@@ -53,7 +50,7 @@ class ZeroPadding2D(_Image2D):
 
     def forward(self, x, training=False):
         (t, b), (l, r) = self.padding
-        y = self._buffer("y", (len(x),) + self.output_shape, _xp(x))
+        y = self._buffer("y", (len(x),) + self.output_shape, array_module(x))
         y[...] = 0
         y[:, t:t + x.shape[1], l:l + x.shape[2], :] = x
         return y
@@ -61,7 +58,7 @@ class ZeroPadding2D(_Image2D):
     def backward(self, dy, need_dx=True):
         (t, _), (l, _) = self.padding
         h, w, _ = self.input_shape
-        return _xp(dy).ascontiguousarray(dy[:, t:t + h, l:l + w, :]) if need_dx else None
+        return array_module(dy).ascontiguousarray(dy[:, t:t + h, l:l + w, :]) if need_dx else None
 
     def get_config(self):
         config = super().get_config()
@@ -87,13 +84,13 @@ class Cropping2D(_Image2D):
     def forward(self, x, training=False):
         (t, _), (l, _) = self.cropping
         h, w, _ = self.output_shape
-        return _xp(x).ascontiguousarray(x[:, t:t + h, l:l + w, :])
+        return array_module(x).ascontiguousarray(x[:, t:t + h, l:l + w, :])
 
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
         (t, _), (l, _) = self.cropping
-        dx = self._buffer("dx", (len(dy),) + self.input_shape, _xp(dy))
+        dx = self._buffer("dx", (len(dy),) + self.input_shape, array_module(dy))
         dx[...] = 0
         dx[:, t:t + dy.shape[1], l:l + dy.shape[2], :] = dy
         return dx
@@ -120,7 +117,7 @@ class UpSampling2D(_Image2D):
         return h * self.size[0], w * self.size[1], c
 
     def forward(self, x, training=False):
-        xp, (a, b) = _xp(x), self.size
+        xp, (a, b) = array_module(x), self.size
         n, h, w, c = x.shape
         y = self._buffer("y", (n, h, a, w, b, c), xp)
         y[...] = x[:, :, None, :, None, :]
@@ -162,7 +159,7 @@ class _SpatialDropout(Layer):
         self._scale = None
         if not training or self.rate == 0.0:
             return x
-        xp = _xp(x)
+        xp = array_module(x)
         rng = self._rng if self._rng is not None else _random.generator()
         keep = rng.random((len(x),) + (1,) * self.rank + (x.shape[-1],)) >= self.rate
         self._scale = xp.asarray(keep.astype(np.float32) / np.float32(1.0 - self.rate))

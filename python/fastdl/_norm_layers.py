@@ -22,9 +22,6 @@ from ._checks import array_module, flag, real
 from .layers import Layer
 
 
-def _xp(x):
-    return np if type(x) is np.ndarray else array_module(x)
-
 
 class _Normalization(Layer):
     propagates_mask = True
@@ -109,7 +106,7 @@ class BatchNormalization(_Normalization):
         return input_shape
 
     def forward(self, x, training=False):
-        xp, c = _xp(x), self._channels
+        xp, c = array_module(x), self._channels
         rows = x.reshape(-1, c)
         y = self._buffer("y", rows.shape, xp)
         self._batch_statistics = training and self.trainable and len(rows) > 0
@@ -140,7 +137,7 @@ class BatchNormalization(_Normalization):
         return self._scale, shift.astype(np.float32)
 
     def backward(self, dy, need_dx=True):
-        xp, c = _xp(dy), self._channels
+        xp, c = array_module(dy), self._channels
         d = dy.reshape(-1, c)
         if not self._batch_statistics:  # inference mode (a frozen layer): y = x scale + shift
             if not need_dx:
@@ -195,7 +192,7 @@ class LayerNormalization(_Normalization):
         return input_shape
 
     def forward(self, x, training=False):
-        xp = _xp(x)
+        xp = array_module(x)
         moved = x if self._perm is None else xp.ascontiguousarray(x.transpose(self._perm))
         rows = moved.reshape(-1, self._width)
         y = self._buffer("y", rows.shape, xp)
@@ -213,7 +210,7 @@ class LayerNormalization(_Normalization):
         return a if self._inverse is None else xp.ascontiguousarray(a.transpose(self._inverse))
 
     def backward(self, dy, need_dx=True):
-        xp = _xp(dy)
+        xp = array_module(dy)
         if self._perm is not None:
             dy = xp.ascontiguousarray(dy.transpose(self._perm))
         d = dy.reshape(-1, self._width)

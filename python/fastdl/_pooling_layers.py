@@ -11,9 +11,6 @@ from ._checks import array_module, flag
 from .layers import Layer
 
 
-def _xp(x):
-    return np if type(x) is np.ndarray else array_module(x)
-
 
 class _Pooling(Layer):
     rank = 2
@@ -42,11 +39,11 @@ class _Pooling(Layer):
         return ((ow,) if self.rank == 1 else (oh, ow)) + (input_shape[-1],)
 
     def forward(self, x, training=False):
-        n, xp = len(x), _xp(x)
+        n, xp = len(x), array_module(x)
         y = self._buffer("y", (n,) + self._out, xp)
         image = x.reshape((n,) + self._image)
         if self.kind == "max":
-            self._argmax = self._buffer_int("argmax", y.shape, xp)
+            self._argmax = self._buffer("argmax", y.shape, xp, np.int64)
             _backend.layer_kernel(x, "max_pool")(image, y, self._argmax, *self._geometry)
         else:
             _backend.layer_kernel(x, "avg_pool")(image, y, *self._geometry)
@@ -55,7 +52,7 @@ class _Pooling(Layer):
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        n, xp = len(dy), _xp(dy)
+        n, xp = len(dy), array_module(dy)
         dx = self._buffer("dx", (n,) + self._image, xp)
         d = dy.reshape((n,) + self._out)
         if self.kind == "max":
@@ -63,12 +60,6 @@ class _Pooling(Layer):
         else:
             _backend.layer_kernel(dy, "avg_pool_backward")(d, dx, *self._geometry)
         return dx.reshape((n,) + self.input_shape)
-
-    def _buffer_int(self, key, shape, xp):
-        buf = self._buffers.get((key, shape, xp))
-        if buf is None:
-            buf = self._buffers[(key, shape, xp)] = xp.empty(shape, dtype=np.int64)
-        return buf
 
     def get_config(self):
         config = super().get_config()
@@ -117,7 +108,7 @@ class _GlobalPooling(Layer):
         return ((1,) * self.rank if self.keepdims else ()) + (input_shape[-1],)
 
     def forward(self, x, training=False):
-        n, xp = len(x), _xp(x)
+        n, xp = len(x), array_module(x)
         flat = x.reshape(n, self._positions, -1)
         mask = self.mask
         if self.kind == "avg":
@@ -141,7 +132,7 @@ class _GlobalPooling(Layer):
     def backward(self, dy, need_dx=True):
         if not need_dx:
             return None
-        n, xp = len(dy), _xp(dy)
+        n, xp = len(dy), array_module(dy)
         d = dy.reshape(n, 1, -1)
         dx = self._buffer("dx", (n, self._positions, d.shape[-1]), xp)
         if self.kind == "avg":

@@ -176,7 +176,7 @@ class Layer:
         state.pop("_device_rng_source", None)
         return state
 
-    def _buffer(self, key, shape, xp=np):
+    def _buffer(self, key, shape, xp=np, dtype=np.float32):
         """An array kept for reuse: allocated on first use for each shape (usually one or two
         batch sizes), then the same memory every step. xp: numpy, or cupy for a GPU model."""
         shape = tuple(shape)
@@ -184,7 +184,7 @@ class Layer:
         if buf is None:
             if len(self._buffers) > 64:  # many distinct batch sizes: start over rather than grow
                 self._buffers.clear()
-            buf = self._buffers[(key, shape, xp)] = xp.empty(shape, dtype=np.float32)
+            buf = self._buffers[(key, shape, xp)] = xp.empty(shape, dtype=dtype)
         return buf
 
     def __repr__(self):

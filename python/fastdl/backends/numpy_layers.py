@@ -18,12 +18,15 @@ variance is the biased one (divided by the count), as Keras normalizes with.
 
 import numpy as np
 
+from .numpy_kernels import _xp
 
-def _xp(x):
-    if type(x) is np.ndarray:
-        return np
-    from .._checks import array_module
-    return array_module(x)
+
+def _add_at(xp):
+    """a[index] += values with repeated indices summed: NumPy's ufunc.at, or CuPy's scatter_add."""
+    if xp is np:
+        return np.add.at
+    import cupyx
+    return cupyx.scatter_add
 
 
 # ---- LayerNorm: each row over its C values ----------------------------------------------------
@@ -208,8 +211,7 @@ def max_pool_backward(dy, argmax, dx):
         nn, _, _, cc = xp.meshgrid(xp.arange(n), xp.arange(dy.shape[1]), xp.arange(dy.shape[2]), xp.arange(c),
                                    indexing="ij")
         ok = argmax >= 0
-        add_at = xp.add.at if xp is np else __import__("cupyx").scatter_add
-        add_at(flat, (nn[ok], argmax[ok], cc[ok]), dy[ok].astype(np.float64))
+        _add_at(xp)(flat, (nn[ok], argmax[ok], cc[ok]), dy[ok].astype(np.float64))
     dx[...] = flat.reshape(n, h, w, c)
 
 
@@ -267,6 +269,5 @@ def embedding_backward(ids, dy, dw):
     if len(ids):
         if int(ids.min()) < 0 or int(ids.max()) >= dw.shape[0]:
             raise IndexError(f"embedding ids must be in [0, {dw.shape[0]}), got {int(ids.min())}..{int(ids.max())}")
-        add_at = xp.add.at if xp is np else __import__("cupyx").scatter_add
-        add_at(acc, ids, dy.astype(np.float64))
+        _add_at(xp)(acc, ids, dy.astype(np.float64))
     dw[...] = acc
