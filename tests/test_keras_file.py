@@ -227,7 +227,7 @@ if config == "cnn":
 if config == "text":
     x = rng.integers(0, 30, (64, 10)).astype("float32"); x[:, 7:] = 0
 if source == "new" and config in ("cnn", "text"):
-    stack = {"cnn": [keras.Input((9, 8, 2)), L.ZeroPadding2D(1), L.Conv2D(4, 3, padding="same", activation="relu",
+    stack = {"cnn": [keras.Input((9, 8, 2)), L.ZeroPadding2D(1), L.Conv2D(4, 3, padding="same", activation="tanh",
                                                                         kernel_regularizer="l2"),
                      L.BatchNormalization(momentum=0.9), L.MaxPooling2D(), L.Conv2D(5, (3, 2), strides=(1, 2)),
                      L.LayerNormalization(axis=[1, 2, 3]), L.Cropping2D(((1, 0), (0, 0))), L.UpSampling2D(2),
@@ -289,9 +289,13 @@ def test_files_move_between_fastdl_and_keras_and_training_resumes_the_same(confi
     made = _run("fastdl", config, "new", tmp_path / "fastdl.keras")
     by_keras = _run("keras", config, tmp_path / "fastdl.keras", tmp_path / "keras.keras")
     back = _run("fastdl", config, tmp_path / "keras.keras", tmp_path / "again.keras")
-    for key in ("before", "after", "eval"):  # same weights, same optimizer state, same metrics
-        np.testing.assert_allclose(by_keras[key], made[key], rtol=2e-5, atol=2e-6, err_msg=key)
-        np.testing.assert_allclose(back[key], by_keras[key], rtol=2e-5, atol=2e-6, err_msg=key)
+    # "before": same weights, so the same predictions to float32 rounding. "after" and "eval" follow
+    # an epoch of training in each library, where float32 sums taken in another order drift by up to
+    # ~7e-6 (seen in CI on another CPU); a lost or misread optimizer state moves them by 1e-2..1e-1.
+    tolerance = {"before": (2e-5, 2e-6), "after": (1e-4, 2e-5), "eval": (1e-4, 2e-5)}
+    for key, (rtol, atol) in tolerance.items():
+        np.testing.assert_allclose(by_keras[key], made[key], rtol=rtol, atol=atol, err_msg=key)
+        np.testing.assert_allclose(back[key], by_keras[key], rtol=rtol, atol=atol, err_msg=key)
 
 
 def test_keras_saving_functions_take_keras_arguments(tmp_path):
