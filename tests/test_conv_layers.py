@@ -295,6 +295,46 @@ def test_embedding_matches_torch():
         layer.forward(np.array([[20.0] * 9], np.float32))
 
 
+@pytest.mark.parametrize("mask_zero", [False, True])
+def test_embedding_bag_step_matches_torch_and_the_unfused_layers(mask_zero):
+    """Embedding -> GlobalAveragePooling1D -> Dense runs as one fused bag step (the model's _steps);
+    three SGD steps match torch (the mean over the steps whose id is not 0 when mask_zero) and the
+    same layers run one by one (a zero activity regularizer on the Embedding keeps them apart)."""
+    from fastdl import optimizers, regularizers
+    from fastdl._embedding import EmbeddingBag
+    rng = np.random.default_rng(8)
+    ids = rng.integers(0, 12, (9, 7))
+    ids[0] = 0  # every step padding
+    ids[1, 3:] = 0
+    labels = rng.integers(0, 3, 9)
+    table, kernel, bias = (rng.standard_normal(s).astype(np.float32) for s in ((12, 5), (5, 3), (3,)))
+
+    def model(fused):
+        embed = layers.Embedding(12, 5, mask_zero=mask_zero,
+                                 activity_regularizer=None if fused else regularizers.L2(0.0))
+        m = models.Sequential([layers.Input((7,)), embed, layers.GlobalAveragePooling1D(),
+                               layers.Dense(3, activation="softmax")])
+        m.compile(optimizer=optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        m.set_weights([table, kernel, bias])
+        assert any(isinstance(step, EmbeddingBag) for step in m._steps) is fused
+        m.fit(ids.astype(np.float32), labels, batch_size=9, epochs=3, shuffle=False, verbose=0)
+        return m.get_weights()
+
+    tt, kt, bt = _t(table, True), _t(kernel, True), _t(bias, True)
+    opt = torch.optim.SGD([tt, kt, bt], lr=0.5)
+    it = torch.tensor(ids)
+    keep = (it != 0).double() if mask_zero else torch.ones(it.shape, dtype=torch.float64)
+    for _ in range(3):
+        opt.zero_grad()
+        mean = (F.embedding(it, tt) * keep[..., None]).sum(1) / keep.sum(1).clamp(min=1)[:, None]
+        F.cross_entropy(mean @ kt + bt, torch.tensor(labels)).backward()
+        opt.step()
+    fused, unfused = model(True), model(False)
+    for got, other, want, what in zip(fused, unfused, (tt, kt, bt), ("table", "kernel", "bias")):
+        _close(got, want, what)
+        np.testing.assert_allclose(got, other, rtol=1e-5, atol=1e-6, err_msg=what)
+
+
 # ---- a whole CNN ----------------------------------------------------------------------------------------
 
 def test_a_small_cnn_step_matches_torch():

@@ -1,4 +1,4 @@
-"""The layer kernels (normalization, im2col / col2im, pooling, the embedding's gradient) on every
+"""The layer kernels (normalization, im2col / col2im, pooling, the embedding's gradient and bag) on every
 implementation present: the NumPy one (fastdl/backends/numpy_layers.py), the C++ module's where it
 has them. Each is held to a float64 reference written here as plain loops over the definition, on
 sizes 0, 1, odd and larger, and on extreme values."""
@@ -14,7 +14,8 @@ from fastdl.backends import numpy_layers
 from conftest import cuda_unavailable
 
 NAMES = ["layer_norm", "layer_norm_backward", "batch_norm", "batch_norm_backward", "channel_affine", "im2col",
-         "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "embedding_backward"]
+         "col2im", "max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward", "embedding_backward",
+         "embedding_bag", "embedding_bag_backward"]
 
 
 class _OnDevice:
@@ -678,3 +679,105 @@ def test_embedding_backward_refuses_ids_out_of_range(k):
     _need(k, 'embedding_backward')
     with pytest.raises(IndexError, match="ids"):
         k.embedding_backward(np.array([0, 3]), np.zeros((2, 2), np.float32), np.zeros((3, 2), np.float32))
+
+
+# (bags, steps, vocab, dim): empty, one, odd, and dims beyond one accumulation chunk (256)
+BAG_CASES = [(0, 4, 3, 5), (3, 0, 3, 5), (1, 1, 1, 1), (7, 5, 11, 3), (64, 33, 97, 300)]
+
+
+def _bag_case(case, dtype, id_dtype, ignore):
+    bags, steps, vocab, dim = case
+    rng = _rng(13)
+    ids = rng.integers(0, vocab, (bags, steps)).astype(id_dtype)
+    if ignore >= 0 and bags > 1:
+        ids[0] = ignore  # a bag with every step left out, and one with a padded tail
+        ids[1, steps // 2:] = ignore
+    kept = (ids != ignore).sum(axis=1)
+    scale = (1.0 / np.maximum(kept, 1)).astype(dtype)
+    return ids, scale, rng.standard_normal((vocab, dim)).astype(dtype), rng.standard_normal((bags, dim)).astype(dtype)
+
+
+@IMPLS
+@DTYPES
+@pytest.mark.parametrize("case", BAG_CASES, ids=lambda c: "x".join(map(str, c)))
+@pytest.mark.parametrize("ignore", [-1, 0])
+@pytest.mark.parametrize("id_dtype", [np.int32, np.int64])
+def test_embedding_bag(k, dtype, case, ignore, id_dtype):
+    """out[b] = scale[b] sum_s table[ids[b, s]] over ids != ignore; its gradient to the table."""
+    _need(k, "embedding_bag", "embedding_bag_backward")
+    ids, scale, table, dy = _bag_case(case, dtype, id_dtype, ignore)
+    bags, steps = ids.shape
+    out = np.full(dy.shape, np.nan, dtype)
+    k.embedding_bag(ids, table, scale, out, ignore)
+    expect = np.zeros(dy.shape)
+    for b in range(bags):
+        for s in range(steps):
+            if ids[b, s] != ignore:
+                expect[b] += table[ids[b, s]].astype(np.float64)
+        expect[b] *= float(scale[b])
+    np.testing.assert_allclose(out, expect, **_tol(dtype))
+    dw = np.full(table.shape, np.nan, dtype)
+    k.embedding_bag_backward(ids, dy, scale, dw, ignore)
+    dexpect = np.zeros(table.shape)
+    for b in range(bags):
+        for s in range(steps):
+            if ids[b, s] != ignore:
+                dexpect[ids[b, s]] += float(scale[b]) * dy[b].astype(np.float64)
+    np.testing.assert_allclose(dw, dexpect, **_tol(dtype))
+    again = np.empty_like(dw)
+    k.embedding_bag_backward(ids, dy, scale, again, ignore)
+    np.testing.assert_array_equal(again, dw)  # the same bits every run
+
+
+@IMPLS
+def test_embedding_bag_extreme_values(k):
+    """Rows of +-1e30 in float32: summed in double, then scaled, so no overflow on the way."""
+    _need(k, "embedding_bag")
+    table = np.array([[3e38], [-3e38], [1.0]], np.float32)
+    ids = np.array([[0, 0, 1, 2]])
+    out = np.empty((1, 1), np.float32)
+    k.embedding_bag(ids, table, np.array([0.25], np.float32), out)
+    np.testing.assert_allclose(out, [[(3e38 + 1.0) / 4]], rtol=1e-6)
+
+
+@IMPLS
+def test_embedding_bag_refuses_bad_arguments(k):
+    _need(k, "embedding_bag", "embedding_bag_backward")
+    ids, table, scale = np.array([[0, 2], [1, 1]]), np.zeros((3, 4), np.float32), np.ones(2, np.float32)
+    out = np.empty((2, 4), np.float32)
+    with pytest.raises(IndexError, match="ids"):
+        k.embedding_bag(ids + 1, table, scale, out)
+    with pytest.raises(IndexError, match="ids"):
+        k.embedding_bag_backward(ids - 1, out, scale, table.copy())
+    if k is numpy_layers:
+        return  # the contract names the shapes; the checks below are the compiled modules'
+    with pytest.raises(ValueError, match="scale must have shape"):
+        k.embedding_bag(ids, table, scale[:1], out)
+    with pytest.raises(ValueError, match="out must have shape"):
+        k.embedding_bag(ids, table, scale, out[:, :3])
+    with pytest.raises(ValueError, match="ids must be 2-D"):
+        k.embedding_bag(ids.reshape(-1), table, scale, out)
+    with pytest.raises(TypeError, match="ids must be an int32 or int64"):
+        k.embedding_bag(ids.astype(np.float32), table, scale, out)
+    with pytest.raises(TypeError, match="scale"):
+        k.embedding_bag(ids, table, scale.astype(np.float64), out)
+    with pytest.raises(ValueError, match="dy must have shape"):
+        k.embedding_bag_backward(ids, out[:1], scale, table.copy())
+
+
+def test_embedding_bag_same_bits_whatever_the_threads():
+    ext = _cpu()
+    _need(ext, "embedding_bag", "embedding_bag_backward")
+    ids, scale, table, dy = _bag_case((64, 33, 97, 300), np.float32, np.int64, 0)
+
+    def run():
+        out, dw = np.empty(dy.shape, np.float32), np.empty(table.shape, np.float32)
+        ext.embedding_bag(ids, table, scale, out, 0)
+        ext.embedding_bag_backward(ids, dy, scale, dw, 0)
+        return out, dw
+    with _threads(1):
+        one = run()
+    with _threads(2):
+        two = run()
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)

@@ -38,7 +38,7 @@ constexpr LayerKernels<T> layer_kernels_for() {
   return LayerKernels<T>{
       layer_norm<T>, layer_norm_backward<T>, batch_norm<T>, batch_norm_backward<T>, channel_affine<T>,
       im2col<T>, col2im<T>, max_pool<T>, max_pool_backward<T>, avg_pool<T>, avg_pool_backward<T>,
-      embedding_backward<T>,
+      embedding_backward<T>, embedding_bag<T>,
   };
 }
 

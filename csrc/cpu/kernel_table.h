@@ -136,10 +136,14 @@ struct LayerKernels {
   int64_t (*max_pool_backward)(const T* dy, const int64_t* argmax, T* dx, const Window& g);
   void (*avg_pool)(const T* x, T* y, const Window& g);
   void (*avg_pool_backward)(const T* dy, T* dx, const Window& g);
-  // dw (vocab, dim) = per id the sum of dy's rows (tokens, dim) in token order; ids in [0, vocab)
-  // (checked by the caller); order (tokens) and start (vocab + 1): scratch.
-  void (*embedding_backward)(const int64_t* ids, const T* dy, T* dw, int64_t tokens, int64_t vocab, int64_t dim,
-                             int64_t* order, int64_t* start);
+  // dw (vocab, dim) = per id the sum of scale[t / steps] dy[t / steps] over its tokens t (scale null:
+  // 1), in token order, leaving out id `ignore` (-1: none); ids in [0, vocab) (checked by the caller);
+  // order (tokens) and start (vocab + 1): scratch.
+  void (*embedding_backward)(const int64_t* ids, const T* dy, const T* scale, T* dw, int64_t tokens, int64_t steps,
+                             int64_t vocab, int64_t dim, int64_t ignore, int64_t* order, int64_t* start);
+  // out (bags, dim) = scale[b] * the sum of table's rows for bag b's `steps` ids other than `ignore`.
+  void (*embedding_bag)(const int64_t* ids, const T* table, const T* scale, T* out, int64_t bags, int64_t steps,
+                        int64_t dim, int64_t ignore);
 };
 
 struct LayerTable {

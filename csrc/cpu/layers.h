@@ -669,18 +669,22 @@ void avg_pool_backward(const T* dy, T* dx, const Window& g) {
 }
 
 // ---- Embedding ---------------------------------------------------------------------------------------------------
-// dw[v] = sum of dy[t] over the tokens with ids[t] == v, in token order, in double. The tokens are
-// grouped by id first (a stable counting sort, into `order` (tokens) and `start` (vocab + 1) from the
-// caller), then threads over vocabulary rows gather their tokens: every row written once, the same
-// bits whatever the thread count. ids: checked in [0, vocab) by the caller.
+// Token t belongs to bag t / steps. The gradient: dw[v] = the sum of scale[bag] dy[bag] over the
+// tokens with ids[t] == v, in token order, in double (the plain Embedding: steps 1, scale null (1), dy
+// a row per token). Tokens with id `ignore` (-1: none) are left out, so that row is written 0. The
+// tokens are grouped by id first (a stable counting sort, into `order` (tokens) and `start` (vocab +
+// 1) from the caller), then threads over vocabulary rows gather their tokens: every row written once,
+// the same bits whatever the thread count. ids: checked in [0, vocab) by the caller.
 template <class T>
-void embedding_backward(const int64_t* ids, const T* dy, T* dw, int64_t tokens, int64_t vocab, int64_t dim,
-                        int64_t* order, int64_t* start) {
+void embedding_backward(const int64_t* ids, const T* dy, const T* scale, T* dw, int64_t tokens, int64_t steps,
+                        int64_t vocab, int64_t dim, int64_t ignore, int64_t* order, int64_t* start) {
   if (dim == 0) return;
   for (int64_t v = 0; v <= vocab; ++v) start[v] = 0;
-  for (int64_t t = 0; t < tokens; ++t) ++start[ids[t] + 1];
+  for (int64_t t = 0; t < tokens; ++t)
+    if (ids[t] != ignore) ++start[ids[t] + 1];
   for (int64_t v = 0; v < vocab; ++v) start[v + 1] += start[v];
-  for (int64_t t = 0; t < tokens; ++t) order[start[ids[t]]++] = t;  // start[v] moves to start[v + 1]
+  for (int64_t t = 0; t < tokens; ++t)
+    if (ids[t] != ignore) order[start[ids[t]]++] = t;  // start[v] moves to start[v + 1]
   for (int64_t v = vocab; v > 0; --v) start[v] = start[v - 1];
   start[0] = 0;
   const int64_t grain = kGrainCheap / dim + 1;
@@ -690,8 +694,35 @@ void embedding_backward(const int64_t* ids, const T* dy, T* dw, int64_t tokens, 
       for (int64_t d0 = 0; d0 < dim; d0 += kChanChunk) {
         const int64_t dn = dim - d0 < kChanChunk ? dim - d0 : kChanChunk;
         for (int64_t d = 0; d < dn; ++d) acc[d] = 0.0;
-        for (int64_t k = start[v]; k < start[v + 1]; ++k) add_wide(acc, dy + order[k] * dim + d0, dn);
+        for (int64_t k = start[v]; k < start[v + 1]; ++k) {
+          const int64_t bag = order[k] / steps;
+          add_wide(acc, dy + bag * dim + d0, dn, scale ? (double)scale[bag] : 1.0);
+        }
         store_narrow(dw + v * dim + d0, acc, dn);
+      }
+  });
+}
+
+// Embedding then a mean over the steps, fused: out[b] = scale[b] * the sum of table[ids[b steps + s]]
+// over the steps with an id other than `ignore`, in double; threads over bags.
+template <class T>
+void embedding_bag(const int64_t* ids, const T* table, const T* scale, T* out, int64_t bags, int64_t steps,
+                   int64_t dim, int64_t ignore) {
+  if (dim == 0) return;
+  const int64_t grain = kGrainCheap / (steps * dim + 1) + 1;
+  parallel_ranges(bags, grain, 1, [&](int64_t b, int64_t e) {
+    double acc[kChanChunk];
+    for (int64_t bag = b; bag < e; ++bag)
+      for (int64_t d0 = 0; d0 < dim; d0 += kChanChunk) {
+        const int64_t dn = dim - d0 < kChanChunk ? dim - d0 : kChanChunk;
+        for (int64_t d = 0; d < dn; ++d) acc[d] = 0.0;
+        for (int64_t s = 0; s < steps; ++s) {
+          const int64_t id = ids[bag * steps + s];
+          if (id != ignore) add_wide(acc, table + id * dim + d0, dn);
+        }
+        const double k = (double)scale[bag];
+        for (int64_t d = 0; d < dn; ++d) acc[d] *= k;
+        store_narrow(out + bag * dim + d0, acc, dn);
       }
   });
 }

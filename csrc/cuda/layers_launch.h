@@ -39,10 +39,13 @@ void max_pool(DType dt, uintptr_t x, uintptr_t y, uintptr_t argmax, const Window
 void max_pool_backward(DType dt, uintptr_t dy, uintptr_t argmax, uintptr_t dx, const Window& g, Place at);
 void avg_pool(DType dt, uintptr_t x, uintptr_t y, const Window& g, Place at);
 void avg_pool_backward(DType dt, uintptr_t dy, uintptr_t dx, const Window& g, Place at);
-// dw (vocab, dim): row v = the sum of dy's rows order[start[v]], ..., order[start[v + 1] - 1] (int64
-// device arrays: the tokens grouped by id, stably), in that order.
-void embedding_backward(DType dt, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t dw, int64_t vocab,
-                        int64_t dim, Place at);
+// dw (vocab, dim): row v = the sum over k in [start[v], start[v + 1]) of scale[b] dy[b], b = order[k] /
+// steps, in that order (int64 device arrays: the tokens grouped by id, stably; scale 0: 1).
+void embedding_backward(DType dt, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t scale, uintptr_t dw,
+                        int64_t vocab, int64_t dim, int64_t steps, Place at);
+// out (bags, dim): row b = scale[b] * the sum of table's rows ids[b steps + s] (int64) other than `ignore`.
+void embedding_bag(DType dt, uintptr_t ids, uintptr_t table, uintptr_t scale, uintptr_t out, int64_t bags,
+                   int64_t steps, int64_t dim, int64_t ignore, Place at);
 
 }  // namespace cuda
 }  // namespace fastdl

@@ -1,5 +1,5 @@
 // The windowed layer kernels on CUDA (geometry and rules: csrc/kernels/layers.h): im2col / col2im,
-// max and average pooling with their backward passes, and the embedding's gradient. A thread per
+// max and average pooling with their backward passes, the embedding's gradient and its bag. A thread per
 // output element (grid-stride, 64-bit indices); every adjoint is a gather or owns its outputs, so
 // no atomics and the same bits on every run:
 //   col2im, avg_pool_backward: each image position sums the entries that read it, in window order,
@@ -7,7 +7,8 @@
 //   max_pool_backward: dx zeroed (cudaMemsetAsync), then a thread per (image, channel) adds dy in
 //     output order (argmax entries outside [-1, h w) are skipped: raising would need a synchronisation);
 //   embedding_backward: the tokens grouped by id by the caller (a stable sort: order, start), a
-//     thread per (id, column) sums its tokens in token order in double.
+//     thread per (id, column) sums its tokens (or their bags' scaled rows) in token order in double;
+//   embedding_bag: a thread per (bag, column) sums the bag's table rows in step order in double.
 #include <cuda/std/limits>
 
 #include "layers_launch.h"
@@ -134,13 +135,31 @@ __global__ void __launch_bounds__(kThreads) avg_pool_backward_kernel(const T* dy
 
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    embedding_backward_kernel(const int64_t* order, const int64_t* start, const T* dy, T* dw, int64_t vocab,
-                              int64_t dim) {
+    embedding_backward_kernel(const int64_t* order, const int64_t* start, const T* dy, const T* scale, T* dw,
+                              int64_t vocab, int64_t dim, int64_t steps) {
   for (int64_t e = global_thread(); e < vocab * dim; e += global_threads()) {
     const int64_t d = e % dim, v = e / dim;
     double acc = 0.0;
-    for (int64_t k = start[v]; k < start[v + 1]; ++k) acc += (double)dy[order[k] * dim + d];
+    for (int64_t k = start[v]; k < start[v + 1]; ++k) {
+      const int64_t bag = order[k] / steps;
+      acc += (double)dy[bag * dim + d] * (scale ? (double)scale[bag] : 1.0);
+    }
     dw[e] = T(acc);
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    embedding_bag_kernel(const int64_t* ids, const T* table, const T* scale, T* out, int64_t bags, int64_t steps,
+                         int64_t dim, int64_t ignore) {
+  for (int64_t e = global_thread(); e < bags * dim; e += global_threads()) {
+    const int64_t d = e % dim, bag = e / dim;
+    double acc = 0.0;
+    for (int64_t s = 0; s < steps; ++s) {
+      const int64_t id = ids[bag * steps + s];
+      if (id != ignore) acc += (double)table[id * dim + d];
+    }
+    out[e] = T(acc * (double)scale[bag]);
   }
 }
 
@@ -212,12 +231,22 @@ void avg_pool_backward(DType dt, uintptr_t dy, uintptr_t dx, const Window& g, Pl
   });
 }
 
-void embedding_backward(DType dt, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t dw, int64_t vocab,
-                        int64_t dim, Place at) {
+void embedding_backward(DType dt, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t scale, uintptr_t dw,
+                        int64_t vocab, int64_t dim, int64_t steps, Place at) {
   run(dt, vocab * dim, at, "embedding_backward", [&](auto tag, unsigned grid, cudaStream_t s) {
     using T = typename decltype(tag)::type;
     embedding_backward_kernel<T><<<grid, kThreads, 0, s>>>(ptr<const int64_t>(order), ptr<const int64_t>(start),
-                                                           ptr<const T>(dy), ptr<T>(dw), vocab, dim);
+                                                           ptr<const T>(dy), ptr<const T>(scale), ptr<T>(dw), vocab,
+                                                           dim, steps);
+  });
+}
+
+void embedding_bag(DType dt, uintptr_t ids, uintptr_t table, uintptr_t scale, uintptr_t out, int64_t bags,
+                   int64_t steps, int64_t dim, int64_t ignore, Place at) {
+  run(dt, bags * dim, at, "embedding_bag", [&](auto tag, unsigned grid, cudaStream_t s) {
+    using T = typename decltype(tag)::type;
+    embedding_bag_kernel<T><<<grid, kThreads, 0, s>>>(ptr<const int64_t>(ids), ptr<const T>(table),
+                                                      ptr<const T>(scale), ptr<T>(out), bags, steps, dim, ignore);
   });
 }
 

@@ -418,28 +418,82 @@ void copy_ids(const py::array& ids, std::vector<int64_t>& out, int64_t vocab) {
                           ".." + std::to_string(hi));
 }
 
+// The ids (any shape) as int64, checked in [0, vocab): int32 or int64 arrays.
+std::vector<int64_t> ids_of(const py::array& ids, int64_t vocab) {
+  std::vector<int64_t> id64;
+  if (py::isinstance<py::array_t<int64_t>>(ids)) copy_ids<int64_t>(ids, id64, vocab);
+  else if (py::isinstance<py::array_t<int32_t>>(ids)) copy_ids<int32_t>(ids, id64, vocab);
+  else throw py::type_error("ids must be an int32 or int64 array, got dtype " + dtype_name(ids));
+  return id64;
+}
+
+// The gradient of a plain Embedding (scale null, steps 1: dy has a row per token) or of a bag
+// (dy and scale have a row per bag of `steps` tokens).
+void embedding_gradient(const std::vector<int64_t>& id64, const py::array& dy, const py::array* scale, py::array& dw,
+                        int64_t steps, int64_t ignore) {
+  DType dt = float_dtype(dy, "dy");
+  const int64_t tokens = (int64_t)id64.size(), vocab = dw.shape(0), dim = dw.shape(1);
+  std::vector<int64_t> order((size_t)tokens + 1), start((size_t)vocab + 1);
+  with_type(dt, [&](auto zero) {
+    using T = decltype(zero);
+    const T* dyp = input<T>(dy, "dy");
+    const T* sp = scale ? input<T>(*scale, "scale") : nullptr;
+    T* dwp = output<T>(dw, "dw");
+    py::gil_scoped_release nogil;
+    layers<T>().embedding_backward(id64.data(), dyp, sp, dwp, tokens, steps, vocab, dim, ignore, order.data(),
+                                   start.data());
+    return 0;
+  });
+}
+
 void embedding_backward(const py::array& ids, const py::array& dy, py::array& dw) {
   DType dt = float_dtype(dy, "dy");
   require_dtype(dw, dt, "dw", "dy");
   require_ndim(ids, 1, "ids", "(T,)");
   require_ndim(dy, 2, "dy", "(T, D)");
   require_ndim(dw, 2, "dw", "(V, D)");
-  const int64_t tokens = ids.shape(0), vocab = dw.shape(0), dim = dw.shape(1);
-  require_shape(dy, {tokens, dim}, "dy", "(len(ids), dw's D)");
+  require_shape(dy, {(int64_t)ids.shape(0), (int64_t)dw.shape(1)}, "dy", "(len(ids), dw's D)");
   check_overlaps({arg(ids, "ids"), arg(dy, "dy"), arg(dw, "dw", true)});
-  std::vector<int64_t> id64;
-  if (py::isinstance<py::array_t<int64_t>>(ids)) copy_ids<int64_t>(ids, id64, vocab);
-  else if (py::isinstance<py::array_t<int32_t>>(ids)) copy_ids<int32_t>(ids, id64, vocab);
-  else throw py::type_error("ids must be an int32 or int64 array, got dtype " + dtype_name(ids));
-  std::vector<int64_t> order((size_t)tokens + 1), start((size_t)vocab + 1);
+  embedding_gradient(ids_of(ids, dw.shape(0)), dy, nullptr, dw, 1, -1);
+}
+
+// ids (B, S), scale (B,) of dtype dt, and a (B, D) array named `rows`: the bag kernels' common checks.
+void check_bag(const py::array& ids, const py::array& scale, const py::array& rows, const char* rows_name,
+               int64_t dim, DType dt) {
+  require_ndim(ids, 2, "ids", "(B, S)");
+  require_dtype(scale, dt, "scale", rows_name);
+  require_shape(scale, {(int64_t)ids.shape(0)}, "scale", "(B,) with ids' B");
+  require_shape(rows, {(int64_t)ids.shape(0), dim}, rows_name, "(B, D) with ids' B and the table's D");
+}
+
+void embedding_bag(const py::array& ids, const py::array& table, const py::array& scale, py::array& out,
+                   int64_t ignore) {
+  DType dt = float_dtype(table, "table");
+  require_dtype(out, dt, "out", "table");
+  require_ndim(table, 2, "table", "(V, D)");
+  check_bag(ids, scale, out, "out", table.shape(1), dt);
+  check_overlaps({arg(ids, "ids"), arg(table, "table"), arg(scale, "scale"), arg(out, "out", true)});
+  const std::vector<int64_t> id64 = ids_of(ids, table.shape(0));
+  const int64_t bags = ids.shape(0), steps = ids.shape(1), dim = table.shape(1);
   with_type(dt, [&](auto zero) {
     using T = decltype(zero);
-    const T* dyp = input<T>(dy, "dy");
-    T* dwp = output<T>(dw, "dw");
+    const T* tp = input<T>(table, "table");
+    const T* sp = input<T>(scale, "scale");
+    T* op = output<T>(out, "out");
     py::gil_scoped_release nogil;
-    layers<T>().embedding_backward(id64.data(), dyp, dwp, tokens, vocab, dim, order.data(), start.data());
+    layers<T>().embedding_bag(id64.data(), tp, sp, op, bags, steps, dim, ignore);
     return 0;
   });
+}
+
+void embedding_bag_backward(const py::array& ids, const py::array& dy, const py::array& scale, py::array& dw,
+                            int64_t ignore) {
+  DType dt = float_dtype(dy, "dy");
+  require_dtype(dw, dt, "dw", "dy");
+  require_ndim(dw, 2, "dw", "(V, D)");
+  check_bag(ids, scale, dy, "dy", dw.shape(1), dt);
+  check_overlaps({arg(ids, "ids"), arg(dy, "dy"), arg(scale, "scale"), arg(dw, "dw", true)});
+  embedding_gradient(ids_of(ids, dw.shape(0)), dy, &scale, dw, ids.shape(1), ignore);
 }
 
 }  // namespace
@@ -488,6 +542,15 @@ void bind_layers(py::module_& m) {
   m.def("embedding_backward", &embedding_backward, py::arg("ids"), py::arg("dy"), py::arg("dw"),
         "dw[v] = the sum of dy[t] over the tokens with ids[t] == v, in token order (written; the same bits every run "
         "and whatever the thread count). ids (T,) int32 / int64 in [0, V) (IndexError otherwise); dy (T, D); dw (V, D).");
+  m.def("embedding_bag", &embedding_bag, py::arg("ids"), py::arg("table"), py::arg("scale"), py::arg("out"),
+        py::arg("ignore") = -1,
+        "out[b] = scale[b] * the sum of table[ids[b, s]] over the steps s with ids[b, s] != ignore (-1: all), in "
+        "double: an Embedding and a (masked) mean over the steps in one pass. ids (B, S) int32 / int64 in [0, V); "
+        "table (V, D); scale (B,); out (B, D).");
+  m.def("embedding_bag_backward", &embedding_bag_backward, py::arg("ids"), py::arg("dy"), py::arg("scale"),
+        py::arg("dw"), py::arg("ignore") = -1,
+        "dw[v] = the sum of scale[b] dy[b] over the tokens (b, s) with ids[b, s] == v != ignore, in token order "
+        "(written; row `ignore` gets 0; deterministic). ids (B, S); dy (B, D); scale (B,); dw (V, D).");
 }
 
 }  // namespace glue

@@ -187,17 +187,35 @@ void avg_pool_backward(const std::string& dtype, uintptr_t dy, uintptr_t dx, con
   cuda::avg_pool_backward(dt, dy, dx, g, at);
 }
 
-void embedding_backward(const std::string& dtype, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t dw,
-                        int64_t tokens, int64_t vocab, int64_t dim, int device, uintptr_t stream) {
+void embedding_backward(const std::string& dtype, uintptr_t order, uintptr_t start, uintptr_t dy, uintptr_t scale,
+                        uintptr_t dw, int64_t tokens, int64_t steps, int64_t vocab, int64_t dim, int device,
+                        uintptr_t stream) {
   cuda::DType dt = layer_dtype(dtype);
   check_count(tokens, "tokens");
+  if (steps < 1 || tokens % steps) throw py::value_error("steps must divide tokens (a whole number of bags)");
   check_address(order, tokens, cuda::DType::f64, "order");
   check_address(start, vocab + 1, cuda::DType::f64, "start");
-  check_address(dy, cuda_elements(tokens, dim), dt, "dy");
+  check_address(dy, cuda_elements(tokens / steps, dim), dt, "dy");
+  check_address(scale, tokens / steps, dt, "scale", true);
   check_address(dw, cuda_elements(vocab, dim), dt, "dw");
   cuda::Place at = cuda_place(device, stream);
   py::gil_scoped_release nogil;
-  cuda::embedding_backward(dt, order, start, dy, dw, vocab, dim, at);
+  cuda::embedding_backward(dt, order, start, dy, scale, dw, vocab, dim, steps, at);
+}
+
+void embedding_bag(const std::string& dtype, uintptr_t ids, uintptr_t table, uintptr_t scale, uintptr_t out,
+                   int64_t bags, int64_t steps, int64_t vocab, int64_t dim, int64_t ignore, int device,
+                   uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  check_count(bags, "bags");
+  check_count(steps, "steps");
+  check_address(ids, cuda_elements(bags, steps), cuda::DType::f64, "ids");
+  check_address(table, cuda_elements(vocab, dim), dt, "table");
+  check_address(scale, bags, dt, "scale");
+  check_address(out, cuda_elements(bags, dim), dt, "out");
+  cuda::Place at = cuda_place(device, stream);
+  py::gil_scoped_release nogil;
+  cuda::embedding_bag(dt, ids, table, scale, out, bags, steps, dim, ignore, at);
 }
 
 }  // namespace
@@ -242,9 +260,15 @@ void bind_cuda_layers(py::module_& m) {
   m.def("avg_pool_backward", &avg_pool_backward, py::arg("dtype"), py::arg("dy"), py::arg("dx"), py::arg("geometry"),
         py::arg("device"), py::arg("stream"), "avg_pool's adjoint into dx (written)." FASTDL_GEOMETRY);
   m.def("embedding_backward", &embedding_backward, py::arg("dtype"), py::arg("order"), py::arg("start"), py::arg("dy"),
-        py::arg("dw"), py::arg("tokens"), py::arg("vocab"), py::arg("dim"), py::arg("device"), py::arg("stream"),
-        "dw[v] = the sum over k in [start[v], start[v + 1]) of dy[order[k]] in that order (int64 order: the tokens "
-        "stably grouped by id), in double.");
+        py::arg("scale"), py::arg("dw"), py::arg("tokens"), py::arg("steps"), py::arg("vocab"), py::arg("dim"),
+        py::arg("device"), py::arg("stream"),
+        "dw[v] = the sum over k in [start[v], start[v + 1]) of scale[b] dy[b], b = order[k] / steps, in that order "
+        "(int64 order: the tokens stably grouped by id; scale 0: 1), in double.");
+  m.def("embedding_bag", &embedding_bag, py::arg("dtype"), py::arg("ids"), py::arg("table"), py::arg("scale"),
+        py::arg("out"), py::arg("bags"), py::arg("steps"), py::arg("vocab"), py::arg("dim"), py::arg("ignore"),
+        py::arg("device"), py::arg("stream"),
+        "out[b] = scale[b] * the sum of table[ids[b steps + s]] over the steps whose int64 id is not `ignore`, in "
+        "double.");
 }
 
 }  // namespace glue

@@ -63,6 +63,40 @@ class Embedding(Layer):
         dx[...] = 0
         return dx
 
+    def bag_forward(self, x):
+        """This layer then GlobalAveragePooling1D in one pass: out[n] = the mean of embeddings[ids[n, t]]
+        over the steps (those with id 0 left out when mask_zero; none left: 0), without the (batch,
+        steps, output_dim) gather."""
+        xp = np if type(x) is np.ndarray else array_module(x)
+        ids = x.astype(np.int64).reshape(len(x), -1)
+        if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= self.input_dim):
+            raise IndexError(f"{self.name}: ids must be in [0, {self.input_dim}) (input_dim), got "
+                             f"{int(ids.min())}..{int(ids.max())}")
+        if self.mask_zero:  # Keras's masked mean: the sum over the kept steps / their count
+            scale = np.float32(1.0) / xp.maximum(xp.count_nonzero(ids, axis=1), 1).astype(np.float32)
+        else:
+            scale = xp.full(len(ids), 1.0 / max(ids.shape[1], 1), dtype=np.float32)
+        out = self._buffer("bag", (len(ids), self.output_dim), xp)
+        _backend.layer_kernel(out, "embedding_bag")(ids, self.weights[0], scale, out, self._ignored_id)
+        self._ids, self._scale = ids, scale
+        return out
+
+    def bag_backward(self, dy, need_dx=True):
+        """bag_forward's gradient: each kept token's row of the table gets its bag's dy / count."""
+        if self.trainable:
+            _backend.layer_kernel(dy, "embedding_bag_backward")(self._ids, dy, self._scale, self.gradients[0],
+                                                                self._ignored_id)
+        if not need_dx:
+            return None
+        xp = np if type(dy) is np.ndarray else array_module(dy)
+        dx = self._buffer("dx", self._ids.shape, xp)  # ids have no gradient
+        dx[...] = 0
+        return dx
+
+    @property
+    def _ignored_id(self):
+        return 0 if self.mask_zero else -1
+
     def get_config(self):
         config = super().get_config()
         config.update(input_dim=self.input_dim, output_dim=self.output_dim, mask_zero=self.mask_zero,
@@ -72,3 +106,45 @@ class Embedding(Layer):
         if self.embeddings_constraint is not None:
             config["embeddings_constraint"] = constraints.serialize(self.embeddings_constraint)
         return config
+
+
+class EmbeddingBag:
+    """A step of a model's run: an Embedding followed by GlobalAveragePooling1D, run as one fused
+    pass (Embedding.bag_forward / bag_backward). The model puts it in place of the pair (see
+    fuse_embedding_bags); the two layers keep their weights, configs and places in model.layers."""
+    supports_masking = False
+    activity_regularizer = None
+
+    def __init__(self, embedding, pooling):
+        self.embedding, self.pooling = embedding, pooling
+
+    def forward(self, x, training=False):
+        return self.embedding.bag_forward(x)
+
+    def backward(self, dy, need_dx=True):
+        return self.embedding.bag_backward(dy, need_dx)
+
+    def output_mask(self, mask):
+        return None  # the pooling consumed the mask
+
+    def _trained_weights(self):
+        return self.embedding._trained_weights()
+
+
+def fuse_embedding_bags(layers):
+    """The layers as the model runs them: each Embedding directly followed by a GlobalAveragePooling1D
+    over its steps (channels_last, no keepdims, neither with an activity regularizer, the ids 2-D)
+    becomes one EmbeddingBag step."""
+    from ._pooling_layers import GlobalAveragePooling1D
+    steps, i = [], 0
+    while i < len(layers):
+        a, b = layers[i], layers[i + 1] if i + 1 < len(layers) else None
+        if (type(a) is Embedding and type(b) is GlobalAveragePooling1D and b.data_format == "channels_last"
+                and not b.keepdims and a.activity_regularizer is None and b.activity_regularizer is None
+                and len(a.input_shape) == 1):
+            steps.append(EmbeddingBag(a, b))
+            i += 2
+        else:
+            steps.append(a)
+            i += 1
+    return steps

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import _device, _training, initializers, losses, metrics as metrics_module, optimizers
 from ._checks import array_module, on_device
+from ._embedding import fuse_embedding_bags
 from .layers import InputLayer, Layer
 
 
@@ -42,6 +43,7 @@ class Sequential:
     enclosing `with fastdl.device(...)` when the model is built, else the CPU."""
 
     _masking = False  # set by build
+    _steps = ()  # set by build: the layers as _forward runs them
 
     def __init__(self, layers=None, name=None, device=None):
         self.name = name or "sequential"
@@ -150,6 +152,8 @@ class Sequential:
         self.output_shape = shape
         # a layer makes a mask (Embedding(mask_zero=True)): _forward carries it along
         self._masking = any(getattr(layer, "mask_zero", False) for layer in self._compute_layers)
+        # what _forward and the backward run: the layers, an Embedding + mean pair fused into one step
+        self._steps = fuse_embedding_bags(self._compute_layers)
         self.built = True
         if self._optimizer_spec is not None:
             self._bind_optimizer(carry=False)
@@ -417,11 +421,11 @@ class Sequential:
         h = x
         outputs = self._activity_outputs  # None unless fit / evaluate needs regularized outputs
         if outputs is None and not self._masking:
-            for layer in self._layers:
-                h = layer.forward(h, training)  # an Input's forward returns its input
+            for layer in self._steps:
+                h = layer.forward(h, training)
             return h
         mask = None  # an Embedding's mask_zero, through the layers that pass it on, to those that use it
-        for layer in self._compute_layers:
+        for layer in self._steps:
             if layer.supports_masking:
                 layer.mask = mask
             h = layer.forward(h, training)
@@ -703,7 +707,7 @@ class Sequential:
         """(layer, need_dx) from last to first, stopping at the first layer with trainable weights:
         nothing before it needs a gradient."""
         plan = []
-        layers = self._compute_layers
+        layers = self._steps
         for i in range(len(layers) - 1, -1, -1):
             earlier_weights = any(layer._trained_weights() for layer in layers[:i])
             plan.append((layers[i], earlier_weights))

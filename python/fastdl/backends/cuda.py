@@ -342,7 +342,8 @@ def lion_step(params, grads, exp_avgs, steps, options):
 # first use: cuda_layers imports this module's plumbing, so an import here would be circular
 # whenever cuda_layers is imported first.
 _LAYER_KERNELS = ("avg_pool", "avg_pool_backward", "batch_norm", "batch_norm_backward", "channel_affine", "col2im",
-                  "embedding_backward", "im2col", "layer_norm", "layer_norm_backward", "max_pool", "max_pool_backward")
+                  "embedding_backward", "embedding_bag", "embedding_bag_backward", "im2col", "layer_norm",
+                  "layer_norm_backward", "max_pool", "max_pool_backward")
 
 
 def __getattr__(name):

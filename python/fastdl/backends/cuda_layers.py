@@ -1,6 +1,6 @@
 """The layer kernels of issue #13 on CuPy arrays: the functions of numpy_layers (same names,
 arguments and results), running fastdl's CUDA kernels (fastdl._fastdl_cuda) on the arrays' device
-and CuPy's current stream; nothing waits for the GPU (but embedding_backward's id check, which reads
+and CuPy's current stream; nothing waits for the GPU (but the embedding kernels' id check, which reads
 the ids' range back).
 
 The arguments are checked here (the CUDA module sees only addresses): CuPy arrays of one dtype
@@ -250,15 +250,37 @@ def avg_pool_backward(dy, dx, kh, kw, sh, sw, pad_top, pad_left):
 
 # ---- Embedding ------------------------------------------------------------------------------------
 
+def _ids64(ids, vocab):
+    """The ids as int64 on their device, checked in [0, vocab) (this reads the range back: it waits)."""
+    _check("ids", ids, None, None)
+    if ids.dtype not in (np.int32, np.int64):
+        raise TypeError(f"ids must be an int32 or int64 array, got {ids.dtype}")
+    if ids.size:
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab:
+            raise IndexError(f"embedding ids must be in [0, {vocab}), got {lo}..{hi}")
+    return ids.astype(np.int64, copy=False)
+
+
+def _embedding_gradient(ids64, dy, scale, dw, steps, ignore):
+    """The tokens grouped by id (a stable sort; id `ignore` sorted past the last row, so left out),
+    then a gather per (row, column): dw written, deterministic."""
+    import cupy
+    tokens, (vocab, dim) = ids64.size, dw.shape
+    keys = ids64.reshape(-1) if ignore < 0 else cupy.where(ids64.reshape(-1) == ignore, vocab, ids64.reshape(-1))
+    order = cupy.ascontiguousarray(cupy.argsort(keys).astype(np.int64, copy=False))  # a stable sort
+    start = cupy.searchsorted(keys[order], cupy.arange(vocab + 1, dtype=np.int64)).astype(np.int64)
+    _m().embedding_backward(dw.dtype.name, order.data.ptr if tokens else 0, start.data.ptr,
+                            dy.data.ptr if dy.size else 0, _ptr(scale), dw.data.ptr, tokens, steps, vocab, dim,
+                            *_where(dy))
+
+
 def embedding_backward(ids, dy, dw):
     """numpy_layers.embedding_backward on the GPU: dw[v] = the sum of dy[t] over ids[t] == v, in token
     order, in double (the tokens grouped by a stable sort on the device, then one gather per (v, column)).
     IndexError for an id outside [0, V): that check reads the ids' range back (it waits for the GPU)."""
-    import cupy
     dt = _float_dtype("dy", dy)
     _check("ids", ids, None, None)
-    if ids.dtype not in (np.int32, np.int64):
-        raise TypeError(f"ids must be an int32 or int64 array, got {ids.dtype}")
     if ids.ndim != 1 or dy.ndim != 2 or dw.ndim != 2:
         raise ValueError("ids must be 1-D (T,), dy 2-D (T, D), dw 2-D (V, D)")
     tokens, (vocab, dim) = ids.shape[0], dw.shape
@@ -266,13 +288,41 @@ def embedding_backward(ids, dy, dw):
     _check("dw", dw, dt, (vocab, dim))
     _no_overlap([("dw", dw, None)], [("ids", ids), ("dy", dy)])
     with dy.device:
-        if tokens:
-            lo, hi = int(ids.min()), int(ids.max())
-            if lo < 0 or hi >= vocab:
-                raise IndexError(f"embedding ids must be in [0, {vocab}), got {lo}..{hi}")
-        ids64 = ids.astype(np.int64, copy=False)
-        order = cupy.argsort(ids64).astype(np.int64, copy=False)  # a stable sort
-        start = cupy.searchsorted(ids64[order], cupy.arange(vocab + 1, dtype=np.int64)).astype(np.int64)
-        order = cupy.ascontiguousarray(order)
-        _m().embedding_backward(dt.name, order.data.ptr if tokens else 0, start.data.ptr, dy.data.ptr if tokens else 0,
-                                dw.data.ptr, tokens, vocab, dim, *_where(dy))
+        _embedding_gradient(_ids64(ids, vocab), dy, None, dw, 1, -1)
+
+
+def _bag_shapes(ids, scale, rows_name, rows, dt, dim):
+    _check("ids", ids, None, None)
+    if ids.ndim != 2:
+        raise ValueError(f"ids must be 2-D (B, S), got shape {tuple(ids.shape)}")
+    _check("scale", scale, dt, (ids.shape[0],))
+    _check(rows_name, rows, dt, (ids.shape[0], dim))
+
+
+def embedding_bag(ids, table, scale, out, ignore=-1):
+    """numpy_layers.embedding_bag on the GPU: out[b] = scale[b] * the sum of table[ids[b, s]] over the
+    steps with ids[b, s] != ignore, in double (a thread per (bag, column)). IndexError for an id
+    outside [0, V) (that check waits for the GPU)."""
+    dt = _float_dtype("table", table)
+    if table.ndim != 2:
+        raise ValueError(f"table must be 2-D (V, D), got shape {tuple(table.shape)}")
+    _bag_shapes(ids, scale, "out", out, dt, table.shape[1])
+    _no_overlap([("out", out, None)], [("ids", ids), ("table", table), ("scale", scale)])
+    with table.device:
+        ids64 = _ids64(ids, table.shape[0])
+        _m().embedding_bag(dt.name, ids64.data.ptr if ids64.size else 0, table.data.ptr if table.size else 0,
+                           scale.data.ptr if scale.size else 0, out.data.ptr if out.size else 0, ids.shape[0],
+                           ids.shape[1], table.shape[0], table.shape[1], int(ignore), *_where(table))
+
+
+def embedding_bag_backward(ids, dy, scale, dw, ignore=-1):
+    """numpy_layers.embedding_bag_backward on the GPU: dw[v] = the sum of scale[b] dy[b] over the tokens
+    (b, s) with ids[b, s] == v != ignore, in token order, in double (dw written; deterministic)."""
+    dt = _float_dtype("dy", dy)
+    _check("dw", dw, dt, None)
+    if dw.ndim != 2:
+        raise ValueError(f"dw must be 2-D (V, D), got shape {tuple(dw.shape)}")
+    _bag_shapes(ids, scale, "dy", dy, dt, dw.shape[1])
+    _no_overlap([("dw", dw, None)], [("ids", ids), ("dy", dy), ("scale", scale)])
+    with dy.device:
+        _embedding_gradient(_ids64(ids, dw.shape[0]), dy, scale, dw, ids.shape[1] or 1, int(ignore))

@@ -1,6 +1,7 @@
 """The layer kernels of issue #13 in NumPy (CuPy arrays work too): normalization, convolution's
-im2col / col2im, pooling and the embedding's gradient. They define the contract the C++ and CUDA
-kernels follow (same names, arguments and results) and serve where those are missing.
+im2col / col2im, pooling, the embedding's gradient and its fused bag (a mean of rows). They define
+the contract the C++ and CUDA kernels follow (same names, arguments and results) and serve where
+those are missing.
 
 Layouts are channels-last and every array is C-contiguous:
 - normalization over rows: x (rows, C). LayerNorm normalizes each row over its C values;
@@ -270,4 +271,34 @@ def embedding_backward(ids, dy, dw):
         if int(ids.min()) < 0 or int(ids.max()) >= dw.shape[0]:
             raise IndexError(f"embedding ids must be in [0, {dw.shape[0]}), got {int(ids.min())}..{int(ids.max())}")
         _add_at(xp)(acc, ids, dy.astype(np.float64))
+    dw[...] = acc
+
+
+def _check_bag_ids(ids, vocab):
+    if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocab):
+        raise IndexError(f"embedding ids must be in [0, {vocab}), got {int(ids.min())}..{int(ids.max())}")
+
+
+def embedding_bag(ids, table, scale, out, ignore=-1):
+    """out[b] = scale[b] * the sum of table[ids[b, s]] over the steps s with ids[b, s] != ignore (-1:
+    every step), summed in double: Embedding then a (masked) mean over the steps, without the
+    (bags, steps, D) gather. ids (B, S) int32 / int64 in [0, V); table (V, D); scale (B,); out (B, D)."""
+    xp = _xp(table)
+    _check_bag_ids(ids, table.shape[0])
+    keep = (ids != ignore)[:, :, None]
+    rows = xp.take(table, ids.reshape(-1), axis=0).reshape(ids.shape + (table.shape[1],)).astype(np.float64)
+    out[...] = xp.where(keep, rows, 0.0).sum(axis=1) * scale.astype(np.float64)[:, None]
+
+
+def embedding_bag_backward(ids, dy, scale, dw, ignore=-1):
+    """embedding_bag's gradient: dw[v] = the sum of scale[b] dy[b] over the tokens (b, s) with
+    ids[b, s] == v != ignore, in token order (written, not added to; row `ignore` gets 0).
+    ids (B, S); dy (B, D); scale (B,); dw (V, D)."""
+    xp = _xp(dy)
+    _check_bag_ids(ids, dw.shape[0])
+    acc = xp.zeros(dw.shape, dtype=np.float64)
+    bags, steps = ids.shape
+    token_rows = (dy.astype(np.float64) * scale.astype(np.float64)[:, None])[xp.arange(bags).repeat(steps)]
+    keep = ids.reshape(-1) != ignore
+    _add_at(xp)(acc, ids.reshape(-1)[keep], token_rows[keep])
     dw[...] = acc
