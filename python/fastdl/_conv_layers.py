@@ -8,11 +8,14 @@ bias + activation epilogue (and its fused backward), the same logits path when i
 The backward's input gradient is col2im (the adjoint of im2col: each input position sums what its
 windows' rows received, in a fixed order). A 1x1 convolution with stride 1 needs no im2col: its
 rows are the input's. A 1-D convolution is a 2-D one on an image of height 1.
+
+With groups > 1 (and in DepthwiseConv1D / 2D, _depthwise_conv_layers.py) the one matmul becomes
+a batched matmul over the groups (_grouped_matmul.py) between im2col and the same epilogue.
 """
 
 import numpy as np
 
-from . import _backend, _spatial
+from . import _backend, _grouped_matmul, _spatial
 from ._checks import array_module
 from .layers import Dense
 
@@ -40,9 +43,11 @@ class _Conv(Dense):
         self.padding = _spatial.padding_arg(padding, ("valid", "same", "causal") if self.rank == 1
                                             else ("valid", "same"))
         self.data_format = _spatial.data_format_arg(data_format)
-        if groups != 1:
-            raise NotImplementedError("groups > 1 (grouped and depthwise convolutions) is not implemented yet")
-        self.groups = 1
+        if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        if filters % groups:
+            raise ValueError(f"filters must be divisible by groups: got filters={filters}, groups={groups}")
+        self.groups = int(groups)
 
     # -- structure -----------------------------------------------------------------------------------
     def build(self, input_shape):
@@ -51,7 +56,8 @@ class _Conv(Dense):
                              f"{'steps' if self.rank == 1 else 'rows, cols'}, channels), got (batch,) + "
                              f"{tuple(input_shape)}")
         channels = input_shape[-1]
-        self.add_weight("kernel", self.kernel_size + (channels, self.filters), self.kernel_initializer,
+        self._input_channels(channels)
+        self.add_weight("kernel", self._kernel_shape(channels), self.kernel_initializer,
                         self.kernel_regularizer, self.kernel_constraint)
         if self.use_bias:
             self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer,
@@ -67,7 +73,18 @@ class _Conv(Dense):
         self._out = (oh, ow)
         self._geometry = kernel + strides + dilation + (pt, pl)  # im2col's arguments after the arrays
         self._pointwise = kernel == (1, 1) and strides == (1, 1) and (pt, pl) == (0, 0)
+        self._taps = kernel[0] * kernel[1]
         return ((ow,) if self.rank == 1 else (oh, ow)) + (self.filters,)
+
+    def _input_channels(self, channels):
+        """Checks the input's channel count against groups (a depthwise convolution adopts it)."""
+        if channels % self.groups:
+            raise ValueError(f"{self.name}: the input's channels must be divisible by groups: got {channels} "
+                             f"channels, groups={self.groups}")
+
+    def _kernel_shape(self, channels):
+        """Keras's kernel shape: kernel_size + (channels per group, filters)."""
+        return self.kernel_size + (channels // self.groups, self.filters)
 
     def _kernel_matrix(self, arrays=None):
         k = (self.weights if arrays is None else arrays)[0]
@@ -81,15 +98,21 @@ class _Conv(Dense):
             rows = image.reshape(-1, self._image[-1])
         else:
             xp = np if type(x) is np.ndarray else array_module(x)
-            cols = self._buffer("cols", (n,) + self._out + (self._kernel_matrix().shape[0],), xp)
+            cols = self._buffer("cols", (n,) + self._out + (self._taps * self._image[-1],), xp)
             _backend.layer_kernel(x, "im2col")(image, cols, *self._geometry)
             rows = cols.reshape(-1, cols.shape[-1])
-        y = Dense.forward(self, rows, training)
+        if self.groups == 1:
+            y = Dense.forward(self, rows, training)
+        else:
+            y = self._grouped_forward(rows)
         return y.reshape((n,) + self.output_shape)
 
     def backward(self, dy, need_dx=True):
         n = len(dy)
-        d_rows = Dense.backward(self, dy.reshape(-1, self.filters), need_dx)
+        if self.groups == 1:
+            d_rows = Dense.backward(self, dy.reshape(-1, self.filters), need_dx)
+        else:
+            d_rows = self._grouped_backward(dy.reshape(-1, self.filters), need_dx)
         if d_rows is None:
             return None
         if self._pointwise:
@@ -98,6 +121,25 @@ class _Conv(Dense):
         dx = self._buffer("dimage", (n,) + self._image, xp)
         _backend.layer_kernel(dy, "col2im")(d_rows.reshape((n,) + self._out + (-1,)), dx, *self._geometry)
         return dx.reshape((n,) + self.input_shape)
+
+    def _grouped_forward(self, rows):
+        """Dense.forward with the grouped matmul: z = the groups' products, then the same epilogue."""
+        xp = np if type(rows) is np.ndarray else array_module(rows)
+        z = self._buffer("z", (len(rows), self.filters), xp)
+        self._group_rows = _grouped_matmul.forward(rows, self._kernel_matrix(), z, self._taps, self._buffer, xp)
+        return self._epilogue(z, xp)
+
+    def _grouped_backward(self, dy, need_dx):
+        """Dense.backward with the grouped matmul: the epilogue's backward (bias gradient), then the
+        kernel's gradient and, when need_dx, the im2col rows' gradient (M, kh kw C)."""
+        xp = np if type(dy) is np.ndarray else array_module(dy)
+        dz = self._epilogue_backward(dy, xp)
+        r = self._group_rows  # (G, M, kh kw C / G)
+        dkernel = self._kernel_matrix(self.gradients) if self.trainable else None
+        d_rows = self._buffer("dx", (r.shape[1], r.shape[0] * r.shape[2]), xp) if need_dx else None
+        if dkernel is not None or d_rows is not None:
+            _grouped_matmul.backward(r, dz, self._kernel_matrix(), dkernel, d_rows, self._taps, self._buffer, xp)
+        return d_rows
 
     def get_config(self):
         config = Dense.get_config(self)
@@ -111,11 +153,13 @@ class _Conv(Dense):
 class Conv2D(_Conv):
     """2-D convolution over (batch, rows, cols, channels) inputs, Keras's arguments:
     y[n, p, q, f] = activation(bias[f] + sum_{i, j, c} x[n, p sh + i dh - pt, q sw + j dw - pl, c]
-    kernel[i, j, c, f]), zero outside the image; padding 'valid' or 'same' (TensorFlow's split)."""
+    kernel[i, j, c, f]), zero outside the image; padding 'valid' or 'same' (TensorFlow's split).
+    groups G: the kernel is (kh, kw, C / G, F) and filter f sees only the input channels
+    g C/G + c, c < C/G, of its group g = f // (F / G) (the sum above runs over those c)."""
     rank = 2
 
 
 class Conv1D(_Conv):
     """1-D convolution over (batch, steps, channels) inputs, Keras's arguments; padding 'valid',
-    'same' or 'causal' (output t sees inputs <= t)."""
+    'same' or 'causal' (output t sees inputs <= t); groups as Conv2D's."""
     rank = 1

@@ -1,8 +1,9 @@
 """Layers, Keras's names and arguments: Dense, Activation, Dropout, Flatten, Input, and the small
 ones: ReLU, LeakyReLU, Softmax, Identity, Reshape, Rescaling, GaussianNoise; for images and text
-(their own modules, imported at the end): convolutions (_conv_layers), pooling (_pooling_layers),
-BatchNormalization / LayerNormalization (_norm_layers), Embedding (_embedding), padding, cropping,
-upsampling and spatial dropout (_image_layers), augmentation (_augment_layers).
+(their own modules, imported at the end): convolutions (_conv_layers, _depthwise_conv_layers),
+pooling (_pooling_layers), BatchNormalization / LayerNormalization (_norm_layers), Embedding
+(_embedding), padding, cropping, upsampling and spatial dropout (_image_layers), augmentation
+(_augment_layers).
 
 A layer declares its weights in build(); the model then places every weight in one contiguous
 parameter buffer and every gradient in one gradient buffer (layers hold views), so that an
@@ -268,14 +269,19 @@ class Dense(Layer):
     def forward(self, x, training=False):
         if x.ndim != 2:
             return self._forward_nd(x)
-        k = _backend.kernels_for(x)
         xp = np if type(x) is np.ndarray else array_module(x)
-        act = self.activation
-        kernel = self._kernel_matrix()
-        bias = self.weights[1] if self.use_bias else None
         z = self._buffer("z", (len(x), self.units), xp)
-        xp.matmul(x, kernel, out=z)
+        xp.matmul(x, self._kernel_matrix(), out=z)
         self._x = x
+        return self._epilogue(z, xp)
+
+    def _epilogue(self, z, xp):
+        """y = activation(z + bias) from the matmul's (rows, units) result z (the layer's "z"
+        buffer, overwritten): one fused pass, or the logits z + bias when the loss takes them.
+        Keeps what _epilogue_backward needs; returns y (z itself or the "y" buffer)."""
+        k = _backend.kernels_for(z)
+        act = self.activation
+        bias = self.weights[1] if self.use_bias else None
         if act.is_row or act.is_identity or self.logits_out:
             k.bias_activation(_IDENTITY, z, bias, None, z, 0.0)
             self._saved = z
@@ -299,8 +305,20 @@ class Dense(Layer):
         weight gradients; returns dL/dx (in a reused buffer) when need_dx."""
         if dy.ndim != 2:
             return self._backward_nd(dy, need_dx)
-        k = _backend.kernels_for(dy)
         xp = np if type(dy) is np.ndarray else array_module(dy)
+        dz = self._epilogue_backward(dy, xp)
+        if self.trainable:
+            xp.matmul(self._x.T, dz, out=self._kernel_matrix(self.gradients))
+        if not need_dx:
+            return None
+        dx = self._buffer("dx", self._x.shape, xp)
+        xp.matmul(dz, self._kernel_matrix().T, out=dx)
+        return dx
+
+    def _epilogue_backward(self, dy, xp):
+        """dz = dL/dz from dy = dL/dy (or dL/d(logits)), written over dy and returned; writes the
+        bias gradient sum_rows dz unless the layer is frozen."""
+        k = _backend.kernels_for(dy)
         act = self.activation
         db = self.gradients[1] if self.use_bias else None
         if act.is_row and not self.logits_out:
@@ -310,21 +328,14 @@ class Dense(Layer):
             op, alpha = _IDENTITY, 0.0
         else:
             op, alpha = act.kernel, act.alpha
-        trainable = self.trainable
-        if not trainable:
+        if not self.trainable:
             db = None  # frozen: no weight gradients, only dx for the layers before
         if op == _IDENTITY:
             if db is not None:
                 xp.sum(dy, axis=0, out=db)
         else:
             k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
-        if trainable:
-            xp.matmul(self._x.T, dy, out=self._kernel_matrix(self.gradients))
-        if not need_dx:
-            return None
-        dx = self._buffer("dx", self._x.shape, xp)
-        xp.matmul(dy, self._kernel_matrix().T, out=dx)
-        return dx
+        return dy
 
     def _kernel_matrix(self, arrays=None):
         """The kernel (or, from self.gradients, its gradient) as the (inputs, units) matrix of the
@@ -684,6 +695,7 @@ class _Values(initializers.Initializer):
 
 
 from ._conv_layers import Conv1D, Conv2D  # noqa: E402  (they build on Layer and Dense above)
+from ._depthwise_conv_layers import DepthwiseConv1D, DepthwiseConv2D  # noqa: E402
 from ._pooling_layers import (MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,  # noqa: E402
                               GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D)
 from ._norm_layers import BatchNormalization, LayerNormalization  # noqa: E402
@@ -698,10 +710,10 @@ Convolution1D, Convolution2D = Conv1D, Conv2D  # Keras's aliases
 
 LAYERS = {cls.__name__: cls for cls in (
     InputLayer, Dense, Activation, Dropout, Flatten, ReLU, LeakyReLU, ELU, Softmax, Identity, Reshape, Rescaling,
-    GaussianNoise, Normalization, Conv1D, Conv2D, MaxPooling1D, MaxPooling2D, AveragePooling1D, AveragePooling2D,
-    GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D, GlobalMaxPooling2D, BatchNormalization,
-    LayerNormalization, Embedding, ZeroPadding2D, Cropping2D, UpSampling2D, SpatialDropout1D, SpatialDropout2D,
-    RandomFlip, RandomRotation, RandomCrop, RandomTranslation, RandomZoom)}
+    GaussianNoise, Normalization, Conv1D, Conv2D, DepthwiseConv1D, DepthwiseConv2D, MaxPooling1D, MaxPooling2D,
+    AveragePooling1D, AveragePooling2D, GlobalAveragePooling1D, GlobalAveragePooling2D, GlobalMaxPooling1D,
+    GlobalMaxPooling2D, BatchNormalization, LayerNormalization, Embedding, ZeroPadding2D, Cropping2D, UpSampling2D,
+    SpatialDropout1D, SpatialDropout2D, RandomFlip, RandomRotation, RandomCrop, RandomTranslation, RandomZoom)}
 
 
 def from_config(class_name, config):

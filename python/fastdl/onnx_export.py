@@ -4,9 +4,9 @@ onnxruntime or any ONNX runtime. Needs the `onnx` package (pip install "fastdl[o
 The graph takes "input" of shape (batch,) + input_shape, float32, and returns "output": Dense is
 a Gemm, activations their ONNX operators (GELU and SiLU spelled with Erf / Tanh / Sigmoid, which
 every opset >= 13 runtime has), Flatten a Flatten, Dropout nothing (inference). Convolutions and
-pooling are ONNX's Conv / MaxPool / AveragePool between transposes (they take channels first),
-BatchNormalization its inference affine, LayerNormalization the LayerNormalization operator,
-Embedding a Gather.
+pooling are ONNX's Conv (with its `group` for grouped and depthwise ones) / MaxPool / AveragePool
+between transposes (they take channels first), BatchNormalization its inference affine,
+LayerNormalization the LayerNormalization operator, Embedding a Gather.
 """
 
 import math
@@ -101,13 +101,15 @@ def _windowed_nodes(helper, layer, x, out, host):
             attrs, dil = dict(kernel_shape=[kh, kw], strides=[sh, sw], pads=[pt, pl, pb, pr]), [dh, dw]
         nodes = [helper.make_node("Transpose", [x], [f"{name}_cf"], perm=first, name=f"{name}_to_cf")]
         if isinstance(layer, _Conv):
-            kernel = host(layer.weights[0]).astype(np.float32)  # (kh, kw, C, F) or (k, C, F)
+            # (kh, kw, C / groups, F) or (k, C / groups, F); a depthwise (..., C, dm) is (..., 1, C dm)
+            kernel = host(layer.weights[0]).astype(np.float32).reshape(layer.kernel_size + (-1, layer.filters))
             consts[f"{name}_kernel"] = np.ascontiguousarray(kernel.transpose((2, 1, 0) if rank == 1 else (3, 2, 0, 1)))
             inputs = [f"{name}_cf", f"{name}_kernel"]
             if layer.use_bias:
                 consts[f"{name}_bias"] = host(layer.weights[1]).astype(np.float32)
                 inputs.append(f"{name}_bias")
-            nodes.append(helper.make_node("Conv", inputs, [f"{name}_y"], dilations=dil, name=f"{name}_conv", **attrs))
+            nodes.append(helper.make_node("Conv", inputs, [f"{name}_y"], dilations=dil, group=layer.groups,
+                                          name=f"{name}_conv", **attrs))
             nodes.append(helper.make_node("Transpose", [f"{name}_y"], [f"{name}_z"], perm=back, name=f"{name}_to_cl"))
             act_nodes, act_consts = _activation_nodes(helper, layer.activation, f"{name}_z", out, f"{name}_act")
             consts.update(act_consts)
