@@ -621,6 +621,26 @@ def test_max_pool(k, dtype, case):
 
 
 @IMPLS
+@DTYPES
+def test_max_pool_backward_takes_any_argmax(k, dtype):
+    """The backward adds dy at whatever position argmax names (not only inside the window, in
+    any order: the kernel zeroes dx lazily, row by row, and must never zero over a sum)."""
+    _need(k, "max_pool_backward")
+    rng = _rng(14)
+    n, h, w, c, oh, ow = 2, 5, 4, 3, 3, 2
+    argmax = rng.integers(-1, h * w, (n, oh, ow, c))
+    argmax[0, 0, 0] = h * w - 1  # the last position first, then earlier ones
+    dy = rng.standard_normal((n, oh, ow, c)).astype(dtype)
+    dx = np.full((n, h, w, c), np.nan, dtype)
+    k.max_pool_backward(dy, argmax, dx)
+    expect = np.zeros((n, h * w, c))
+    for b, p, q, ch in itertools.product(range(n), range(oh), range(ow), range(c)):
+        if argmax[b, p, q, ch] >= 0:
+            expect[b, argmax[b, p, q, ch], ch] += dy[b, p, q, ch]
+    np.testing.assert_allclose(dx, expect.reshape(dx.shape), **_tol(dtype))
+
+
+@IMPLS
 def test_max_pool_propagates_nan_and_extremes(k):
     _need(k, 'max_pool')
     x = np.array([[1e30, -np.inf], [np.nan, 3.0]], np.float32).reshape(1, 2, 2, 1)

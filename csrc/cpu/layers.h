@@ -573,7 +573,9 @@ void max_pool(const T* x, T* y, int64_t* argmax, const Window& g) {
 // dx[n, argmax, c] += dy[n, p, q, c] in output order: threads over (image, block of channels),
 // each owning its dx elements, so the sums do not depend on the thread count. (Added in T: a
 // position gets more than one term only where windows overlap.) Indices outside [-1, h w) are
-// skipped and counted (the return value; the caller raises).
+// skipped and counted (the return value; the caller raises). dx is zeroed an image row at a time
+// just ahead of the first index into it (windows move down the image as the outputs go), so each
+// row is zeroed and then added to while in cache: one pass over dx instead of two.
 template <class T>
 int64_t max_pool_backward(const T* dy, const int64_t* argmax, T* dx, const Window& g) {
   const int64_t hw = g.h * g.w, outs = g.oh * g.ow;
@@ -587,17 +589,26 @@ int64_t max_pool_backward(const T* dy, const int64_t* argmax, T* dx, const Windo
     const int64_t n = u / cblocks, c0 = (u % cblocks) * kChanChunk;
     const int64_t cn = g.c - c0 < kChanChunk ? g.c - c0 : kChanChunk;
     T* img = dx + n * hw * g.c + c0;
-    for (int64_t k = 0; k < hw; ++k)
-      for (int64_t c = 0; c < cn; ++c) img[k * g.c + c] = T(0);
+    int64_t zeroed = 0;  // positions [0, zeroed) of this image are zeroed
+    auto zero_to = [&](int64_t end) {
+      for (int64_t k = zeroed; k < end; ++k)
+        for (int64_t c = 0; c < cn; ++c) img[k * g.c + c] = T(0);
+      zeroed = end;
+    };
     for (int64_t o = 0; o < outs; ++o) {
       const T* d = dy + (n * outs + o) * g.c + c0;
       const int64_t* a = argmax + (n * outs + o) * g.c + c0;
       for (int64_t c = 0; c < cn; ++c) {
         const int64_t k = a[c];
-        if (k >= 0 && k < hw) img[k * g.c + c] += d[c];
-        else if (k != -1) ++bad;
+        if (k >= 0 && k < hw) {
+          if (k >= zeroed) zero_to((k / g.w + 1) * g.w);  // through the end of k's image row
+          img[k * g.c + c] += d[c];
+        } else if (k != -1) {
+          ++bad;
+        }
       }
     }
+    zero_to(hw);
   }
   return bad;
 }
