@@ -13,8 +13,7 @@ import pytest
 
 import fastdl
 from fastdl import layers, models
-
-RTOL, ATOL = 2e-4, 2e-5
+from layer_harness import alone as _alone, close as _close, run_layer as _run
 
 
 def _torch():
@@ -23,27 +22,6 @@ def _torch():
 
 def _t(a, grad=False):
     return _torch().tensor(np.asarray(a, dtype=np.float64), requires_grad=grad)
-
-
-def _close(got, want, what, rtol=RTOL, atol=ATOL):
-    want = want.detach().numpy() if hasattr(want, "detach") else np.asarray(want)
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * max(1.0, float(np.abs(want).max(initial=0))),
-                               err_msg=what)
-
-
-def _alone(layer, input_shape):
-    model = models.Sequential([layers.Input(input_shape), layer])
-    model.build()
-    return model
-
-
-def _run(layer, x, dy):
-    """(output, dx, [weight gradients]) of one forward and backward; every gradient must be written."""
-    y = np.array(layer.forward(np.ascontiguousarray(x, dtype=np.float32), True))
-    for g in layer.gradients:
-        g[...] = np.nan
-    dx = layer.backward(np.ascontiguousarray(dy, dtype=np.float32).copy(), True)
-    return y, np.array(dx), [np.array(g) for g in layer.gradients]
 
 
 def _pads(size, k, s, d, padding):

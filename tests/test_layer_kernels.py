@@ -520,8 +520,10 @@ def test_im2col_and_col2im_large(k, dtype):
 
 def test_window_kernels_same_bits_whatever_the_threads():
     ext = _cpu()
-    _need(ext, "col2im", "max_pool_backward", "avg_pool_backward", "embedding_backward")
+    _need(ext, "col2im", "max_pool_backward", "avg_pool_backward", "embedding_backward", "embedding_bag",
+          "embedding_bag_backward")
     rng = _rng(12)
+    bag_ids, scale, table, bag_dy = _bag_case((64, 33, 97, 300), np.float32, np.int64, 0)
     cols = rng.standard_normal((4, 20, 20, 9 * 32)).astype(np.float32)
     dy = rng.standard_normal((4, 10, 10, 32)).astype(np.float32)
     x = rng.standard_normal((4, 20, 20, 32)).astype(np.float32)
@@ -536,7 +538,10 @@ def test_window_kernels_same_bits_whatever_the_threads():
         ext.avg_pool_backward(dy, dx3, 3, 3, 2, 2, 1, 1)
         dw = np.empty((97, 70), np.float32)
         ext.embedding_backward(ids, dt, dw)
-        return dx1, y, am, dx2, dx3, dw
+        bag, bag_dw = np.empty(bag_dy.shape, np.float32), np.empty(table.shape, np.float32)
+        ext.embedding_bag(bag_ids, table, scale, bag, 0)
+        ext.embedding_bag_backward(bag_ids, bag_dy, scale, bag_dw, 0)
+        return dx1, y, am, dx2, dx3, dw, bag, bag_dw
     with _threads(1):
         one = run()
     with _threads(2):
@@ -727,22 +732,16 @@ def test_embedding_bag(k, dtype, case, ignore, id_dtype):
     _need(k, "embedding_bag", "embedding_bag_backward")
     ids, scale, table, dy = _bag_case(case, dtype, id_dtype, ignore)
     bags, steps = ids.shape
+    expect, dexpect = np.zeros(dy.shape), np.zeros(table.shape)
+    for b, s in itertools.product(range(bags), range(steps)):
+        if ids[b, s] != ignore:
+            expect[b] += float(scale[b]) * table[ids[b, s]].astype(np.float64)
+            dexpect[ids[b, s]] += float(scale[b]) * dy[b].astype(np.float64)
     out = np.full(dy.shape, np.nan, dtype)
     k.embedding_bag(ids, table, scale, out, ignore)
-    expect = np.zeros(dy.shape)
-    for b in range(bags):
-        for s in range(steps):
-            if ids[b, s] != ignore:
-                expect[b] += table[ids[b, s]].astype(np.float64)
-        expect[b] *= float(scale[b])
     np.testing.assert_allclose(out, expect, **_tol(dtype))
     dw = np.full(table.shape, np.nan, dtype)
     k.embedding_bag_backward(ids, dy, scale, dw, ignore)
-    dexpect = np.zeros(table.shape)
-    for b in range(bags):
-        for s in range(steps):
-            if ids[b, s] != ignore:
-                dexpect[ids[b, s]] += float(scale[b]) * dy[b].astype(np.float64)
     np.testing.assert_allclose(dw, dexpect, **_tol(dtype))
     again = np.empty_like(dw)
     k.embedding_bag_backward(ids, dy, scale, again, ignore)
@@ -783,21 +782,3 @@ def test_embedding_bag_refuses_bad_arguments(k):
         k.embedding_bag(ids, table, scale.astype(np.float64), out)
     with pytest.raises(ValueError, match="dy must have shape"):
         k.embedding_bag_backward(ids, out[:1], scale, table.copy())
-
-
-def test_embedding_bag_same_bits_whatever_the_threads():
-    ext = _cpu()
-    _need(ext, "embedding_bag", "embedding_bag_backward")
-    ids, scale, table, dy = _bag_case((64, 33, 97, 300), np.float32, np.int64, 0)
-
-    def run():
-        out, dw = np.empty(dy.shape, np.float32), np.empty(table.shape, np.float32)
-        ext.embedding_bag(ids, table, scale, out, 0)
-        ext.embedding_bag_backward(ids, dy, scale, dw, 0)
-        return out, dw
-    with _threads(1):
-        one = run()
-    with _threads(2):
-        two = run()
-    for a, b in zip(one, two):
-        np.testing.assert_array_equal(a, b)
