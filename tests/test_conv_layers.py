@@ -275,11 +275,11 @@ def test_embedding_matches_torch():
 
 @pytest.mark.parametrize("mask_zero", [False, True])
 def test_embedding_bag_step_matches_torch_and_the_unfused_layers(mask_zero):
-    """Embedding -> GlobalAveragePooling1D -> Dense runs as one fused bag step (the model's _steps);
+    """Embedding -> GlobalAveragePooling1D -> Dense runs as one fused step (the model's _run_layers);
     three SGD steps match torch (the mean over the steps whose id is not 0 when mask_zero) and the
     same layers run one by one (a zero activity regularizer on the Embedding keeps them apart)."""
     from fastdl import optimizers, regularizers
-    from fastdl._embedding import EmbeddingBag
+    from fastdl._embedding import FusedEmbeddingMean
     rng = np.random.default_rng(8)
     ids = rng.integers(0, 12, (9, 7))
     ids[0] = 0  # every step padding
@@ -294,7 +294,7 @@ def test_embedding_bag_step_matches_torch_and_the_unfused_layers(mask_zero):
                                layers.Dense(3, activation="softmax")])
         m.compile(optimizer=optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
         m.set_weights([table, kernel, bias])
-        assert any(isinstance(step, EmbeddingBag) for step in m._steps) is fused
+        assert any(isinstance(step, FusedEmbeddingMean) for step in m._run_layers) is fused
         m.fit(ids.astype(np.float32), labels, batch_size=9, epochs=3, shuffle=False, verbose=0)
         return m.get_weights()
 
@@ -311,6 +311,48 @@ def test_embedding_bag_step_matches_torch_and_the_unfused_layers(mask_zero):
     for got, other, want, what in zip(fused, unfused, (tt, kt, bt), ("table", "kernel", "bias")):
         _close(got, want, what)
         np.testing.assert_allclose(got, other, rtol=1e-5, atol=1e-6, err_msg=what)
+
+
+def _text_model(**embedding_args):
+    model = models.Sequential([layers.Input((7,)), layers.Embedding(12, 5, **embedding_args),
+                               layers.GlobalAveragePooling1D(), layers.Dense(3, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    return model
+
+
+def test_the_fused_embedding_mean_follows_attributes_set_after_build():
+    """The run is planned again as each fit / evaluate / predict starts: an activity regularizer or
+    mask_zero set on the Embedding after build count as if given to its constructor."""
+    from fastdl import regularizers
+    rng = np.random.default_rng(9)
+    ids = rng.integers(0, 12, (6, 7)).astype(np.float32)
+    ids[:, 4:] = 0
+    labels = rng.integers(0, 3, 6)
+    for name, value in (("activity_regularizer", regularizers.L2(10.0)), ("mask_zero", True)):
+        given, later = _text_model(**{name: value}), _text_model()
+        later.set_weights(given.get_weights())
+        setattr(later.layers[0], name, value)
+        np.testing.assert_allclose(later.evaluate(ids, labels, verbose=0), given.evaluate(ids, labels, verbose=0),
+                                   rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(later.predict(ids, verbose=0), given.predict(ids, verbose=0), rtol=1e-6,
+                                   err_msg=name)
+
+
+def test_a_text_model_copied_or_unpickled_runs_the_same():
+    """copy.deepcopy, pickle, and a pickle from before the fused step existed (no _run_layers in
+    its state): each predicts as the original does."""
+    import copy
+    import pickle
+    ids = np.random.default_rng(10).integers(0, 12, (4, 7)).astype(np.float32)
+    model = _text_model(mask_zero=True)
+    want = model.predict(ids, verbose=0)
+    old = copy.deepcopy(model)
+    state = old.__getstate__()
+    del state["_run_layers"], state["_masking"]
+    old.__dict__.clear()
+    old.__setstate__(state)
+    for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model)), old):
+        np.testing.assert_array_equal(other.predict(ids, verbose=0), want)
 
 
 # ---- a whole CNN ----------------------------------------------------------------------------------------

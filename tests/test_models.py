@@ -259,6 +259,19 @@ def test_adding_a_layer_keeps_trained_weights():
     assert len(after) == 4
 
 
+def test_a_layer_the_model_cannot_build_is_not_added():
+    """add raises and the model stays as it was (predict runs the old layers, model.layers lists them)."""
+    model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+    x = np.ones((2, 3), np.float32)
+    before = model.predict(x, verbose=0)
+    with pytest.raises(ValueError, match="Conv1D takes inputs"):
+        model.add(layers.Conv1D(2, 1))
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense"]
+    np.testing.assert_array_equal(model.predict(x, verbose=0), before)
+    model.add(layers.Dense(1))
+    assert model.predict(x, verbose=0).shape == (2, 1)
+
+
 def test_binary_accuracy_threshold_and_multi_label_accuracy(rng):
     x = rng.standard_normal((40, 4)).astype(np.float32)
     y = (x[:, :3] > 0).astype(np.float32)  # three independent labels per sample

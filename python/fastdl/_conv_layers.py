@@ -73,8 +73,12 @@ class _Conv(Dense):
         self._out = (oh, ow)
         self._geometry = kernel + strides + dilation + (pt, pl)  # im2col's arguments after the arrays
         self._pointwise = kernel == (1, 1) and strides == (1, 1) and (pt, pl) == (0, 0)
-        self._taps = kernel[0] * kernel[1]
         return ((ow,) if self.rank == 1 else (oh, ow)) + (self.filters,)
+
+    @property
+    def _taps(self):
+        """kh kw: the window's positions (im2col's geometry starts with kh, kw)."""
+        return self._geometry[0] * self._geometry[1]
 
     def _input_channels(self, channels):
         """Checks the input's channel count against groups (a depthwise convolution adopts it)."""

@@ -11,6 +11,7 @@ import numpy as np
 
 from . import _backend, constraints, initializers, regularizers
 from ._checks import array_module, flag
+from ._pooling_layers import GlobalAveragePooling1D
 from .layers import Layer
 
 
@@ -73,9 +74,9 @@ class Embedding(Layer):
             raise IndexError(f"{self.name}: ids must be in [0, {self.input_dim}) (input_dim), got "
                              f"{int(ids.min())}..{int(ids.max())}")
         if self.mask_zero:  # Keras's masked mean: the sum over the kept steps / their count
-            scale = np.float32(1.0) / xp.maximum(xp.count_nonzero(ids, axis=1), 1).astype(np.float32)
+            scale = (1.0 / xp.maximum(xp.count_nonzero(ids, axis=1), 1)).astype(self.weights[0].dtype)
         else:
-            scale = xp.full(len(ids), 1.0 / max(ids.shape[1], 1), dtype=np.float32)
+            scale = xp.full(len(ids), 1.0 / max(ids.shape[1], 1), dtype=self.weights[0].dtype)
         out = self._buffer("bag", (len(ids), self.output_dim), xp)
         _backend.layer_kernel(out, "embedding_bag")(ids, self.weights[0], scale, out, self._ignored_id)
         self._ids, self._scale = ids, scale
@@ -108,10 +109,12 @@ class Embedding(Layer):
         return config
 
 
-class EmbeddingBag:
-    """A step of a model's run: an Embedding followed by GlobalAveragePooling1D, run as one fused
-    pass (Embedding.bag_forward / bag_backward). The model puts it in place of the pair (see
-    fuse_embedding_bags); the two layers keep their weights, configs and places in model.layers."""
+class FusedEmbeddingMean:
+    """A step of a model's run, not a layer: an Embedding followed by GlobalAveragePooling1D, run as
+    one fused pass (Embedding.bag_forward / bag_backward). The model puts it in place of the pair
+    (fuse_embedding_mean); the two layers keep their weights, configs and places in model.layers.
+    It offers what the model's run asks of a layer: forward, backward, output_mask, the masking
+    and regularizer attributes (the pair has no mask to pass on and no activity regularizer)."""
     supports_masking = False
     activity_regularizer = None
 
@@ -131,18 +134,17 @@ class EmbeddingBag:
         return self.embedding._trained_weights()
 
 
-def fuse_embedding_bags(layers):
+def fuse_embedding_mean(layers):
     """The layers as the model runs them: each Embedding directly followed by a GlobalAveragePooling1D
     over its steps (channels_last, no keepdims, neither with an activity regularizer, the ids 2-D)
-    becomes one EmbeddingBag step."""
-    from ._pooling_layers import GlobalAveragePooling1D
+    becomes one FusedEmbeddingMean step."""
     steps, i = [], 0
     while i < len(layers):
         a, b = layers[i], layers[i + 1] if i + 1 < len(layers) else None
         if (type(a) is Embedding and type(b) is GlobalAveragePooling1D and b.data_format == "channels_last"
                 and not b.keepdims and a.activity_regularizer is None and b.activity_regularizer is None
                 and len(a.input_shape) == 1):
-            steps.append(EmbeddingBag(a, b))
+            steps.append(FusedEmbeddingMean(a, b))
             i += 2
         else:
             steps.append(a)

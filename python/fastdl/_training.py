@@ -291,6 +291,8 @@ def predict(model, x, batch_size, verbose, steps, callbacks):
     batch_begin = [cb for cb in cb_list.callbacks if callbacks_module._overrides(cb, "on_predict_batch_begin")]
     batch_end = [cb for cb in cb_list.callbacks if callbacks_module._overrides(cb, "on_predict_batch_end")]
     cb_list.on_predict_begin({})
+    if model.built:
+        model._plan_run()  # (a model built by its first batch plans its run as it builds)
     dev = model._device
     if is_batch_source(x):
         parts = []

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import _device, _training, initializers, losses, metrics as metrics_module, optimizers
 from ._checks import array_module, on_device
-from ._embedding import fuse_embedding_bags
+from ._embedding import fuse_embedding_mean
 from .layers import InputLayer, Layer
 
 
@@ -43,7 +43,7 @@ class Sequential:
     enclosing `with fastdl.device(...)` when the model is built, else the CPU."""
 
     _masking = False  # set by build
-    _steps = ()  # set by build: the layers as _forward runs them
+    _run_layers = ()  # set by _plan_run: the layers as _forward and the backward run them
 
     def __init__(self, layers=None, name=None, device=None):
         self.name = name or "sequential"
@@ -86,10 +86,14 @@ class Sequential:
         with self._run_lock, self._compute_lock:
             self._layers.append(layer)
             layer._lock = self._compute_lock  # layer(x) shares the model's buffers, so its lock
-            if self.built:
-                self.build(self._input_shape)
-            elif self._declared_input_shape() is not None and self._compute_layers:
-                self.build()  # as Keras: the weights exist once the input shape is known
+            try:
+                if self.built:
+                    self.build(self._input_shape)
+                elif self._declared_input_shape() is not None and self._compute_layers:
+                    self.build()  # as Keras: the weights exist once the input shape is known
+            except Exception:
+                self._layers.pop()  # the model stays as it was: a layer it cannot build is not added
+                raise
 
     @property
     def layers(self):
@@ -150,14 +154,19 @@ class Sequential:
             self._link_views()
         self._input_shape = tuple(input_shape)
         self.output_shape = shape
-        # a layer makes a mask (Embedding(mask_zero=True)): _forward carries it along
-        self._masking = any(getattr(layer, "mask_zero", False) for layer in self._compute_layers)
-        # what _forward and the backward run: the layers, an Embedding + mean pair fused into one step
-        self._steps = fuse_embedding_bags(self._compute_layers)
+        self._plan_run()
         self.built = True
         if self._optimizer_spec is not None:
             self._bind_optimizer(carry=False)
         self._configure_loss()
+
+    def _plan_run(self):
+        """What _forward and the backward run, from the layers as they are now (called at build and
+        as each fit / evaluate / predict / call starts: an attribute set after build counts): the
+        layers, with each Embedding + GlobalAveragePooling1D pair as one fused step, and whether a
+        mask (Embedding(mask_zero=True)) is carried along."""
+        self._masking = any(getattr(layer, "mask_zero", False) for layer in self._compute_layers)
+        self._run_layers = fuse_embedding_mean(self._compute_layers)
 
     # -- which weights train ---------------------------------------------------------------------
     def _trainable_segments(self):
@@ -273,6 +282,7 @@ class Sequential:
         for layer in self._layers:
             layer._lock = self._compute_lock
         if self.built:
+            self._plan_run()
             self._link_views()  # the copied buffers hold the values
 
     @property
@@ -421,11 +431,11 @@ class Sequential:
         h = x
         outputs = self._activity_outputs  # None unless fit / evaluate needs regularized outputs
         if outputs is None and not self._masking:
-            for layer in self._steps:
+            for layer in self._run_layers:
                 h = layer.forward(h, training)
             return h
         mask = None  # an Embedding's mask_zero, through the layers that pass it on, to those that use it
-        for layer in self._steps:
+        for layer in self._run_layers:
             if layer.supports_masking:
                 layer.mask = mask
             h = layer.forward(h, training)
@@ -439,6 +449,7 @@ class Sequential:
         """Sets what fit / evaluate add to the loss: (weight, gradient, regularizer) triples, the
         layers whose outputs are regularized (their outputs recorded by _forward), and the
         (weight, constraint) pairs applied after each step."""
+        self._plan_run()
         self._weight_penalties, self._constraints, activity = [], [], []
         for layer in self._compute_layers:
             for i, reg in layer.weight_regularizers.items():
@@ -521,6 +532,7 @@ class Sequential:
         x = self._as_input(x)  # may build the model: before the compute lock (lock order)
         dev = self._device
         with self._compute_lock, dev.activate():
+            self._plan_run()
             y = self._forward(dev.put(x), training, False).copy()
         if place is not None and not on_device(y):  # a CPU model given a CuPy array: back to its device
             import cupy
@@ -707,7 +719,8 @@ class Sequential:
         """(layer, need_dx) from last to first, stopping at the first layer with trainable weights:
         nothing before it needs a gradient."""
         plan = []
-        layers = self._steps
+        self._plan_run()
+        layers = self._run_layers
         for i in range(len(layers) - 1, -1, -1):
             earlier_weights = any(layer._trained_weights() for layer in layers[:i])
             plan.append((layers[i], earlier_weights))
