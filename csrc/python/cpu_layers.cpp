@@ -457,11 +457,12 @@ void embedding_backward(const py::array& ids, const py::array& dy, py::array& dw
   embedding_gradient(ids_of(ids, dw.shape(0)), dy, nullptr, dw, 1, -1);
 }
 
-// ids (B, S), scale (B,) of dtype dt, and a (B, D) array named `rows`: the bag kernels' common checks.
+// ids (B, S), scale (B,) of the dtype dt (that of the argument named dt_from), and a (B, D) array
+// named `rows`: the bag kernels' common checks.
 void check_bag(const py::array& ids, const py::array& scale, const py::array& rows, const char* rows_name,
-               int64_t dim, DType dt) {
+               int64_t dim, DType dt, const char* dt_from) {
   require_ndim(ids, 2, "ids", "(B, S)");
-  require_dtype(scale, dt, "scale", rows_name);
+  require_dtype(scale, dt, "scale", dt_from);
   require_shape(scale, {(int64_t)ids.shape(0)}, "scale", "(B,) with ids' B");
   require_shape(rows, {(int64_t)ids.shape(0), dim}, rows_name, "(B, D) with ids' B and the table's D");
 }
@@ -471,7 +472,7 @@ void embedding_bag(const py::array& ids, const py::array& table, const py::array
   DType dt = float_dtype(table, "table");
   require_dtype(out, dt, "out", "table");
   require_ndim(table, 2, "table", "(V, D)");
-  check_bag(ids, scale, out, "out", table.shape(1), dt);
+  check_bag(ids, scale, out, "out", table.shape(1), dt, "table");
   check_overlaps({arg(ids, "ids"), arg(table, "table"), arg(scale, "scale"), arg(out, "out", true)});
   const std::vector<int64_t> id64 = ids_of(ids, table.shape(0));
   const int64_t bags = ids.shape(0), steps = ids.shape(1), dim = table.shape(1);
@@ -491,7 +492,7 @@ void embedding_bag_backward(const py::array& ids, const py::array& dy, const py:
   DType dt = float_dtype(dy, "dy");
   require_dtype(dw, dt, "dw", "dy");
   require_ndim(dw, 2, "dw", "(V, D)");
-  check_bag(ids, scale, dy, "dy", dw.shape(1), dt);
+  check_bag(ids, scale, dy, "dy", dw.shape(1), dt, "dy");
   check_overlaps({arg(ids, "ids"), arg(dy, "dy"), arg(scale, "scale"), arg(dw, "dw", true)});
   embedding_gradient(ids_of(ids, dw.shape(0)), dy, &scale, dw, ids.shape(1), ignore);
 }

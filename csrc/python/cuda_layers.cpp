@@ -192,7 +192,9 @@ void embedding_backward(const std::string& dtype, uintptr_t order, uintptr_t sta
                         uintptr_t stream) {
   cuda::DType dt = layer_dtype(dtype);
   check_count(tokens, "tokens");
-  if (steps < 1 || tokens % steps) throw py::value_error("steps must divide tokens (a whole number of bags)");
+  if (steps < 1 || tokens % steps)
+    throw py::value_error("steps must be >= 1 and divide tokens (a whole number of bags), got steps=" +
+                          std::to_string(steps) + ", tokens=" + std::to_string(tokens));
   check_address(order, tokens, cuda::DType::f64, "order");
   check_address(start, vocab + 1, cuda::DType::f64, "start");
   check_address(dy, cuda_elements(tokens / steps, dim), dt, "dy");
