@@ -597,6 +597,8 @@ POOL_CASES = [
     (1, 7, 7, 2, 3, 3, 2, 2, 1, 1, 4, 4),    # overlapping windows, padding before
     (1, 5, 5, 2, 3, 3, 1, 1, 1, 1, 5, 5),    # stride 1, same
     (1, 1, 9, 4, 1, 3, 1, 2, 0, 0, 1, 4),    # 1-D
+    (2, 7, 8, 2, 2, 2, 3, 3, 1, 1, 3, 3),    # strides beyond the window: rows and columns in no window
+    (1, 5, 5, 3, 2, 3, 2, 3, 1, 2, 3, 2),    # disjoint windows cut by padding on both sides
     (0, 4, 4, 2, 2, 2, 2, 2, 0, 0, 2, 2),
 ]
 

@@ -643,12 +643,48 @@ void avg_pool(const T* x, T* y, const Window& g) {
   });
 }
 
+// Windows that do not overlap (strides >= window): each image position is in one window at most,
+// so an image row is written in one sweep: dy / count over the window's positions, 0 elsewhere.
+// The one term is the double product narrowed once, as the general gather computes it.
+template <class T>
+void avg_pool_backward_disjoint(const T* dy, T* dx, const Window& g) {
+  const int64_t rows = g.n * g.h;
+  const int64_t grain = kGrainCheap / (g.w * g.c) + 1;
+  parallel_ranges(rows, grain, 1, [&](int64_t b, int64_t e) {
+    for (int64_t ny = b; ny < e; ++ny) {
+      const int64_t n = ny / g.h, y = ny % g.h;
+      T* row = dx + ny * g.w * g.c;
+      const int64_t t = y + g.pad_top, p = t / g.sh;  // the one output row whose window may hold y
+      if (t % g.sh >= g.kh || p >= g.oh) {
+        memset(row, 0, (size_t)(g.w * g.c) * sizeof(T));
+        continue;
+      }
+      int64_t i0, i1, next = 0;  // positions [0, next) of the row are written
+      kernels::taps_inside(kernels::window_row(g, p, 0), 1, g.kh, g.h, i0, i1);
+      for (int64_t q = 0; q < g.ow; ++q) {
+        int64_t j0, j1;
+        const int64_t x0 = kernels::window_col(g, q, 0);
+        kernels::taps_inside(x0, 1, g.kw, g.w, j0, j1);
+        if (j1 <= j0) continue;
+        const double inv = 1.0 / (double)kernels::avg_pool_count(i1 - i0, j1 - j0);
+        const T* d = dy + ((n * g.oh + p) * g.ow + q) * g.c;
+        memset(row + next * g.c, 0, (size_t)((x0 + j0 - next) * g.c) * sizeof(T));
+        for (int64_t x = x0 + j0; x < x0 + j1; ++x)
+          for (int64_t c = 0; c < g.c; ++c) row[x * g.c + c] = T((double)d[c] * inv);
+        next = x0 + j1;
+      }
+      memset(row + next * g.c, 0, (size_t)((g.w - next) * g.c) * sizeof(T));
+    }
+  });
+}
+
 // The adjoint as a gather: each image position sums dy / count over the outputs whose window holds
 // it, in window order (i, j), in double; threads over image rows.
 template <class T>
 void avg_pool_backward(const T* dy, T* dx, const Window& g) {
   const int64_t rows = g.n * g.h;
   if (g.c == 0 || g.w == 0) return;
+  if (g.sh >= g.kh && g.sw >= g.kw) return avg_pool_backward_disjoint(dy, dx, g);
   const int64_t grain = kGrainCheap / (g.w * g.c * (g.kh * g.kw > 0 ? g.kh * g.kw : 1)) + 1;
   parallel_ranges(rows, grain, 1, [&](int64_t b, int64_t e) {
     double acc[kChanChunk];
