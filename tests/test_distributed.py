@@ -76,6 +76,8 @@ _JOB = textwrap.dedent('''
     if case == "sum_loss":
         model.compile("sgd", fastdl.losses.Huber(reduction="sum"))
         d = dict(d, y=np.eye(3)[d["y"]], vy=np.eye(3)[d["vy"]])
+    if case == "ignore_class":
+        model.compile("sgd", fastdl.losses.SparseCategoricalCrossentropy(ignore_class=2))
     if case == "raise" and r == 1:
         cbs = [callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: 1 / 0 if b == 2 else None)]
     if case == "backup_prepare":  # one process, one epoch: the backup a data-parallel fit resumes from
@@ -238,7 +240,9 @@ def test_shuffled_epochs_are_the_same_order_everywhere(tmp_path):
 @pytest.mark.parametrize("case,error", [("mismatch", "ValueError: data-parallel fit: the processes were given "
                                                      "different samples"),
                                         ("sum_loss", "NotImplementedError: data-parallel fit with a loss of "
-                                                     "reduction='sum'")])
+                                                     "reduction='sum'"),
+                                        ("ignore_class", "NotImplementedError: data-parallel fit with a loss's "
+                                                         "ignore_class")])
 def test_what_data_parallel_refuses_ends_the_job_with_the_reason(case, error, tmp_path):
     r, out, took = _run(tmp_path, case, timeout=60)
     assert r.returncode != 0

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from fastdl import ops
+import fastdl
+from fastdl import layers, losses, models, ops
 from conftest import SIZES, assert_close
 
 
@@ -323,3 +324,102 @@ def test_softmax_cross_entropy_one_sample_with_a_0d_class_id(backend, dtype):
     assert grad.shape == (4,) and loss.shape == ()
     loss_int32, _ = ops.softmax_cross_entropy(logits, np.int32(2))
     assert loss_int32 == loss
+
+
+# ---- Keras's loss options: reduction, name, axis, ignore_class ----------------------------------------
+
+def _keras_reduced(values, weights, reduction, divisor_weights):
+    """Keras's reduction of loss values with per-value weights; mean_with_sample_weight divides by
+    the sum of the weights as Keras holds them (per value once a mask is merged in, else one per
+    sample, broadcast over its values)."""
+    total = (values * weights).sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean_with_sample_weight" and divisor_weights is not None:
+        return total / divisor_weights.sum() if divisor_weights.sum() else 0.0
+    return total / values.size
+
+
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", "mean_with_sample_weight"])
+@pytest.mark.parametrize("ignore_class", [None, 1, 255])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shape", [(7, 4), (3, 5, 4)])
+def test_sparse_cross_entropy_reductions_and_ignore_class(reduction, ignore_class, weighted, shape):
+    """The training value and gradient from logits against a float64 reference of Keras's rule:
+    ignored targets weigh 0, and for sum_over_batch_size the kept ones (count / kept)."""
+    rng = np.random.default_rng(5)
+    logits = (rng.standard_normal(shape) * 3).astype(np.float32)
+    ids = rng.integers(0, 4, shape[:-1])
+    if ignore_class is not None:
+        ids.reshape(-1)[::3] = ignore_class
+    w = (rng.random(shape[0]) + 0.5).astype(np.float32) if weighted else None
+    loss = losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=ignore_class, reduction=reduction)
+    y, _ = loss.prepare_targets(ids, shape[1:])
+    grad = np.empty_like(logits)
+    got = float(loss.value_and_grad(y, logits.copy(), False, grad, w))
+
+    z = logits.astype(np.float64).reshape(-1, 4)
+    flat = ids.reshape(-1)
+    keep = flat != ignore_class if ignore_class is not None else np.ones(len(flat), bool)
+    safe = np.where(keep, flat, 0)
+    soft = np.exp(z - z.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    values = -np.log(soft[np.arange(len(flat)), safe])
+    weights = keep.astype(np.float64)
+    if ignore_class is not None and reduction == "sum_over_batch_size":
+        weights *= len(flat) / keep.sum()
+    if w is not None:
+        weights *= np.repeat(w.astype(np.float64), len(flat) // shape[0])
+    want = _keras_reduced(values, weights, reduction, weights if ignore_class is not None else w)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    scale = want / (values * weights).sum()  # d(loss)/d(value_i) = weights_i * scale
+    dwant = (soft - np.eye(4)[safe]) * (weights * scale)[:, None]
+    np.testing.assert_allclose(grad.reshape(-1, 4), dwant, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls", [losses.MeanSquaredError, losses.BinaryCrossentropy, losses.CategoricalCrossentropy,
+                                 losses.Huber, losses.KLDivergence, losses.CategoricalHinge])
+def test_sum_reduction_scales_the_mean_by_the_number_of_values(cls):
+    """reduction='sum' on a (batch, steps, classes) output: the loss and gradient of the default
+    times batch x steps, the number of values Keras sums (one per row of the last axis)."""
+    rng = np.random.default_rng(6)
+    out = rng.random((3, 5, 4)).astype(np.float32) * 0.8 + 0.1
+    target = np.eye(4, dtype=np.float32)[rng.integers(0, 4, (3, 5))]
+    results = []
+    for reduction in ("sum_over_batch_size", "sum"):
+        loss = cls(reduction=reduction)
+        y, _ = loss.prepare_targets(target, (5, 4))
+        grad = np.empty_like(out)
+        results.append((float(loss.value_and_grad(y, out.copy(), False, grad)), grad))
+        np.testing.assert_allclose(loss(target, out), results[-1][0], rtol=1e-5)  # calling it agrees
+    (mean, g_mean), (total, g_total) = results
+    np.testing.assert_allclose(total, 15 * mean, rtol=1e-5)
+    np.testing.assert_allclose(g_total, 15 * g_mean, rtol=1e-5)
+
+
+def test_loss_options_refuse_what_fastdl_cannot_do():
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.MeanSquaredError(reduction="average")
+    with pytest.raises(NotImplementedError, match="axis=1"):
+        losses.CategoricalCrossentropy(axis=1)
+    with pytest.raises(TypeError, match="ignore_class"):
+        losses.SparseCategoricalCrossentropy(ignore_class="void")
+    with pytest.raises(NotImplementedError, match="float32"):
+        losses.BinaryCrossentropy(dtype="float64")
+    with pytest.raises(TypeError, match="name must be a string"):
+        losses.MeanSquaredError(name=3)
+    loss = losses.SparseCategoricalCrossentropy(ignore_class=0, reduction="none")
+    grad = np.empty((2, 3), np.float32)
+    with pytest.raises(ValueError, match="reduction='none'"):
+        loss.value_and_grad(np.array([1, -1]), np.zeros((2, 3), np.float32), True, grad)
+    assert loss(np.array([0, 2]), np.full((2, 3), 1 / 3)).shape == (2,)  # calling it: one value per sample
+
+
+def test_a_custom_loss_name_survives_saving(tmp_path):
+    model = models.Sequential([layers.Input((3,)), layers.Dense(2)])
+    model.compile(optimizer="sgd", loss=losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=255,
+                                                                              reduction="sum", name="void_aware"))
+    model.save(tmp_path / "m.fastdl")
+    loaded = fastdl.models.load_model(tmp_path / "m.fastdl").loss
+    assert (type(loaded), loaded.name, loaded.reduction, loaded.ignore_class) == \
+        (losses.SparseCategoricalCrossentropy, "void_aware", "sum", 255)

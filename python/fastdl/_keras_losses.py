@@ -28,55 +28,16 @@ import numpy as np
 
 from . import _backend, ops
 from ._checks import array_module, flag, real
-from ._loss_base import Loss, _float_targets, _matched, _weighted_rows
+from ._loss_base import Loss, KerasReduction, _float_targets, _loss_values, _matched, _weighted_rows
 from .backends import numpy_kernels
 
 EPSILON = 1e-7
-REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
-
-
-def _reduction(value):
-    if value not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {[r for r in REDUCTIONS if r]} or None, got {value!r}")
-    return "none" if value is None else value
-
-
-class _Reduced:
-    """The batch reduction of per-sample losses (mixed into fastdl.losses.Loss subclasses)."""
-
-    def _reduce(self, per_sample, w):
-        """The reduced loss of per-sample values (and weights): a number, or per-sample values."""
-        xp = array_module(per_sample)
-        values = per_sample if w is None else per_sample * w
-        if self.reduction == "none":
-            return values
-        total = values.sum()
-        if self.reduction == "sum":
-            return total
-        if self.reduction == "mean_with_sample_weight" and w is not None:
-            return total / xp.maximum(w.sum(), 1e-30)
-        return total / max(len(per_sample), 1)
-
-    def _scale(self, rows, w):
-        """The factor from the sum over the batch to the reduced loss, for training."""
-        if self.reduction == "none":
-            raise ValueError(f"{type(self).__name__}(reduction='none') gives one loss per sample: training needs "
-                             f"one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
-        if self.reduction == "sum":
-            return float(rows)
-        if self.reduction == "mean_with_sample_weight" and w is not None:
-            return rows / max(float(w.sum()), 1e-30)
-        return 1.0
-
-
-class _Elementwise(_Reduced, Loss):
+class _Elementwise(KerasReduction, Loss):
     op = None  # numpy_kernels.LOSS_TERMS id
     sums = False  # sum over the last axis (KLDivergence), else the mean
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
-        self.reduction = _reduction(reduction)
-        if name is not None:
-            self.name = name
+        self._keras_arguments(reduction, name)
 
     def _params(self):
         return 0.0, 0.0
@@ -87,30 +48,25 @@ class _Elementwise(_Reduced, Loss):
     def per_sample(self, y_true, y_pred):
         t, p = _matched(y_true, y_pred)
         terms, _ = numpy_kernels._loss_terms(self.op, p, self._targets(t), *self._params())
-        terms = terms.reshape(len(terms), -1)
-        return terms.sum(axis=1) if self.sums else terms.mean(axis=1)
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        out = self._reduce(self.per_sample(y_true, y_pred), w)
-        return out if self.reduction == "none" else float(out)
+        if terms.ndim == 1:
+            terms = terms[:, None]
+        return terms.sum(axis=-1) if self.sums else terms.mean(axis=-1)
 
     def prepare_targets(self, y, output_shape):
         y = _float_targets(y, output_shape)
         return self._targets(y), y
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
-        width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
-        scale = (width if self.sums else 1) * self._scale(len(out), sample_weight)
+        width = out.shape[-1] if out.ndim > 1 else 1
         loss = _backend.kernels_for(out).loss_term(self.op, out, y, grad, *self._params())
         if sample_weight is not None:
             terms, _ = numpy_kernels._loss_terms(self.op, out, y, *self._params())
             per_sample = terms.reshape(len(out), -1).mean(axis=1, dtype=np.float64)
             loss = _weighted_rows(per_sample, grad, sample_weight)
-        if scale != 1.0:
-            grad *= np.float32(scale)
-            loss = loss * scale
-        return loss
+        if self.sums and width != 1:  # the kernel's mean over every term -> a sum over each row
+            grad *= np.float32(width)
+            loss = loss * width
+        return self._rescale(loss, grad, _loss_values(out), sample_weight)
 
     def get_config(self):
         return {"name": self.name, "reduction": self.reduction}
@@ -182,7 +138,7 @@ class BinaryFocalCrossentropy(_Elementwise):
         return dict(super().get_config(), apply_class_balancing=self.apply_class_balancing, alpha=self.alpha,
                     gamma=self.gamma, from_logits=self.from_logits, label_smoothing=self.label_smoothing)
 
-class _Rows(_Reduced, Loss):
+class _Rows(KerasReduction, Loss):
     """A loss of each row over the last axis: one fused kernel, value and gradient in one pass
     (fastdl.ops.row_loss; csrc/kernels/losses.h, the CPU SIMD builds, the CUDA module, the NumPy
     fallback)."""
@@ -190,9 +146,7 @@ class _Rows(_Reduced, Loss):
     kind = None  # fastdl.ops.row_loss's name
 
     def __init__(self, name=None, reduction="sum_over_batch_size"):
-        self.reduction = _reduction(reduction)
-        if name is not None:
-            self.name = name
+        self._keras_arguments(reduction, name)
 
     def _params(self):
         return {}
@@ -203,21 +157,15 @@ class _Rows(_Reduced, Loss):
         ops.row_loss(self.kind, p, t, scale=1.0, row_losses=values, **self._params())
         return values
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        out = self._reduce(self.per_sample(y_true, y_pred), w)
-        return out if self.reduction == "none" else float(out)
-
     def prepare_targets(self, y, output_shape):
         y = _float_targets(y, output_shape)
         return y, y
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
-        c = out.shape[-1]
-        n = out.size // c if c else 0  # rows over the last axis
+        n = _loss_values(out)  # rows over the last axis
         per = n // max(len(out), 1)
         w = None if sample_weight is None else array_module(out).repeat(sample_weight, per)
-        scale = self._scale(len(out), sample_weight) / max(n, 1) * per
+        scale = self._scale(n, sample_weight) / max(n, 1)
         loss, _ = ops.row_loss(self.kind, out, y, out=grad, scale=scale, weights=w, **self._params())
         return float(loss) if array_module(out) is np else loss
 

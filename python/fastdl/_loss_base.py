@@ -34,6 +34,73 @@ class Loss:
         raise NotImplementedError
 
 
+REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
+
+
+def _loss_values(out):
+    """How many loss values Keras reduces for a model output: one per row of its last axis."""
+    return out.size // out.shape[-1] if out.ndim > 1 and out.shape[-1] else (len(out) if out.ndim else 1)
+
+
+class KerasReduction:
+    """Keras's `reduction` and `name` arguments of a loss (mixed into Loss subclasses). The values a
+    loss reduces are one per row of the last axis (per_sample gives them, shape y_pred.shape[:-1]):
+        sum_over_batch_size, mean   sum_i w_i v_i / (number of values)
+        sum                         sum_i w_i v_i
+        mean_with_sample_weight     sum_i w_i v_i / sum_b w_b   (no weights: as the first)
+        none / None                 the values w_i v_i (for calling the loss, not for training)
+    w: the sample weights, one per sample (broadcast over its values), or none."""
+
+    def _keras_arguments(self, reduction, name, dtype=None):
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction must be one of {[r for r in REDUCTIONS if r]} or None, got {reduction!r}")
+        self.reduction = "none" if reduction is None else reduction
+        if name is not None:
+            if not isinstance(name, str):
+                raise TypeError(f"name must be a string, got {type(name).__name__}")
+            self.name = name
+        if dtype is not None and np.dtype(getattr(dtype, "name", dtype)) != np.float32:
+            raise NotImplementedError(f"dtype={dtype!r}: fastdl's losses compute in float32")
+
+    def _reduce(self, values, w):
+        """The reduced loss of the loss values (and per-sample weights): a number, or the values."""
+        if w is not None:
+            values = values * w.reshape((-1,) + (1,) * (values.ndim - 1))
+        if self.reduction == "none":
+            return values
+        total = values.sum()
+        if self.reduction == "sum":
+            return total
+        if self.reduction == "mean_with_sample_weight" and w is not None:
+            return total / max(float(w.sum()), 1e-30)
+        return total / max(values.size, 1)
+
+    def _scale(self, values, w):
+        """The factor from the loss as trained (sum_over_batch_size: sum_i w_i v_i over `values`
+        loss values, divided by their number) to this reduction's."""
+        if self.reduction == "none":
+            raise ValueError(f"{type(self).__name__}(reduction='none') gives one loss per sample: training needs "
+                             f"one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
+        if self.reduction == "sum":
+            return float(values)
+        if self.reduction == "mean_with_sample_weight" and w is not None:
+            return values / max(float(w.sum()), 1e-30)
+        return 1.0
+
+    def _rescale(self, loss, grad, values, w):
+        """The sum_over_batch_size loss and gradient of a training step turned into this reduction's."""
+        scale = self._scale(values, w)
+        if scale != 1.0:
+            grad *= np.float32(scale)
+            loss = loss * scale
+        return loss
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        out = self._reduce(self.per_sample(y_true, y_pred), w)
+        return out if self.reduction == "none" else float(out)
+
+
 def _matched(y_true, y_pred):
     """y_true and y_pred as float64 arrays of one shape. As in Keras, one may have an extra last
     axis of size 1 ((n,) against (n, 1)); it is added to the other, so each sample keeps its loss."""

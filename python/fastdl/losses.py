@@ -16,17 +16,23 @@ from ._checks import array_module, flag, real, to_host as _host
 from ._keras_losses import (BinaryFocalCrossentropy, CategoricalFocalCrossentropy, CategoricalHinge,  # noqa: F401
                             Hinge, Huber, KLDivergence, LogCosh, MeanAbsoluteError, MeanAbsolutePercentageError,
                             MeanSquaredLogarithmicError, Poisson, SquaredHinge)
-from ._loss_base import Loss, _float_targets, _matched, _weighted_rows  # noqa: F401
+from ._loss_base import Loss, KerasReduction, _float_targets, _loss_values, _matched, _weighted_rows  # noqa: F401
 from .activations import get as _activation
 from .backends import numpy_kernels
 
 EPSILON = 1e-7  # Keras's clip for probabilities
 
 
-class MeanSquaredError(Loss):
-    """mean((y_true - y_pred)^2)"""
+class MeanSquaredError(KerasReduction, Loss):
+    """mean((y_true - y_pred)^2) over the last axis; Keras's reduction over the batch."""
 
     name = "mean_squared_error"
+
+    def __init__(self, reduction="sum_over_batch_size", name=None, dtype=None):
+        self._keras_arguments(reduction, name, dtype)
+
+    def get_config(self):
+        return {"name": self.name, "reduction": self.reduction}
 
     def per_sample(self, y_true, y_pred):
         t, p = _matched(y_true, y_pred)
@@ -34,22 +40,34 @@ class MeanSquaredError(Loss):
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         loss = _backend.kernels_for(out).mse(out, y, grad)
-        if sample_weight is None:
-            return loss
-        xp = array_module(out)
-        return _weighted_rows(xp.mean(xp.square(out - y), axis=tuple(range(1, out.ndim)), dtype=np.float64), grad,
-                              sample_weight)
+        if sample_weight is not None:
+            xp = array_module(out)
+            loss = _weighted_rows(xp.mean(xp.square(out - y), axis=tuple(range(1, out.ndim)), dtype=np.float64),
+                                  grad, sample_weight)
+        return self._rescale(loss, grad, _loss_values(out), sample_weight)
 
 
-class _Crossentropy(Loss):
-    """Cross-entropies take from_logits and label_smoothing."""
+def _last_axis(axis):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an int, got {type(axis).__name__}")
+    if axis != -1:
+        raise NotImplementedError(f"axis={axis}: fastdl's cross-entropies take the classes on the last axis (-1)")
+    return -1
 
-    def __init__(self, from_logits=False, label_smoothing=0.0):
+
+class _Crossentropy(KerasReduction, Loss):
+    """Cross-entropies take from_logits and label_smoothing (and Keras's axis, reduction, name)."""
+
+    def __init__(self, from_logits=False, label_smoothing=0.0, axis=-1, reduction="sum_over_batch_size", name=None,
+                 dtype=None):
         self.from_logits = flag(from_logits, "from_logits")
         self.label_smoothing = _smoothing(label_smoothing)
+        self.axis = _last_axis(axis)
+        self._keras_arguments(reduction, name, dtype)
 
     def get_config(self):
-        return {"from_logits": self.from_logits, "label_smoothing": self.label_smoothing}
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits,
+                "label_smoothing": self.label_smoothing, "axis": self.axis}
 
 
 class BinaryCrossentropy(_Crossentropy):
@@ -73,10 +91,10 @@ class BinaryCrossentropy(_Crossentropy):
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         from_logits = logits or self.from_logits
         loss = _backend.kernels_for(out).binary_crossentropy(out, y, grad, from_logits)
-        if sample_weight is None:
-            return loss
-        terms, _ = numpy_kernels.bce_terms(out, y, from_logits)
-        return _weighted_rows(terms.mean(axis=tuple(range(1, out.ndim)), dtype=np.float64), grad, sample_weight)
+        if sample_weight is not None:
+            terms, _ = numpy_kernels.bce_terms(out, y, from_logits)
+            loss = _weighted_rows(terms.mean(axis=tuple(range(1, out.ndim)), dtype=np.float64), grad, sample_weight)
+        return self._rescale(loss, grad, _loss_values(out), sample_weight)
 
 
 class CategoricalCrossentropy(_Crossentropy):
@@ -107,37 +125,77 @@ class CategoricalCrossentropy(_Crossentropy):
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
         if logits or self.from_logits:
-            return _softmax_ce(out, y, grad, self.label_smoothing, sample_weight)
-        c = y.shape[-1]
-        out, y, grad, sample_weight = _as_rows(out, y, grad, sample_weight)
-        return _categorical_on_probabilities(y * (1 - self.label_smoothing) + self.label_smoothing / c, out, grad,
-                                             sample_weight)
+            loss = _softmax_ce(out, y, grad, self.label_smoothing, sample_weight)
+        else:
+            c = y.shape[-1]
+            rows, t, g, w = _as_rows(out, y, grad, sample_weight)
+            loss = _categorical_on_probabilities(t * (1 - self.label_smoothing) + self.label_smoothing / c, rows, g, w)
+        return self._rescale(loss, grad, _loss_values(out), sample_weight)
 
 
-class SparseCategoricalCrossentropy(Loss):
-    """-log p_y per sample for integer class ids y; from logits, logsumexp(z) - z_y."""
+class SparseCategoricalCrossentropy(KerasReduction, Loss):
+    """-log p_y per sample for integer class ids y; from logits, logsumexp(z) - z_y.
+    ignore_class: targets equal to it add nothing, and Keras's reduction leaves them out (the mean is
+    over the other values: sum_over_batch_size divides by their count)."""
 
     name = "sparse_categorical_crossentropy"
     fuses_with = "softmax"
 
-    def __init__(self, from_logits=False):
+    def __init__(self, from_logits=False, ignore_class=None, reduction="sum_over_batch_size", axis=-1, name=None,
+                 dtype=None):
         self.from_logits = flag(from_logits, "from_logits")
+        if ignore_class is not None and (isinstance(ignore_class, bool)
+                                         or not isinstance(ignore_class, (int, np.integer))):
+            raise TypeError(f"ignore_class must be an int class id or None, got {ignore_class!r}")
+        self.ignore_class = None if ignore_class is None else int(ignore_class)
+        self.axis = _last_axis(axis)
+        self._keras_arguments(reduction, name, dtype)
 
     def get_config(self):
-        return {"from_logits": self.from_logits}
+        return {"name": self.name, "reduction": self.reduction, "from_logits": self.from_logits,
+                "ignore_class": self.ignore_class, "axis": self.axis}
 
-    def per_sample(self, y_true, y_pred):
+    def _ids(self, y, classes, role):
+        """Class ids, with -1 where y is ignore_class."""
+        y = _host(y)
+        if self.ignore_class is None:
+            return _class_ids(y, classes, role)
+        ignored = y == self.ignore_class
+        return np.where(ignored, -1, _class_ids(np.where(ignored, 0, y), classes, role))
+
+    def _values(self, y_true, y_pred):
+        """(loss values, mask of the kept ones or None) for y_pred (batch, ..., classes)."""
         p = _host(y_pred)
         if p.dtype.kind not in "iufb":
             raise TypeError(f"y_pred must be numeric, got dtype {p.dtype}")
-        if p.ndim != 2:
-            raise ValueError(f"y_pred must have shape (batch, classes), got {p.shape}")
-        ids = _class_ids(y_true, p.shape[-1], "y_true")
-        if len(ids) != len(p):
-            raise ValueError(f"y_true has {len(ids)} samples but y_pred has {len(p)}")
+        if p.ndim < 2:
+            raise ValueError(f"y_pred must have shape (batch, ..., classes), got {p.shape}")
+        y = _host(y_true)
+        y = y.reshape(1) if y.ndim == 0 else y
+        if y.shape == p.shape[:-1] + (1,):
+            y = y[..., 0]
+        if len(y) != len(p):
+            raise ValueError(f"y_true has {len(y)} samples but y_pred has {len(p)}")
+        if y.shape != p.shape[:-1]:
+            raise ValueError(f"y_true has shape {y.shape} but y_pred {p.shape} takes class ids of shape {p.shape[:-1]}")
+        ids = self._ids(y.reshape(-1), p.shape[-1], "y_true").reshape(y.shape)
+        keep = ids >= 0
         t = np.zeros(p.shape)
-        t[np.arange(len(ids)), ids] = 1
-        return _categorical_per_sample(t, p.astype(np.float64), self.from_logits)
+        np.put_along_axis(t, np.where(keep, ids, 0)[..., None], 1.0, axis=-1)
+        values = _categorical_per_sample(t, p.astype(np.float64), self.from_logits)
+        return np.where(keep, values, 0.0), (None if self.ignore_class is None else keep)
+
+    def per_sample(self, y_true, y_pred):
+        return self._values(y_true, y_pred)[0]
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        values, keep = self._values(y_true, y_pred)
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if keep is None:
+            out = self._reduce(values, w)
+        else:
+            out = _masked_reduction(values, _value_weights(keep, w, self.reduction), self.reduction)
+        return out if self.reduction == "none" else float(out)
 
     def prepare_targets(self, y, output_shape):
         if len(output_shape) > 1:  # a class id per position of a (batch, ..., classes) output
@@ -147,19 +205,82 @@ class SparseCategoricalCrossentropy(Loss):
             if y.shape[1:] != tuple(output_shape[:-1]):
                 raise ValueError(f"y has shape {y.shape}: sparse targets of a (batch,) + {tuple(output_shape)} "
                                  f"output are class ids of shape (batch,) + {tuple(output_shape[:-1])}")
-            ids = _class_ids(y.reshape(-1), output_shape[-1], "y").reshape(y.shape)
-            return ids, ids
-        ids = _class_ids(y, output_shape[-1], "y")
-        return ids, ids
+            ids = self._ids(y.reshape(-1), output_shape[-1], "y").reshape(y.shape)
+        else:
+            y = _host(y)
+            y = y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+            ids = self._ids(y, output_shape[-1], "y")
+        # the metrics see the labels as given (Keras's compares an ignored label like any other)
+        return ids, (ids if self.ignore_class is None else np.ascontiguousarray(y, dtype=np.int64))
 
     def value_and_grad(self, y, out, logits, grad, sample_weight=None):
+        if self.ignore_class is not None:
+            return self._masked_value_and_grad(y, out, logits, grad, sample_weight)
         if logits or self.from_logits:
-            return _softmax_ce(out, y, grad, 0.0, sample_weight)
-        out, y, grad, sample_weight = _as_rows(out, y, grad, sample_weight)
+            loss = _softmax_ce(out, y, grad, 0.0, sample_weight)
+        else:
+            rows, ids, g, w = _as_rows(out, y, grad, sample_weight)
+            loss = _categorical_on_probabilities(_one_hot(ids, rows), rows, g, w)
+        return self._rescale(loss, grad, _loss_values(out), sample_weight)
+
+    def _masked_value_and_grad(self, y, out, logits, grad, sample_weight):
+        """With ignore_class: each row's loss weighted as Keras merges the mask into the weights."""
+        rows, ids, g, w = _as_rows(out, y, grad, sample_weight)
         xp = array_module(out)
-        t = xp.zeros(out.shape, dtype=np.float32)
-        t[xp.arange(len(y)), y] = 1
-        return _categorical_on_probabilities(t, out, grad, sample_weight)
+        keep = ids >= 0
+        weights = _value_weights(keep, w, self.reduction)
+        ids = xp.where(keep, ids, 0)
+        divisor = _divisor(weights, self.reduction)
+        if logits or self.from_logits:
+            values = xp.empty(len(rows), dtype=np.float64)
+            _backend.kernels_for(rows).softmax_cross_entropy(rows, ids, g, 0.0, None, "none", values)
+            g *= (weights / divisor).astype(np.float32)[:, None]
+            loss = (values * weights).sum() / divisor
+            return float(loss) if xp is np else loss
+        loss = _categorical_on_probabilities(_one_hot(ids, rows), rows, g, weights)  # sum(w v) / rows
+        scale = len(rows) / divisor
+        g *= np.float32(scale)
+        return loss * scale
+
+
+def _one_hot(ids, rows):
+    xp = array_module(rows)
+    t = xp.zeros(rows.shape, dtype=np.float32)
+    t[xp.arange(len(ids)), ids] = 1
+    return t
+
+
+def _value_weights(keep, w, reduction):
+    """Keras's merge of a mask into the sample weights (per loss value): for sum_over_batch_size and
+    mean the kept values weigh (values / kept), so that the mean is over the kept ones; otherwise
+    0 / 1; times each value's sample weight."""
+    weights = keep.astype(np.float64)
+    if reduction in ("sum_over_batch_size", "mean"):
+        kept = float(weights.sum())
+        weights *= weights.size / kept if kept else 0.0
+    if w is not None:
+        weights *= w.reshape((-1,) + (1,) * (weights.ndim - 1)) if w.size != weights.size else w.reshape(weights.shape)
+    return weights
+
+
+def _divisor(weights, reduction):
+    """What Keras divides the sum of weighted values by, the mask merged into the weights."""
+    if reduction == "none":
+        raise ValueError("SparseCategoricalCrossentropy(reduction='none') gives one loss per sample: training needs "
+                         "one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
+    if reduction == "sum":
+        return 1.0
+    if reduction == "mean_with_sample_weight":
+        total = float(weights.sum())
+        return total if total else float("inf")  # Keras's divide_no_nan: 0
+    return float(max(weights.size, 1))
+
+
+def _masked_reduction(values, weights, reduction):
+    weighted = values * weights
+    if reduction == "none":
+        return weighted
+    return weighted.sum() / _divisor(weights, reduction)
 
 
 def _class_ids(y, classes, role):

@@ -69,7 +69,8 @@ def _save_native(model, path):
     if model.compiled:
         config["compile"] = {
             "optimizer": {"name": model._optimizer_spec.name, "config": model._optimizer_spec.get_config()},
-            "loss": None if model.loss is None else {"name": model.loss.name, "config": model.loss.get_config()},
+            # the class's registered name (a loss's own `name` may be any label; its config keeps it)
+            "loss": None if model.loss is None else {"name": type(model.loss).name, "config": model.loss.get_config()},
             "metrics": [dict({"class": type(m).__name__, "config": m.get_config()},
                              **({"weighted": True} if id(m) in model._weighted_metrics else {}))
                         for m in model.metrics],

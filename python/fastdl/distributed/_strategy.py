@@ -74,6 +74,9 @@ class DataParallel:
             raise NotImplementedError(f"data-parallel fit with a loss of reduction={reduction!r}: fastdl weights "
                                       f"each process's mean loss by its share of the batch, so it takes losses "
                                       f"reduced by 'sum_over_batch_size' (the default)")
+        if getattr(model.loss, "ignore_class", None) is not None:
+            raise NotImplementedError("data-parallel fit with a loss's ignore_class: the mean over the kept targets "
+                                      "needs their count over every process, which fastdl does not gather yet")
         for m in model.metrics:
             if getattr(m, "_state", None) is None:
                 raise TypeError(f"metric {m.name!r} does not declare its state (Metric._state: the names of its "
