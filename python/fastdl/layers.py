@@ -330,11 +330,10 @@ class Dense(Layer):
             op, alpha = act.kernel, act.alpha
         if not self.trainable:
             db = None  # frozen: no weight gradients, only dx for the layers before
-        if op == _IDENTITY:
-            if db is not None:
-                xp.sum(dy, axis=0, out=db)
-        else:
+        if op != _IDENTITY:
             k.bias_activation_backward(op, dy, self._saved, dy, db, alpha)  # dz overwrites dy
+        elif db is not None:  # dz = dy: the kernel only sums the columns (threaded, in double: 3x NumPy's sum)
+            k.bias_activation_backward(op, dy, dy, dy, db, 0.0)
         return dy
 
     def _kernel_matrix(self, arrays=None):
