@@ -279,7 +279,7 @@ def test_embedding_bag_step_matches_torch_and_the_unfused_layers(mask_zero):
     three SGD steps match torch (the mean over the steps whose id is not 0 when mask_zero) and the
     same layers run one by one (a zero activity regularizer on the Embedding keeps them apart)."""
     from fastdl import optimizers, regularizers
-    from fastdl._embedding import FusedEmbeddingMean
+    from fastdl._fusion import FusedEmbeddingMean
     rng = np.random.default_rng(8)
     ids = rng.integers(0, 12, (9, 7))
     ids[0] = 0  # every step padding
@@ -353,6 +353,70 @@ def test_a_text_model_copied_or_unpickled_runs_the_same():
     old.__setstate__(state)
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model)), old):
         np.testing.assert_array_equal(other.predict(ids, verbose=0), want)
+
+
+def _conv_norm_model(fold, last="sigmoid", rank=2):
+    """Conv -> BatchNormalization -> Activation blocks; fold=False puts a zero activity regularizer on
+    the convolutions, which keeps the model from fusing them."""
+    from fastdl import regularizers
+    conv = layers.Conv2D if rank == 2 else layers.Conv1D
+    reg = None if fold else regularizers.L2(0.0)
+    shape = (7, 6, 2) if rank == 2 else (9, 2)
+    stack = [layers.Input(shape), conv(4, 3, padding="same", activity_regularizer=reg),
+             layers.BatchNormalization(momentum=0.5), layers.Activation("relu"),
+             conv(3, 1, activity_regularizer=reg), layers.BatchNormalization(center=False),
+             layers.Flatten(), layers.Dense(8, activation="tanh"),
+             layers.Dense(1, activation="sigmoid")]
+    if rank == 1:  # a model ending in the fused run, its Activation giving the loss its logits
+        stack = [layers.Input(shape), conv(4, 3, activity_regularizer=reg), layers.BatchNormalization(),
+                 layers.Activation("relu"), conv(3, 7, activity_regularizer=reg), layers.BatchNormalization(),
+                 layers.Activation(last)]  # output (batch, 1, 3)
+    model = models.Sequential(stack)
+    model.compile(optimizer="adam", loss="binary_crossentropy" if last == "sigmoid" else "mse")
+    return model
+
+
+@pytest.mark.parametrize("rank,last", [(2, "sigmoid"), (1, "sigmoid"), (1, "gelu")])
+def test_conv_norm_activation_fold_at_inference(rank, last):
+    """Conv -> BatchNormalization -> Activation runs as one step (FusedConvNorm): in training layer by
+    layer (the same bits as unfused), at inference with the moving statistics folded into the
+    convolution's kernel and bias and the activation into its epilogue (float32 rounding apart)."""
+    from fastdl._fusion import FusedConvNorm
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((10,) + ((7, 6, 2) if rank == 2 else (9, 2))).astype(np.float32)
+    y = (rng.random((10, 1) if rank == 2 else (10, 1, 3)) > 0.5).astype(np.float32)
+    folded, plain = _conv_norm_model(True, last, rank), _conv_norm_model(False, last, rank)
+    plain.set_weights(folded.get_weights())
+    assert sum(isinstance(step, FusedConvNorm) for step in folded._run_layers) == 2
+    assert not any(isinstance(step, FusedConvNorm) for step in plain._run_layers)
+    for model in (folded, plain):
+        model.fit(x, y, batch_size=5, epochs=2, shuffle=False, verbose=0)
+    for a, b in zip(folded.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)  # training ran the same layers in the same order
+    assert np.abs(folded.get_weights()[3]).max() > 0  # the moving statistics moved
+    np.testing.assert_allclose(folded.predict(x, verbose=0), plain.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(folded.evaluate(x, y, verbose=0), plain.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
+def test_what_the_conv_norm_fold_leaves_alone():
+    """A convolution with its own activation, a grouped one, or a BatchNormalization not right after
+    it keep their layers; a frozen BatchNormalization still folds (it uses the moving statistics)."""
+    from fastdl._fusion import FusedConvNorm
+
+    def fused(*stack):
+        model = models.Sequential([layers.Input((6, 6, 4))] + list(stack))
+        model.build()
+        model._plan_run()
+        return [type(step).__name__ for step in model._run_layers]
+    assert fused(layers.Conv2D(4, 3, activation="relu"), layers.BatchNormalization()) == \
+        ["Conv2D", "BatchNormalization"]
+    assert fused(layers.Conv2D(4, 3, groups=2), layers.BatchNormalization()) == ["Conv2D", "BatchNormalization"]
+    assert fused(layers.Conv2D(4, 3), layers.Activation("relu"), layers.BatchNormalization()) == \
+        ["Conv2D", "Activation", "BatchNormalization"]
+    assert fused(layers.Conv2D(4, 3), layers.BatchNormalization(), layers.Activation("softmax")) == \
+        ["FusedConvNorm", "Activation"]
+    frozen = layers.BatchNormalization(trainable=False)
+    assert fused(layers.Conv2D(4, 3), frozen) == [FusedConvNorm.__name__]
 
 
 # ---- a whole CNN ----------------------------------------------------------------------------------------

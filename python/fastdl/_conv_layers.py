@@ -95,16 +95,21 @@ class _Conv(Dense):
         return k.reshape(-1, self.filters)
 
     # -- running --------------------------------------------------------------------------------------
-    def forward(self, x, training=False):
+    def _rows(self, x):
+        """The matmul's rows for a batch x: each output position's window (im2col), or for a 1x1
+        convolution with stride 1 the image's pixels themselves."""
         n = len(x)
         image = x.reshape((n,) + self._image)
         if self._pointwise:
-            rows = image.reshape(-1, self._image[-1])
-        else:
-            xp = np if type(x) is np.ndarray else array_module(x)
-            cols = self._buffer("cols", (n,) + self._out + (self._taps * self._image[-1],), xp)
-            _backend.layer_kernel(x, "im2col")(image, cols, *self._geometry)
-            rows = cols.reshape(-1, cols.shape[-1])
+            return image.reshape(-1, self._image[-1])
+        xp = np if type(x) is np.ndarray else array_module(x)
+        cols = self._buffer("cols", (n,) + self._out + (self._taps * self._image[-1],), xp)
+        _backend.layer_kernel(x, "im2col")(image, cols, *self._geometry)
+        return cols.reshape(-1, cols.shape[-1])
+
+    def forward(self, x, training=False):
+        n = len(x)
+        rows = self._rows(x)
         if self.groups == 1:
             y = Dense.forward(self, rows, training)
         else:

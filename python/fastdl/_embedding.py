@@ -11,7 +11,6 @@ import numpy as np
 
 from . import _backend, constraints, initializers, regularizers
 from ._checks import array_module, flag
-from ._pooling_layers import GlobalAveragePooling1D
 from .layers import Layer
 
 
@@ -108,45 +107,3 @@ class Embedding(Layer):
             config["embeddings_constraint"] = constraints.serialize(self.embeddings_constraint)
         return config
 
-
-class FusedEmbeddingMean:
-    """A step of a model's run, not a layer: an Embedding followed by GlobalAveragePooling1D, run as
-    one fused pass (Embedding.bag_forward / bag_backward). The model puts it in place of the pair
-    (fuse_embedding_mean); the two layers keep their weights, configs and places in model.layers.
-    It offers what the model's run asks of a layer: forward, backward, output_mask, the masking
-    and regularizer attributes (the pair has no mask to pass on and no activity regularizer)."""
-    supports_masking = False
-    activity_regularizer = None
-
-    def __init__(self, embedding, pooling):
-        self.embedding, self.pooling = embedding, pooling
-
-    def forward(self, x, training=False):
-        return self.embedding.bag_forward(x)
-
-    def backward(self, dy, need_dx=True):
-        return self.embedding.bag_backward(dy, need_dx)
-
-    def output_mask(self, mask):
-        return None  # the pooling consumed the mask
-
-    def _trained_weights(self):
-        return self.embedding._trained_weights()
-
-
-def fuse_embedding_mean(layers):
-    """The layers as the model runs them: each Embedding directly followed by a GlobalAveragePooling1D
-    over its steps (channels_last, no keepdims, neither with an activity regularizer, the ids 2-D)
-    becomes one FusedEmbeddingMean step."""
-    steps, i = [], 0
-    while i < len(layers):
-        a, b = layers[i], layers[i + 1] if i + 1 < len(layers) else None
-        if (type(a) is Embedding and type(b) is GlobalAveragePooling1D and b.data_format == "channels_last"
-                and not b.keepdims and a.activity_regularizer is None and b.activity_regularizer is None
-                and len(a.input_shape) == 1):
-            steps.append(FusedEmbeddingMean(a, b))
-            i += 2
-        else:
-            steps.append(a)
-            i += 1
-    return steps

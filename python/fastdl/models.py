@@ -30,9 +30,8 @@ import threading
 
 import numpy as np
 
-from . import _device, _training, initializers, losses, metrics as metrics_module, optimizers
+from . import _device, _fusion, _training, initializers, losses, metrics as metrics_module, optimizers
 from ._checks import array_module, on_device
-from ._embedding import fuse_embedding_mean
 from .layers import InputLayer, Layer
 
 
@@ -163,10 +162,10 @@ class Sequential:
     def _plan_run(self):
         """What _forward and the backward run, from the layers as they are now (called at build and
         as each fit / evaluate / predict / call starts: an attribute set after build counts): the
-        layers, with each Embedding + GlobalAveragePooling1D pair as one fused step, and whether a
-        mask (Embedding(mask_zero=True)) is carried along."""
+        layers with some runs fused into one step (_fusion.py), and whether a mask
+        (Embedding(mask_zero=True)) is carried along."""
         self._masking = any(getattr(layer, "mask_zero", False) for layer in self._compute_layers)
-        self._run_layers = fuse_embedding_mean(self._compute_layers)
+        self._run_layers = _fusion.plan(self._compute_layers)
 
     # -- which weights train ---------------------------------------------------------------------
     def _trainable_segments(self):
