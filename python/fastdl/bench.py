@@ -468,6 +468,8 @@ def torch_optimizer_cases(n, shapes):
     cases = []
     configs = [("Adam", dict(lr=1e-3), 28), ("AdamW", dict(lr=1e-3, weight_decay=0.01), 28),
                ("SGD", dict(lr=0.01, momentum=0.9), 20)]
+    # fastdl.torch's other optimizers (torch has a fused CPU step for Adagrad only; foreach for all)
+    configs += [(name, kw, bytes_per) for _, _, _, _, name, kw, bytes_per in ADAPTIVE_OPTIMIZERS if name]
     for label, tensor_shapes in [(f"1x{n / 1e6:g}M", [(n,)]), (f"ResNet-50-like {len(shapes)} tensors", shapes)]:
         for name, kw, bytes_per in configs:
             g = torch.Generator().manual_seed(4)
@@ -481,7 +483,10 @@ def torch_optimizer_cases(n, shapes):
                 ps = [torch.nn.Parameter(t.clone()) for t in base]
                 for p, gr in zip(ps, grads):
                     p.grad = gr
-                impls[impl] = make(ps).step
+                try:
+                    impls[impl] = make(ps).step
+                except TypeError:  # torch.optim.<name> has no fused=
+                    continue
             cases.append(Case(f"fastdl.torch {name}{' momentum' if name == 'SGD' else ''} step {label} f32 "
                               f"({total / 1e6:.1f}M)", bytes_per * total, impls, group="torch optimizer",
                               in_place=True))
