@@ -394,6 +394,12 @@ def test_conv_norm_activation_fold_at_inference(rank, last):
     for a, b in zip(folded.get_weights(), plain.get_weights()):
         np.testing.assert_array_equal(a, b)  # training ran the same layers in the same order
     assert np.abs(folded.get_weights()[3]).max() > 0  # the moving statistics moved
+    # biases, gammas, betas and moving statistics away from their trivial values (a bias before
+    # BatchNormalization barely moves in training; a variance of 1 would hide a missing scale)
+    weights = [rng.uniform(0.5, 1.5, w.shape).astype(np.float32) if w.ndim == 1 else w
+               for w in folded.get_weights()]
+    for model in (folded, plain):
+        model.set_weights(weights)
     np.testing.assert_allclose(folded.predict(x, verbose=0), plain.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(folded.evaluate(x, y, verbose=0), plain.evaluate(x, y, verbose=0), rtol=1e-5)
 
