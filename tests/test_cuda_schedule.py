@@ -79,6 +79,17 @@ def test_adapter_imports_and_says_why_it_cannot_run():
                          0, 0), ValueError, "sizes[0]"),
     (lambda: m.sgd_step("float32", [256], [256], None, [4], np.array([1]), SgdOptions(lr=0.1, clip_coef=object()),
                         0, 0, 0), TypeError, "clip_coef"),
+    # the layer kernels' glue (LayerNorm's and BatchNorm's share their checks)
+    (lambda: m.layer_norm_backward("float32", 256, 256, 0, 0, 256, 0, 0, 0, 4, 8, 0, 0), ValueError,
+     "mean is a null address"),
+    (lambda: m.batch_norm_backward("float64", 256, 256, 0, 256, 260, 0, 0, 0, 4, 8, 0, 0), ValueError,
+     "rstd is not aligned"),
+    (lambda: m.batch_norm("float32", 256, 0, 0, 0, 256, 256, 256, 4, 8, 1e-3, 0, 0), ValueError, "y is a null address"),
+    (lambda: m.layer_norm("float16", 256, 0, 0, 256, 256, 256, 4, 8, 1e-3, 0, 0), TypeError,
+     "the layer kernels take float32 or float64 arrays, got float16"),
+    (lambda: m.embedding_backward("float32", 256, 256, 256, 0, 256, 6, 4, 10, 3, 0, 0), ValueError,
+     "steps must be >= 1 and divide tokens"),
+    (lambda: m.embedding_bag("float32", 0, 256, 256, 256, 2, 3, 10, 4, -1, 0, 0), ValueError, "ids is a null address"),
 ])
 def test_bad_arguments_are_refused_before_cuda(call, error, words):
     with pytest.raises(error, match=re.escape(words)):
@@ -103,6 +114,8 @@ def test_without_a_gpu_calls_raise_runtime_error_naming_the_cuda_error():
         # a device clipping factor: options.clip_coef is then ignored, whatever it is
         lambda: m.adam_step("float32", [256], [256], [256], [256], None, [4], np.array([3]),
                             AdamOptions(lr=0.1, clip_coef=object()), 512, 0, 0),
+        lambda: m.batch_norm_backward("float32", 256, 256, 0, 256, 256, 256, 0, 0, 4, 8, 0, 0),
+        lambda: m.embedding_bag("float32", 256, 256, 256, 256, 2, 3, 10, 4, 0, 0, 0),
     ]
     for call in calls:
         with pytest.raises(RuntimeError, match=r"CUDA error cudaError\w+ \(.+\) in \w+"):
@@ -110,6 +123,72 @@ def test_without_a_gpu_calls_raise_runtime_error_naming_the_cuda_error():
     # empty work queues nothing and touches no CUDA
     m.activation(0, "float32", 0, 0, 0, 0.0, 0, 0)
     m.softmax("float64", 0, 0, 0, 7, True, 0, 0)
+
+
+# ---- the layer kernels' Python glue (fastdl.backends.cuda_layers) on stand-in arrays ---------------
+
+class _DeviceArray:
+    """A stand-in for a CuPy array (its class's module is 'cupy'): a NumPy array's dtype, shape,
+    flags and address, on device 0. The glue checks these and hands the addresses over."""
+
+    def __init__(self, a):
+        self.host = a
+        self.dtype, self.shape, self.ndim, self.size, self.nbytes = a.dtype, a.shape, a.ndim, a.size, a.nbytes
+        self.flags = a.flags
+        self.data = type("Memory", (), {"ptr": a.ctypes.data})()
+        self.device = type("Device", (), {"id": 0, "__enter__": lambda d: d, "__exit__": lambda d, *e: None})()
+
+
+_DeviceArray.__module__ = "cupy"
+
+
+@pytest.fixture
+def glue(monkeypatch):
+    """fastdl.backends.cuda_layers with a module that records each call instead of launching."""
+    from fastdl.backends import cuda_layers
+    calls = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda *args: calls.append((name,) + args)
+    monkeypatch.setattr(cuda_layers, "_m", lambda: Recorder())
+    monkeypatch.setattr(cuda_layers, "_stream", lambda: 0)
+    return cuda_layers, calls
+
+
+def _arrays(*shapes, dtype=np.float32):
+    return [_DeviceArray(np.zeros(s, dtype)) for s in shapes]
+
+
+@pytest.mark.parametrize("kernel, per_row", [("layer_norm_backward", True), ("batch_norm_backward", False)])
+def test_norm_backward_glue_hands_over_the_addresses_and_checks_the_statistics(glue, kernel, per_row):
+    cuda_layers, calls = glue
+    rows, c = 5, 3
+    stat = (rows,) if per_row else (c,)
+    dy, x, gamma, mean, rstd, dx, dgamma = _arrays((rows, c), (rows, c), (c,), stat, stat, (rows, c), (c,))
+    getattr(cuda_layers, kernel)(dy, x, gamma, mean, rstd, dx, dgamma, None)
+    assert calls == [(kernel, "float32", dy.data.ptr, x.data.ptr, gamma.data.ptr, mean.data.ptr, rstd.data.ptr,
+                      dx.data.ptr, dgamma.data.ptr, 0, rows, c, 0, 0)]
+    wrong = _arrays((c,) if per_row else (rows,))[0]
+    with pytest.raises(ValueError, match=re.escape(f"mean must have shape {stat}")):
+        getattr(cuda_layers, kernel)(dy, x, gamma, wrong, rstd, dx, dgamma, None)
+    with pytest.raises(ValueError, match="dgamma must not share memory with gamma"):
+        getattr(cuda_layers, kernel)(dy, x, gamma, mean, rstd, dx, gamma, None)
+    with pytest.raises(TypeError, match="x must be a CuPy array"):
+        getattr(cuda_layers, kernel)(dy, x.host, gamma, mean, rstd, dx, dgamma, None)
+
+
+def test_norm_forward_glue_checks_each_statistic(glue):
+    cuda_layers, calls = glue
+    x, gamma, y, row_stat, col_stat, col_stat2, col_stat3 = _arrays((4, 6), (6,), (4, 6), (4,), (6,), (6,), (6,))
+    cuda_layers.layer_norm(x, gamma, None, y, row_stat, _arrays((4,))[0], 1e-3)
+    cuda_layers.batch_norm(x, gamma, None, x, col_stat, col_stat2, col_stat3, 1e-3)  # y may be x
+    assert [c[0] for c in calls] == ["layer_norm", "batch_norm"]
+    assert calls[1][6:9] == (col_stat.data.ptr, col_stat2.data.ptr, col_stat3.data.ptr)  # mean, var, rstd
+    with pytest.raises(ValueError, match=re.escape("var must have shape (6,)")):
+        cuda_layers.batch_norm(x, gamma, None, y, col_stat, row_stat, col_stat3, 1e-3)
+    with pytest.raises(ValueError, match="mean must not share memory with rstd"):
+        cuda_layers.layer_norm(x, gamma, None, y, row_stat, row_stat, 1e-3)
 
 
 # ---- the chunk schedule -----------------------------------------------------------------------------

@@ -22,14 +22,34 @@ cuda::DType layer_dtype(const std::string& dtype) {
   return dt;
 }
 
-void layer_norm(const std::string& dtype, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, uintptr_t mean,
-                uintptr_t rstd, int64_t rows, int64_t cols, double eps, int device, uintptr_t stream) {
-  cuda::DType dt = layer_dtype(dtype);
+// LayerNorm's and BatchNorm's forward arguments: x and y (rows, cols), gamma and beta (cols,) or absent.
+void check_norm(cuda::DType dt, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, int64_t rows, int64_t cols) {
   const int64_t n = cuda_elements(rows, cols);
   check_address(x, n, dt, "x");
   check_address(gamma, cols, dt, "gamma", true);
   check_address(beta, cols, dt, "beta", true);
   check_address(y, n, dt, "y");
+}
+
+// Their backward arguments, the same for both but for the statistics: `stats` of them, one per row
+// (LayerNorm) or per column (BatchNorm).
+void check_norm_backward(cuda::DType dt, uintptr_t dy, uintptr_t x, uintptr_t gamma, uintptr_t mean, uintptr_t rstd,
+                         uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t cols, int64_t stats) {
+  const int64_t n = cuda_elements(rows, cols);
+  check_address(dy, n, dt, "dy");
+  check_address(x, n, dt, "x");
+  check_address(gamma, cols, dt, "gamma", true);
+  check_address(mean, stats, dt, "mean");
+  check_address(rstd, stats, dt, "rstd");
+  check_address(dx, n, dt, "dx", true);
+  check_address(dgamma, cols, dt, "dgamma", true);
+  check_address(dbeta, cols, dt, "dbeta", true);
+}
+
+void layer_norm(const std::string& dtype, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, uintptr_t mean,
+                uintptr_t rstd, int64_t rows, int64_t cols, double eps, int device, uintptr_t stream) {
+  cuda::DType dt = layer_dtype(dtype);
+  check_norm(dt, x, gamma, beta, y, rows, cols);
   check_address(mean, rows, dt, "mean");
   check_address(rstd, rows, dt, "rstd");
   cuda::Place at = cuda_place(device, stream);
@@ -41,15 +61,7 @@ void layer_norm_backward(const std::string& dtype, uintptr_t dy, uintptr_t x, ui
                          uintptr_t rstd, uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t cols,
                          int device, uintptr_t stream) {
   cuda::DType dt = layer_dtype(dtype);
-  const int64_t n = cuda_elements(rows, cols);
-  check_address(dy, n, dt, "dy");
-  check_address(x, n, dt, "x");
-  check_address(gamma, cols, dt, "gamma", true);
-  check_address(mean, rows, dt, "mean");
-  check_address(rstd, rows, dt, "rstd");
-  check_address(dx, n, dt, "dx", true);
-  check_address(dgamma, cols, dt, "dgamma", true);
-  check_address(dbeta, cols, dt, "dbeta", true);
+  check_norm_backward(dt, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, cols, rows);
   cuda::Place at = cuda_place(device, stream);
   py::gil_scoped_release nogil;
   cuda::layer_norm_backward(dt, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, cols, at);
@@ -58,11 +70,7 @@ void layer_norm_backward(const std::string& dtype, uintptr_t dy, uintptr_t x, ui
 void batch_norm(const std::string& dtype, uintptr_t x, uintptr_t gamma, uintptr_t beta, uintptr_t y, uintptr_t mean,
                 uintptr_t var, uintptr_t rstd, int64_t rows, int64_t cols, double eps, int device, uintptr_t stream) {
   cuda::DType dt = layer_dtype(dtype);
-  const int64_t n = cuda_elements(rows, cols);
-  check_address(x, n, dt, "x");
-  check_address(gamma, cols, dt, "gamma", true);
-  check_address(beta, cols, dt, "beta", true);
-  check_address(y, n, dt, "y");
+  check_norm(dt, x, gamma, beta, y, rows, cols);
   check_address(mean, cols, dt, "mean");
   check_address(var, cols, dt, "var");
   check_address(rstd, cols, dt, "rstd");
@@ -75,15 +83,7 @@ void batch_norm_backward(const std::string& dtype, uintptr_t dy, uintptr_t x, ui
                          uintptr_t rstd, uintptr_t dx, uintptr_t dgamma, uintptr_t dbeta, int64_t rows, int64_t cols,
                          int device, uintptr_t stream) {
   cuda::DType dt = layer_dtype(dtype);
-  const int64_t n = cuda_elements(rows, cols);
-  check_address(dy, n, dt, "dy");
-  check_address(x, n, dt, "x");
-  check_address(gamma, cols, dt, "gamma", true);
-  check_address(mean, cols, dt, "mean");
-  check_address(rstd, cols, dt, "rstd");
-  check_address(dx, n, dt, "dx", true);
-  check_address(dgamma, cols, dt, "dgamma", true);
-  check_address(dbeta, cols, dt, "dbeta", true);
+  check_norm_backward(dt, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, cols, cols);
   cuda::Place at = cuda_place(device, stream);
   py::gil_scoped_release nogil;
   cuda::batch_norm_backward(dt, dy, x, gamma, mean, rstd, dx, dgamma, dbeta, rows, cols, at);

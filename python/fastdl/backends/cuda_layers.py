@@ -62,86 +62,75 @@ def _where(x):
     return x.device.id, _stream()
 
 
-# ---- LayerNorm ------------------------------------------------------------------------------------
+# ---- LayerNorm and BatchNorm ------------------------------------------------------------------------
+
+def _norm_rows(x):
+    """(dtype, rows, C) of a normalization's input x (rows, C)."""
+    dt = _float_dtype("x", x)
+    if x.ndim != 2:
+        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
+    return (dt,) + tuple(x.shape)
+
+
+def _norm_forward(x, gamma, beta, y, stats, per_row):
+    """The forward's checks: gamma, beta (C,) or None, y like x (may be x), the statistics (name,
+    array), one per row (LayerNorm) or per column (BatchNorm), none of them overlapping."""
+    dt, rows, c = _norm_rows(x)
+    stat_shape = (rows,) if per_row else (c,)
+    _check("gamma", gamma, dt, (c,), optional=True)
+    _check("beta", beta, dt, (c,), optional=True)
+    _check("y", y, dt, x.shape)
+    for name, a in stats:
+        _check(name, a, dt, stat_shape)
+    _no_overlap([("y", y, "x")] + [(name, a, None) for name, a in stats], [("x", x), ("gamma", gamma), ("beta", beta)])
+    return dt
+
+
+def _norm_backward(kernel, per_row, dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
+    """LayerNorm's and BatchNorm's backward: the same arguments but for the statistics, one per row
+    (LayerNorm) or per column (BatchNorm)."""
+    dt, rows, c = _norm_rows(x)
+    stat_shape = (rows,) if per_row else (c,)
+    _check("dy", dy, dt, x.shape)
+    _check("gamma", gamma, dt, (c,), optional=True)
+    _check("mean", mean, dt, stat_shape)
+    _check("rstd", rstd, dt, stat_shape)
+    _check("dx", dx, dt, x.shape, optional=True)
+    _check("dgamma", dgamma, dt, (c,), optional=True)
+    _check("dbeta", dbeta, dt, (c,), optional=True)
+    _no_overlap([("dx", dx, "dy"), ("dgamma", dgamma, None), ("dbeta", dbeta, None)],
+                [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("rstd", rstd)])
+    with x.device:
+        getattr(_m(), kernel)(dt.name, dy.data.ptr, x.data.ptr, _ptr(gamma), mean.data.ptr, rstd.data.ptr, _ptr(dx),
+                              _ptr(dgamma), _ptr(dbeta), rows, c, *_where(x))
+
 
 def layer_norm(x, gamma, beta, y, mean, rstd, eps):
     """numpy_layers.layer_norm on the GPU: each row of x (rows, C) normalized; writes y (may be x),
     mean and rstd (rows,)."""
-    dt = _float_dtype("x", x)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
-    rows, c = x.shape
-    _check("gamma", gamma, dt, (c,), optional=True)
-    _check("beta", beta, dt, (c,), optional=True)
-    _check("y", y, dt, x.shape)
-    _check("mean", mean, dt, (rows,))
-    _check("rstd", rstd, dt, (rows,))
-    _no_overlap([("y", y, "x"), ("mean", mean, None), ("rstd", rstd, None)],
-                [("x", x), ("gamma", gamma), ("beta", beta)])
+    dt = _norm_forward(x, gamma, beta, y, [("mean", mean), ("rstd", rstd)], True)
     with x.device:
         _m().layer_norm(dt.name, x.data.ptr, _ptr(gamma), _ptr(beta), y.data.ptr, mean.data.ptr, rstd.data.ptr,
-                        rows, c, float(eps), *_where(x))
+                        x.shape[0], x.shape[1], float(eps), *_where(x))
 
 
 def layer_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     """numpy_layers.layer_norm_backward on the GPU: dx (may be dy), dgamma, dbeta (each None: not computed)."""
-    dt = _float_dtype("x", x)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
-    rows, c = x.shape
-    _check("dy", dy, dt, x.shape)
-    _check("gamma", gamma, dt, (c,), optional=True)
-    _check("mean", mean, dt, (rows,))
-    _check("rstd", rstd, dt, (rows,))
-    _check("dx", dx, dt, x.shape, optional=True)
-    _check("dgamma", dgamma, dt, (c,), optional=True)
-    _check("dbeta", dbeta, dt, (c,), optional=True)
-    _no_overlap([("dx", dx, "dy"), ("dgamma", dgamma, None), ("dbeta", dbeta, None)],
-                [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("rstd", rstd)])
-    with x.device:
-        _m().layer_norm_backward(dt.name, dy.data.ptr, x.data.ptr, _ptr(gamma), mean.data.ptr, rstd.data.ptr,
-                                 _ptr(dx), _ptr(dgamma), _ptr(dbeta), rows, c, *_where(x))
+    _norm_backward("layer_norm_backward", True, dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
 
-
-# ---- BatchNorm ------------------------------------------------------------------------------------
 
 def batch_norm(x, gamma, beta, y, mean, var, rstd, eps):
     """numpy_layers.batch_norm on the GPU: each column of x (M, C) over its rows; writes y (may be x),
     mean, var, rstd (C,)."""
-    dt = _float_dtype("x", x)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
-    rows, c = x.shape
-    _check("gamma", gamma, dt, (c,), optional=True)
-    _check("beta", beta, dt, (c,), optional=True)
-    _check("y", y, dt, x.shape)
-    for name, a in (("mean", mean), ("var", var), ("rstd", rstd)):
-        _check(name, a, dt, (c,))
-    _no_overlap([("y", y, "x"), ("mean", mean, None), ("var", var, None), ("rstd", rstd, None)],
-                [("x", x), ("gamma", gamma), ("beta", beta)])
+    dt = _norm_forward(x, gamma, beta, y, [("mean", mean), ("var", var), ("rstd", rstd)], False)
     with x.device:
         _m().batch_norm(dt.name, x.data.ptr, _ptr(gamma), _ptr(beta), y.data.ptr, mean.data.ptr, var.data.ptr,
-                        rstd.data.ptr, rows, c, float(eps), *_where(x))
+                        rstd.data.ptr, x.shape[0], x.shape[1], float(eps), *_where(x))
 
 
 def batch_norm_backward(dy, x, gamma, mean, rstd, dx, dgamma, dbeta):
     """numpy_layers.batch_norm_backward on the GPU: dx (may be dy), dgamma, dbeta (each None: not written)."""
-    dt = _float_dtype("x", x)
-    if x.ndim != 2:
-        raise ValueError(f"x must be 2-D (rows, C), got shape {x.shape}")
-    rows, c = x.shape
-    _check("dy", dy, dt, x.shape)
-    _check("gamma", gamma, dt, (c,), optional=True)
-    _check("mean", mean, dt, (c,))
-    _check("rstd", rstd, dt, (c,))
-    _check("dx", dx, dt, x.shape, optional=True)
-    _check("dgamma", dgamma, dt, (c,), optional=True)
-    _check("dbeta", dbeta, dt, (c,), optional=True)
-    _no_overlap([("dx", dx, "dy"), ("dgamma", dgamma, None), ("dbeta", dbeta, None)],
-                [("dy", dy), ("x", x), ("gamma", gamma), ("mean", mean), ("rstd", rstd)])
-    with x.device:
-        _m().batch_norm_backward(dt.name, dy.data.ptr, x.data.ptr, _ptr(gamma), mean.data.ptr, rstd.data.ptr,
-                                 _ptr(dx), _ptr(dgamma), _ptr(dbeta), rows, c, *_where(x))
+    _norm_backward("batch_norm_backward", False, dy, x, gamma, mean, rstd, dx, dgamma, dbeta)
 
 
 def channel_affine(x, scale, shift, y):
