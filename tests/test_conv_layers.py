@@ -353,6 +353,8 @@ def test_a_text_model_copied_or_unpickled_runs_the_same():
     old.__setstate__(state)
     for other in (copy.deepcopy(model), pickle.loads(pickle.dumps(model)), old):
         np.testing.assert_array_equal(other.predict(ids, verbose=0), want)
+    with pytest.raises(IndexError, match=r"embedding.*: embedding ids must be in \[0, 12\), got 12..12 \(input_dim\)"):
+        model.predict(np.full((2, 7), 12.0, np.float32), verbose=0)
 
 
 def _conv_norm_model(fold, last="sigmoid", rank=2):

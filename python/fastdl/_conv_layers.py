@@ -142,7 +142,7 @@ class _Conv(Dense):
         """Dense.backward with the grouped matmul: the epilogue's backward (bias gradient), then the
         kernel's gradient and, when need_dx, the im2col rows' gradient (M, kh kw C)."""
         xp = np if type(dy) is np.ndarray else array_module(dy)
-        dz = self._epilogue_backward(dy, xp)
+        dz = self._epilogue_backward(dy)
         r = self._group_rows  # (G, M, kh kw C / G)
         dkernel = self._kernel_matrix(self.gradients) if self.trainable else None
         d_rows = self._buffer("dx", (r.shape[1], r.shape[0] * r.shape[2]), xp) if need_dx else None

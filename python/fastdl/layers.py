@@ -306,7 +306,7 @@ class Dense(Layer):
         if dy.ndim != 2:
             return self._backward_nd(dy, need_dx)
         xp = np if type(dy) is np.ndarray else array_module(dy)
-        dz = self._epilogue_backward(dy, xp)
+        dz = self._epilogue_backward(dy)
         if self.trainable:
             xp.matmul(self._x.T, dz, out=self._kernel_matrix(self.gradients))
         if not need_dx:
@@ -315,7 +315,7 @@ class Dense(Layer):
         xp.matmul(dz, self._kernel_matrix().T, out=dx)
         return dx
 
-    def _epilogue_backward(self, dy, xp):
+    def _epilogue_backward(self, dy):
         """dz = dL/dz from dy = dL/dy (or dL/d(logits)), written over dy and returned; writes the
         bias gradient sum_rows dz unless the layer is frozen."""
         k = _backend.kernels_for(dy)

@@ -14,10 +14,9 @@ import math
 import numpy as np
 
 from . import _files
-from .layers import (Activation, AveragePooling1D, AveragePooling2D, BatchNormalization, Cropping2D, Dense, Dropout,
-                     Embedding, Flatten, GaussianNoise, Identity, InputLayer, LayerNormalization, MaxPooling1D,
-                     MaxPooling2D, Normalization, Reshape, Rescaling, SpatialDropout1D, SpatialDropout2D, UpSampling2D,
-                     ZeroPadding2D)
+from .layers import (Activation, BatchNormalization, Cropping2D, Dense, Dropout, Embedding, Flatten, GaussianNoise,
+                     Identity, InputLayer, LayerNormalization, Normalization, Reshape, Rescaling, SpatialDropout1D,
+                     SpatialDropout2D, UpSampling2D, ZeroPadding2D)
 from ._augment_layers import RandomCrop, _Augmentation
 from ._conv_layers import _Conv
 from ._pooling_layers import _GlobalPooling, _Pooling
