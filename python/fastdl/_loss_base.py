@@ -62,8 +62,45 @@ class KerasReduction:
         if dtype is not None and np.dtype(getattr(dtype, "name", dtype)) != np.float32:
             raise NotImplementedError(f"dtype={dtype!r}: fastdl's losses compute in float32")
 
-    def _reduce(self, values, w):
-        """The reduced loss of the loss values (and per-sample weights): a number, or the values."""
+    def _one_number(self):
+        if self.reduction == "none":
+            raise ValueError(f"{type(self).__name__}(reduction='none') gives one loss per sample: training needs "
+                             f"one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
+
+    def _value_weights(self, keep, w):
+        """Keras's merge of a mask into the sample weights (per loss value): for sum_over_batch_size and
+        mean the kept values weigh (values / kept), so that the mean is over the kept ones; otherwise
+        0 / 1; times each value's sample weight."""
+        weights = keep.astype(np.float64)
+        if self.reduction in ("sum_over_batch_size", "mean"):
+            kept = float(weights.sum())
+            weights *= weights.size / kept if kept else 0.0
+        if w is not None:
+            per_value = w.size == weights.size
+            weights *= w.reshape(weights.shape if per_value else (-1,) + (1,) * (weights.ndim - 1))
+        return weights
+
+    def _divisor(self, weights):
+        """What Keras divides the sum of masked, weighted values by (the mask merged into the weights)."""
+        self._one_number()
+        if self.reduction == "sum":
+            return 1.0
+        if self.reduction == "mean_with_sample_weight":
+            total = float(weights.sum())
+            return total if total else float("inf")  # Keras's divide_no_nan: 0
+        return float(max(weights.size, 1))
+
+    def _values_and_mask(self, y_true, y_pred):
+        """The loss values of a call, and the mask of those kept (None: all)."""
+        return self.per_sample(y_true, y_pred), None
+
+    def _reduce(self, values, w, keep=None):
+        """The reduced loss of the loss values (and per-sample weights, and a mask of the kept
+        values): a number, or the values."""
+        if keep is not None:
+            weights = self._value_weights(keep, w)
+            weighted = values * weights
+            return weighted if self.reduction == "none" else weighted.sum() / self._divisor(weights)
         if w is not None:
             values = values * w.reshape((-1,) + (1,) * (values.ndim - 1))
         if self.reduction == "none":
@@ -78,9 +115,7 @@ class KerasReduction:
     def _scale(self, values, w):
         """The factor from the loss as trained (sum_over_batch_size: sum_i w_i v_i over `values`
         loss values, divided by their number) to this reduction's."""
-        if self.reduction == "none":
-            raise ValueError(f"{type(self).__name__}(reduction='none') gives one loss per sample: training needs "
-                             f"one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
+        self._one_number()
         if self.reduction == "sum":
             return float(values)
         if self.reduction == "mean_with_sample_weight" and w is not None:
@@ -97,7 +132,8 @@ class KerasReduction:
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        out = self._reduce(self.per_sample(y_true, y_pred), w)
+        values, keep = self._values_and_mask(y_true, y_pred)
+        out = self._reduce(values, w, keep)
         return out if self.reduction == "none" else float(out)
 
 

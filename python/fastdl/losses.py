@@ -163,7 +163,7 @@ class SparseCategoricalCrossentropy(KerasReduction, Loss):
         ignored = y == self.ignore_class
         return np.where(ignored, -1, _class_ids(np.where(ignored, 0, y), classes, role))
 
-    def _values(self, y_true, y_pred):
+    def _values_and_mask(self, y_true, y_pred):
         """(loss values, mask of the kept ones or None) for y_pred (batch, ..., classes)."""
         p = _host(y_pred)
         if p.dtype.kind not in "iufb":
@@ -186,16 +186,7 @@ class SparseCategoricalCrossentropy(KerasReduction, Loss):
         return np.where(keep, values, 0.0), (None if self.ignore_class is None else keep)
 
     def per_sample(self, y_true, y_pred):
-        return self._values(y_true, y_pred)[0]
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        values, keep = self._values(y_true, y_pred)
-        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).reshape(-1)
-        if keep is None:
-            out = self._reduce(values, w)
-        else:
-            out = _masked_reduction(values, _value_weights(keep, w, self.reduction), self.reduction)
-        return out if self.reduction == "none" else float(out)
+        return self._values_and_mask(y_true, y_pred)[0]
 
     def prepare_targets(self, y, output_shape):
         if len(output_shape) > 1:  # a class id per position of a (batch, ..., classes) output
@@ -228,9 +219,9 @@ class SparseCategoricalCrossentropy(KerasReduction, Loss):
         rows, ids, g, w = _as_rows(out, y, grad, sample_weight)
         xp = array_module(out)
         keep = ids >= 0
-        weights = _value_weights(keep, w, self.reduction)
+        weights = self._value_weights(keep, w)
         ids = xp.where(keep, ids, 0)
-        divisor = _divisor(weights, self.reduction)
+        divisor = self._divisor(weights)
         if logits or self.from_logits:
             values = xp.empty(len(rows), dtype=np.float64)
             _backend.kernels_for(rows).softmax_cross_entropy(rows, ids, g, 0.0, None, "none", values)
@@ -248,39 +239,6 @@ def _one_hot(ids, rows):
     t = xp.zeros(rows.shape, dtype=np.float32)
     t[xp.arange(len(ids)), ids] = 1
     return t
-
-
-def _value_weights(keep, w, reduction):
-    """Keras's merge of a mask into the sample weights (per loss value): for sum_over_batch_size and
-    mean the kept values weigh (values / kept), so that the mean is over the kept ones; otherwise
-    0 / 1; times each value's sample weight."""
-    weights = keep.astype(np.float64)
-    if reduction in ("sum_over_batch_size", "mean"):
-        kept = float(weights.sum())
-        weights *= weights.size / kept if kept else 0.0
-    if w is not None:
-        weights *= w.reshape((-1,) + (1,) * (weights.ndim - 1)) if w.size != weights.size else w.reshape(weights.shape)
-    return weights
-
-
-def _divisor(weights, reduction):
-    """What Keras divides the sum of weighted values by, the mask merged into the weights."""
-    if reduction == "none":
-        raise ValueError("SparseCategoricalCrossentropy(reduction='none') gives one loss per sample: training needs "
-                         "one number (use 'sum_over_batch_size', 'sum' or 'mean_with_sample_weight')")
-    if reduction == "sum":
-        return 1.0
-    if reduction == "mean_with_sample_weight":
-        total = float(weights.sum())
-        return total if total else float("inf")  # Keras's divide_no_nan: 0
-    return float(max(weights.size, 1))
-
-
-def _masked_reduction(values, weights, reduction):
-    weighted = values * weights
-    if reduction == "none":
-        return weighted
-    return weighted.sum() / _divisor(weights, reduction)
 
 
 def _class_ids(y, classes, role):
